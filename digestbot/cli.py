@@ -1,0 +1,266 @@
+"""`digestbot` subcommands: parse arguments, load settings, hand over to the stage modules.
+
+Each command's handler lives with its stage (`sources.arxiv.cmd_fetch`, `enrich.cmd_score`…)
+and is looked up lazily, so `digestbot --help` stays fast and a stage that has not been built
+yet says so instead of pretending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from digestbot import __version__
+from digestbot.config import Settings, load_settings, render_config
+from digestbot.errors import DigestbotError, UsageError
+from digestbot.store import Store
+
+log = logging.getLogger("digestbot")
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+# command → "module:function"; the modules own their stage's logic.
+HANDLERS: dict[str, str] = {
+    "init": "digestbot.cli:cmd_init",
+    "fetch": "digestbot.sources.arxiv:cmd_fetch",
+    "enrich": "digestbot.enrich:cmd_enrich",
+    "score": "digestbot.enrich:cmd_score",
+    "topics": "digestbot.topics:cmd_topics",
+    "sub add": "digestbot.subscribers:cmd_sub_add",
+    "sub list": "digestbot.subscribers:cmd_sub_list",
+    "sub rm": "digestbot.subscribers:cmd_sub_rm",
+    "preview": "digestbot.digest:cmd_preview",
+    "send": "digestbot.delivery:cmd_send",
+    "once": "digestbot.scheduler:cmd_once",
+    "run": "digestbot.scheduler:cmd_run",
+    "serve": "digestbot.web:cmd_serve",
+    "stats": "digestbot.cli:cmd_stats",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so bad usage is one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _date(value: str) -> str:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 1, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="digestbot",
+        description="arXiv 每日学术速递 — fetch today's arXiv announcement, score it against "
+        "topics, enrich it (Chinese title, summary, institutions) and deliver digests by "
+        "email, Telegram and Slack.",
+    )
+    p.add_argument("--version", action="version", version=f"digestbot {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("init", help="create a commented digestbot.toml and the database")
+    s.add_argument("--config", default=None, help="where to write the file (default: DIGESTBOT_CONFIG or ./digestbot.toml)")
+    s.add_argument("--print", action="store_true", help="print the commented file instead of writing it")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    s = sub.add_parser("fetch", help="ingest today's announcement (listing page, RSS) or saved files")
+    s.add_argument("--feed", action="append", metavar="FILE_OR_URL",
+                   help="ingest a saved RSS/Atom/API/listing file or URL (repeatable; no other network)")
+    s.add_argument("--date", type=_date, help="announcement date to record when the source lacks one")
+    s.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
+                   help="catch up after downtime through the arXiv API")
+    s.add_argument("--no-api", action="store_true", help="skip the API metadata pass")
+
+    s = sub.add_parser("enrich", help="score and enrich papers that a subscriber will receive")
+    s.add_argument("--limit", type=_positive, help="at most N papers")
+    s.add_argument("--all", action="store_true", help="enrich every paper of the day, subscribed or not")
+    s.add_argument("--date", type=_date, help="announcement date (default: latest)")
+    s.add_argument("--offline", action="store_true", help="use the offline scorer, no LLM")
+
+    s = sub.add_parser("score", help="score papers against one topic; JSONL out")
+    s.add_argument("--topic", required=True, help="topic name, alias or slug (e.g. 后训练)")
+    s.add_argument("--jsonl", metavar="FILE", help='score {"id","title","abstract"} lines instead of the store')
+    s.add_argument("--offline", action="store_true", help="force the offline scorer")
+    s.add_argument("--date", type=_date, help="announcement date (default: latest)")
+
+    s = sub.add_parser("topics", help="print the topic catalogue")
+    s.add_argument("--json", action="store_true", help="as JSON")
+
+    s = sub.add_parser("sub", help="manage subscribers")
+    ss = s.add_subparsers(dest="sub_command", metavar="ACTION", parser_class=_Parser)
+    a = ss.add_parser("add", help="add or update a subscriber")
+    who = a.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", metavar="ADDR")
+    who.add_argument("--telegram", metavar="CHAT_ID")
+    who.add_argument("--slack", metavar="CHANNEL_ID")
+    a.add_argument("--slack-webhook", metavar="URL", help="post to an incoming webhook instead of the bot token")
+    a.add_argument("--topic", action="append", required=True, help="topic (repeatable)")
+    a.add_argument("--custom", action="store_true", help="unknown topic names become custom topics")
+    a.add_argument("--threshold", default="60", help="minimum match 0–100 (default 60)")
+    a.add_argument("--tz", default=None, help="IANA time zone (default Asia/Shanghai)")
+    a.add_argument("--at", default=None, metavar="HH:MM", help="local send time (default 08:30)")
+    a.add_argument("--lang", choices=["zh", "en", "both"], default=None)
+    a.add_argument("--max", type=_positive, default=None, help="max papers per digest (default 50)")
+    lst = ss.add_parser("list", help="list subscribers")
+    lst.add_argument("--json", action="store_true")
+    rm = ss.add_parser("rm", help="remove a subscriber")
+    rm.add_argument("id", type=_positive)
+
+    s = sub.add_parser("preview", help="print a subscriber's digest without sending")
+    s.add_argument("--subscriber", type=_positive, required=True, metavar="ID")
+    s.add_argument("--format", choices=["html", "text", "telegram", "slack"], default="text")
+    s.add_argument("--date", type=_date)
+
+    s = sub.add_parser("send", help="deliver due digests")
+    s.add_argument("--now", action="store_true", help="ignore subscribers' send times")
+    s.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
+
+    s = sub.add_parser("once", help="fetch → score → enrich → send --now, then exit (cron-friendly)")
+    s.add_argument("--feed", action="append", metavar="FILE_OR_URL", help="ingest files instead of fetching")
+    s.add_argument("--no-api", action="store_true", help="skip the API metadata pass")
+    s.add_argument("--demo", action="store_true",
+                   help="first-run mode: with no subscribers add a demo one for the default topic; "
+                   "if arXiv is unreachable use the bundled sample announcement")
+
+    s = sub.add_parser("run", help="scheduler + Telegram + Slack + HTTP app, until SIGTERM")
+    s.add_argument("--now", metavar="ISO_TIME", help="start the clock here (testing)")
+    s.add_argument("--speed", type=float, default=1.0, help="clock speed-up factor (testing)")
+
+    s = sub.add_parser("serve", help="the HTTP app alone (unsubscribe, preferences, daily pages)")
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--host", default="127.0.0.1")
+
+    s = sub.add_parser("stats", help="papers, enrichments, tokens, deliveries")
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def _resolve(command: str) -> Handler:
+    target = HANDLERS[command]
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, func_name)
+    except (ImportError, AttributeError) as exc:
+        # Only a missing stage is "not built"; an import error inside a built one is a bug.
+        missing = getattr(exc, "name", None)
+        if missing not in (module_name, func_name, None):
+            raise
+        raise UsageError(f"`digestbot {command}` is not built yet") from None
+
+
+def setup_logging(verbose: bool, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "openai", "telegram", "apscheduler", "arxiv", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record), "level": record.levelname,
+               "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        command = args.command
+        if command == "sub":
+            if args.sub_command is None:
+                raise UsageError("digestbot sub: expected add, list or rm (see `digestbot sub --help`)")
+            command = f"sub {args.sub_command}"
+        setup_logging(args.verbose, args.log_json)
+        handler = _resolve(command)
+        settings = load_settings()
+        return handler(settings, args)
+    except DigestbotError as exc:
+        print(f"digestbot: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    """Write a commented config (with a fresh signing secret) and create the database."""
+    secret = settings.secret.get() if settings.secret else secrets.token_urlsafe(32)
+    text = render_config(secret)
+    if args.print:
+        print(text)
+        return 0
+    path = Path(args.config) if args.config else (settings.config_path or Path("digestbot.toml"))
+    if path.exists() and not args.force:
+        print(f"{path} exists; kept it (use --force to overwrite)")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o600)  # it holds the signing secret
+        print(f"wrote {path}")
+    with Store(settings.db):
+        pass
+    print(f"database ready: {settings.db}")
+    return 0
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    with Store(settings.db) as store:
+        stats = store.stats()
+    llm = stats["llm"]
+    uncached = max(llm["prompt_tokens"] - llm["cached_tokens"], 0)
+    stats["llm"]["cost_usd"] = round(
+        (uncached * settings.llm_price_input + llm["cached_tokens"] * settings.llm_price_cached
+         + llm["completion_tokens"] * settings.llm_price_output) / 1_000_000, 4)
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+        return 0
+    print(f"papers        {stats['papers']}  ({stats['announcement_dates']} announcement days)")
+    print("announcements " + _pairs(stats["announcements"]))
+    print(f"scores        {stats['scores']}")
+    print(f"enriched      {stats['enriched']}")
+    print(f"llm           {llm['calls']} calls, {llm['failures']} failures, "
+          f"{llm['prompt_tokens']} prompt ({llm['cached_tokens']} cached) + "
+          f"{llm['completion_tokens']} completion tokens ≈ ${llm['cost_usd']}")
+    print("subscribers   " + _pairs(stats["subscribers"]))
+    print("deliveries    " + _pairs(stats["deliveries"]))
+    return 0
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"

@@ -1,0 +1,312 @@
+"""Settings from a TOML file and the environment; the environment wins.
+
+Every key has one TOML name (`db`, `smtp_url`, `openai_api_key`…) and one environment name
+(DESIGN.md's table: `DIGESTBOT_DB`, `DIGESTBOT_SMTP_URL`, `OPENAI_API_KEY`…). Unknown TOML keys
+and malformed values are errors that name the key and the expected form, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from digestbot.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A token or password: its repr and str never show the value, so logs cannot leak it."""
+
+    value: str = field(repr=False)
+
+    def get(self) -> str:
+        return self.value
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+def _str(key: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(f"{key}: expected a string, got {raw!r}")
+    return raw.strip()
+
+
+def _opt_str(key: str, raw: Any) -> str | None:
+    value = _str(key, raw)
+    return value or None
+
+
+def _secret(key: str, raw: Any) -> Secret | None:
+    value = _str(key, raw)
+    return Secret(value) if value else None
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def parse(key: str, raw: Any) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{key}: expected a whole number {lo}–{hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key}: expected a whole number {lo}–{hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_min(lo: float) -> Callable[[str, Any], float]:
+    def parse(key: str, raw: Any) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number ≥ {lo}, got {raw!r}") from None
+        if value < lo:
+            raise ConfigError(f"{key}: expected a number ≥ {lo}, got {value}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        value = _str(key, raw)
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            want = " or ".join(f"{s}://…" for s in schemes)
+            raise ConfigError(f"{key}: expected a URL like {want}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _opt_url(*schemes: str) -> Callable[[str, Any], str | None]:
+    strict = _url(*schemes)
+
+    def parse(key: str, raw: Any) -> str | None:
+        return strict(key, raw) if _str(key, raw) else None
+
+    return parse
+
+
+def _smtp_url(key: str, raw: Any) -> Secret | None:
+    # The URL carries the password, so it is kept as a Secret once validated.
+    value = _str(key, raw)
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(
+            f"{key}: expected smtp://user:pass@host:port or smtps://… (?starttls=true), "
+            f"got a value with scheme {parts.scheme!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{key}: the port is not a number 1–65535") from None
+    return Secret(value)
+
+
+def _list(allowed: tuple[str, ...] | None = None, pattern: str | None = None):
+    def parse(key: str, raw: Any) -> list[str]:
+        items = raw if isinstance(raw, list) else str(raw).split(",")
+        values = [str(i).strip() for i in items if str(i).strip()]
+        if not values:
+            raise ConfigError(f"{key}: expected a comma-separated list, got nothing")
+        for v in values:
+            if allowed and v not in allowed:
+                raise ConfigError(f"{key}: {v!r} is not one of {', '.join(allowed)}")
+            if pattern and not re.fullmatch(pattern, v):
+                raise ConfigError(f"{key}: {v!r} is not an arXiv category like cs.CL")
+        return values
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        value = _str(key, raw)
+        if value not in allowed:
+            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _mail(key: str, raw: Any) -> str:
+    value = _str(key, raw)
+    if not re.fullmatch(r"(?:[^<>@\s]+ <)?[^<>@\s]+@[^<>@\s]+>?", value):
+        raise ConfigError(f"{key}: expected an address like digestbot@example.org, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    env: str
+    parse: Callable[[str, Any], Any]
+    default: Any
+    doc: str
+
+
+def _k(name: str, parse: Callable[[str, Any], Any], default: Any, doc: str, env: str = "") -> Key:
+    return Key(name, env or f"DIGESTBOT_{name.upper()}", parse, default, doc)
+
+
+CATEGORY = r"[a-z\-]+(\.[A-Za-z\-]+)?"
+
+# One table drives parsing, the environment names, `init`'s commented file and the README.
+KEYS: tuple[Key, ...] = (
+    _k("db", _str, "var/digestbot.db", "SQLite database"),
+    _k("outbox", _str, "var/outbox", "folder for .eml files when no SMTP is set"),
+    _k("categories", _list(pattern=CATEGORY), ["cs.CL", "cs.AI", "cs.LG"], "arXiv categories"),
+    _k("sources", _list(("listing", "rss")), ["listing", "rss"], "announcement sources, in order"),
+    _k("arxiv_rss_url", _url("http", "https"), "https://rss.arxiv.org/rss/", "RSS base"),
+    _k("arxiv_api_url", _url("http", "https"), "https://export.arxiv.org/api/query", "API query URL"),
+    _k("arxiv_list_url", _url("http", "https"), "https://arxiv.org/list/", "listing pages base"),
+    _k("arxiv_pdf_url", _url("http", "https"), "https://arxiv.org/pdf/", "PDF base"),
+    _k("arxiv_delay", _float_min(0.0), 3.0, "seconds between requests to arXiv (politeness)"),
+    _k("openai_api_key", _secret, None, "LLM API key (unset: offline scorer)", "OPENAI_API_KEY"),
+    _k("openai_base_url", _opt_url("http", "https"), None, "LLM endpoint", "OPENAI_BASE_URL"),
+    _k("llm_model", _str, "gpt-4.1-mini", "LLM model name"),
+    _k("llm_json", _choice("schema", "object", "prompt"), "schema", "JSON mode: schema|object|prompt"),
+    _k("llm_concurrency", _int_in(1, 256), 8, "LLM requests in flight"),
+    _k("llm_price_input", _float_min(0.0), 0.40, "USD per million prompt tokens"),
+    _k("llm_price_cached", _float_min(0.0), 0.10, "USD per million cached prompt tokens"),
+    _k("llm_price_output", _float_min(0.0), 1.60, "USD per million completion tokens"),
+    _k("default_topic", _str, "post-training", "topic of the demo digest on a first run"),
+    _k("secret", _secret, None, "key for signed links (made by `digestbot init`)"),
+    _k("smtp_url", _smtp_url, None, "smtp://user:pass@host:port (unset: outbox folder)"),
+    _k("mail_from", _mail, "digestbot@localhost", "From address"),
+    _k("public_url", _opt_url("http", "https"), None, "base URL for unsubscribe links"),
+    _k("http_port", _int_in(0, 65535), 8080, "port of the HTTP app in run/serve"),
+    _k("telegram_bot_token", _secret, None, "Telegram bot token", "TELEGRAM_BOT_TOKEN"),
+    _k("telegram_api_url", _url("http", "https"), "https://api.telegram.org/bot", "Bot API base"),
+    _k("slack_bot_token", _secret, None, "Slack bot token", "SLACK_BOT_TOKEN"),
+    _k("slack_app_token", _secret, None, "Slack Socket Mode token", "SLACK_APP_TOKEN"),
+    _k("slack_api_url", _url("http", "https"), "https://slack.com/api/", "Slack Web API base"),
+)
+KEYS_BY_NAME = {k.name: k for k in KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str
+    outbox: str
+    categories: list[str]
+    sources: list[str]
+    arxiv_rss_url: str
+    arxiv_api_url: str
+    arxiv_list_url: str
+    arxiv_pdf_url: str
+    arxiv_delay: float
+    openai_api_key: Secret | None
+    openai_base_url: str | None
+    llm_model: str
+    llm_json: str
+    llm_concurrency: int
+    llm_price_input: float
+    llm_price_cached: float
+    llm_price_output: float
+    default_topic: str
+    secret: Secret | None
+    smtp_url: Secret | None
+    mail_from: str
+    public_url: str | None
+    http_port: int
+    telegram_bot_token: Secret | None
+    telegram_api_url: str
+    slack_bot_token: Secret | None
+    slack_app_token: Secret | None
+    slack_api_url: str
+    config_path: Path | None = None
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.openai_api_key)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (DIGESTBOT_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # A [digestbot] table is accepted so the file can share space with other tools.
+    if set(data) == {"digestbot"} and isinstance(data["digestbot"], dict):
+        data = data["digestbot"]
+    unknown = sorted(set(data) - set(KEYS_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)}; "
+            f"known keys are listed by `digestbot init --print`"
+        )
+    return data
+
+
+def config_path(env: Mapping[str, str]) -> Path | None:
+    """DIGESTBOT_CONFIG, else ./digestbot.toml when present."""
+    if env.get("DIGESTBOT_CONFIG"):
+        return Path(env["DIGESTBOT_CONFIG"])
+    default = Path("digestbot.toml")
+    return default if default.exists() else None
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the file named by the environment, then the environment, then overrides."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    file_values = _read_toml(path) if path else {}
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        if key.name in overrides:
+            raw, source = overrides[key.name], key.name
+        elif env.get(key.env) is not None:
+            raw, source = env[key.env], key.env
+        elif key.name in file_values:
+            raw, source = file_values[key.name], f"{key.name} (in {path})"
+        else:
+            values[key.name] = key.default
+            continue
+        values[key.name] = key.parse(source, raw)
+    names = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in names}, config_path=path)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def render_config(secret: str) -> str:
+    """A commented digestbot.toml: every key with its default, unset ones commented out."""
+    lines = [
+        "# digestbot configuration. Environment variables (named on each line) win over this file.",
+        "# Remove the leading '# ' to change a value.",
+        "",
+    ]
+    for key in KEYS:
+        lines.append(f"# {key.doc}  [env: {key.env}]")
+        if key.name == "secret":
+            lines.append(f'secret = "{secret}"')
+        elif key.default is None:
+            lines.append(f'# {key.name} = ""')
+        else:
+            lines.append(f"# {key.name} = {_toml_value(key.default)}")
+        lines.append("")
+    return "\n".join(lines)

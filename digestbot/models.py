@@ -1,0 +1,204 @@
+"""Plain data passed between stages (sources → enrich → digest → render → channels).
+
+Dataclasses rather than dicts so each stage can be read alone and type-checked. The store
+converts them to and from rows; nothing here touches I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AnnounceType = Literal["new", "cross", "replace", "replace-cross"]
+ANNOUNCE_TYPES: tuple[str, ...] = ("new", "cross", "replace", "replace-cross")
+
+# The labels arXivDaily readers know; replace-cross is shown as an update too.
+ANNOUNCE_LABELS_ZH: dict[str, str] = {
+    "new": "新提交",
+    "cross": "交叉列表",
+    "replace": "版本更新",
+    "replace-cross": "版本更新",
+}
+ANNOUNCE_LABELS_EN: dict[str, str] = {
+    "new": "New",
+    "cross": "Cross-list",
+    "replace": "Updated",
+    "replace-cross": "Updated",
+}
+
+Channel = Literal["email", "telegram", "slack"]
+CHANNELS: tuple[str, ...] = ("email", "telegram", "slack")
+Lang = Literal["zh", "en", "both"]
+LANGS: tuple[str, ...] = ("zh", "en", "both")
+SUBSCRIBER_STATUSES: tuple[str, ...] = (
+    "pending",
+    "active",
+    "paused",
+    "unsubscribed",
+    "bounced",
+    "blocked",
+)
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    affiliations: tuple[str, ...] = ()
+
+
+@dataclass
+class Paper:
+    """One arXiv paper at its latest known version. `id` carries no version suffix."""
+
+    id: str
+    version: int
+    title: str
+    abstract: str
+    authors: list[Author] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    primary_category: str | None = None
+    comment: str | None = None
+    journal_ref: str | None = None
+    doi: str | None = None
+    license: str | None = None
+    published: str | None = None
+    updated: str | None = None
+
+    @property
+    def abs_url(self) -> str:
+        return f"https://arxiv.org/abs/{self.id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return f"https://arxiv.org/pdf/{self.id}v{self.version}"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """That `arxiv_id` (at `version`) appeared in the announcement of `date` as `announce_type`."""
+
+    date: str
+    arxiv_id: str
+    announce_type: str
+    version: int
+    source: str
+
+
+@dataclass
+class FeedBatch:
+    """What one source (listing page, RSS, API answer, saved file) yielded."""
+
+    source: str
+    date: str | None
+    papers: list[Paper] = field(default_factory=list)
+    announcements: list[Announcement] = field(default_factory=list)
+    # Set when a source answered but had nothing to announce (weekend, holiday).
+    empty: bool = False
+
+
+@dataclass
+class Topic:
+    slug: str
+    name_zh: str
+    name_en: str
+    description: str
+    categories: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    terms_en: list[str] = field(default_factory=list)
+    terms_zh: list[str] = field(default_factory=list)
+    area: str = ""
+    group: str = ""
+    custom: bool = False
+
+    def display(self, lang: str = "zh") -> str:
+        if lang == "en":
+            return self.name_en
+        return self.name_zh
+
+
+@dataclass(frozen=True)
+class Score:
+    arxiv_id: str
+    version: int
+    topic: str
+    score: int
+    reason: str
+    scorer: str
+
+
+@dataclass(frozen=True)
+class Institution:
+    name: str
+    name_zh: str = ""
+
+
+@dataclass
+class Enrichment:
+    arxiv_id: str
+    version: int
+    title_zh: str = ""
+    summary_zh: str = ""
+    abstract_zh: str = ""
+    institutions: list[Institution] = field(default_factory=list)
+    model: str = "offline"
+    prompt_version: str = ""
+    # English one-liner: the offline summary (first sentence) or the model's.
+    summary_en: str = ""
+
+
+@dataclass
+class Subscriber:
+    id: int
+    channel: str
+    address: str
+    lang: str = "zh"
+    tz: str = "Asia/Shanghai"
+    send_at: str = "08:30"
+    max_papers: int = 50
+    status: str = "active"
+    token: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    status_reason: str | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscriber_id: int
+    topic: str
+    threshold: int = 60
+
+
+@dataclass(frozen=True)
+class TopicHit:
+    topic: str
+    topic_name: str
+    score: int
+    reason: str
+
+
+@dataclass
+class DigestEntry:
+    paper: Paper
+    announcement: Announcement
+    hits: list[TopicHit]
+    enrichment: Enrichment | None = None
+
+    @property
+    def best_score(self) -> int:
+        return max((h.score for h in self.hits), default=0)
+
+
+@dataclass
+class Digest:
+    subscriber: Subscriber
+    date: str
+    topics: list[Topic]
+    entries: list[DigestEntry]
+    # Papers that passed the thresholds but were cut by the subscriber's max ("另有 K 篇").
+    more: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.entries) + self.more

@@ -1,0 +1,294 @@
+"""The one SQLite file: schema, migrations and the queries shared by every stage.
+
+sqlite-utils connections belong to the thread that opened them, so each thread (or the
+asyncio loop's thread) opens its own `Store` on the same path; WAL lets readers and one
+writer work side by side. Multi-row writes go through `db.atomic()` so a failure leaves
+nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from digestbot.models import Announcement, Author, FeedBatch, Paper
+
+migrations = Migrations("digestbot")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["papers"].create(
+        {
+            "id": str, "version": int, "title": str, "abstract": str, "authors": str,
+            "categories": str, "primary_category": str, "comment": str, "journal_ref": str,
+            "doi": str, "license": str, "published": str, "updated": str, "fetched_at": str,
+        },
+        pk="id",
+    )
+    db["announcements"].create(
+        {"date": str, "arxiv_id": str, "announce_type": str, "version": int, "source": str},
+        pk=("date", "arxiv_id"),
+        foreign_keys=[("arxiv_id", "papers", "id")],
+    )
+    db["announcements"].create_index(["arxiv_id"])
+    db["fetch_log"].create(
+        {"id": int, "at": str, "source": str, "date": str, "status": str, "items": int,
+         "detail": str},
+        pk="id",
+    )
+    db["custom_topics"].create(
+        {"slug": str, "text": str, "text_key": str, "created_at": str}, pk="slug"
+    )
+    db["custom_topics"].create_index(["text_key"], unique=True)
+    db["scores"].create(
+        {"arxiv_id": str, "version": int, "topic": str, "score": int, "reason": str,
+         "scorer": str, "created_at": str},
+        pk=("arxiv_id", "version", "topic"),
+    )
+    db["scores"].create_index(["topic", "score"])
+    db["first_pages"].create(
+        {"arxiv_id": str, "version": int, "text": str, "source": str, "fetched_at": str},
+        pk=("arxiv_id", "version"),
+    )
+    db["enrichments"].create(
+        {"arxiv_id": str, "version": int, "prompt_version": str, "model": str,
+         "title_zh": str, "summary_zh": str, "summary_en": str, "abstract_zh": str,
+         "institutions": str, "created_at": str},
+        pk=("arxiv_id", "version", "prompt_version", "model"),
+    )
+    db["llm_calls"].create(
+        {"id": int, "kind": str, "arxiv_id": str, "version": int, "model": str,
+         "prompt_tokens": int, "completion_tokens": int, "cached_tokens": int,
+         "latency_ms": int, "outcome": str, "error": str, "created_at": str},
+        pk="id",
+    )
+    db["subscribers"].create(
+        {"id": int, "channel": str, "address": str, "lang": str, "tz": str, "send_at": str,
+         "max_papers": int, "status": str, "status_reason": str, "token": str,
+         "webhook_url": str, "created_at": str, "updated_at": str},
+        pk="id",
+        not_null={"channel", "address", "status", "token"},
+    )
+    db["subscribers"].create_index(["channel", "address"], unique=True)
+    db["subscribers"].create_index(["token"], unique=True)
+    db["subscriptions"].create(
+        {"subscriber_id": int, "topic": str, "threshold": int, "created_at": str},
+        pk=("subscriber_id", "topic"),
+        foreign_keys=[("subscriber_id", "subscribers", "id")],
+    )
+    db["deliveries"].create(
+        {"id": int, "subscriber_id": int, "digest_date": str, "status": str, "attempts": int,
+         "last_error": str, "message_id": str, "paper_ids": str, "parts_total": int,
+         "parts_sent": int, "thread_ts": str, "next_attempt_at": str, "created_at": str,
+         "updated_at": str, "sent_at": str},
+        pk="id",
+        foreign_keys=[("subscriber_id", "subscribers", "id")],
+    )
+    db["deliveries"].create_index(["subscriber_id", "digest_date"], unique=True)
+    db["deliveries"].create_index(["status"])
+    db["delivery_parts"].create(
+        {"delivery_id": int, "seq": int, "status": str, "external_id": str, "sent_at": str},
+        pk=("delivery_id", "seq"),
+        foreign_keys=[("delivery_id", "deliveries", "id")],
+    )
+    db["delivered_papers"].create(
+        {"subscriber_id": int, "arxiv_id": str, "version": int, "delivery_id": int},
+        pk=("subscriber_id", "arxiv_id"),
+    )
+    db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+class Store:
+    """One connection to the database, migrated on open."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        if self.path != ":memory:":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    # -- papers and announcements -----------------------------------------------------------
+
+    def save_batch(self, batch: FeedBatch) -> dict[str, int]:
+        """Store a source's papers and announcements in one transaction; idempotent.
+
+        Returns counts of papers inserted/updated and announcements added, so callers can
+        say what changed (all zero when the same feed is ingested twice).
+        """
+        counts = {"papers_new": 0, "papers_updated": 0, "announcements_new": 0}
+        with self.db.atomic():
+            for paper in batch.papers:
+                result = self._merge_paper(paper)
+                if result:
+                    counts[result] += 1
+            for ann in batch.announcements:
+                exists = list(self.db.query(
+                    "select 1 from announcements where date = ? and arxiv_id = ?",
+                    [ann.date, ann.arxiv_id],
+                ))
+                if not exists:
+                    self.db["announcements"].insert(asdict(ann))
+                    counts["announcements_new"] += 1
+        return counts
+
+    def _merge_paper(self, paper: Paper) -> str | None:
+        """Insert, or fill/overwrite fields of the stored row; None when nothing changed.
+
+        A later version replaces the text; for the same version the first source wins and
+        later ones only fill gaps (RSS has no comments, the API has affiliations), so a
+        poorer source never blanks a richer one and re-ingesting changes nothing.
+        """
+        row = paper_to_row(paper)
+        try:
+            old = self.db["papers"].get(paper.id)
+        except sqlite_utils.db.NotFoundError:
+            self.db["papers"].insert({**row, "fetched_at": now_iso()})
+            return "papers_new"
+        merged = dict(old)
+        newer = paper.version > (old["version"] or 0)
+        for key, value in row.items():
+            if value in (None, "", "[]"):
+                continue
+            richer_authors = key == "authors" and _has_affiliations(value) and not (
+                _has_affiliations(old[key])
+            )
+            if newer or not old[key] or richer_authors:
+                merged[key] = value
+        if merged == dict(old):
+            return None
+        merged["fetched_at"] = now_iso()
+        self.db["papers"].update(paper.id, merged)
+        return "papers_updated"
+
+    def get_paper(self, arxiv_id: str) -> Paper | None:
+        try:
+            return row_to_paper(self.db["papers"].get(arxiv_id))
+        except sqlite_utils.db.NotFoundError:
+            return None
+
+    def papers(self, ids: Iterable[str]) -> dict[str, Paper]:
+        ids = list(ids)
+        out: dict[str, Paper] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"select * from papers where id in ({marks})", chunk):
+                out[row["id"]] = row_to_paper(row)
+        return out
+
+    def announcements_on(self, date: str) -> list[Announcement]:
+        rows = self.db.query(
+            "select * from announcements where date = ? order by arxiv_id", [date]
+        )
+        return [Announcement(**row) for row in rows]
+
+    def announcement_dates(self) -> list[str]:
+        rows = self.db.query("select distinct date from announcements order by date")
+        return [r["date"] for r in rows]
+
+    def latest_announcement_date(self) -> str | None:
+        dates = self.announcement_dates()
+        return dates[-1] if dates else None
+
+    def log_fetch(self, source: str, date: str | None, status: str, items: int, detail: str = "") -> None:
+        self.db["fetch_log"].insert(
+            {"at": now_iso(), "source": source, "date": date, "status": status,
+             "items": items, "detail": detail[:500]}
+        )
+
+    # -- stats ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The contract's `digestbot stats --json` object."""
+        db = self.db
+
+        def count(sql: str) -> int:
+            return next(iter(db.query(sql)))["n"]
+
+        def by(table: str, col: str) -> dict[str, int]:
+            return {r[col]: r["n"] for r in db.query(
+                f"select {col}, count(*) n from {table} group by {col} order by {col}")}
+
+        llm = next(iter(db.query(
+            "select count(*) calls, coalesce(sum(outcome not in ('ok', 'retried')), 0) failures,"
+            " coalesce(sum(prompt_tokens), 0) prompt_tokens,"
+            " coalesce(sum(completion_tokens), 0) completion_tokens,"
+            " coalesce(sum(cached_tokens), 0) cached_tokens from llm_calls"
+        )))
+        return {
+            "papers": count("select count(*) n from papers"),
+            "announcements": by("announcements", "announce_type"),
+            "announcement_dates": len(self.announcement_dates()),
+            "scores": count("select count(*) n from scores"),
+            "enriched": count(
+                "select count(*) n from (select distinct arxiv_id, version from enrichments)"
+            ),
+            "llm": dict(llm),
+            "subscribers": by("subscribers", "status"),
+            "deliveries": by("deliveries", "status"),
+        }
+
+
+def _has_affiliations(authors_json: str) -> bool:
+    return any(a.get("affiliations") for a in json.loads(authors_json or "[]"))
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def paper_to_row(paper: Paper) -> dict[str, Any]:
+    row = asdict(paper)
+    row["authors"] = json.dumps(
+        [{"name": a.name, "affiliations": list(a.affiliations)} for a in paper.authors],
+        ensure_ascii=False,
+    )
+    row["categories"] = json.dumps(paper.categories)
+    return row
+
+
+def row_to_paper(row: dict[str, Any]) -> Paper:
+    fields = {k: v for k, v in row.items() if k != "fetched_at"}
+    fields["authors"] = [
+        Author(a["name"], tuple(a.get("affiliations") or ()))
+        for a in json.loads(row["authors"] or "[]")
+    ]
+    fields["categories"] = json.loads(row["categories"] or "[]")
+    return Paper(**fields)

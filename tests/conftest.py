@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated environment and settings pointing into a temp folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digestbot.config import Settings, load_settings
+from digestbot.store import Store
+
+TESTS = Path(__file__).parent
+FIXTURES = TESTS / "fixtures"
+SHARED_ARXIV = TESTS.parent.parent / "shared" / "fixtures" / "arxiv"
+
+needs_shared = pytest.mark.skipif(
+    not SHARED_ARXIV.is_dir(), reason="../shared/fixtures/arxiv is absent (fresh clone)"
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test sees the developer's config or keys, and state goes to a temp folder."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("DIGESTBOT_", "OPENAI_", "TELEGRAM_", "SLACK_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGESTBOT_DB", str(tmp_path / "var" / "digestbot.db"))
+    monkeypatch.setenv("DIGESTBOT_OUTBOX", str(tmp_path / "var" / "outbox"))
+    monkeypatch.setenv("DIGESTBOT_ARXIV_DELAY", "0")
+    return tmp_path
+
+
+@pytest.fixture
+def settings(isolated_env: Path) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture
+def store(settings: Settings):
+    s = Store(settings.db)
+    yield s
+    s.close()

@@ -1,0 +1,95 @@
+"""A threaded HTTP server on 127.0.0.1 driven by a plain function, for wire-format fakes.
+
+Each fake (arXiv, OpenAI, Telegram, Slack) is a `handle(request) -> Response` function; the
+server records every request so tests can assert on what the real client libraries sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(self.body.decode()).items()}
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | str = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, **headers: str) -> Response:
+        return cls(status, json.dumps(data), {"Content-Type": "application/json", **headers})
+
+
+Handler = Callable[[Request], Response]
+
+
+class FakeServer:
+    """`with FakeServer(handle) as srv:` → `srv.url` is `http://127.0.0.1:PORT`."""
+
+    def __init__(self, handle: Handler) -> None:
+        self.handle = handle
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class _H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                req = Request(self.command, parts.path, parse_qs(parts.query),
+                              {k.lower(): v for k, v in self.headers.items()}, body)
+                with outer._lock:
+                    outer.requests.append(req)
+                resp = outer.handle(req)
+                if resp.delay:
+                    threading.Event().wait(resp.delay)
+                data = resp.body.encode() if isinstance(resp.body, str) else resp.body
+                self.send_response(resp.status)
+                for k, v in resp.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from digestbot.cli import main
+from digestbot.config import load_settings
+from digestbot.errors import ConfigError
+
+
+def test_defaults_match_design() -> None:
+    s = load_settings({})
+    assert s.db == "var/digestbot.db"
+    assert s.outbox == "var/outbox"
+    assert s.categories == ["cs.CL", "cs.AI", "cs.LG"]
+    assert s.arxiv_rss_url == "https://rss.arxiv.org/rss/"
+    assert s.arxiv_api_url == "https://export.arxiv.org/api/query"
+    assert s.llm_json == "schema" and s.llm_concurrency == 8
+    assert s.mail_from == "digestbot@localhost" and s.http_port == 8080
+    assert not s.llm_enabled
+
+
+def test_environment_wins_over_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('categories = ["cs.CV"]\nllm_concurrency = 4\n')
+    s = load_settings({"DIGESTBOT_CONFIG": str(cfg), "DIGESTBOT_LLM_CONCURRENCY": "2"})
+    assert s.categories == ["cs.CV"]
+    assert s.llm_concurrency == 2
+
+
+def test_unknown_key_is_reported(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('categoris = ["cs.CV"]\n')
+    with pytest.raises(ConfigError, match="unknown key.*categoris"):
+        load_settings({"DIGESTBOT_CONFIG": str(cfg)})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DIGESTBOT_LLM_CONCURRENCY": "abc"}, "DIGESTBOT_LLM_CONCURRENCY: expected a whole number"),
+        ({"DIGESTBOT_LLM_JSON": "yaml"}, "DIGESTBOT_LLM_JSON: expected one of schema, object, prompt"),
+        ({"DIGESTBOT_SMTP_URL": "http://x"}, "DIGESTBOT_SMTP_URL: expected smtp://"),
+        ({"DIGESTBOT_CATEGORIES": "cs.CL,Not A Cat"}, "not an arXiv category"),
+        ({"DIGESTBOT_HTTP_PORT": "70000"}, "0–65535"),
+        ({"DIGESTBOT_MAIL_FROM": "nobody"}, "expected an address"),
+    ],
+)
+def test_bad_values_name_the_key(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_secrets_never_show_in_repr() -> None:
+    s = load_settings({"OPENAI_API_KEY": "sk-supersecret",
+                       "DIGESTBOT_SMTP_URL": "smtp://u:hunter2@mail.example:587"})
+    text = repr(s) + str(s.openai_api_key) + str(s.smtp_url)
+    assert "sk-supersecret" not in text and "hunter2" not in text
+    assert s.openai_api_key and s.openai_api_key.get() == "sk-supersecret"
+
+
+def test_bad_config_value_exits_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "abc")
+    assert main(["stats"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "DIGESTBOT_LLM_CONCURRENCY" in err
+
+
+def test_init_writes_commented_config_that_loads(isolated_env: Path, capsys) -> None:
+    assert main(["init"]) == 0
+    text = (isolated_env / "digestbot.toml").read_text()
+    assert "DIGESTBOT_SMTP_URL" in text and "OPENAI_API_KEY" in text
+    s = load_settings({"DIGESTBOT_CONFIG": str(isolated_env / "digestbot.toml")})
+    assert s.secret and len(s.secret.get()) >= 32
+    assert Path(s.db).exists() or (isolated_env / "var" / "digestbot.db").exists()
+    # a second init keeps the file (and its secret)
+    assert main(["init"]) == 0
+    assert (isolated_env / "digestbot.toml").read_text() == text
+
+
+def test_unbuilt_or_bad_usage_exits_2(capsys) -> None:
+    assert main([]) == 2
+    assert main(["sub"]) == 2
+    assert main(["fetch", "--date", "yesterday"]) == 2
