@@ -20,11 +20,11 @@ run: $(STAMP)
 
 ## Run the whole test suite (pytest exit 5, "no tests collected", counts as failure here)
 test: $(STAMP)
-	$(BIN)/ruff check digestbot tests bench
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check digestbot tests bench
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) var
