@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="scheduler + Telegram + Slack + HTTP app, until SIGTERM")
     s.add_argument("--now", metavar="ISO_TIME", help="start the clock here (testing)")
     s.add_argument("--speed", type=float, default=1.0, help="clock speed-up factor (testing)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address of the HTTP app (0.0.0.0 in a container)")
 
     s = sub.add_parser("serve", help="the HTTP app alone (unsubscribe, preferences, daily pages)")
     s.add_argument("--port", type=int, default=None)
