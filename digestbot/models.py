@@ -198,6 +198,8 @@ class Digest:
     entries: list[DigestEntry]
     # Papers that passed the thresholds but were cut by the subscriber's max ("另有 K 篇").
     more: int = 0
+    # topic slug → the subscriber's threshold, for the footer's "why you get this".
+    thresholds: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
