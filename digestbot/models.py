@@ -106,6 +106,9 @@ class Topic:
     aliases: list[str] = field(default_factory=list)
     terms_en: list[str] = field(default_factory=list)
     terms_zh: list[str] = field(default_factory=list)
+    # Offline-scorer weight per term (3 decisive, 2 strong, 1 supporting, negative for
+    # counter-evidence such as "training-free"); terms and aliases without one weigh 2.
+    term_weights: dict[str, int] = field(default_factory=dict)
     area: str = ""
     group: str = ""
     custom: bool = False
