@@ -1,0 +1,405 @@
+"""Subscribers and their topic subscriptions: store queries, input validation, `digestbot sub`.
+
+The validators are shared by every front door (CLI, Telegram and Slack commands, the web
+preferences page), so a bad time zone gets the same bilingual message wherever it is typed.
+Writes that belong together happen in one transaction: a command with one bad argument
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+from dataclasses import fields
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import email_validator
+
+from digestbot import topics
+from digestbot.config import Settings
+from digestbot.errors import UsageError
+from digestbot.models import CHANNELS, LANGS, SUBSCRIBER_STATUSES, Subscriber, Subscription
+from digestbot.store import Store, now_iso
+
+DEFAULT_THRESHOLD = 60
+DEFAULT_TZ = "Asia/Shanghai"
+DEFAULT_SEND_AT = "08:30"
+DEFAULT_LANG = "zh"
+DEFAULT_MAX_PAPERS = 50
+MAX_PAPERS_LIMIT = 500
+
+_SETTINGS_FIELDS = ("tz", "send_at", "lang", "max_papers", "address", "webhook_url")
+
+# What people type for a language, in either language.
+_LANG_ALIASES = {
+    "zh": "zh", "cn": "zh", "zh-cn": "zh", "chinese": "zh", "中文": "zh",
+    "en": "en", "english": "en", "英文": "en",
+    "both": "both", "bilingual": "both", "双语": "both", "中英": "both",
+}
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def validate_email(addr: str) -> str:
+    """The normalized address, lower-cased; no DNS lookups.
+
+    Local parts are case-sensitive on paper but not at any real provider, and people type
+    Alice@ one day and alice@ the next: lower-casing keeps them one subscriber.
+    """
+    try:
+        return email_validator.validate_email(
+            addr.strip(), check_deliverability=False
+        ).normalized.lower()
+    except email_validator.EmailNotValidError as exc:
+        raise UsageError(f"邮箱地址无效 / invalid email address {addr!r}: {exc}") from None
+
+
+def validate_threshold(raw: str | int) -> int:
+    """0–100; "75" and "75%" are accepted, "abc", "60.5" and "200" are not."""
+    text = str(raw).strip().removesuffix("%").strip()
+    if not re.fullmatch(r"\d{1,3}", text) or int(text) > 100:
+        raise UsageError(
+            f"阈值必须是 0–100 的整数 / threshold must be a whole number 0–100: {str(raw)!r}"
+        )
+    return int(text)
+
+
+def validate_tz(raw: str) -> str:
+    """An IANA time zone name such as Asia/Shanghai or Europe/Berlin."""
+    name = raw.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"未知时区 / unknown time zone {raw!r}: use an IANA name such as "
+            "Asia/Shanghai, Europe/Berlin or America/New_York"
+        ) from None
+    return name
+
+
+def validate_time(raw: str) -> str:
+    """A local send time "HH:MM" (24-hour), normalized to two digits each ("8:05" → "08:05")."""
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", raw.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise UsageError(f"时间格式应为 HH:MM (00:00–23:59) / time must be HH:MM, 00:00–23:59: {raw!r}")
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+def validate_lang(raw: str) -> str:
+    """zh, en or both (also 中文 / english / 双语 …)."""
+    lang = _LANG_ALIASES.get(raw.strip().lower())
+    if lang is None:
+        raise UsageError(f"语言应为 zh、en 或 both / language must be zh, en or both: {raw!r}")
+    return lang
+
+
+def validate_max_papers(raw: str | int) -> int:
+    text = str(raw).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAPERS_LIMIT:
+        raise UsageError(
+            f"每期篇数应为 1–{MAX_PAPERS_LIMIT} 的整数 / "
+            f"max papers must be a whole number 1–{MAX_PAPERS_LIMIT}: {str(raw)!r}"
+        )
+    return int(text)
+
+
+def validate_address(channel: str, raw: str) -> str:
+    """An email address, a Telegram chat id (or @channel) or a Slack channel id."""
+    value = raw.strip()
+    if channel == "email":
+        return validate_email(value)
+    if channel == "telegram":
+        if re.fullmatch(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}", value):
+            return value
+        raise UsageError(
+            f"Telegram chat id 应为数字或 @频道名 / a Telegram chat id is a number or @channel: {raw!r}"
+        )
+    if channel == "slack":
+        if re.fullmatch(r"[CGDU][A-Z0-9]{6,}", value):
+            return value
+        raise UsageError(
+            f"Slack 频道 ID 形如 C0123456789 / a Slack channel id looks like C0123456789: {raw!r}"
+        )
+    raise UsageError(f"未知渠道 / unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
+
+
+def validate_webhook_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        # The URL is a credential: name the problem, not the value.
+        raise UsageError("Slack webhook 应为 https:// 地址 / a Slack webhook must be an https:// URL")
+    return raw.strip()
+
+
+def _check_status(status: str) -> str:
+    if status not in SUBSCRIBER_STATUSES:
+        raise UsageError(f"未知状态 / unknown status {status!r}: use one of {', '.join(SUBSCRIBER_STATUSES)}")
+    return status
+
+
+# -- store queries ----------------------------------------------------------------------------
+
+
+_SUBSCRIBER_FIELDS = frozenset(f.name for f in fields(Subscriber))
+
+
+def _row_to_subscriber(row: dict[str, Any]) -> Subscriber:
+    # Only the dataclass's fields: a later migration may add columns.
+    return Subscriber(**{k: v for k, v in row.items() if k in _SUBSCRIBER_FIELDS})
+
+
+def get(store: Store, id: int) -> Subscriber | None:
+    rows = list(store.db.query("select * from subscribers where id = ?", [id]))
+    return _row_to_subscriber(rows[0]) if rows else None
+
+
+def by_token(store: Store, token: str) -> Subscriber | None:
+    """The subscriber holding this unsubscribe token; the web compares in constant time."""
+    if not token:
+        return None
+    rows = list(store.db.query("select * from subscribers where token = ?", [token]))
+    return _row_to_subscriber(rows[0]) if rows else None
+
+
+def by_address(store: Store, channel: str, address: str) -> Subscriber | None:
+    rows = list(store.db.query(
+        "select * from subscribers where channel = ? and address = ?", [channel, address]
+    ))
+    return _row_to_subscriber(rows[0]) if rows else None
+
+
+def list_all(store: Store, statuses: tuple[str, ...] | None = None) -> list[Subscriber]:
+    if statuses is None:
+        rows = store.db.query("select * from subscribers order by id")
+    else:
+        marks = ",".join("?" * len(statuses))
+        rows = store.db.query(
+            f"select * from subscribers where status in ({marks}) order by id", list(statuses)
+        )
+    return [_row_to_subscriber(r) for r in rows]
+
+
+def subscriptions(store: Store, subscriber_id: int) -> list[Subscription]:
+    rows = store.db.query(
+        "select subscriber_id, topic, threshold from subscriptions where subscriber_id = ?"
+        " order by rowid",  # the order they were subscribed in
+        [subscriber_id],
+    )
+    return [Subscription(**r) for r in rows]
+
+
+def set_subscription(store: Store, subscriber_id: int, topic: str, threshold: int) -> None:
+    """Subscribe to `topic` (a slug) or change its threshold; keeps the original created_at."""
+    threshold = validate_threshold(threshold)
+    store.db.execute(
+        "insert into subscriptions (subscriber_id, topic, threshold, created_at)"
+        " values (?, ?, ?, ?) on conflict (subscriber_id, topic)"
+        " do update set threshold = excluded.threshold",
+        [subscriber_id, topic, threshold, now_iso()],
+    )
+    _touch(store, subscriber_id)
+
+
+def remove_subscription(store: Store, subscriber_id: int, topic: str | None) -> int:
+    """Unsubscribe from one topic, or from all when `topic` is None; returns rows removed."""
+    if topic is None:
+        cursor = store.db.execute("delete from subscriptions where subscriber_id = ?", [subscriber_id])
+    else:
+        cursor = store.db.execute(
+            "delete from subscriptions where subscriber_id = ? and topic = ?", [subscriber_id, topic]
+        )
+    _touch(store, subscriber_id)
+    return cursor.rowcount
+
+
+def set_status(store: Store, id: int, status: str, reason: str | None = None) -> None:
+    store.db["subscribers"].update(
+        id, {"status": _check_status(status), "status_reason": reason, "updated_at": now_iso()}
+    )
+
+
+def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
+    """Change tz, send_at, lang, max_papers, address or webhook_url; values are validated."""
+    unknown = sorted(set(fields) - set(_SETTINGS_FIELDS))
+    if unknown:
+        raise TypeError(f"update_settings: unknown field(s) {', '.join(unknown)}")
+    current = get(store, id)
+    if current is None:
+        raise UsageError(f"没有编号为 {id} 的订阅者 / no subscriber #{id}")
+    validators = {
+        "tz": validate_tz, "send_at": validate_time, "lang": validate_lang,
+        "max_papers": validate_max_papers, "webhook_url": validate_webhook_url,
+        "address": lambda v: validate_address(current.channel, v),
+    }
+    values = {k: validators[k](v) for k, v in fields.items() if v is not None}
+    if "address" in values:
+        other = by_address(store, current.channel, values["address"])
+        if other is not None and other.id != id:
+            raise UsageError(
+                f"该地址已被订阅者 #{other.id} 使用 / that address belongs to subscriber #{other.id}"
+            )
+    if values:
+        store.db["subscribers"].update(id, {**values, "updated_at": now_iso()})
+    return get(store, id)  # type: ignore[return-value]
+
+
+def add_or_update(
+    store: Store,
+    *,
+    channel: str,
+    address: str,
+    topics: list[str],
+    threshold: int = DEFAULT_THRESHOLD,
+    tz: str | None = None,
+    send_at: str | None = None,
+    lang: str | None = None,
+    max_papers: int | None = None,
+    webhook_url: str | None = None,
+    status: str = "active",
+) -> Subscriber:
+    """Create a subscriber, or update the one with this (channel, address), and subscribe topics.
+
+    `topics` are slugs; each is (re)subscribed at `threshold`, other subscriptions are kept.
+    Settings left as None keep their stored value (or the default for a new subscriber); the
+    token of an existing subscriber never changes, so links in old emails keep working.
+    Callers validate user input with the validate_* functions first.
+    """
+    if channel not in CHANNELS:
+        raise UsageError(f"未知渠道 / unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
+    if lang is not None and lang not in LANGS:
+        raise UsageError(f"语言应为 zh、en 或 both / language must be zh, en or both: {lang!r}")
+    _check_status(status)
+    threshold = validate_threshold(threshold)
+    now = now_iso()
+    settings = {"tz": tz, "send_at": send_at, "lang": lang, "max_papers": max_papers,
+                "webhook_url": webhook_url}
+    with store.db.atomic():
+        existing = by_address(store, channel, address)
+        if existing is None:
+            defaults = {"tz": DEFAULT_TZ, "send_at": DEFAULT_SEND_AT, "lang": DEFAULT_LANG,
+                        "max_papers": DEFAULT_MAX_PAPERS, "webhook_url": None}
+            row = {k: settings[k] if settings[k] is not None else v for k, v in defaults.items()}
+            sub_id = store.db["subscribers"].insert({
+                "channel": channel, "address": address, **row, "status": status,
+                "status_reason": None, "token": secrets.token_urlsafe(32),
+                "created_at": now, "updated_at": now,
+            }).last_pk
+        else:
+            sub_id = existing.id
+            changes = {k: v for k, v in settings.items() if v is not None}
+            if status != existing.status:
+                changes.update(status=status, status_reason=None)
+            store.db["subscribers"].update(sub_id, {**changes, "updated_at": now})
+        for slug in topics:
+            set_subscription(store, sub_id, slug, threshold)
+    return get(store, sub_id)  # type: ignore[return-value]
+
+
+def remove(store: Store, id: int) -> bool:
+    """Delete a subscriber with everything that refers to it; False when there was none."""
+    with store.db.atomic():
+        if get(store, id) is None:
+            return False
+        store.db.execute(
+            "delete from delivery_parts where delivery_id in"
+            " (select id from deliveries where subscriber_id = ?)", [id]
+        )
+        for table in ("deliveries", "delivered_papers", "subscriptions"):
+            store.db.execute(f"delete from {table} where subscriber_id = ?", [id])
+        store.db.execute("delete from subscribers where id = ?", [id])
+    return True
+
+
+def _touch(store: Store, subscriber_id: int) -> None:
+    store.db.execute("update subscribers set updated_at = ? where id = ?", [now_iso(), subscriber_id])
+
+
+# -- digestbot sub add / list / rm ------------------------------------------------------------
+
+
+def cmd_sub_add(settings: Settings, args: argparse.Namespace) -> int:
+    channel, raw_address = next(
+        (c, getattr(args, c)) for c in CHANNELS if getattr(args, c, None) is not None
+    )
+    # Everything is validated before the first write.
+    address = validate_address(channel, raw_address)
+    threshold = validate_threshold(args.threshold)
+    tz = validate_tz(args.tz) if args.tz is not None else None
+    send_at = validate_time(args.at) if args.at is not None else None
+    lang = validate_lang(args.lang) if args.lang is not None else None
+    max_papers = validate_max_papers(args.max) if args.max is not None else None
+    webhook = args.slack_webhook
+    if webhook is not None:
+        if channel != "slack":
+            raise UsageError("--slack-webhook 只能与 --slack 一起用 / --slack-webhook needs --slack")
+        webhook = validate_webhook_url(webhook)
+    with Store(settings.db) as store:
+        known = {name: topics.lookup(name, store) for name in args.topic}
+        unknown = [name for name, topic in known.items() if topic is None]
+        if unknown and not args.custom:
+            raise UsageError(topics.unknown_topic_message(unknown[0]) + ";或加 --custom 作为自定义主题 / "
+                             "or add --custom to make it a custom topic")
+        existed = by_address(store, channel, address) is not None
+        with store.db.atomic():
+            slugs = [
+                (topic or topics.custom_topic(store, name)).slug for name, topic in known.items()
+            ]
+            sub = add_or_update(
+                store, channel=channel, address=address, topics=list(dict.fromkeys(slugs)),
+                threshold=threshold, tz=tz, send_at=send_at, lang=lang, max_papers=max_papers,
+                webhook_url=webhook,
+            )
+        subs = subscriptions(store, sub.id)
+    verb = "已更新 / updated" if existed else "已添加 / added"
+    print(f"{verb} subscriber #{sub.id}: {sub.channel} {sub.address} — "
+          f"{_topics_summary(subs)}; {sub.lang}, {sub.send_at} {sub.tz}, max {sub.max_papers}")
+    return 0
+
+
+def _topics_summary(subs: list[Subscription]) -> str:
+    return ", ".join(f"{s.topic} ≥{s.threshold}" for s in subs) or "-"
+
+
+def subscriber_json(sub: Subscriber, subs: list[Subscription]) -> dict[str, Any]:
+    """A subscriber for `sub list --json`; the token and webhook URL are secrets and left out."""
+    return {
+        "id": sub.id, "channel": sub.channel, "address": sub.address, "status": sub.status,
+        "status_reason": sub.status_reason, "lang": sub.lang, "tz": sub.tz,
+        "send_at": sub.send_at, "max_papers": sub.max_papers,
+        "webhook": bool(sub.webhook_url), "created_at": sub.created_at,
+        "updated_at": sub.updated_at,
+        "topics": [{"topic": s.topic, "threshold": s.threshold} for s in subs],
+    }
+
+
+def cmd_sub_list(settings: Settings, args: argparse.Namespace) -> int:
+    with Store(settings.db) as store:
+        rows = [(s, subscriptions(store, s.id)) for s in list_all(store)]
+    if args.json:
+        print(json.dumps([subscriber_json(s, subs) for s, subs in rows], ensure_ascii=False, indent=2))
+        return 0
+    if not rows:
+        print("还没有订阅者 / no subscribers yet: add one with `digestbot sub add --email ADDR --topic 后训练`")
+        return 0
+    table = [("id", "channel", "address", "status", "lang", "send at", "max", "topics")]
+    table += [
+        (str(s.id), s.channel, s.address, s.status, s.lang, f"{s.send_at} {s.tz}",
+         str(s.max_papers), _topics_summary(subs))
+        for s, subs in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return 0
+
+
+def cmd_sub_rm(settings: Settings, args: argparse.Namespace) -> int:
+    with Store(settings.db) as store:
+        if not remove(store, args.id):
+            raise UsageError(f"没有编号为 {args.id} 的订阅者 / no subscriber #{args.id} (see `digestbot sub list`)")
+    print(f"已删除 / removed subscriber #{args.id}")
+    return 0
