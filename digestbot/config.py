@@ -195,6 +195,8 @@ KEYS: tuple[Key, ...] = (
     _k("slack_bot_token", _secret, None, "Slack bot token", "SLACK_BOT_TOKEN"),
     _k("slack_app_token", _secret, None, "Slack Socket Mode token", "SLACK_APP_TOKEN"),
     _k("slack_api_url", _url("http", "https"), "https://slack.com/api/", "Slack Web API base"),
+    _k("slack_mode", _choice("thread", "sequential"), "thread",
+       "long Slack digests: thread replies under a summary, or sequential messages"),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
@@ -229,6 +231,7 @@ class Settings:
     slack_bot_token: Secret | None
     slack_app_token: Secret | None
     slack_api_url: str
+    slack_mode: str
     config_path: Path | None = None
 
     @property
