@@ -181,6 +181,7 @@ def test_css_is_inlined_and_email_safe() -> None:
     styles = re.findall(r"<style>(.*?)</style>", html, re.S)
     assert styles and all(s.strip().startswith("@media") for s in styles)
     assert "<link" not in html and "<script" not in html
+    assert html.count("<!--[if mso]>") == 2  # Outlook gets a fixed-width column
 
 
 def test_fifty_long_papers_stay_under_the_budget_with_footer() -> None:
