@@ -41,6 +41,19 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def wait_turn(delay: float) -> None:
+    """Block until `delay` seconds have passed since the process's last request to arXiv.
+
+    Shared by PoliteClient and the `arxiv` package's session, so both count against one budget.
+    """
+    global _last_request
+    with _lock:
+        pause = _last_request + delay - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        _last_request = time.monotonic()
+
+
 class PoliteClient:
     """Throttled, retrying GETs. Blocking: call from a thread in async code."""
 
@@ -58,7 +71,8 @@ class PoliteClient:
         self.max_wait = max_wait
         self._client = httpx.Client(
             headers={"User-Agent": USER_AGENT},
-            timeout=timeout,
+            # A dead or unresolvable host should be known in seconds, a slow page waited for.
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,
             limits=httpx.Limits(max_connections=1),
             transport=transport,
@@ -74,12 +88,7 @@ class PoliteClient:
         self.close()
 
     def _wait_turn(self) -> None:
-        global _last_request
-        with _lock:
-            pause = _last_request + self.delay - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            _last_request = time.monotonic()
+        wait_turn(self.delay)
 
     def get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
         """GET with politeness and retries; returns the final response, errors or not.
@@ -94,7 +103,10 @@ class PoliteClient:
             except httpx.TransportError as exc:
                 pause = min(2.0**attempt, 30.0)
                 reason = f"{type(exc).__name__}: {exc}"
-                if attempt == self.attempts or waited + pause > self.max_wait:
+                # DNS failure or refused connection: no network or a wrong URL, which waiting
+                # will not fix within one fetch (the scheduler tries again in minutes).
+                fatal = isinstance(exc, httpx.ConnectError)
+                if fatal or attempt == self.attempts or waited + pause > self.max_wait:
                     raise NetworkError(f"cannot reach {_host(url)} ({reason})") from None
             else:
                 if response.status_code not in RETRY_STATUSES or attempt == self.attempts:

@@ -1,0 +1,461 @@
+"""`digestbot fetch`: tonight's arXiv announcement into the store.
+
+Sources, earliest first (DESIGN.md, "Facts to respect"): the listing pages `/list/{cat}/new`
+turn over at 20:00 ET, the RSS feed only at midnight ET, the API index later still. So a fetch
+asks the listing first, then RSS (both configurable in `sources`), and lets the API fill what
+neither carries (comments, DOI, affiliations, dates). Each source's batch is stored in one
+transaction; a source that fails leaves the store as it was and the next source is tried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import arxiv
+import requests
+
+from digestbot import USER_AGENT
+from digestbot.clock import announcement_date, expected_announcement_date, next_fetch_time
+from digestbot.config import Settings
+from digestbot.errors import DigestbotError, FeedError, NetworkError, UsageError
+from digestbot.models import ANNOUNCE_LABELS_ZH, ANNOUNCE_TYPES, Author, FeedBatch, Paper
+from digestbot.sources import parsers
+from digestbot.sources.http import PoliteClient, wait_turn
+from digestbot.store import Store
+
+log = logging.getLogger(__name__)
+
+SAMPLE_FEED: Path = Path(__file__).resolve().parent.parent / "data" / "sample-announcement.xml"
+
+API_BATCH = 100  # ids per API request (arXiv's guidance for id_list queries)
+API_TIMEOUT = 30.0
+# arXiv's submission deadline is 14:00 ET, six hours before the 20:00 announcement.
+_DEADLINE_LEAD = timedelta(hours=6)
+
+
+@dataclass
+class FetchResult:
+    """What one `fetch` did; `message` is the one line shown to people."""
+
+    status: str  # "ok" | "empty" | "stale"
+    date: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+    new_announcements: int = 0
+    source: str = ""
+    message: str = ""
+
+
+# -- the public entry point ---------------------------------------------------------------
+
+
+def fetch(settings: Settings, store: Store, *, feeds: list[str] | None = None,
+          date: str | None = None, no_api: bool = False, since: str | None = None,
+          now: datetime | None = None) -> FetchResult:
+    """Ingest saved files (`feeds`), catch up through the API (`since`), or fetch tonight's batch.
+
+    Raises NetworkError when arXiv cannot be reached and FeedError when what came back cannot
+    be parsed; in both cases nothing of that source was stored.
+    """
+    now = now or datetime.now(UTC)
+    if feeds:
+        return _ingest_files(settings, store, feeds, date)
+    if since:
+        return _catch_up(settings, store, since, now)
+    return _fetch_tonight(settings, store, date=date, no_api=no_api, now=now)
+
+
+def _ingest_files(settings: Settings, store: Store, feeds: list[str], date: str | None) -> FetchResult:
+    results = []
+    with PoliteClient(settings.arxiv_delay) as client:
+        for location in feeds:
+            data = _read(location, client)
+            batch = parsers.parse_any(data, date=date, categories=settings.categories,
+                                      name=Path(location).name or location)
+            results.append(_store(store, batch, batch.source))
+    return _combine(results)
+
+
+def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api: bool,
+                   now: datetime) -> FetchResult:
+    """Sources in order; stop at the first that brought something new.
+
+    At 20:00 ET the listing has the batch and RSS would still serve yesterday's; after midnight
+    the listing adds nothing new and RSS confirms (and fills any gaps).
+    """
+    expected = expected_announcement_date(now)
+    results: list[FetchResult] = []
+    errors: list[DigestbotError] = []
+    fetchers: dict[str, Callable[[PoliteClient], FeedBatch]] = {
+        "listing": lambda c: _fetch_listing(settings, c, date),
+        "rss": lambda c: _fetch_rss(settings, c, date),
+    }
+    with PoliteClient(settings.arxiv_delay) as client:
+        for name in settings.sources:
+            try:
+                batch = fetchers[name](client)
+            except DigestbotError as exc:
+                log.warning("%s failed: %s", name, exc)
+                store.log_fetch(name, None, "error", 0, str(exc))
+                errors.append(exc)
+                continue
+            if _is_stale(store, batch, expected):
+                result = _stale(store, batch)
+            else:
+                if not no_api and batch.papers:
+                    batch = api_fill(settings, store, batch)
+                batch = resolve_versions(store, batch)
+                result = _store(store, batch, name)
+            results.append(result)
+            if result.status == "ok" and result.new_announcements:
+                break
+    if not results:
+        raise _worst(errors)
+    return _combine(results)
+
+
+def _worst(errors: list[DigestbotError]) -> DigestbotError:
+    # A parse failure is a bug or a format change and must not hide behind "offline".
+    feed_errors = [e for e in errors if isinstance(e, FeedError)]
+    if feed_errors:
+        return feed_errors[0]
+    return NetworkError(f"arXiv unreachable / 无法访问 arXiv: {errors[0]}")
+
+
+# -- sources ------------------------------------------------------------------------------
+
+
+def _get(client: PoliteClient, url: str, params: dict[str, str] | None = None) -> bytes:
+    response = client.get(url, params=params)
+    if response.status_code >= 500 or response.status_code == 429:
+        raise NetworkError(f"{url} answered HTTP {response.status_code} after retries")
+    if response.status_code != 200:
+        raise FeedError(f"{url} answered HTTP {response.status_code} instead of a feed")
+    return response.content
+
+
+def _read(location: str, client: PoliteClient) -> bytes:
+    if location.startswith(("http://", "https://")):
+        return _get(client, location)
+    path = Path(location)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"--feed {location}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"--feed {location}: cannot read it ({exc.strerror})") from None
+
+
+def _fetch_listing(settings: Settings, client: PoliteClient, date: str | None) -> FeedBatch:
+    """One `/list/{cat}/new` page per category, merged into one batch."""
+    batches = []
+    for cat in settings.categories:
+        data = _get(client, f"{settings.arxiv_list_url}{cat}/new", {"skip": "0", "show": "2000"})
+        batches.append(parsers.parse_listing(data, date=date, categories=settings.categories))
+    dates = {b.date for b in batches if not b.empty}
+    if len(dates) > 1:
+        raise FeedError(f"listing pages disagree on the date ({', '.join(sorted(dates))}); "
+                        "arXiv is turning over, try again in a minute")
+    papers = {p.id: p for b in batches for p in b.papers}
+    anns = parsers.dedupe(a for b in batches for a in b.announcements)
+    return FeedBatch("listing", dates.pop() if dates else batches[0].date, list(papers.values()),
+                     anns, empty=not papers)
+
+
+def _fetch_rss(settings: Settings, client: PoliteClient, date: str | None) -> FeedBatch:
+    # One request for every category: arXiv's feed takes them `+`-joined.
+    data = _get(client, settings.arxiv_rss_url + "+".join(settings.categories))
+    return parsers.parse_any(data, date=date, categories=settings.categories, name="RSS feed")
+
+
+# -- the API (arxiv package) --------------------------------------------------------------
+
+
+class _PoliteSession(requests.Session):
+    """The `arxiv` client's session: our User-Agent, a timeout, and the shared throttle.
+
+    arxiv.Client sends its own User-Agent and no timeout; arXiv asks bots to name themselves,
+    and a hung API call must not hold a fetch for ever.
+    """
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        headers = {**(kwargs.pop("headers", None) or {}), "user-agent": USER_AGENT}
+        kwargs.setdefault("timeout", API_TIMEOUT)
+        wait_turn(self.delay)
+        return super().request(method, url, *args, headers=headers, **kwargs)
+
+
+def api_client(settings: Settings, page_size: int = API_BATCH) -> arxiv.Client:
+    """An arxiv.Client aimed at settings.arxiv_api_url, throttled with every other request."""
+    # The shared throttle spaces requests, so the client's own delay would only double it.
+    client = arxiv.Client(page_size=page_size, delay_seconds=0, num_retries=2)
+    # arxiv 4.x builds every page URL from this format string (a class attribute).
+    client.query_url_format = settings.arxiv_api_url + "?{}"
+    client._session = _PoliteSession(settings.arxiv_delay)
+    return client
+
+
+def result_to_paper(result: arxiv.Result) -> Paper:
+    arxiv_id, version = parsers.split_id(result.entry_id)
+    return Paper(
+        id=arxiv_id, version=version, title=parsers.squash(result.title),
+        abstract=parsers.squash(result.summary),
+        authors=[Author(a.name, tuple(a.affiliation)) for a in result.authors],
+        categories=list(result.categories), primary_category=result.primary_category or None,
+        comment=result.comment, journal_ref=result.journal_ref, doi=result.doi,
+        published=result.published.isoformat(), updated=result.updated.isoformat(),
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def api_papers(settings: Settings, ids: list[str]) -> dict[str, Paper]:
+    """Metadata for `ids`, ≤ 100 per request. Raises NetworkError/FeedError on failure."""
+    client = api_client(settings)
+    out: dict[str, Paper] = {}
+    try:
+        for chunk in _chunks(ids, API_BATCH):
+            search = arxiv.Search(id_list=chunk, max_results=len(chunk))
+            for result in client.results(search):
+                paper = result_to_paper(result)
+                out[paper.id] = paper
+    except arxiv.HTTPError as exc:
+        raise NetworkError(f"arXiv API answered HTTP {exc.status}") from None
+    except requests.RequestException as exc:
+        raise NetworkError(f"arXiv API unreachable ({type(exc).__name__})") from None
+    except arxiv.ArxivError as exc:
+        raise FeedError(f"arXiv API: {exc}") from None
+    return out
+
+
+def _needs_api(store: Store, batch: FeedBatch) -> list[str]:
+    """Papers of this batch the API has not filled yet, plus earlier misses of the same day.
+
+    `published` only comes from the API, so a NULL there marks "ask again" and a failed API
+    pass is retried by the next fetch without any bookkeeping of its own.
+    """
+    stored = store.papers([p.id for p in batch.papers])
+    ids = [p.id for p in batch.papers
+           if p.id not in stored or not stored[p.id].published
+           or stored[p.id].version < p.version or p.version == 0]
+    if batch.date:
+        day = [a.arxiv_id for a in store.announcements_on(batch.date)]
+        ids += [i for i, p in store.papers(day).items() if not p.published and i not in ids]
+    return ids
+
+
+def api_fill(settings: Settings, store: Store, batch: FeedBatch) -> FeedBatch:
+    """The batch with API metadata merged in; on failure the batch as it was (logged)."""
+    ids = _needs_api(store, batch)
+    if not ids:
+        return batch
+    try:
+        found = api_papers(settings, ids)
+    except DigestbotError as exc:
+        log.warning("API pass failed, keeping %s metadata (retried next fetch): %s",
+                    batch.source, exc)
+        return batch
+    papers = [merge_api(p, found[p.id]) if p.id in found else p for p in batch.papers]
+    in_batch = {p.id for p in papers}
+    papers += [p for i, p in found.items() if i not in in_batch]  # earlier misses
+    versions = {p.id: p.version for p in papers}
+    anns = [replace(a, version=versions[a.arxiv_id]) if a.version == 0 else a
+            for a in batch.announcements]
+    log.info("API filled %d of %d papers", len(found), len(ids))
+    return replace(batch, papers=papers, announcements=anns)
+
+
+def merge_api(feed: Paper, api: Paper) -> Paper:
+    """The feed's paper with what the API knows; a lagging API index never downgrades it."""
+    if api.version < feed.version:
+        return replace(feed, published=feed.published or api.published,
+                       doi=feed.doi or api.doi, journal_ref=feed.journal_ref or api.journal_ref)
+    authors = api.authors if api.authors and (
+        any(a.affiliations for a in api.authors) or not feed.authors) else feed.authors
+    return replace(
+        feed, version=max(feed.version, api.version), authors=authors,
+        categories=api.categories or feed.categories,
+        primary_category=api.primary_category or feed.primary_category,
+        comment=api.comment or feed.comment, journal_ref=api.journal_ref or feed.journal_ref,
+        doi=api.doi or feed.doi, published=api.published, updated=api.updated,
+    )
+
+
+def resolve_versions(store: Store, batch: FeedBatch) -> FeedBatch:
+    """Give listing replacements without a version one, when the API could not.
+
+    A replacement is at least one past what we hold (2 if we hold nothing); an announcement
+    already stored for the day keeps its version, so a second fetch does not bump it again.
+    """
+    unknown = [p.id for p in batch.papers if p.version == 0]
+    if not unknown:
+        return batch
+    stored = store.papers(unknown)
+    done = {a.arxiv_id: a.version for a in store.announcements_on(batch.date or "")}
+    guess = {i: done.get(i) or max((stored[i].version + 1) if i in stored else 2, 2)
+             for i in unknown}
+    papers = [replace(p, version=guess[p.id]) if p.version == 0 else p for p in batch.papers]
+    anns = [replace(a, version=guess[a.arxiv_id]) if a.version == 0 else a
+            for a in batch.announcements]
+    return replace(batch, papers=papers, announcements=anns)
+
+
+# -- catch-up through the API -------------------------------------------------------------
+
+
+def _catch_up(settings: Settings, store: Store, since: str, now: datetime) -> FetchResult:
+    """Everything in our categories updated since `since`, grouped by announcement date."""
+    cats = " OR ".join(f"cat:{c}" for c in settings.categories)
+    start = since.replace("-", "")
+    query = f"({cats}) AND lastUpdatedDate:[{start}0000 TO {now:%Y%m%d%H%M}]"
+    client = api_client(settings, page_size=500)
+    search = arxiv.Search(query=query, max_results=None,
+                          sort_by=arxiv.SortCriterion.LastUpdatedDate)
+    try:
+        papers = [result_to_paper(r) for r in client.results(search)]
+    except arxiv.HTTPError as exc:
+        raise NetworkError(f"arXiv API answered HTTP {exc.status}") from None
+    except requests.RequestException as exc:
+        raise NetworkError(f"arXiv API unreachable ({type(exc).__name__})") from None
+    by_date: dict[str, list[Paper]] = {}
+    for paper in papers:
+        by_date.setdefault(submission_announced(paper.updated or ""), []).append(paper)
+    results = []
+    for day, group in sorted(by_date.items()):
+        batch = parsers.api_batch(group, day, settings.categories)
+        results.append(_store(store, batch, "api"))
+    if not results:
+        return FetchResult("empty", None, source="api",
+                           message=f"自 {since} 无更新 / nothing updated since {since}")
+    return _combine(results)
+
+
+def submission_announced(stamp: str) -> str:
+    """The announcement date of a version submitted at `stamp` (14:00 ET deadline)."""
+    submitted = datetime.fromisoformat(stamp)
+    return announcement_date(next_fetch_time(submitted + _DEADLINE_LEAD))
+
+
+# -- storing and reporting ----------------------------------------------------------------
+
+
+def _is_stale(store: Store, batch: FeedBatch, expected: str) -> bool:
+    """The feed serves a batch we already hold: an old one, or an old one with a new date."""
+    if batch.empty or not batch.date:
+        return False
+    ids = {a.arxiv_id for a in batch.announcements}
+    held_same_day = {a.arxiv_id for a in store.announcements_on(batch.date)}
+    if batch.date < expected and ids <= held_same_day:
+        return True
+    latest = store.latest_announcement_date()
+    if latest and latest < batch.date:
+        return ids == {a.arxiv_id for a in store.announcements_on(latest)}
+    return False
+
+
+def _stale(store: Store, batch: FeedBatch) -> FetchResult:
+    store.log_fetch(batch.source, batch.date, "stale", len(batch.announcements))
+    return FetchResult(
+        "stale", batch.date, _counts(batch), 0, batch.source,
+        f"{batch.source} 仍是旧批次 / still serves an earlier batch ({len(batch.papers)} papers "
+        f"labelled {batch.date}); nothing stored, try again later",
+    )
+
+
+def _store(store: Store, batch: FeedBatch, source: str) -> FetchResult:
+    if batch.empty:
+        store.log_fetch(source, batch.date, "empty", 0)
+        when = f"{batch.date}: " if batch.date else ""
+        return FetchResult("empty", batch.date, {}, 0, source,
+                           f"{when}今日无公告 / no announcement (weekend or holiday) ({source})")
+    saved = store.save_batch(batch)
+    counts = _counts(batch)
+    store.log_fetch(source, batch.date, "ok", len(batch.announcements), str(saved))
+    return FetchResult("ok", batch.date, counts, saved["announcements_new"], source,
+                       summary_line(batch.date, counts, source, saved["announcements_new"],
+                                    len(batch.papers)))
+
+
+def _counts(batch: FeedBatch) -> dict[str, int]:
+    c = Counter(a.announce_type for a in batch.announcements)
+    return {t: c[t] for t in ANNOUNCE_TYPES if c[t]}
+
+
+def summary_line(date: str | None, counts: dict[str, int], source: str, added: int,
+                 papers: int) -> str:
+    """'2026-08-13: 139 papers — 新提交 56, 交叉列表 36, 版本更新 47 (rss)'."""
+    labels: dict[str, int] = {}
+    for kind, n in counts.items():
+        labels[ANNOUNCE_LABELS_ZH[kind]] = labels.get(ANNOUNCE_LABELS_ZH[kind], 0) + n
+    parts = ", ".join(f"{k} {v}" for k, v in labels.items())
+    total = sum(counts.values())
+    head = f"{date}: {total} papers" if total else f"{papers} papers' metadata (no announcement)"
+    line = f"{head} — {parts} ({source})" if parts else f"{head} ({source})"
+    if total and not added:
+        line += "; 已入库 / already stored"
+    elif total and added < total:
+        line += f"; {added} new"
+    return line
+
+
+def _combine(results: list[FetchResult]) -> FetchResult:
+    """One result for several sources or files: the most useful status, summed counts."""
+    for status in ("ok", "stale", "empty"):
+        picked = [r for r in results if r.status == status]
+        if picked:
+            break
+    counts: Counter[str] = Counter()
+    for r in picked:
+        counts.update(r.counts)
+    return FetchResult(
+        status, picked[-1].date, dict(counts), sum(r.new_announcements for r in results),
+        "+".join(dict.fromkeys(r.source for r in results)),
+        " · ".join(r.message for r in results),
+    )
+
+
+# -- CLI ----------------------------------------------------------------------------------
+
+
+def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+    if args.since and args.feed:
+        raise UsageError("--since asks the API; it cannot be combined with --feed")
+    with Store(settings.db) as store, _Progress("fetching arXiv… / 正在获取"):
+        result = fetch(settings, store, feeds=args.feed, date=args.date,
+                       no_api=args.no_api, since=args.since)
+    print(result.message)
+    return 0
+
+
+class _Progress:
+    """A rich spinner on a terminal; nothing under CI or when piped."""
+
+    def __init__(self, text: str) -> None:
+        self._status = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(text)
+
+    def __enter__(self) -> None:
+        if self._status:
+            self._status.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status:
+            self._status.__exit__(*exc)
+
