@@ -198,29 +198,32 @@ def _is_cjk(text: str) -> bool:
 
 
 def _similarity(query: str, key: str) -> float:
-    """0–1: how close a normalized query is to a normalized name (fuzzy, CJK-aware)."""
-    if not query or not key:
-        return 0.0
-    ratio = difflib.SequenceMatcher(None, query, key).ratio()
-    if min(len(query), len(key)) >= 2 and (query in key or key in query):
-        ratio = max(ratio, 0.75)
-    if _is_cjk(query) or _is_cjk(key):
+    """0–1: how close a query is to a name (both casefolded, spaces kept); fuzzy, CJK-aware."""
+    q, k = normalize(query), normalize(key)
+    if _is_cjk(q) or _is_cjk(k):
+        if min(len(q), len(k)) >= 2 and (q in k or k in q):
+            return 0.6 + 0.35 * min(len(q), len(k)) / max(len(q), len(k))
         # Chinese names share characters rather than spelling: 训练后 ≈ 后训练.
-        q, k = set(query), set(key)
-        ratio = max(ratio, 2 * len(q & k) / (len(q) + len(k)))
-    return ratio
+        cq, ck = set(q), set(k)
+        return 2 * len(cq & ck) / (len(cq) + len(ck))
+    if len(k) < 4:
+        return 0.0  # spelling similarity to "RL" or "WER" is chance
+    # Whole words in common (speculative decoding tricks ~ speculative decoding), or spelling.
+    wq, wk = set(query.casefold().split()), set(key.casefold().split())
+    words = 2 * len(wq & wk) / (len(wq) + len(wk)) if wq and wk else 0.0
+    return max(words, difflib.SequenceMatcher(None, q, k).ratio())
 
 
 def suggest(name: str, n: int = 5) -> list[Topic]:
     """Closest catalogue topics to an unknown name, best first (names count more than terms)."""
-    query = normalize(name)
+    query = " ".join(unicodedata.normalize("NFKC", name).split())
     best: dict[str, float] = {}
     for topic in load_catalogue().topics.values():
         names = (topic.slug, topic.name_zh, topic.name_en, *topic.aliases)
-        score = max(_similarity(query, normalize(x)) for x in names)
+        score = max(_similarity(query, x) for x in names)
         terms = (*topic.terms_en, *topic.terms_zh)
-        score = max(score, 0.9 * max((_similarity(query, normalize(x)) for x in terms), default=0))
-        if score >= 0.4:
+        score = max(score, 0.9 * max((_similarity(query, x) for x in terms), default=0))
+        if score >= 0.5:
             best[topic.slug] = score
     ranked = sorted(best, key=lambda slug: -best[slug])
     return [load_catalogue().topics[slug] for slug in ranked[:n]]

@@ -230,8 +230,9 @@ def first_sentence(text: str) -> str:
     """The abstract's first sentence: the offline one-line summary.
 
     A period ends a sentence only before whitespace and a capital or digit, and not after an
-    abbreviation (e.g., et al., Fig.) or an initial, so "3.5", "e.g. GRPO" and "Fig. 2" stay
-    inside the sentence.
+    abbreviation (e.g., et al., Fig.), so "3.5", "e.g. GRPO" and "Fig. 2" stay inside the
+    sentence. Initials are not special-cased: abstracts rarely name people, while
+    "in Appendix A." does end sentences.
     """
     text = " ".join(text.split())
     for m in _END_RE.finditer(text):
@@ -240,7 +241,5 @@ def first_sentence(text: str) -> str:
             token = word.group(1).lower().strip(".") if word else ""
             if token in _ABBREVIATIONS or token.rsplit(".", 1)[-1] in _ABBREVIATIONS:
                 continue
-            if word and len(word.group(1)) == 1 and word.group(1).isupper():
-                continue  # an initial: "J. Smith"
         return text[: m.end()].strip()
     return text
