@@ -343,13 +343,15 @@ def _subscription_fingerprint(store: Store) -> tuple[Any, ...]:
 def _log_delivery(report: Any) -> None:
     """One line per delivery tick that did something; idle ticks (1,440 a day) only at debug."""
     text = report.summary() if report is not None else "nothing due"
-    busy = any(getattr(report, name, 0) for name in ("sent", "failed", "parts_sent"))
+    busy = any(getattr(report, name, 0) for name in ("planned", "sent", "failed", "permanent"))
     log.log(logging.INFO if busy else logging.DEBUG, "deliver: %s", text)
 
 
 # -- `digestbot run` ----------------------------------------------------------------------
 
-STOP_GRACE = 7.0  # seconds for work in flight; with channel shutdown we stay under 10 s
+# SIGTERM to exit within 10 s: work in flight gets STOP_GRACE, then the channels PARTS_GRACE.
+STOP_GRACE = 6.0
+PARTS_GRACE = 2.5
 
 
 class _Handle(Protocol):
@@ -430,13 +432,24 @@ async def serve(settings: Settings, clock: Clock, *, host: str = "127.0.0.1") ->
         log.info("stopping: no new work")
     finally:
         await service.stop(STOP_GRACE)
-        for name, handle in reversed(handles):
-            try:
-                await asyncio.wait_for(handle.stop(), timeout=2.0)
-            except Exception as exc:  # one part failing to close must not keep the others open
-                log.warning("%s did not stop cleanly: %s", name, _redact(str(exc), settings))
+        await _stop_parts(handles, settings)
         store.close()
         log.info("stopped")
+
+
+async def _stop_parts(handles: list[tuple[str, _Handle]], settings: Settings) -> None:
+    """Close the channels side by side, within PARTS_GRACE, each failure logged, none blocking."""
+    if not handles:
+        return
+    tasks = {asyncio.ensure_future(handle.stop()): name for name, handle in handles}
+    done, pending = await asyncio.wait(tasks, timeout=PARTS_GRACE)
+    for task in pending:
+        task.cancel()
+        log.warning("%s did not stop within %.0f s", tasks[task], PARTS_GRACE)
+    for task in done:
+        if task.exception() is not None:
+            log.warning("%s did not stop cleanly: %s", tasks[task],
+                        _redact(str(task.exception()), settings))
 
 
 async def _start_parts(settings: Settings, host: str) -> list[tuple[str, _Handle]]:
