@@ -1,0 +1,312 @@
+"""A Telegram Bot API server on 127.0.0.1, enough for python-telegram-bot to run against.
+
+Speaks the real wire format: `POST /bot<token>/<method>` with form-encoded or JSON bodies
+(PTB sends form fields whose complex values are JSON strings), answers `{"ok": true,
+"result": …}` or a non-2xx `{"ok": false, "error_code", "description", "parameters"}`.
+Tests fill the update queue (`push_message`, `push_callback`), script failures
+(`fail_next`) and read what the bot sent (`sent`, `wait_sent`). With `enforce_limits` it
+returns 429 like Telegram when a bot exceeds 30 messages/s overall or 1/s per chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from tests.fakes.http import FakeServer, Request, Response
+
+# Methods that post a message into a chat and so count against the flood limits.
+SENDING = {"sendMessage"}
+
+
+class FakeTelegram:
+    """`with FakeTelegram() as tg:` → point PTB at `tg.base_url` with token `tg.token`."""
+
+    def __init__(self, token: str = "123456:TEST-token", username: str = "digest_test_bot",
+                 *, enforce_limits: bool = False, overall_per_s: int = 30,
+                 chat_interval: float = 1.0, max_poll: float = 0.3) -> None:
+        self.token = token
+        self.username = username
+        self.enforce_limits = enforce_limits
+        self.overall_per_s = overall_per_s
+        self.chat_interval = chat_interval
+        # getUpdates is held at most this long, so stopping the bot never waits on a poll.
+        self.max_poll = max_poll
+        self.updates: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.edited: list[dict[str, Any]] = []
+        self.callback_answers: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []
+        # (chat_id, user_id) → "creator" | "administrator" | "member" …; default "member".
+        self.members: dict[tuple[int, int], str] = {}
+        self.too_many_requests = 0
+        # chat → (fail once this many messages were delivered to it, the error)
+        self._failures: dict[int, deque[tuple[int, Response]]] = {}
+        self._cond = threading.Condition()
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1000)
+        self._recent: deque[float] = deque()
+        self._last_in_chat: dict[int, float] = {}
+        self.server = FakeServer(self.handle)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeTelegram:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(*exc)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.server.url}/bot"
+
+    # -- what tests do ---------------------------------------------------------------------
+
+    def push_message(self, chat_id: int, text: str, *, user_id: int | None = None,
+                     chat_type: str = "private") -> int:
+        """Queue a text message; a leading /command gets its bot_command entity, as Telegram does."""
+        user_id = chat_id if user_id is None else user_id
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids), "date": int(time.time()),
+            "chat": _chat(chat_id, chat_type),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "text": text,
+        }
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            message["entities"] = [
+                {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
+            ]
+        return self._push({"message": message})
+
+    def push_callback(self, chat_id: int, data: str, *, user_id: int | None = None,
+                      chat_type: str = "private", message_id: int = 1) -> int:
+        """Queue a tap on an inline button of the bot's message `message_id`."""
+        user_id = chat_id if user_id is None else user_id
+        return self._push({"callback_query": {
+            "id": f"cb{next(self._update_ids)}", "chat_instance": str(chat_id),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "data": data,
+            "message": {"message_id": message_id, "date": int(time.time()),
+                        "chat": _chat(chat_id, chat_type), "text": "…",
+                        "from": self._me()},
+        }})
+
+    def fail_next(self, chat_id: int, status: int, description: str, *, after: int = 0,
+                  **parameters: Any) -> None:
+        """A message to `chat_id` fails with this Bot API error, once `after` more went through."""
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        with self._cond:
+            self._failures.setdefault(chat_id, deque()).append(
+                (len(self._sent_to(chat_id)) + after, Response.json(body, status)))
+
+    def _sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["chat_id"] == chat_id]
+
+    def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        with self._cond:
+            return self._sent_to(chat_id)
+
+    async def wait_sent(self, chat_id: int, n: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The first `n` messages sent to `chat_id`, waiting for them to arrive."""
+        deadline = time.monotonic() + timeout
+        while len(got := self.sent_to(chat_id)) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {n} message(s) to {chat_id}, got {got}")
+            await asyncio.sleep(0.01)
+        return got[:n]
+
+    async def wait_idle(self, timeout: float = 5.0) -> None:
+        """Until the bot has fetched every queued update and a later poll came back."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                last = self.updates[-1]["update_id"] if self.updates else 0
+                polled = [p for m, p in self.calls if m == "getUpdates"]
+            if polled and int(polled[-1].get("offset") or 0) > last:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("the bot did not consume its updates")
+            await asyncio.sleep(0.01)
+
+    # -- the server ------------------------------------------------------------------------
+
+    def handle(self, req: Request) -> Response:
+        prefix = f"/bot{self.token}/"
+        if not req.path.startswith(prefix):
+            return _error(401, "Unauthorized")
+        method = req.path[len(prefix):]
+        params = _params(req)
+        with self._cond:
+            self.calls.append((method, params))
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return _error(404, f"Not Found: method {method} is not faked")
+        if method in SENDING:
+            refused = self._refuse(int(params["chat_id"]))
+            if refused is not None:
+                return refused
+        return handler(params)
+
+    def _refuse(self, chat_id: int) -> Response | None:
+        """A scripted failure, or a 429 when the flood limits are enforced and exceeded."""
+        with self._cond:
+            queue = self._failures.get(chat_id)
+            if queue and len(self._sent_to(chat_id)) >= queue[0][0]:
+                return queue.popleft()[1]
+            if not self.enforce_limits:
+                return None
+            now = time.monotonic()
+            while self._recent and now - self._recent[0] >= 1.0:
+                self._recent.popleft()
+            last = self._last_in_chat.get(chat_id)
+            if len(self._recent) >= self.overall_per_s or (
+                last is not None and now - last < self.chat_interval
+            ):
+                self.too_many_requests += 1
+                return _error(429, "Too Many Requests: retry after 1", retry_after=1)
+            self._recent.append(now)
+            self._last_in_chat[chat_id] = now
+            return None
+
+    def _push(self, update: dict[str, Any]) -> int:
+        with self._cond:
+            update_id = next(self._update_ids)
+            self.updates.append({"update_id": update_id, **update})
+            self._cond.notify_all()
+        return update_id
+
+    def _me(self) -> dict[str, Any]:
+        return {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Digest",
+                "username": self.username, "can_join_groups": True,
+                "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    def _m_getMe(self, params: dict[str, Any]) -> Response:
+        return _ok(self._me())
+
+    def _m_deleteWebhook(self, params: dict[str, Any]) -> Response:
+        return _ok(True)
+
+    def _m_setMyCommands(self, params: dict[str, Any]) -> Response:
+        self.commands = _json_field(params, "commands")
+        return _ok(True)
+
+    def _m_getUpdates(self, params: dict[str, Any]) -> Response:
+        offset = int(params.get("offset") or 0)
+        wait = min(float(params.get("timeout") or 0), self.max_poll)
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while True:
+                pending = [u for u in self.updates if u["update_id"] >= offset]
+                remaining = deadline - time.monotonic()
+                if pending or remaining <= 0:
+                    return _ok(pending[: int(params.get("limit") or 100)])
+                self._cond.wait(remaining)
+
+    def _m_sendMessage(self, params: dict[str, Any]) -> Response:
+        chat_id = int(params["chat_id"])
+        message = {
+            "message_id": next(self._message_ids), "date": int(time.time()),
+            "chat": _chat(chat_id, "private" if chat_id > 0 else "supergroup"),
+            "from": self._me(), "text": params["text"],
+        }
+        with self._cond:
+            self.sent.append({
+                "chat_id": chat_id, "message_id": message["message_id"], "text": params["text"],
+                "parse_mode": params.get("parse_mode"),
+                "reply_markup": _json_field(params, "reply_markup"),
+                "link_preview_options": _json_field(params, "link_preview_options"),
+            })
+        return _ok(message)
+
+    def _m_editMessageText(self, params: dict[str, Any]) -> Response:
+        chat_id = int(params["chat_id"])
+        with self._cond:
+            self.edited.append({"chat_id": chat_id, "message_id": int(params["message_id"]),
+                                "text": params["text"],
+                                "reply_markup": _json_field(params, "reply_markup")})
+        return _ok({"message_id": int(params["message_id"]), "date": int(time.time()),
+                    "chat": _chat(chat_id, "private"), "text": params["text"]})
+
+    def _m_answerCallbackQuery(self, params: dict[str, Any]) -> Response:
+        with self._cond:
+            self.callback_answers.append(params)
+        return _ok(True)
+
+    def _m_getChatMember(self, params: dict[str, Any]) -> Response:
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        status = self.members.get((chat_id, user_id), "member")
+        member: dict[str, Any] = {
+            "status": status, "user": {"id": user_id, "is_bot": False, "first_name": "u"},
+        }
+        if status == "administrator":
+            member.update({flag: True for flag in _ADMIN_FLAGS})
+        elif status == "creator":
+            member["is_anonymous"] = False
+        return _ok(member)
+
+    def _m_getChatAdministrators(self, params: dict[str, Any]) -> Response:
+        chat_id = int(params["chat_id"])
+        admins = [
+            {"status": status, "user": {"id": user, "is_bot": False, "first_name": "u"},
+             **({flag: True for flag in _ADMIN_FLAGS} if status == "administrator"
+                else {"is_anonymous": False})}
+            for (chat, user), status in self.members.items()
+            if chat == chat_id and status in ("administrator", "creator")
+        ]
+        return _ok(admins)
+
+
+_ADMIN_FLAGS = (
+    "can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages",
+    "can_manage_video_chats", "can_restrict_members", "can_promote_members", "can_change_info",
+    "can_invite_users", "can_post_stories", "can_edit_stories", "can_delete_stories",
+)
+
+
+def _chat(chat_id: int, chat_type: str) -> dict[str, Any]:
+    chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+    if chat_type == "private":
+        chat["first_name"] = f"user{chat_id}"
+    else:
+        chat["title"] = f"group {chat_id}"
+    return chat
+
+
+def _params(req: Request) -> dict[str, Any]:
+    if not req.body:
+        return {k: v[-1] for k, v in req.query.items()}
+    if req.headers.get("content-type", "").startswith("application/json"):
+        return dict(req.json())
+    return req.form()
+
+
+def _json_field(params: dict[str, Any], name: str) -> Any:
+    """Form bodies carry objects as JSON strings, JSON bodies as objects: accept both."""
+    value = params.get(name)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _ok(result: Any) -> Response:
+    return Response.json({"ok": True, "result": result})
+
+
+def _error(status: int, description: str, **parameters: Any) -> Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return Response.json(body, status)
