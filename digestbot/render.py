@@ -195,3 +195,10 @@ def render_email(
         # Drop a tenth of what remains rather than one at a time: each try is a full render.
         cut = max(1, len(entries) // 10)
         entries, more = entries[:-cut], more + cut
+
+
+def render_telegram(digest: Digest) -> list[str]:
+    """Telegram HTML messages (≤ 4096 chars each); the packing lives with the Telegram channel."""
+    from digestbot.channels.telegram import render_telegram as telegram_messages
+
+    return telegram_messages(digest)
