@@ -1,0 +1,254 @@
+"""One LLM client for scoring and enrichment: JSON answers, retries, accounting.
+
+- One `AsyncOpenAI` client per run, at most `llm_concurrency` requests in flight.
+- Transport trouble (429, 5xx, timeouts, refused connections) is retried by the SDK with
+  exponential backoff that honours Retry-After; what still fails is an `error` outcome and the
+  caller falls back to the offline result for that paper.
+- An answer that cannot be used (blank, truncated, not JSON, wrong shape, a refusal) gets ONE
+  retry that shows the model the validation error; a second failure is a `fallback` outcome.
+- A 401/403 stops the run: every further call would fail the same way.
+- After several transport errors in a row the endpoint is considered down and the rest of
+  the run skips the LLM, so a dead server costs seconds, not hours of backoff.
+Every call's tokens (prompt, completion, cached), latency and outcome go to `llm_calls`.
+The API key is never logged and is scrubbed from any error text we keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+from digestbot.config import Settings
+from digestbot.enrich import prompts
+from digestbot.errors import DigestbotError
+from digestbot.store import Store, now_iso
+
+log = logging.getLogger(__name__)
+
+AUTH_ERROR = "LLM 认证失败 / authentication failed: check OPENAI_API_KEY"
+# Consecutive transport errors after which the endpoint is treated as down for this run.
+BREAKER_ERRORS = 5
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class AnswerError(ValueError):
+    """The answer arrived but cannot be used; the message is shown to the model on retry."""
+
+
+@dataclass
+class Usage:
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+
+    def add(self, response: Any) -> None:
+        """Add a response's usage; OpenAI reports cached tokens in prompt_tokens_details,
+        DeepSeek as prompt_cache_hit_tokens."""
+        usage = getattr(response, "usage", None)
+        if usage is None:
+            return
+        self.prompt += usage.prompt_tokens or 0
+        self.completion += usage.completion_tokens or 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) if details else None
+        if cached is None:
+            cached = getattr(usage, "prompt_cache_hit_tokens", None)
+        self.cached += cached or 0
+
+
+@dataclass
+class Outcome(Generic[M]):
+    """One logical call: its answer (None unless ok/retried) and what it cost."""
+
+    value: M | None
+    outcome: str  # ok | retried | fallback | error
+    error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+    # False when the breaker skipped the call: nothing was sent, nothing is recorded.
+    called: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+class LLMClient:
+    """`ask()` for a validated JSON answer; use `async with` so the connections close."""
+
+    def __init__(self, settings: Settings, *, timeout: float = 120.0, max_retries: int = 4) -> None:
+        if not settings.openai_api_key:
+            raise DigestbotError("OPENAI_API_KEY is not set; use the offline scorer (--offline)")
+        self.model = settings.llm_model
+        self.mode = settings.llm_json
+        self._key = settings.openai_api_key.get()
+        self._client = openai.AsyncOpenAI(
+            api_key=self._key,
+            base_url=settings.openai_base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._slots = asyncio.Semaphore(settings.llm_concurrency)
+        self._errors_in_a_row = 0
+        self.down: str | None = None  # why the breaker opened
+
+    @property
+    def scorer(self) -> str:
+        return f"llm:{self.model}"
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def ask(
+        self,
+        messages: list[dict[str, str]],
+        answer: type[M],
+        *,
+        name: str,
+        check: Callable[[M], None] | None = None,
+    ) -> Outcome[M]:
+        """Send `messages`, return the answer validated as `answer` (and by `check`)."""
+        if self.down:
+            return Outcome(None, "error", self.down, called=False)
+        usage = Usage()
+        started = time.monotonic()
+        convo = list(messages)
+        error = ""
+        for attempt in (1, 2):
+            try:
+                async with self._slots:
+                    response = await self._client.chat.completions.create(
+                        model=self.model, messages=convo, **self._format(answer, name)
+                    )
+            except (openai.AuthenticationError, openai.PermissionDeniedError):
+                raise DigestbotError(AUTH_ERROR) from None
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                error = self._scrub(_describe(exc))
+                self._note_error(error)
+                return Outcome(None, "error", error, usage, _ms_since(started))
+            self._errors_in_a_row = 0
+            usage.add(response)
+            content = _content(response)
+            try:
+                value = parse_answer(response, answer)
+                if check:
+                    check(value)
+            except AnswerError as exc:
+                error = self._scrub(str(exc))
+                log.info("unusable %s answer (attempt %d): %s", name, attempt, error)
+                convo += [{"role": "assistant", "content": content or "(empty)"},
+                          {"role": "user", "content": prompts.retry_message(error)}]
+                continue
+            outcome = "ok" if attempt == 1 else "retried"
+            return Outcome(value, outcome, None, usage, _ms_since(started))
+        return Outcome(None, "fallback", error, usage, _ms_since(started))
+
+    def _format(self, answer: type[BaseModel], name: str) -> dict[str, Any]:
+        if self.mode == "schema":
+            schema = prompts.strict_schema(answer)
+            return {"response_format": {"type": "json_schema", "json_schema": {
+                "name": name, "strict": True, "schema": schema}}}
+        if self.mode == "object":
+            return {"response_format": {"type": "json_object"}}
+        return {}
+
+    def _note_error(self, error: str) -> None:
+        self._errors_in_a_row += 1
+        if self._errors_in_a_row >= BREAKER_ERRORS and not self.down:
+            self.down = f"LLM unavailable after {BREAKER_ERRORS} failed calls in a row ({error})"
+            log.warning("%s; offline results for the rest of this run "
+                        "(a server without structured outputs needs DIGESTBOT_LLM_JSON=object "
+                        "or prompt)", self.down)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+
+def _describe(exc: openai.OpenAIError) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {str(exc.message)[:200]}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _content(response: Any) -> str | None:
+    choices = getattr(response, "choices", None) or []
+    return choices[0].message.content if choices else None
+
+
+_FENCE_RE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
+
+
+def extract_json(text: str) -> Any:
+    """Parse the JSON object in `text`: bare, in a ```json fence, or amid a little prose."""
+    fenced = _FENCE_RE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end:
+            try:
+                return json.loads(text[start : end + 1])
+            except json.JSONDecodeError:
+                pass
+        raise AnswerError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+
+
+def parse_answer(response: Any, answer: type[M]) -> M:
+    """The response's content validated as `answer`, or AnswerError saying what is wrong."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise AnswerError("the answer had no choices")
+    choice = choices[0]
+    refusal = getattr(choice.message, "refusal", None)
+    if refusal:
+        raise AnswerError(f"you refused ({refusal[:200]}); this is a routine academic task")
+    content = choice.message.content or ""
+    if not content.strip():
+        raise AnswerError("the answer was blank")
+    if choice.finish_reason == "length":
+        raise AnswerError("the answer was cut off (too long); be more concise")
+    data = extract_json(content)
+    try:
+        return answer.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise AnswerError(f"wrong shape: {problems}") from None
+
+
+def record_call(store: Store, kind: str, arxiv_id: str, version: int, model: str,
+                result: Outcome[Any]) -> None:
+    """One llm_calls row per logical call (a validation retry is part of the same call)."""
+    if not result.called:
+        return
+    store.db["llm_calls"].insert({
+        "kind": kind, "arxiv_id": arxiv_id, "version": version, "model": model,
+        "prompt_tokens": result.usage.prompt, "completion_tokens": result.usage.completion,
+        "cached_tokens": result.usage.cached, "latency_ms": result.latency_ms,
+        "outcome": result.outcome, "error": result.error, "created_at": now_iso(),
+    })
