@@ -355,7 +355,8 @@ def parse_listing(data: bytes, *, date: str | None = None,
                   categories: Iterable[str] = ()) -> FeedBatch:
     """A `/list/{cat}/new` page; its "showing X of Y entries" must match what was parsed."""
     try:
-        doc = lxml.html.document_fromstring(data)
+        # arXiv serves UTF-8; lxml would guess Latin-1 for bytes without a meta charset.
+        doc = lxml.html.document_fromstring(data.decode("utf-8", "replace"))
     except (etree.ParserError, ValueError) as exc:
         raise FeedError(f"listing page: unreadable HTML ({exc})") from None
     context = doc.xpath("string(//a[starts-with(@id, 'recent-')]/@id)")[len("recent-"):]
