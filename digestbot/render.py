@@ -15,8 +15,16 @@ from typing import Any
 
 import css_inline
 import jinja2
+import markupsafe
 
-from digestbot.models import ANNOUNCE_LABELS_EN, ANNOUNCE_LABELS_ZH, Author, Digest, Topic
+from digestbot.models import (
+    ANNOUNCE_LABELS_EN,
+    ANNOUNCE_LABELS_ZH,
+    Author,
+    Digest,
+    DigestEntry,
+    Topic,
+)
 
 # Gmail clips an HTML body beyond ~102 KB and hides everything after the cut, footer and
 # unsubscribe link included; stay a little under it.
@@ -184,10 +192,18 @@ def render_email(
     entries = list(digest.entries)
     more = digest.more
     while True:
+        size = 0
         for en_chars, zh_chars in _ABSTRACT_STEPS:
+            # Skip steps that cannot fit, judged by the most they could save, so a big digest
+            # costs two or three renders instead of one per step.
+            if size and size - _max_saving(entries, context["lang"], en_chars, zh_chars) > (
+                HTML_BUDGET_BYTES
+            ):
+                continue
             html = _inliner().inline(html_template.render(
                 context, entries=entries, more=more, en_chars=en_chars, zh_chars=zh_chars
             ))
+            size = size or len(html.encode("utf-8"))
             if len(html.encode("utf-8")) <= HTML_BUDGET_BYTES:
                 return RenderedEmail(subject=context["subject"], text=text, html=html)
         if len(entries) <= 1:
@@ -195,6 +211,36 @@ def render_email(
         # Drop a tenth of what remains rather than one at a time: each try is a full render.
         cut = max(1, len(entries) // 10)
         entries, more = entries[:-cut], more + cut
+
+
+# Upper bound of the markup around one abstract (paragraph, label, inlined style, <details>).
+_ABSTRACT_MARKUP_BYTES = 300
+
+
+def _max_saving(entries: list[DigestEntry], lang: str, en_chars: int | None,
+                zh_chars: int | None) -> int:
+    """At most how many bytes of HTML clipping the abstracts to these lengths can save."""
+
+    def saving(text: str, limit: int | None) -> int:
+        if limit is None or len(text) <= limit:
+            return 0
+        full = len(str(markupsafe.escape(text)).encode("utf-8"))
+        kept = len(str(markupsafe.escape(text[:limit])).encode("utf-8"))
+        return full - kept + (_ABSTRACT_MARKUP_BYTES if limit == 0 else 0)
+
+    total = 0
+    for entry in entries:
+        total += saving(entry.paper.abstract or "", en_chars)
+        if lang != "en" and entry.enrichment:
+            total += saving(entry.enrichment.abstract_zh, zh_chars)
+    return total
+
+
+def render_slack(digest: Digest) -> list[Any]:
+    """Block Kit messages for Slack; the blocks and their limits live with the Slack channel."""
+    from digestbot.channels.slack import render_slack as slack_messages
+
+    return slack_messages(digest)
 
 
 def render_telegram(digest: Digest) -> list[str]:
