@@ -234,3 +234,17 @@ def _max_saving(entries: list[DigestEntry], lang: str, en_chars: int | None,
         if lang != "en" and entry.enrichment:
             total += saving(entry.enrichment.abstract_zh, zh_chars)
     return total
+
+
+def render_slack(digest: Digest) -> list[Any]:
+    """Block Kit messages for Slack; the blocks and their limits live with the Slack channel."""
+    from digestbot.channels.slack import render_slack as slack_messages
+
+    return slack_messages(digest)
+
+
+def render_telegram(digest: Digest) -> list[str]:
+    """Telegram HTML messages (≤ 4096 chars each); the packing lives with the Telegram channel."""
+    from digestbot.channels.telegram import render_telegram as telegram_messages
+
+    return telegram_messages(digest)
