@@ -111,6 +111,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
 
 
+@migrations()
+def m002_deliveries_more(db: sqlite_utils.Database) -> None:
+    """How many matching papers a digest left out ("另有 K 篇"), so a retry rebuilds it exactly."""
+    db["deliveries"].add_column("more", int, not_null_default=0)
+
+
 class Store:
     """One connection to the database, migrated on open."""
 

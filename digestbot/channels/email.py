@@ -1,0 +1,235 @@
+"""Email delivery: the message itself, SMTP (aiosmtplib) and the `.eml` outbox folder.
+
+Both senders build the same RFC 5322 message with the stdlib (`email.policy.SMTP`: CRLF,
+RFC 2047 encoded Chinese subjects, see `_Policy`): multipart/alternative with a plain-text
+and an inlined HTML part, and the List-* headers (RFC 2369, 2919, 8058) that give mail clients their
+one-click unsubscribe button.
+
+Duplicates after a crash (see `digestbot.delivery`): the outbox folder can tell — a file with
+this delivery's Message-ID is already there — so it does not write twice. SMTP cannot ask a
+server what it accepted, so a row found in `sending` is sent again with the same Message-ID,
+which receiving clients use to fold the copies into one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from datetime import UTC, datetime
+from email import policy
+from email.header import Header
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from digestbot import render, web
+from digestbot.config import Settings
+from digestbot.delivery import DeliveryRow, PermanentError, TransientError
+from digestbot.errors import ConfigError
+from digestbot.models import Digest
+from digestbot.store import Store
+
+SMTP_TIMEOUT = 30.0
+
+
+class _Policy(policy.EmailPolicy):
+    """`policy.SMTP`, except that a non-ASCII Subject is folded by `email.header.Header`.
+
+    The modern folder drops the space at a fold between two encoded-words (CPython issue
+    144156 and friends), so "后训练 等 22 篇" arrived as "后训练等 22 篇"; the legacy encoder
+    keeps spaces inside the encoded-words.
+    """
+
+    def _subject(self, name: str, value: str) -> str | None:
+        if name.lower() != "subject" or str(value).isascii():
+            return None
+        folded = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
+        return f"{name}: {folded}{self.linesep}"
+
+    def fold(self, name: str, value: str) -> str:
+        return self._subject(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        subject = self._subject(name, value)
+        return subject.encode("ascii") if subject else super().fold_binary(name, value)
+
+
+SMTP_POLICY = _Policy(linesep="\r\n")
+
+
+def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> EmailMessage:
+    """The digest email, with the Message-ID the outbox row chose before the first attempt."""
+    sub = digest.subscriber
+    from_addr = parseaddr(settings.mail_from)[1]
+    domain = from_addr.rpartition("@")[2] or "localhost"
+    web_unsubscribe = web.unsubscribe_url(settings, sub.token)
+    rendered = render.render_email(digest, unsubscribe_url=web_unsubscribe)
+
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = settings.mail_from
+    msg["To"] = sub.address
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(datetime.now(UTC), usegmt=True)
+    msg["Message-ID"] = delivery.message_id or make_msgid(domain=domain)
+    msg["List-Id"] = f"arXiv daily digest <digest.{domain}>"
+    links = [f"<mailto:{from_addr}?subject=unsubscribe-{sub.token}>"]
+    if web_unsubscribe:
+        links.append(f"<{web_unsubscribe}>")
+    msg["List-Unsubscribe"] = ", ".join(links)
+    if web_unsubscribe:
+        # RFC 8058: only meaningful with an HTTPS link that takes the one-click POST.
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+def outbox_name(delivery: DeliveryRow, digest: Digest) -> str:
+    """`2026-08-13_7_ada@example.org.eml`: sorted by day, findable by address."""
+    address = re.sub(r"[^\w.@+-]", "_", digest.subscriber.address)
+    return f"{delivery.digest_date}_{delivery.subscriber_id}_{address}.eml"
+
+
+class OutboxFolderSender:
+    """Writes each email as an `.eml` file: the offline default, and a record a person can open."""
+
+    channel = "email"
+
+    def __init__(self, settings: Settings, folder: Path | None = None) -> None:
+        self.settings = settings
+        self.folder = Path(folder or settings.outbox)
+
+    async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
+        path = self.folder / outbox_name(delivery, digest)
+        if delivery.message_id and _message_id_of(path) == delivery.message_id:
+            return  # written before a crash: the file is the proof of delivery
+        data = bytes(build_message(self.settings, delivery, digest))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # Temp file + rename: a reader (or a crash) never sees half an email.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with tmp.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise TransientError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _message_id_of(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            found = BytesParser(policy=policy.default).parse(fh, headersonly=True)["Message-ID"]
+    except FileNotFoundError:
+        return None
+    return str(found).strip() if found else None
+
+
+class SmtpConfig:
+    """DIGESTBOT_SMTP_URL taken apart: smtp://user:pass@host:port, smtps://…, ?starttls=true."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "localhost"
+        self.implicit_tls = parts.scheme == "smtps"
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        flag = (parse_qs(parts.query).get("starttls") or [""])[-1].lower()
+        if flag not in ("", "true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"DIGESTBOT_SMTP_URL: starttls must be true or false, got {flag!r}")
+        # Unset: upgrade when the server offers STARTTLS (aiosmtplib's None), so a password
+        # is not sent in the clear by default; true insists, false never tries.
+        self.starttls: bool | None = None if not flag else flag in ("true", "1", "yes")
+        if self.implicit_tls:
+            self.starttls = False
+        self.port = parts.port or (465 if self.implicit_tls else 587 if self.starttls else 25)
+
+    def __repr__(self) -> str:
+        return f"SmtpConfig({'smtps' if self.implicit_tls else 'smtp'}://{self.host}:{self.port})"
+
+
+class EmailSender:
+    """SMTP through aiosmtplib: one connection for the whole batch, reconnected if dropped.
+
+    Recipient refused with 5xx → `PermanentError('bounced')`; 4xx, connection trouble, a
+    rejected sender or message → `TransientError` (the outbox retries with backoff). Errors
+    name the host and the server's answer, never the URL or the password.
+    """
+
+    channel = "email"
+
+    def __init__(self, settings: Settings, *, tls_context: ssl.SSLContext | None = None) -> None:
+        if settings.smtp_url is None:
+            raise ConfigError("EmailSender needs DIGESTBOT_SMTP_URL")
+        self.settings = settings
+        self.config = SmtpConfig(settings.smtp_url.get())
+        self.tls_context = tls_context
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        cfg = self.config
+        smtp = aiosmtplib.SMTP(
+            hostname=cfg.host, port=cfg.port, username=cfg.username, password=cfg.password,
+            use_tls=cfg.implicit_tls, start_tls=cfg.starttls, tls_context=self.tls_context,
+            timeout=SMTP_TIMEOUT,
+        )
+        await smtp.connect()
+        self._smtp = smtp
+        return smtp
+
+    async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
+        msg = build_message(self.settings, delivery, digest)
+        envelope_from = parseaddr(self.settings.mail_from)[1]
+        where = f"{self.config.host}:{self.config.port}"
+        # A reused connection the server has since closed gets one fresh retry.
+        reused = self._smtp is not None and self._smtp.is_connected
+        for retry in (reused, False):
+            try:
+                smtp = await self._connection()
+                await smtp.send_message(msg, sender=envelope_from, recipients=[digest.subscriber.address])
+                return
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                refused = exc.recipients[0]
+                answer = f"{where} refused {refused.recipient}: {refused.code} {refused.message}"
+                if 500 <= refused.code < 600:
+                    raise PermanentError(answer, "bounced") from None
+                raise TransientError(answer) from None
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                await self.aclose()
+                raise TransientError(
+                    f"{where} rejected the login ({exc.code}); check user and password in "
+                    "DIGESTBOT_SMTP_URL") from None
+            except aiosmtplib.SMTPResponseException as exc:
+                # Sender or message refused: our side's problem, never the subscriber's.
+                raise TransientError(f"{where}: {exc.code} {exc.message}") from None
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,
+                    aiosmtplib.SMTPTimeoutError, OSError) as exc:
+                self._smtp = None
+                if not retry:
+                    raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
+            except aiosmtplib.SMTPException as exc:
+                # STARTTLS or SMTPUTF8 not offered, and the like: the setup, not the recipient.
+                await self.aclose()
+                raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None and smtp.is_connected:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def make_sender(settings: Settings) -> EmailSender | OutboxFolderSender:
+    """SMTP when DIGESTBOT_SMTP_URL is set, else `.eml` files in DIGESTBOT_OUTBOX."""
+    return EmailSender(settings) if settings.smtp_url else OutboxFolderSender(settings)

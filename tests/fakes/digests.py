@@ -1,0 +1,34 @@
+"""Store contents for delivery tests: announced, scored papers and subscribers, via the real API."""
+
+from __future__ import annotations
+
+from digestbot import subscribers
+from digestbot.models import Announcement, Author, FeedBatch, Paper, Subscriber
+from digestbot.store import Store, now_iso
+
+DAY = "2026-08-13"
+NEXT_DAY = "2026-08-14"
+TOPIC = "post-training"
+
+
+def add_paper(store: Store, pid: str, score: int, *, date: str = DAY, title: str | None = None,
+              topic: str = TOPIC) -> None:
+    """A paper announced on `date`, scored `score` for `topic`."""
+    paper = Paper(id=pid, version=1, title=title or f"Paper {pid} on preference optimization",
+                  abstract=f"We study {pid}.", authors=[Author("Ada Lovelace")],
+                  categories=["cs.CL"])
+    store.save_batch(FeedBatch(source="test", date=date, papers=[paper],
+                               announcements=[Announcement(date, pid, "new", 1, "test")]))
+    store.db["scores"].insert(
+        {"arxiv_id": pid, "version": 1, "topic": topic, "score": score,
+         "reason": f"reason for {pid}", "scorer": "test", "created_at": now_iso()},
+        replace=True,
+    )
+
+
+def add_subscriber(store: Store, address: str, *, threshold: int = 60, **settings) -> Subscriber:
+    """An active email subscriber to TOPIC who joined before DAY (so DAY is in their window)."""
+    sub = subscribers.add_or_update(store, channel="email", address=address, topics=[TOPIC],
+                                    threshold=threshold, **settings)
+    store.db["subscribers"].update(sub.id, {"created_at": "2026-08-01T00:00:00+00:00"})
+    return subscribers.get(store, sub.id)
