@@ -123,17 +123,18 @@ class FetchOutcome:
 Fetcher = Callable[..., arxiv.FetchResult]
 
 
-def fetch_and_enrich(settings: Settings, expected: str, *, since: str | None = None,
+def fetch_and_enrich(settings: Settings, now: datetime, *, since: str | None = None,
                      fetcher: Fetcher = arxiv.fetch) -> FetchOutcome:
     """Fetch, then score and enrich every announcement date the fetch added or grew.
 
     Blocking (arXiv is asked politely, one request every few seconds): the service calls it
     in a thread, which opens its own Store because sqlite connections belong to one thread.
     """
+    expected = expected_announcement_date(now)
     with Store(settings.db) as store:
         before = set(store.announcement_dates())
         try:
-            result = fetcher(settings, store, since=since) if since else fetcher(settings, store)
+            result = fetcher(settings, store, since=since, now=now)
         except (NetworkError, FeedError) as exc:
             return FetchOutcome(expected, _has(store, expected), error=str(exc))
         if result.status == "stale":
@@ -209,11 +210,12 @@ class Service:
         """One fetch attempt → pipeline → delivery; schedules the next attempt, returns it."""
         if self.stopping:
             return None
-        expected = expected_announcement_date(self.clock.now())
+        started = self.clock.now()
+        expected = expected_announcement_date(started)
         async with self._tracked(), self._work:
             covered = _subscription_fingerprint(self.store)
             outcome: FetchOutcome = await in_daemon_thread(
-                fetch_and_enrich, self.settings, expected, since=since, fetcher=self.fetcher)
+                fetch_and_enrich, self.settings, started, since=since, fetcher=self.fetcher)
             if outcome.reports:
                 self._covered = covered
         now = self.clock.now()

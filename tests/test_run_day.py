@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from datetime import datetime
-from email import message_from_bytes
-from email.header import decode_header, make_header
 from pathlib import Path
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 # The run loop drives ingest and the pipeline; until those stages land there is nothing to run.
 pytest.importorskip("digestbot.sources.arxiv")
@@ -33,34 +30,21 @@ from digestbot import subscribers  # noqa: E402
 from digestbot.clock import ET, Clock
 from digestbot.store import Store
 from tests.fakes.arxiv_day import ArxivDay
+from tests.fakes.smtp import SmtpServer, free_port
 
-START = datetime(2026, 8, 12, 19, 40, tzinfo=ET)  # Wednesday, before the announcement
+# Wednesday evening, early enough that start-up (about 2 virtual hours at this speed) is over
+# before the 20:00 ET announcement, so the cron job — not the catch-up — fetches it.
+START = datetime(2026, 8, 12, 18, 0, tzinfo=ET)
 PUBLISHED = datetime(2026, 8, 12, 20, 0, tzinfo=ET)
-SPEED = 5000  # 14 virtual hours in ~10 real seconds
+SPEED = 5000  # 16 virtual hours in ~12 real seconds
+STARTED = re.compile(rb"virtual clock at (\S+), ")
 HAS_TELEGRAM = importlib.util.find_spec("tests.fakes.telegram") is not None and hasattr(
     importlib.import_module("digestbot.channels.telegram"), "start_bot")
 HAS_WEB = importlib.util.find_spec("digestbot.web") is not None
 
 
-class Inbox:
-    """aiosmtpd handler: keeps (recipient, message) pairs."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, object]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's name
-        for rcpt in envelope.rcpt_tos:
-            self.messages.append((rcpt, message_from_bytes(envelope.content)))
-        return "250 OK"
-
-    def to(self, addr: str) -> list[object]:
-        return [m for r, m in self.messages if r == addr]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _to(smtp: SmtpServer, addr: str) -> list:
+    return [m.message for m in smtp.messages if addr in m.rcpt_tos]
 
 
 def _wait(what: str, cond, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
@@ -92,15 +76,15 @@ def telegram():
 
 
 def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> None:
-    clock = Clock(START, SPEED)
-    arxiv_day = ArxivDay(on_topic=3, off_topic=2,
-                         published_for=lambda: "2026-08-13" if clock.now() >= PUBLISHED else None)
-    inbox = Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    port = _free_port()
+    # arXiv's clock is the process's: set from its start-up line, nothing is published before.
+    clocks: list[Clock] = []
+    arxiv_day = ArxivDay(on_topic=3, off_topic=2, published_for=lambda: (
+        "2026-08-13" if clocks and clocks[0].now() >= PUBLISHED else None))
+    smtp = SmtpServer()
+    port = free_port()
     env = {**os.environ,
            "DIGESTBOT_SOURCES": "rss", "DIGESTBOT_CATEGORIES": "cs.CL",
-           "DIGESTBOT_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+           "DIGESTBOT_SMTP_URL": smtp.url,
            "DIGESTBOT_HTTP_PORT": str(port), "DIGESTBOT_ARXIV_DELAY": "0"}
     with arxiv_day:
         env["DIGESTBOT_ARXIV_RSS_URL"] = arxiv_day.rss_url
@@ -125,9 +109,12 @@ def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> No
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
         try:
-            _wait("the Beijing email", lambda: inbox.to("bj@example.org"), proc, log)
-            assert inbox.to("la@example.org") == []  # 07:00 in Los Angeles is hours away
-            subject = str(make_header(decode_header(inbox.to("bj@example.org")[0]["Subject"])))
+            _wait("start-up", lambda: STARTED.search(log.read_bytes()), proc, log)
+            virtual = STARTED.search(log.read_bytes()).group(1).decode()
+            clocks.append(Clock(datetime.fromisoformat(virtual), SPEED))
+            _wait("the Beijing email", lambda: _to(smtp, "bj@example.org"), proc, log)
+            assert _to(smtp, "la@example.org") == []  # 07:00 in Los Angeles is hours away
+            subject = str(_to(smtp, "bj@example.org")[0]["Subject"])  # decoded by policy.default
             assert "2026-08-13" in subject
 
             second = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
@@ -140,7 +127,7 @@ def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> No
             if telegram is not None:
                 _wait("the Telegram digest", lambda: telegram.sent_to(4242), proc, log)
 
-            _wait("the Los Angeles email", lambda: inbox.to("la@example.org"), proc, log)
+            _wait("the Los Angeles email", lambda: _to(smtp, "la@example.org"), proc, log)
 
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
@@ -156,7 +143,9 @@ def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> No
     assert [(a, d) for a, d, s in rows if s == "sent"] == [
         ("4242", "2026-08-13")] * (telegram is not None) + [
         ("bj@example.org", "2026-08-13"), ("la@example.org", "2026-08-13")]
-    assert len(inbox.to("bj@example.org")) == 1 and len(inbox.to("la@example.org")) == 1
+    assert len(_to(smtp, "bj@example.org")) == 1 and len(_to(smtp, "la@example.org")) == 1
     text = log.read_text()
-    assert "announcement 2026-08-13 seen" in text
+    assert "catch-up: latest announcement none" in text
+    # Fetched in the evening window (by the 20:00 job or its retries), then once after midnight.
+    assert "announcement 2026-08-13 seen; next attempt Thu 00:10 ET" in text
     assert "stopped" in text
