@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterable
 from datetime import date as Date
 from datetime import timedelta
@@ -217,13 +218,27 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
         if date is None:
             print("还没有任何公告 / no announcements yet: run `digestbot fetch` first")
             return 0
-        digest = select(store, subscriber, date)
+        digest = _planned(store, subscriber, date) or select(store, subscriber, date)
     if digest is None:
         print(f"订阅者 #{subscriber.id} 在 {date} 没有新论文 / "
               f"no new papers for subscriber #{subscriber.id} on {date}")
         return 0
     print(_preview_text(settings, digest, args.format))
     return 0
+
+
+def _planned(store: Store, subscriber: Subscriber, date: str) -> Digest | None:
+    """The digest an outbox row already holds for that day: preview shows what was (or will
+    be) sent, not the leftovers that at-most-once would select now."""
+    rows = list(store.db.query(
+        "select status, paper_ids, more from deliveries where subscriber_id = ? and digest_date = ?",
+        [subscriber.id, date],
+    ))
+    if not rows:
+        return None
+    row = rows[0]
+    print(f"(outbox: {date} 这一期状态为 / this digest is {row['status']})", file=sys.stderr)
+    return rebuild(store, subscriber, date, json.loads(row["paper_ids"] or "[]"), row["more"])
 
 
 def _preview_text(settings: Settings, digest: Digest, fmt: str) -> str:

@@ -245,3 +245,13 @@ def test_preview_chat_formats(previewable: Subscriber, capsys, monkeypatch) -> N
                         raising=False)
     assert main(["preview", "--subscriber", "1", "--format", "slack"]) == 0
     assert '"n": 2' in capsys.readouterr().out
+
+
+def test_preview_of_a_planned_day_shows_what_the_outbox_holds(store: Store, previewable,
+                                                             capsys) -> None:
+    sent(store, previewable, DAY, ["2608.00002"])
+    store.db["deliveries"].update(1, {"paper_ids": '["2608.00002"]', "more": 4})
+    assert main(["preview", "--subscriber", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "2608.00002" in captured.out and "2608.00001" not in captured.out
+    assert "另有 4 篇" in captured.out and "this digest is sent" in captured.err
