@@ -1,0 +1,179 @@
+"""An OpenAI-compatible `/v1/chat/completions` on 127.0.0.1 with scripted answers.
+
+openai ≥ 3 has its own HTTP stack, so only a real server intercepts it: point
+`OPENAI_BASE_URL` at `fake.url`. Replies queued with `fake.script(...)` are served first, in
+order (429 then success, 500, invalid JSON, wrong schema, blank, refusal, truncated, slow,
+401); after that `answer(body)` makes a plausible valid reply from the request itself:
+
+- scoring (the user message starts with "Topics to score:"): `score_for(title, slug)`,
+  by default 90 when the slug's words occur in the title, else 10;
+- enrichment: Chinese fields derived from the title, and as institutions every line of the
+  first-page block that names a university/institute/lab/company — like a model that reads
+  only the text it is given.
+
+Usage is reported as OpenAI does (`prompt_tokens_details.cached_tokens`), or as DeepSeek does
+(`prompt_cache_hit_tokens`) with `deepseek=True`; a prompt whose system message was seen
+before reports that message's tokens as cached, as real prefix caching would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.fakes.http import FakeServer, Request, Response
+
+INSTITUTION_RE = re.compile(r"Universit|Institut|Laborator|\bLab\b|Inc\.|Academy|College")
+
+
+@dataclass
+class Reply:
+    """One scripted reply; `content=None` with status 200 means "answer from the request"."""
+
+    status: int = 200
+    content: str | None = None
+    refusal: str | None = None
+    finish_reason: str = "stop"
+    delay: float = 0.0
+    headers: dict[str, str] | None = None
+    error: str = ""
+
+
+def ok(content: str | dict[str, Any]) -> Reply:
+    return Reply(content=content if isinstance(content, str) else json.dumps(content))
+
+
+def status(code: int, message: str = "scripted failure") -> Reply:
+    # retry-after-ms keeps the SDK's backoff to a few milliseconds in tests.
+    return Reply(status=code, headers={"retry-after-ms": "5"}, error=message)
+
+
+def blank() -> Reply:
+    return Reply(content="")
+
+
+def refusal(text: str = "I can't help with that.") -> Reply:
+    return Reply(content=None, refusal=text)
+
+
+def truncated(text: str = '{"scores": [{"topic": "post-tr') -> Reply:
+    return Reply(content=text, finish_reason="length")
+
+
+def slow(seconds: float) -> Reply:
+    return Reply(delay=seconds)
+
+
+def default_score(title: str, slug: str) -> int:
+    words = slug.replace("-", " ")
+    return 90 if words in title.lower() or slug in title.lower() else 10
+
+
+class FakeOpenAI:
+    def __init__(self, *, score_for: Callable[[str, str], int] = default_score,
+                 delay: float = 0.0, deepseek: bool = False) -> None:
+        self.score_for = score_for
+        self.delay = delay
+        self.deepseek = deepseek
+        self._script: deque[Reply] = deque()
+        self._seen_prefixes: set[str] = set()
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.server = FakeServer(self._handle)
+        self.url = f"{self.server.url}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(*exc)
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of every chat completion request received, in order."""
+        return [r.json() for r in self.server.requests if r.path.endswith("/chat/completions")]
+
+    def _handle(self, request: Request) -> Response:
+        if not request.path.endswith("/chat/completions") or request.method != "POST":
+            return Response.json({"error": {"message": "not found"}}, 404)
+        with self._lock:
+            reply = self._script.popleft() if self._script else Reply()
+        body = request.json()
+        if reply.status != 200:
+            code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(reply.status)
+            self._wait(reply.delay)
+            return Response.json({"error": {"message": reply.error, "type": "error", "code": code}},
+                                 reply.status, **(reply.headers or {}))
+        content = reply.content
+        if content is None and reply.refusal is None:
+            content = json.dumps(self.answer(body), ensure_ascii=False)
+        message = {"role": "assistant", "content": content, "refusal": reply.refusal}
+        self._wait(reply.delay or self.delay)
+        return Response.json({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
+            "model": body.get("model", ""),
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+            "usage": self._usage(body, content or ""),
+        })
+
+    def _wait(self, seconds: float) -> None:
+        """Answer after `seconds`, counting how many requests are in flight meanwhile."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _usage(self, body: dict[str, Any], content: str) -> dict[str, Any]:
+        messages = body.get("messages", [])
+        prompt = sum(len(m.get("content") or "") for m in messages) // 4 + 1
+        system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+        with self._lock:
+            cached = len(system) // 4 if system in self._seen_prefixes else 0
+            self._seen_prefixes.add(system)
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": len(content) // 4 + 1,
+                                 "total_tokens": 0}
+        if self.deepseek:
+            usage |= {"prompt_cache_hit_tokens": cached, "prompt_cache_miss_tokens": prompt - cached}
+        else:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        return usage
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        # After a validation retry the paper is in the first user message.
+        paper = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        title = _field(paper, "Title")
+        if paper.startswith("Topics to score:"):
+            slugs = [s.strip() for s in paper.splitlines()[0].split(":", 1)[1].split(",")]
+            return {"scores": [{"topic": s, "score": self.score_for(title, s),
+                                "reason_zh": f"与{s}相关程度的判断"} for s in slugs]}
+        page = paper.split("<<<", 1)[1].split(">>>", 1)[0] if "<<<" in paper else ""
+        # "Author: affiliation; affiliation" (API) or one affiliation per line (PDF).
+        parts = [p for line in page.splitlines() for p in line.split(":")[-1].split(";")]
+        institutions = [{"name": p.strip(" ,*0123456789"), "name_zh": ""}
+                        for p in parts if INSTITUTION_RE.search(p)]
+        abstract = _field(paper, "Abstract")
+        return {"title_zh": f"中文标题:{title}", "summary_zh": "本文提出一种新方法。",
+                "summary_en": f"This paper studies {title}.",
+                "abstract_zh": "中文翻译:" + "译" * (len(abstract) // 3),
+                "institutions": institutions}
+
+
+def _field(text: str, name: str) -> str:
+    m = re.search(rf"^{name}: (.*)$", text, re.MULTILINE)
+    return m.group(1) if m else ""

@@ -1,0 +1,279 @@
+"""The pipeline against a local OpenAI-compatible server, through the real openai SDK.
+
+Cost grows with papers, never with subscribers; re-runs cost nothing; only papers above a
+subscriber's threshold are enriched; a replaced version is done again; offline works alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from digestbot import subscribers
+from digestbot.cli import main
+from digestbot.config import Settings, load_settings
+from digestbot.enrich import offline, prompts
+from digestbot.enrich.pipeline import get_enrichment, run_pipeline
+from digestbot.models import Announcement, Author, FeedBatch, Paper
+from digestbot.store import Store
+from tests.fakes.openai import FakeOpenAI
+
+DAY = "2026-08-13"
+KEY = "sk-test-DO-NOT-LEAK-4242"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("DIGESTBOT_LLM_MODEL", "fake-mini")
+        yield server
+
+
+@pytest.fixture
+def llm_settings(fake: FakeOpenAI) -> Settings:
+    return load_settings()
+
+
+def add_papers(store: Store, titles: list[str], *, date: str = DAY, version: int = 1,
+               affiliations: bool = True) -> list[Paper]:
+    """Papers 2608.0000N with these titles, announced on `date`; API affiliations by default
+    so no PDF is needed."""
+    papers = [
+        Paper(id=f"2608.{i:05d}", version=version, title=title,
+              abstract=f"We study {title.lower()}. Experiments show gains on three benchmarks.",
+              authors=[Author("Ada Lovelace", ("Tsinghua University",) if affiliations else ())],
+              categories=["cs.CL"])
+        for i, title in enumerate(titles, 1)
+    ]
+    kind = "new" if version == 1 else "replace"
+    store.save_batch(FeedBatch(source="test", date=date, papers=papers, announcements=[
+        Announcement(date, p.id, kind, version, "test") for p in papers]))
+    return papers
+
+
+def subscribe(store: Store, n: int, topics: list[str], threshold: int = 60) -> None:
+    for i in range(n):
+        subscribers.add_or_update(store, channel="email", address=f"u{i}@example.org",
+                                  topics=topics, threshold=threshold)
+
+
+def calls(store: Store, kind: str | None = None) -> list[dict]:
+    sql = "select * from llm_calls" + (" where kind = ?" if kind else "") + " order by id"
+    return list(store.db.query(sql, [kind] if kind else []))
+
+
+TITLES = ["A post-training recipe with GRPO", "Sign language recognition",
+          "Agents that plan", "Post-training for small models", "Speech codecs", "Graph layouts"]
+
+
+@pytest.mark.parametrize("n_subscribers", [1, 30])
+def test_one_scoring_call_per_paper_whatever_the_subscribers(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI, n_subscribers: int) -> None:
+    add_papers(store, TITLES)
+    subscribe(store, n_subscribers, ["post-training", "agents"])
+    report = run_pipeline(llm_settings, store)
+    scoring = [b for b in fake.bodies if b["messages"][1]["content"].startswith("Topics to score")]
+    assert len(scoring) == len(TITLES) == report.score_calls
+    # Every call scores both topics at once, behind one byte-identical static prefix.
+    assert {b["messages"][1]["content"].splitlines()[0] for b in scoring} == {
+        "Topics to score: agents, post-training"}
+    assert len({b["messages"][0]["content"] for b in scoring}) == 1
+    assert store.db["scores"].count == 2 * len(TITLES)
+    row = store.db["scores"].get(("2608.00001", 1, "post-training"))
+    assert (row["score"], row["scorer"]) == (90, "llm:fake-mini")
+    assert row["reason"] == "与post-training相关程度的判断"
+    # Enriched: papers 1 and 4 (post-training) and 3 (agents) reach the threshold of 60.
+    assert report.enrich_calls == report.enriched == 3
+    assert {c["arxiv_id"] for c in calls(store, "enrich")} == {"2608.00001", "2608.00003",
+                                                                "2608.00004"}
+
+
+def test_second_run_makes_no_calls_and_new_topics_are_scored_alone(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI) -> None:
+    add_papers(store, TITLES)
+    subscribe(store, 2, ["post-training"])
+    run_pipeline(llm_settings, store)
+    before = len(fake.bodies)
+    again = run_pipeline(llm_settings, store)
+    assert len(fake.bodies) == before
+    assert (again.score_calls, again.enrich_calls) == (0, 0)
+    assert again.cached == len(TITLES) + 2  # every paper's scores, both enrichments
+
+    subscribers.add_or_update(store, channel="telegram", address="42", topics=["agents"])
+    third = run_pipeline(llm_settings, store)
+    new = fake.bodies[before:]
+    scoring = [b for b in new if b["messages"][1]["content"].startswith("Topics to score")]
+    assert len(scoring) == len(TITLES) == third.score_calls
+    assert all(b["messages"][1]["content"].startswith("Topics to score: agents\n")
+               for b in scoring)
+    # The prefix lists every active topic, sorted by slug, so it stays cacheable.
+    system = scoring[0]["messages"][0]["content"]
+    assert system.index("- agents:") < system.index("- post-training:")
+    assert third.enrich_calls == 1  # "Agents that plan"
+
+
+def test_enrichment_only_at_the_lowest_threshold_of_a_topic(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI) -> None:
+    add_papers(store, TITLES)
+    subscribe(store, 1, ["post-training"], threshold=95)
+    assert run_pipeline(llm_settings, store).enrich_calls == 0  # 90 < 95
+    subscribers.add_or_update(store, channel="email", address="low@example.org",
+                              topics=["post-training"], threshold=85)
+    subscribers.add_or_update(store, channel="email", address="gone@example.org",
+                              topics=["agents"], threshold=5,
+                              status="unsubscribed")
+    report = run_pipeline(llm_settings, store)
+    assert report.score_calls == 0  # the unsubscribed one's topic is not active
+    assert {c["arxiv_id"] for c in calls(store, "enrich")} == {"2608.00001", "2608.00004"}
+    e = get_enrichment(store, "2608.00001", 1)
+    assert e.title_zh == "中文标题:A post-training recipe with GRPO"
+    assert e.summary_zh and e.summary_en and e.abstract_zh.startswith("中文翻译")
+    assert [i.name for i in e.institutions] == ["Tsinghua University"]
+    assert (e.model, e.prompt_version) == ("fake-mini", prompts.PROMPT_VERSION)
+    assert get_enrichment(store, "2608.00002", 1) is None
+
+
+def test_a_replaced_version_is_scored_and_enriched_again(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI) -> None:
+    add_papers(store, TITLES[:1])
+    subscribe(store, 1, ["post-training"])
+    run_pipeline(llm_settings, store)
+    add_papers(store, ["A post-training recipe with GRPO, revised"], date="2026-08-14", version=2)
+    report = run_pipeline(llm_settings, store)
+    assert report.date == "2026-08-14"
+    assert (report.score_calls, report.enrich_calls) == (1, 1)
+    assert get_enrichment(store, "2608.00001", 2).title_zh.endswith("revised")
+    assert get_enrichment(store, "2608.00001", 1) is not None  # the old version's stays
+
+
+def test_tokens_and_cached_tokens_reach_stats(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI, capsys) -> None:
+    add_papers(store, TITLES)
+    subscribe(store, 1, ["post-training"])
+    run_pipeline(llm_settings, store)
+    rows = calls(store)
+    stats = store.stats()["llm"]
+    assert stats["calls"] == len(rows) == 8 and stats["failures"] == 0
+    assert stats["prompt_tokens"] == sum(r["prompt_tokens"] for r in rows) > 0
+    assert stats["completion_tokens"] == sum(r["completion_tokens"] for r in rows) > 0
+    # The fake caches a system prompt it has seen: every call after the first of each kind.
+    assert sum(r["cached_tokens"] > 0 for r in rows) == len(rows) - 2
+    assert all(r["outcome"] == "ok" and r["model"] == "fake-mini" for r in rows)
+    assert main(["stats", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["llm"]["cached_tokens"] == stats["cached_tokens"] > 0
+    assert printed["llm"]["cost_usd"] > 0
+
+
+def test_deepseek_cache_hits_are_counted(monkeypatch, store: Store) -> None:
+    with FakeOpenAI(deepseek=True) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("DIGESTBOT_LLM_JSON", "object")
+        add_papers(store, TITLES[:3])
+        subscribe(store, 1, ["agents"])
+        run_pipeline(load_settings(), store)
+        assert {b["response_format"]["type"] for b in server.bodies} == {"json_object"}
+    assert store.stats()["llm"]["cached_tokens"] > 0
+
+
+def test_concurrency_is_bounded(monkeypatch, store: Store) -> None:
+    with FakeOpenAI(delay=0.1) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "3")
+        add_papers(store, [f"Paper {i}" for i in range(9)])
+        subscribe(store, 1, ["agents"])
+        run_pipeline(load_settings(), store)
+        assert 1 < server.max_in_flight <= 3
+
+
+def test_offline_without_a_key(settings: Settings, store: Store) -> None:
+    add_papers(store, TITLES)
+    subscribe(store, 1, ["post-training"])
+    report = run_pipeline(settings, store)
+    assert report.scorer == offline.SCORER and report.score_calls == 0
+    assert {r["scorer"] for r in store.db["scores"].rows} == {offline.SCORER}
+    assert calls(store) == []
+    for pid in ("2608.00001", "2608.00004"):  # the offline scorer finds post-training too
+        e = get_enrichment(store, pid, 1)
+        assert e.model == "offline" and e.summary_en == offline.first_sentence(
+            store.get_paper(pid).abstract) == f"We study {store.get_paper(pid).title.lower()}."
+        assert (e.title_zh, e.summary_zh, e.abstract_zh, e.institutions) == ("", "", "", [])
+
+
+def test_offline_scores_are_upgraded_and_offline_never_shadows_the_model(
+        settings: Settings, store: Store, fake: FakeOpenAI) -> None:
+    add_papers(store, TITLES[:1])
+    subscribe(store, 1, ["post-training"])
+    run_pipeline(settings, store)  # `settings` was loaded before the key was set: offline
+    assert get_enrichment(store, "2608.00001", 1).model == "offline"
+    report = run_pipeline(load_settings(), store)
+    assert (report.score_calls, report.enrich_calls) == (1, 1)
+    assert store.db["scores"].get(("2608.00001", 1, "post-training"))["scorer"] == "llm:fake-mini"
+    assert run_pipeline(load_settings(), store, offline=True).enriched == 0
+    assert get_enrichment(store, "2608.00001", 1).model == "fake-mini"
+
+
+def test_enrich_command_enriches_everything_before_anyone_subscribes(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI, capsys) -> None:
+    add_papers(store, TITLES[:3])
+    assert main(["enrich", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 papers × 0 topics" in out and "enriched 2/2" in out
+    assert [c["kind"] for c in calls(store)] == ["enrich", "enrich"]
+
+
+def test_enrich_command_with_an_empty_database(capsys) -> None:
+    assert main(["enrich"]) == 0
+    assert "digestbot fetch" in capsys.readouterr().out
+
+
+# -- digestbot score ---------------------------------------------------------------------------
+
+
+def test_score_command_offline_from_jsonl(tmp_path, capsys) -> None:
+    path = tmp_path / "papers.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in [
+        {"id": "2401.00001v2", "title": "GRPO for reasoning post-training",
+         "abstract": "We apply RLHF and DPO with a reward model."},
+        {"id": "2401.00002", "title": "Sign language recognition", "abstract": "Video."},
+    ]) + "\n", encoding="utf-8")
+    assert main(["score", "--topic", "后训练", "--jsonl", str(path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(x["id"], x["topic"]) for x in lines] == [("2401.00001", "post-training"),
+                                                      ("2401.00002", "post-training")]
+    assert lines[0]["score"] >= 70 > 40 > lines[1]["score"]
+    assert lines[0]["reason"].startswith("命中")
+
+
+def test_score_command_uses_the_llm_and_the_store(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI, capsys) -> None:
+    add_papers(store, TITLES[:2])
+    assert main(["score", "--topic", "Agents"]) == 0
+    assert main(["score", "--topic", "agents"]) == 0  # cached: no new call
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4 and lines[0] == lines[2]
+    assert lines[0] == {"id": "2608.00001", "topic": "agents", "score": 10,
+                        "reason": "与agents相关程度的判断"}
+    assert len(fake.bodies) == 2
+    assert main(["score", "--topic", "agents", "--offline"]) == 0
+
+
+def test_score_command_bad_input(tmp_path, capsys) -> None:
+    assert main(["score", "--topic", "post-trainnig"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown topic" in err and "post-training" in err
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "1", "title": "t", "abstract": "a"}\n{"id": 2}\n', encoding="utf-8")
+    assert main(["score", "--topic", "后训练", "--jsonl", str(path)]) == 2
+    assert f"{path}:2" in capsys.readouterr().err
+    path.write_text('{"id": "1", "title": "t", "abstract": "a"}\nnot json\n', encoding="utf-8")
+    assert main(["score", "--topic", "后训练", "--jsonl", str(path)]) == 2
+    assert f"{path}:2: not valid JSON" in capsys.readouterr().err
+    assert main(["score", "--topic", "后训练"]) == 1
+    assert "digestbot fetch" in capsys.readouterr().err
