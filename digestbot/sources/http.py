@@ -111,7 +111,8 @@ class PoliteClient:
             else:
                 if response.status_code not in RETRY_STATUSES or attempt == self.attempts:
                     return response
-                pause = _retry_after(response) or min(2.0**attempt, 30.0)
+                asked = _retry_after(response)  # "Retry-After: 0" means now, not "unset"
+                pause = asked if asked is not None else min(2.0**attempt, 30.0)
                 reason = f"HTTP {response.status_code}"
                 if waited + pause > self.max_wait:
                     return response
