@@ -158,13 +158,14 @@ async def test_downtime_over_an_announcement_is_caught_up_at_start_and_sent_once
 async def test_a_holiday_ends_the_retries_quietly_by_three(
     conf: Settings, store: Store, arxiv: ArxivDay, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="digestbot.scheduler")
     arxiv.publish("2026-08-13")
     service, clock = _service(conf, store, datetime(2026, 8, 12, 20, 0, tzinfo=ET))
     await service.fetch_cycle()
     # Thursday evening: nothing new appears (the feed keeps Thursday's batch).
     clock.set(datetime(2026, 8, 13, 20, 0, tzinfo=ET))
     assert await service.fetch_cycle() == datetime(2026, 8, 13, 20, 5, tzinfo=ET)
-    caplog.set_level(logging.INFO, logger="digestbot.scheduler")
+    assert "arXiv feed is stale (still the batch of 2026-08-13)" in caplog.text
     clock.set(datetime(2026, 8, 14, 2, 58, tzinfo=ET))
     assert await service.fetch_cycle() is None
     assert "no announcement for 2026-08-14 (holiday?)" in caplog.text

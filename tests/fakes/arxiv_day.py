@@ -33,9 +33,9 @@ OFF_TOPIC_ABSTRACT = "We measure phonon spectra of granite from three quarries a
 
 
 def paper_id(day: str, n: int) -> str:
-    """Distinct, well-formed new-style ids per announcement date (YYMM.NNNNN)."""
+    """Distinct, well-formed new-style ids per announcement date (YYMM.NNNNN, n < 2000)."""
     d = date.fromisoformat(day)
-    return f"{d:%y%m}.{d.day:02d}{n:03d}"
+    return f"{d:%y%m}.{d.day * 2000 + n:05d}"
 
 
 def rss(day: str, categories: list[str], on_topic: int, off_topic: int) -> str:
