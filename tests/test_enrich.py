@@ -24,17 +24,20 @@ DAY = "2026-08-13"
 KEY = "sk-test-DO-NOT-LEAK-4242"
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-        monkeypatch.setenv("DIGESTBOT_LLM_MODEL", "fake-mini")
         yield server
 
 
 @pytest.fixture
-def llm_settings(fake: FakeOpenAI) -> Settings:
+def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    return openai_server.use(monkeypatch, KEY)
+
+
+@pytest.fixture
+def llm_settings(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("DIGESTBOT_LLM_MODEL", "fake-mini")
     return load_settings()
 
 
@@ -169,27 +172,23 @@ def test_tokens_and_cached_tokens_reach_stats(
     assert printed["llm"]["cost_usd"] > 0
 
 
-def test_deepseek_cache_hits_are_counted(monkeypatch, store: Store) -> None:
-    with FakeOpenAI(deepseek=True) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-        monkeypatch.setenv("DIGESTBOT_LLM_JSON", "object")
-        add_papers(store, TITLES[:3])
-        subscribe(store, 1, ["agents"])
-        run_pipeline(load_settings(), store)
-        assert {b["response_format"]["type"] for b in server.bodies} == {"json_object"}
+def test_deepseek_cache_hits_are_counted(monkeypatch, store: Store, fake: FakeOpenAI) -> None:
+    fake.reset(deepseek=True)
+    monkeypatch.setenv("DIGESTBOT_LLM_JSON", "object")
+    add_papers(store, TITLES[:3])
+    subscribe(store, 1, ["agents"])
+    run_pipeline(load_settings(), store)
+    assert {b["response_format"]["type"] for b in fake.bodies} == {"json_object"}
     assert store.stats()["llm"]["cached_tokens"] > 0
 
 
-def test_concurrency_is_bounded(monkeypatch, store: Store) -> None:
-    with FakeOpenAI(delay=0.1) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-        monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "3")
-        add_papers(store, [f"Paper {i}" for i in range(9)])
-        subscribe(store, 1, ["agents"])
-        run_pipeline(load_settings(), store)
-        assert 1 < server.max_in_flight <= 3
+def test_concurrency_is_bounded(monkeypatch, store: Store, fake: FakeOpenAI) -> None:
+    fake.reset(delay=0.1)
+    monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "3")
+    add_papers(store, [f"Paper {i}" for i in range(9)])
+    subscribe(store, 1, ["agents"])
+    run_pipeline(load_settings(), store)
+    assert 1 < fake.max_in_flight <= 3
 
 
 def test_offline_without_a_key(settings: Settings, store: Store) -> None:
@@ -214,9 +213,9 @@ def test_offline_scores_are_upgraded_and_offline_never_shadows_the_model(
     assert get_enrichment(store, "2608.00001", 1).model == "offline"
     report = run_pipeline(load_settings(), store)
     assert (report.score_calls, report.enrich_calls) == (1, 1)
-    assert store.db["scores"].get(("2608.00001", 1, "post-training"))["scorer"] == "llm:fake-mini"
+    assert store.db["scores"].get(("2608.00001", 1, "post-training"))["scorer"] == "llm:gpt-4.1-mini"
     assert run_pipeline(load_settings(), store, offline=True).enriched == 0
-    assert get_enrichment(store, "2608.00001", 1).model == "fake-mini"
+    assert get_enrichment(store, "2608.00001", 1).model == "gpt-4.1-mini"
 
 
 def test_enrich_command_enriches_everything_before_anyone_subscribes(

@@ -124,8 +124,6 @@ class LLMClient:
         check: Callable[[M], None] | None = None,
     ) -> Outcome[M]:
         """Send `messages`, return the answer validated as `answer` (and by `check`)."""
-        if self.down:
-            return Outcome(None, "error", self.down, called=False)
         usage = Usage()
         started = time.monotonic()
         convo = list(messages)
@@ -133,6 +131,9 @@ class LLMClient:
         for attempt in (1, 2):
             try:
                 async with self._slots:
+                    # Checked once a slot is ours: calls queued before the breaker opened skip too.
+                    if self.down:
+                        return Outcome(None, "error", self.down, called=False)
                     response = await self._client.chat.completions.create(
                         model=self.model, messages=convo, **self._format(answer, name)
                     )

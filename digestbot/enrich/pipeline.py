@@ -187,7 +187,9 @@ async def _llm_scores(store: Store, llm: LLMClient, system: str, paper: Paper,
         report.score_calls += 1
     if result.value is None:
         report.failures += 1
-        log.warning("scoring %sv%d fell back to offline: %s", paper.id, paper.version, result.error)
+        if result.called:
+            log.warning("scoring %sv%d fell back to offline: %s", paper.id, paper.version,
+                        result.error)
         return _offline_scores(paper, missing)
     by_topic = {s.topic: s for s in result.value.scores}
     return [Score(paper.id, paper.version, slug, by_topic[slug].score,
@@ -320,8 +322,9 @@ async def _llm_enrichment(store: Store, llm: LLMClient, first_pages: FirstPages,
         report.enrich_calls += 1
     if result.value is None:
         report.failures += 1
-        log.warning("enriching %sv%d fell back to offline: %s", paper.id, paper.version,
-                    result.error)
+        if result.called:
+            log.warning("enriching %sv%d fell back to offline: %s", paper.id, paper.version,
+                        result.error)
         return offline_enrichment(paper)
     answer = result.value
     return Enrichment(

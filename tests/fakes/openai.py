@@ -96,6 +96,24 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.server.__exit__(*exc)
 
+    def reset(self, *, score_for: Callable[[str, str], int] = default_score, delay: float = 0.0,
+              deepseek: bool = False) -> None:
+        """Forget everything, so one server can serve a module's tests (starting one costs
+        a shutdown poll of half a second)."""
+        with self._lock:
+            self.score_for, self.delay, self.deepseek = score_for, delay, deepseek
+            self._script.clear()
+            self._seen_prefixes.clear()
+            self.server.requests.clear()
+            self.in_flight = self.max_in_flight = 0
+
+    def use(self, monkeypatch: Any, key: str) -> FakeOpenAI:
+        """Reset, and point OPENAI_API_KEY/OPENAI_BASE_URL here for one test."""
+        self.reset()
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        monkeypatch.setenv("OPENAI_BASE_URL", self.url)
+        return self
+
     def script(self, *replies: Reply) -> None:
         with self._lock:
             self._script.extend(replies)
