@@ -25,31 +25,10 @@ from digestbot.delivery import (
     run_send,
 )
 from digestbot.store import Store
-from tests.fakes.digests import DAY, NEXT_DAY, add_paper, add_subscriber
+from tests.fakes.digests import DAY, NEXT_DAY, Crash, CrashAt, add_paper, add_subscriber
 
 # 09:00 in Shanghai on DAY: a default subscriber (08:30 Asia/Shanghai) is due.
 NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
-
-
-class Crash(BaseException):
-    """The process dies (kill -9) at this point: nothing after it runs, no except clause helps."""
-
-
-class CrashAt:
-    """Wraps a sender and dies on call `n`: before handing it on, or right after it was accepted."""
-
-    channel = "email"
-
-    def __init__(self, inner, n: int, *, after_send: bool = False) -> None:
-        self.inner, self.n, self.after_send, self.calls = inner, n, after_send, 0
-
-    async def send(self, store, row, digest) -> None:
-        self.calls += 1
-        if self.calls == self.n and not self.after_send:
-            raise Crash
-        await self.inner.send(store, row, digest)
-        if self.calls == self.n:
-            raise Crash
 
 
 class Scripted:

@@ -187,7 +187,8 @@ class EmailSender:
         return smtp
 
     async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
-        msg = build_message(self.settings, delivery, digest)
+        # Flattened here with our policy: aiosmtplib's send_message would refold the Subject.
+        data = bytes(build_message(self.settings, delivery, digest))
         envelope_from = parseaddr(self.settings.mail_from)[1]
         where = f"{self.config.host}:{self.config.port}"
         # A reused connection the server has since closed gets one fresh retry.
@@ -195,7 +196,7 @@ class EmailSender:
         for retry in (reused, False):
             try:
                 smtp = await self._connection()
-                await smtp.send_message(msg, sender=envelope_from, recipients=[digest.subscriber.address])
+                await smtp.sendmail(envelope_from, [digest.subscriber.address], data)
                 return
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused = exc.recipients[0]

@@ -1,4 +1,4 @@
-"""Store contents for delivery tests: announced, scored papers and subscribers, via the real API."""
+"""Delivery test helpers: announced, scored papers and subscribers (via the real API), crashes."""
 
 from __future__ import annotations
 
@@ -32,3 +32,24 @@ def add_subscriber(store: Store, address: str, *, threshold: int = 60, **setting
                                     threshold=threshold, **settings)
     store.db["subscribers"].update(sub.id, {"created_at": "2026-08-01T00:00:00+00:00"})
     return subscribers.get(store, sub.id)
+
+
+class Crash(BaseException):
+    """The process dies (kill -9) at this point: nothing after it runs, no except clause helps."""
+
+
+class CrashAt:
+    """Wraps a sender and dies on call `n`: before handing it on, or right after it was accepted."""
+
+    channel = "email"
+
+    def __init__(self, inner, n: int, *, after_send: bool = False) -> None:
+        self.inner, self.n, self.after_send, self.calls = inner, n, after_send, 0
+
+    async def send(self, store, row, digest) -> None:
+        self.calls += 1
+        if self.calls == self.n and not self.after_send:
+            raise Crash
+        await self.inner.send(store, row, digest)
+        if self.calls == self.n:
+            raise Crash

@@ -86,8 +86,12 @@ class SmtpServer:
             kwargs.update(tls_context=tls_context, require_starttls=True)
         if login is not None:
             kwargs.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=tls_context is not None)
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
+                          auth_require_tls=self.starttls)
+        self._kwargs = kwargs
+        self.controller = self._controller()
+
+    def _controller(self) -> Controller:
+        return Controller(self.handler, hostname="127.0.0.1", port=self.port, **self._kwargs)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = (
@@ -117,6 +121,12 @@ class SmtpServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+    def restart(self) -> None:
+        """Drop every connection and listen again on the same port (a Controller runs once)."""
+        self.controller.stop()
+        self.controller = self._controller()
+        self.controller.start()
 
     def __enter__(self) -> SmtpServer:
         return self.start()
