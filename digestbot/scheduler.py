@@ -120,11 +120,7 @@ class FetchOutcome:
         return "; ".join(parts)
 
 
-Fetcher = Callable[..., arxiv.FetchResult]
-
-
-def fetch_and_enrich(settings: Settings, now: datetime, *, since: str | None = None,
-                     fetcher: Fetcher = arxiv.fetch) -> FetchOutcome:
+def fetch_and_enrich(settings: Settings, now: datetime, *, since: str | None = None) -> FetchOutcome:
     """Fetch, then score and enrich every announcement date the fetch added or grew.
 
     Blocking (arXiv is asked politely, one request every few seconds): the service calls it
@@ -134,7 +130,7 @@ def fetch_and_enrich(settings: Settings, now: datetime, *, since: str | None = N
     with Store(settings.db) as store:
         before = set(store.announcement_dates())
         try:
-            result = fetcher(settings, store, since=since, now=now)
+            result = arxiv.fetch(settings, store, since=since, now=now)
         except (NetworkError, FeedError) as exc:
             return FetchOutcome(expected, _has(store, expected), error=str(exc))
         if result.status == "stale":
@@ -192,12 +188,10 @@ class Service:
     skips (the pipeline triggers a delivery itself when it is done).
     """
 
-    def __init__(self, settings: Settings, store: Store, clock: Clock, *,
-                 fetcher: Fetcher = arxiv.fetch) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.fetcher = fetcher
         self.scheduler: AsyncIOScheduler | None = None
         self.stopping = False
         self._work = asyncio.Lock()
@@ -215,7 +209,7 @@ class Service:
         async with self._tracked(), self._work:
             covered = _subscription_fingerprint(self.store)
             outcome: FetchOutcome = await in_daemon_thread(
-                fetch_and_enrich, self.settings, started, since=since, fetcher=self.fetcher)
+                fetch_and_enrich, self.settings, started, since=since)
             if outcome.reports:
                 self._covered = covered
         now = self.clock.now()
