@@ -1,0 +1,119 @@
+"""The HTTP app through httpx against a running aiohttp server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from aiohttp import web as aioweb
+
+from digestbot import subscribers
+from digestbot.config import Settings
+from digestbot.store import Store
+from digestbot.web import make_app, unsubscribe_url
+from tests.fakes.digests import add_subscriber
+
+
+@pytest.fixture
+async def client(settings: Settings):
+    runner = aioweb.AppRunner(make_app(settings))
+    await runner.setup()
+    site = aioweb.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        yield http
+    await runner.cleanup()
+
+
+def status_of(store: Store, sub_id: int) -> str:
+    return subscribers.get(store, sub_id).status
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    r = await client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+async def test_get_shows_a_confirm_page_and_changes_nothing(client, store: Store) -> None:
+    ada = add_subscriber(store, "ada@example.org")
+    for _ in range(2):  # link scanners fetch twice; still nothing happens
+        r = await client.get("/unsubscribe", params={"token": ada.token})
+        assert r.status_code == 200
+    assert "退订" in r.text and "Unsubscribe" in r.text and "a***@example.org" in r.text
+    assert f'name="token" value="{ada.token}"' in r.text and 'method="post"' in r.text
+    assert "ada@example.org" not in r.text
+    assert r.headers["Cache-Control"] == "no-store" and r.headers["Referrer-Policy"] == "no-referrer"
+    assert status_of(store, ada.id) == "active"
+
+
+async def test_post_from_the_button_unsubscribes(client, store: Store) -> None:
+    ada = add_subscriber(store, "ada@example.org")
+    bob = add_subscriber(store, "bob@example.org")
+    r = await client.post("/unsubscribe", data={"token": ada.token})
+    assert r.status_code == 200 and "已退订" in r.text and "Unsubscribed" in r.text
+    assert status_of(store, ada.id) == "unsubscribed" and status_of(store, bob.id) == "active"
+    assert subscribers.get(store, ada.id).status_reason == "web page"
+    again = await client.get("/unsubscribe", params={"token": ada.token})
+    assert again.status_code == 200 and "already unsubscribed" in again.text
+
+
+async def test_rfc8058_one_click_post(client, store: Store) -> None:
+    ada = add_subscriber(store, "ada@example.org")
+    # What a mail client sends for List-Unsubscribe-Post: the token in the URL, a fixed body.
+    r = await client.post(f"/unsubscribe?token={ada.token}",
+                          content=b"List-Unsubscribe=One-Click",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200
+    sub = subscribers.get(store, ada.id)
+    assert sub.status == "unsubscribed" and sub.status_reason == "one-click (RFC 8058)"
+    # Multipart is allowed by the RFC too, and repeating is harmless.
+    r = await client.post(f"/unsubscribe?token={ada.token}",
+                          files={"List-Unsubscribe": (None, "One-Click")})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "nope", "x" * 500, '"><script>alert(1)</script>'])
+async def test_unknown_tokens_get_404_and_change_nothing(client, store: Store, token: str) -> None:
+    ada = add_subscriber(store, "ada@example.org")
+    for r in (await client.get("/unsubscribe", params={"token": token}),
+              await client.post("/unsubscribe", data={"token": token})):
+        assert r.status_code == 404 and "链接无效" in r.text
+        assert "<script>" not in r.text
+    assert status_of(store, ada.id) == "active"
+
+
+def test_unsubscribe_url_needs_a_public_url(settings: Settings) -> None:
+    from digestbot.config import load_settings
+
+    assert unsubscribe_url(settings, "tok") is None
+    public = load_settings(public_url="https://d.example.org/bot/")
+    assert unsubscribe_url(public, "a-b_c") == "https://d.example.org/bot/unsubscribe?token=a-b_c"
+
+
+def test_serve_command_answers_and_stops_on_sigterm(settings: Settings) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "digestbot", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert r.json() == {"status": "ok"}
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"http://127.0.0.1:{port}" in out
