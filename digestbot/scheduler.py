@@ -220,7 +220,7 @@ class Service:
         if nxt is None and not outcome.seen and not self.stopping:
             log.info("no announcement for %s (holiday?); next fetch %s ET", expected,
                      f"{next_fetch_time(now).astimezone(ET):%a %Y-%m-%d %H:%M}")
-        if nxt and self.scheduler:
+        if nxt and self.scheduler and not self.stopping:
             self.scheduler.add_job(self.fetch_cycle, self._trigger(DateTrigger(run_date=nxt)),
                                    id="fetch-retry", replace_existing=True, name="fetch retry")
         if outcome.reports:
