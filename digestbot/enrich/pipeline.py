@@ -396,10 +396,12 @@ def _has_any_enrichment(store: Store, key: Key) -> bool:
 
 
 def get_enrichment(store: Store, arxiv_id: str, version: int) -> Enrichment | None:
-    """The enrichment to show for that version: a model's before offline, newest first."""
+    """The enrichment to show for that version: a model's before offline, then the current
+    prompt's, then the newest."""
     rows = list(store.db.query(
         "select * from enrichments where arxiv_id = ? and version = ?"
-        " order by model = ? asc, created_at desc limit 1", [arxiv_id, version, OFFLINE_MODEL]))
+        " order by model = ? asc, prompt_version = ? desc, created_at desc, rowid desc limit 1",
+        [arxiv_id, version, OFFLINE_MODEL, prompts.PROMPT_VERSION]))
     if not rows:
         return None
     row = rows[0]
