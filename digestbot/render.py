@@ -237,10 +237,10 @@ def _max_saving(entries: list[DigestEntry], lang: str, en_chars: int | None,
 
 
 def render_slack(digest: Digest) -> list[Any]:
-    """Block Kit messages for Slack; the blocks and their limits live with the Slack channel."""
+    """Slack payloads ({"text", "blocks"}); the blocks and their limits live with the channel."""
     from digestbot.channels.slack import render_slack as slack_messages
 
-    return slack_messages(digest)
+    return [message.payload() for message in slack_messages(digest)]
 
 
 def render_telegram(digest: Digest) -> list[str]:

@@ -7,12 +7,14 @@ a local Slack Web API and webhook endpoint (tests/fakes/slack.py). Pacing is swi
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digestbot import subscribers
+from digestbot import render, subscribers
 from digestbot.channels.slack import (
     ENTRIES_PER_MESSAGE,
     SlackSender,
@@ -140,11 +142,18 @@ def test_overlong_text_is_cut_between_entities():
     digest = make_digest(1)
     digest.entries[0].paper.title = "&" * 5000
     digest.entries[0].enrichment.summary_zh = "<" * 5000
-    digest.topics[0].name_zh = "长" * 400
+    # A copy: the catalogue's Topic objects are shared.
+    digest.topics = [dataclasses.replace(digest.topics[0], name_zh="长" * 400)]
     message = render_slack(digest)[0]
     assert_within_limits(message)
     assert fit("ab&amp;cd", 5) == "ab…"
     assert fit("abc", 3) == "abc"
+
+
+def test_preview_gets_json_payloads():
+    payloads = render.render_slack(make_digest(20))
+    assert json.loads(json.dumps(payloads))[0]["blocks"][0]["type"] == "header"
+    assert [set(p) for p in payloads] == [{"text", "blocks"}] * 3
 
 
 def test_sequential_summary_points_below():

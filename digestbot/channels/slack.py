@@ -99,6 +99,10 @@ class SlackMessage:
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
 
+    def payload(self) -> dict[str, Any]:
+        """As Slack takes it (and as Block Kit Builder shows it)."""
+        return {"text": self.text, "blocks": self.blocks}
+
 
 def escape(text: str | None) -> str:
     """Slack's mrkdwn escaping: only `&`, `<` and `>` (they start entities, links, mentions)."""
@@ -288,11 +292,6 @@ class SlackSender:
         self.client = client
         self.mode = mode
         self.pacer = _Pacer(interval)
-
-    async def aclose(self) -> None:
-        session = getattr(self.client, "session", None)
-        if session is not None:
-            await session.close()
 
     async def send(self, store: Store, delivery_row: delivery.DeliveryRow, digest: Digest) -> None:
         sub = digest.subscriber
@@ -511,17 +510,14 @@ class SlackCommands:
 class SocketModeHandle:
     """What `digestbot run` keeps: `await handle.stop()` closes the connection and the store."""
 
-    def __init__(self, client: SocketModeClient, store: Store, web: AsyncWebClient) -> None:
+    def __init__(self, client: SocketModeClient, store: Store) -> None:
         self.client = client
         self.store = store
-        self.web = web
 
     async def stop(self) -> None:
         try:
             await self.client.close()
         finally:
-            if self.web.session is not None:
-                await self.web.session.close()
             self.store.close()
 
 
@@ -546,9 +542,9 @@ async def start_socket_mode(settings: Settings, store_path: str, *,
         client.wss_uri = await client.issue_new_wss_url()
         await client.connect()
     except (SlackApiError, OSError, TimeoutError) as exc:
-        await SocketModeHandle(client, store, web).stop()
+        await SocketModeHandle(client, store).stop()
         error = _api_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
         raise DigestbotError(f"Slack Socket Mode did not connect: {error} (check SLACK_APP_TOKEN "
                              "and SLACK_BOT_TOKEN, DIGESTBOT_SLACK_API_URL)") from None
     log.info("Slack Socket Mode connected; /arxiv commands on")
-    return SocketModeHandle(client, store, web)
+    return SocketModeHandle(client, store)
