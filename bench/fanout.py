@@ -1,0 +1,144 @@
+"""Fan-out benchmark: how long selecting and rendering every subscriber's digest takes, and
+how fast the outbox pushes email through SMTP.
+
+    .venv/bin/python bench/fanout.py [--subscribers 10000] [--papers 1500] [--topics 30]
+                                     [--send 1000]
+
+Builds a throwaway database (papers announced on one day, every paper scored for every topic,
+as the scorer would have left it), subscribes each subscriber to 1–3 random topics at
+thresholds 50–80, then
+
+1. selects and renders (HTML with inlined CSS + text) every digest — target ≤ 60 s in all;
+2. plans and delivers `--send` of them to a local aiosmtpd sink through `EmailSender` (one
+   SMTP connection, an outbox row per digest) — target ≥ 100 messages/s.
+
+Not part of the test suite: it takes a minute and measures this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import socket
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from digestbot import digest, render, subscribers, topics  # noqa: E402
+from digestbot.channels.email import EmailSender  # noqa: E402
+from digestbot.config import load_settings  # noqa: E402
+from digestbot.delivery import deliver_pending, plan  # noqa: E402
+from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
+from digestbot.store import Store, now_iso  # noqa: E402
+
+DAY = "2026-08-13"
+
+
+def populate(store: Store, n_subs: int, n_papers: int, n_topics: int, rng: random.Random) -> None:
+    slugs = list(topics.load_catalogue().topics)[:n_topics]
+    papers = [
+        Paper(id=f"2608.{i:05d}", version=1, title=f"Paper {i}: scaling preference optimization",
+              abstract=("We study post-training of language models. " * 20).strip(),
+              authors=[Author(f"Author {i}-{k}") for k in range(rng.randint(1, 14))],
+              categories=["cs.CL", "cs.LG"], comment="12 pages")
+        for i in range(n_papers)
+    ]
+    store.save_batch(FeedBatch(
+        source="bench", date=DAY, papers=papers,
+        announcements=[Announcement(DAY, p.id, "new", 1, "bench") for p in papers]))
+    # Most papers are far from most topics: a long tail with a few strong hits per topic.
+    stamp = now_iso()
+    with store.db.atomic():
+        store.db["scores"].insert_all(
+            ({"arxiv_id": p.id, "version": 1, "topic": slug,
+              "score": min(100, int(rng.expovariate(1 / 18))), "reason": "bench",
+              "scorer": "bench", "created_at": stamp}
+             for p in papers for slug in slugs),
+            batch_size=2000,
+        )
+        for n in range(n_subs):
+            subscribers.add_or_update(
+                store, channel="email", address=f"reader{n}@example.org",
+                topics=rng.sample(slugs, rng.randint(1, 3)), threshold=rng.choice((50, 60, 70, 80)))
+        store.db.execute("update subscribers set created_at = '2026-08-01T00:00:00+00:00'")
+
+
+def select_and_render(store: Store) -> tuple[float, int, int]:
+    """Seconds for every subscriber, digests rendered, entries rendered."""
+    start = time.perf_counter()
+    rendered = entries = 0
+    for sub in subscribers.list_all(store):
+        d = digest.select(store, sub, DAY)
+        if d is None:
+            continue
+        render.render_email(d)
+        rendered += 1
+        entries += len(d.entries)
+    return time.perf_counter() - start, rendered, entries
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.count += 1
+        return "250 OK"
+
+
+def send(store: Store, n_send: int) -> tuple[float, int]:
+    """Seconds to deliver `n_send` digests over SMTP, messages the server accepted."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink = _Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings = load_settings(smtp_url=f"smtp://127.0.0.1:{port}?starttls=false", db=store.path)
+        store.db.execute("update subscribers set status = 'paused' where id > ?", [n_send])
+        store.db.conn.commit()
+        now = datetime.now(UTC)
+        plan(store, settings, DAY, now=now, force=True)
+        start = time.perf_counter()
+        report = asyncio.run(deliver_pending(store, settings, {"email": EmailSender(settings)}, now=now))
+        elapsed = time.perf_counter() - start
+    finally:
+        controller.stop()
+    if report.failed or report.permanent:
+        print(f"  warning: {report.summary()}")
+    return elapsed, sink.count
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--subscribers", type=int, default=10_000)
+    ap.add_argument("--papers", type=int, default=1_500)
+    ap.add_argument("--topics", type=int, default=30)
+    ap.add_argument("--send", type=int, default=1_000)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
+        t0 = time.perf_counter()
+        populate(store, args.subscribers, args.papers, args.topics, random.Random(args.seed))
+        print(f"setup: {args.subscribers} subscribers, {args.papers} papers × {args.topics} topics "
+              f"in {time.perf_counter() - t0:.1f} s")
+        seconds, rendered, entries = select_and_render(store)
+        print(f"select + render: {seconds:.1f} s for {args.subscribers} subscribers "
+              f"({1000 * seconds / args.subscribers:.2f} ms each; {rendered} digests, "
+              f"{entries / max(rendered, 1):.1f} papers on average) — target ≤ 60 s")
+        seconds, accepted = send(store, args.send)
+        print(f"send: {accepted} messages over SMTP in {seconds:.1f} s "
+              f"({accepted / seconds:.0f} messages/s) — target ≥ 100/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
