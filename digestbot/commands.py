@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from digestbot import subscribers, topics
+from digestbot import delivery, subscribers, topics
+from digestbot import digest as digests
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber, Topic
@@ -66,7 +67,9 @@ class Reply:
     buttons: list[list[Button]] = field(default_factory=list)
     # Replace the message the button was on instead of posting a new one (topic pages).
     edit: bool = False
-    # /digest: the adapter renders and delivers this through the outbox.
+    # /digest: an outbox row the adapter should deliver now (recorded like any delivery) …
+    delivery_id: int | None = None
+    # … or a digest asked for again, which the adapter sends as it is (recorded nowhere).
     digest: Digest | None = None
 
 
@@ -525,6 +528,60 @@ def cmd_resume(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
                      "Papers announced while paused are included."))
 
 
+# -- /digest ------------------------------------------------------------------------------------
+
+
+def _last_sent(store: Store, subscriber_id: int) -> dict | None:
+    rows = list(store.db.query(
+        "select * from deliveries where subscriber_id = ? and status = 'sent'"
+        " order by digest_date desc limit 1", [subscriber_id]))
+    return rows[0] if rows else None
+
+
+def _resend_button(lang: str) -> list[list[Button]]:
+    return [[Button(label(lang, "重新发送上一期", "Send the last digest again"), "digest again")]]
+
+
+def cmd_digest(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:
+    """The latest digest now, through the outbox; what was already sent only on request."""
+    sub = subscribers.by_address(store, ctx.channel, ctx.address)
+    if sub is None or not subscribers.subscriptions(store, sub.id):
+        return _not_subscribed(lang)
+    if sub.status != "active":
+        return Reply(say(lang, "推送已暂停或停止;先发送 /resume。", "Deliveries are off; send /resume "
+                         "first."))
+    if arg == "again":
+        last = _last_sent(store, sub.id)
+        if last is None:
+            return Reply(say(lang, "还没有发送过摘要。", "No digest has been sent yet."))
+        again = digests.rebuild(store, sub, last["digest_date"],
+                                delivery.DeliveryRow.from_row(last).paper_ids, last["more"] or 0)
+        return Reply(label(lang, f"重新发送 {last['digest_date']} 的摘要:",
+                           f"The digest of {last['digest_date']} again:"), digest=again)
+    date = store.latest_announcement_date()
+    if date is None:
+        return Reply(say(lang, "还没有抓取到任何 arXiv 公告。", "No arXiv announcement has been "
+                         "fetched yet."))
+    rows = list(store.db.query("select id, status from deliveries where subscriber_id = ?"
+                               " and digest_date = ?", [sub.id, date]))
+    if rows and rows[0]["status"] == "sent":
+        return Reply(say(lang, f"{date} 的摘要已经发给你了;不会重复发送。需要的话可以重新发送一遍。",
+                         f"The digest of {date} was already sent; nothing is sent twice unless "
+                         "you ask."), _resend_button(lang))
+    if rows and rows[0]["status"] in ("pending", "failed"):
+        return Reply(label(lang, f"正在发送 {date} 的摘要…", f"Sending the digest of {date}…"),
+                     delivery_id=rows[0]["id"])
+    if rows:
+        return Reply(say(lang, f"{date} 的摘要正在发送中。", f"The digest of {date} is on its way."))
+    row_id = delivery.plan_for(store, settings, sub, date, now=ctx.now or datetime.now(UTC))
+    if row_id is None:
+        text = say(lang, f"{date} 没有达到你阈值的新论文(已发过的不再重复)。",
+                   f"No new papers above your thresholds on {date} (sent ones are not repeated).")
+        return Reply(text, _resend_button(lang) if _last_sent(store, sub.id) else [])
+    return Reply(label(lang, f"正在发送 {date} 的摘要…", f"Sending the digest of {date}…"),
+                 delivery_id=row_id)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("start", (), False, "开始使用", "get started", "/start", cmd_start),
     Command("help", ("h",), False, "全部命令", "every command", "/help", cmd_help),
@@ -543,6 +600,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("tz", ("timezone",), True, "时区", "time zone", "/tz Asia/Shanghai", cmd_tz),
     Command("lang", ("language",), True, "语言 zh/en/both", "language zh/en/both", "/lang both",
             cmd_lang),
+    Command("digest", ("today", "latest"), True, "立即发送最新摘要", "the latest digest now",
+            "/digest", cmd_digest),
     Command("pause", ("stop",), True, "暂停推送", "pause deliveries", "/pause", cmd_pause),
     Command("resume", (), True, "恢复推送", "resume deliveries", "/resume", cmd_resume),
     Command("custom", (), True, "创建自定义主题", "create a custom topic", "", cmd_custom,

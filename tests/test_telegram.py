@@ -33,13 +33,13 @@ from digestbot.models import (
     Digest,
     DigestEntry,
     Enrichment,
-    FeedBatch,
     Institution,
     Paper,
     Subscriber,
     TopicHit,
 )
 from digestbot.topics import get_topic
+from tests.fakes.digests import TOPIC, add_paper
 from tests.fakes.telegram import FakeTelegram
 
 # PTB itself warns while building RetryAfter; the warning is about its future API, not ours.
@@ -68,6 +68,14 @@ async def bot(tg, tg_settings):
                              poll_timeout=1)
     yield handle
     await handle.stop()
+
+
+async def eventually(check, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
 
 
 def snapshot(store) -> dict[str, list[dict]]:
@@ -158,11 +166,7 @@ async def test_unknown_topic_buttons_and_topic_pages(tg, bot):
     _, _, page1 = await tg.wait_sent(42, 3)
     nxt = page1["reply_markup"]["inline_keyboard"][-1][-1]
     tg.push_callback(42, nxt["callback_data"], message_id=page1["message_id"])
-    await tg.wait_idle()
-    for _ in range(100):
-        if tg.edited:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: tg.edited)
     [edit] = tg.edited
     assert edit["message_id"] == page1["message_id"] and "(2/" in edit["text"]
 
@@ -254,18 +258,11 @@ def test_overlong_entry_is_shortened_never_cut_inside_markup():
 # -- delivery through the outbox --------------------------------------------------------------
 
 
-def seed_day(store, address: str, n: int, *, summary: str = "总结") -> None:
-    """n papers announced on 2026-08-13, scored for post-training, one telegram subscriber."""
-    papers = [Paper(id=f"2608.{i:05d}", version=1, title=f"{HOSTILE} #{i}", abstract="A",
-                    categories=["cs.CL"]) for i in range(n)]
-    store.save_batch(FeedBatch(source="test", date="2026-08-13", papers=papers, announcements=[
-        Announcement("2026-08-13", p.id, "new", 1, "test") for p in papers]))
-    store.db["scores"].insert_all({"arxiv_id": p.id, "version": 1, "topic": "post-training",
-                                   "score": 90 - i % 20, "reason": f"{summary} {i}" * 3,
-                                   "scorer": "test", "created_at": "x"}
-                                  for i, p in enumerate(papers))
-    subscribers.add_or_update(store, channel="telegram", address=address,
-                              topics=["post-training"])
+def seed_day(store, address: str, n: int) -> None:
+    """n papers with a hostile title announced on DAY, scored for TOPIC; one chat subscribed."""
+    for i in range(n):
+        add_paper(store, f"2608.{i:05d}", 90 - i % 20, title=f"{HOSTILE} #{i}")
+    subscribers.add_or_update(store, channel="telegram", address=address, topics=[TOPIC])
 
 
 @pytest.fixture
@@ -326,7 +323,7 @@ async def test_migrated_group_is_followed_to_its_new_id(tg, tg_settings, store, 
 
 
 async def test_restart_mid_digest_resumes_at_the_next_message(tg, tg_settings, store, sender):
-    seed_day(store, "42", 30, summary="很长的理由" * 40)
+    seed_day(store, "42", 40)
     tg.fail_next(42, 502, "Bad Gateway", after=2)
     first = await run_send_async(tg_settings, store, now=NOW, force=True,
                                  senders={"telegram": sender})
@@ -342,7 +339,7 @@ async def test_restart_mid_digest_resumes_at_the_next_message(tg, tg_settings, s
     got = texts(tg, 42)
     assert len(got) > 3 and len(got) == len(set(got))  # every message once
     ids = re.findall(r"<code>(2608\.\d+)</code>", "".join(got))
-    assert len(ids) == len(set(ids)) == 30
+    assert len(ids) == len(set(ids)) == 40
 
 
 # -- flood limits -----------------------------------------------------------------------------
@@ -369,3 +366,23 @@ async def test_limiter_keeps_under_the_servers_limits():
         with pytest.raises(RetryAfter):
             await burst(FloodLimiter(**NO_LIMITS, max_retries=0), fake)
         assert fake.too_many_requests > 0  # the server does refuse an unpaced burst
+
+
+async def test_digest_command_sends_now_then_only_again_on_request(tg, bot):
+    seed_day(bot.store, "42", 3)
+    tg.push_message(42, "/digest")
+    sending, header, body = await tg.wait_sent(42, 3)
+    assert "2026-08-13" in sending["text"] and sending["parse_mode"] is None
+    assert header["parse_mode"] == "HTML" and body["text"].count("<code>2608.") == 3
+    # The fake has the messages a moment before the bot has recorded them.
+    await eventually(lambda: next(iter(bot.store.db.query(
+        "select status, parts_sent from deliveries"))) == {"status": "sent", "parts_sent": 2})
+
+    tg.push_message(42, "/digest")
+    *_, refusal = await tg.wait_sent(42, 4)
+    assert "已经发给你了" in refusal["text"]
+    button = refusal["reply_markup"]["inline_keyboard"][0][0]
+    tg.push_callback(42, button["callback_data"], message_id=refusal["message_id"])
+    *_, again_header, again_body = await tg.wait_sent(42, 7)
+    assert again_body["text"] == body["text"] and again_header["text"] == header["text"]
+    assert next(iter(bot.store.db.query("select count(*) n from deliveries")))["n"] == 1

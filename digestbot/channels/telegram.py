@@ -225,9 +225,12 @@ class FloodLimiter(BaseRateLimiter[int]):
             group = int(chat_id) < 0
         except (TypeError, ValueError):
             group = True  # @channel names are channels or supergroups
-        await asyncio.sleep(self._delay(("chat", str(chat_id)),
-                                        self.group_interval if group else self.chat_interval))
+        key, interval = ("chat", str(chat_id)), self.group_interval if group else self.chat_interval
+        await asyncio.sleep(self._delay(key, interval))
         await asyncio.sleep(self._delay("overall", self.overall_interval))
+        # The overall queue may have held this request: the chat's spacing counts from now.
+        sent_at = asyncio.get_running_loop().time()
+        self._next[key] = max(self._next.get(key, 0.0), sent_at + interval)
 
     async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):  # type: ignore[no-untyped-def]
         chat_id = data.get("chat_id")
@@ -298,17 +301,22 @@ class TelegramSender:
     """Sends a digest's messages in order, recording each one, resuming after the last sent."""
 
     channel = "telegram"
+    # Digests to different chats go out side by side; the limiter paces each chat.
+    concurrency = 100
 
     def __init__(self, bot: ExtBot, *, owns_bot: bool = True) -> None:
         self.bot = bot
         self._owns_bot = owns_bot
+        # Concurrent first sends must not each call getMe: one initialises, the rest wait.
+        self._init_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
         if self._owns_bot:
             await self.bot.shutdown()
 
     async def send(self, store: Store, delivery_row: Any, digest: Digest) -> None:
-        await initialize(self.bot)  # a no-op once done
+        async with self._init_lock:
+            await initialize(self.bot)  # a no-op once done
         messages = render_telegram(digest)
         done = delivery.parts_done(store, delivery_row.id)
         subscriber = digest.subscriber
@@ -316,12 +324,15 @@ class TelegramSender:
         for seq, text in enumerate(messages):
             if seq in done:
                 continue
-            message, chat_id = await self._post(store, subscriber.id, chat_id, text)
+            message, chat_id = await self.post(store, subscriber.id, chat_id, text)
             delivery.mark_part(store, delivery_row.id, seq, str(message.message_id))
 
-    async def _post(self, store: Store, subscriber_id: int, chat_id: int | str,
+    async def post(self, store: Store, subscriber_id: int, chat_id: int | str,
                     text: str) -> tuple[Message, int | str]:
-        """One message; a chat that became a supergroup is followed to its new id."""
+        """One HTML message; a chat that became a supergroup is followed to its new id.
+
+        Returns the message and the chat id it finally went to.
+        """
         try:
             return await self.bot.send_message(
                 chat_id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
@@ -331,7 +342,7 @@ class TelegramSender:
             log.info("chat %s migrated to %s; subscriber #%s follows", chat_id, new_id,
                      subscriber_id)
             subscribers.update_settings(store, subscriber_id, address=str(new_id))
-            return await self._post(store, subscriber_id, new_id, text)
+            return await self.post(store, subscriber_id, new_id, text)
         except Forbidden as exc:
             raise delivery.PermanentError(f"telegram: {exc.message}", status="blocked") from None
         except BadRequest as exc:
@@ -450,9 +461,23 @@ class _Bot:
                     reply: commands.Reply) -> None:
         await context.bot.send_message(chat_id, reply.text, reply_markup=_keyboard(reply),
                                        link_preview_options=NO_PREVIEW)
+        if reply.delivery_id is not None:
+            report = await delivery.deliver_row(self.store, self.sender, reply.delivery_id)
+            if not report.sent:
+                await context.bot.send_message(chat_id, commands.label(
+                    _reply_lang(self.store, chat_id), "发送失败,稍后会自动重试。",
+                    "Sending failed; it will be retried automatically."))
+        if reply.digest is not None:
+            for text in render_telegram(reply.digest):
+                await self.sender.post(self.store, reply.digest.subscriber.id, chat_id, text)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed: %s", context.error, exc_info=context.error)
+
+
+def _reply_lang(store: Store, chat_id: int) -> str:
+    sub = subscribers.by_address(store, "telegram", str(chat_id))
+    return sub.lang if sub else subscribers.DEFAULT_LANG
 
 
 def _keyboard(reply: commands.Reply) -> InlineKeyboardMarkup | None:

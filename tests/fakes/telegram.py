@@ -223,6 +223,7 @@ class FakeTelegram:
         with self._cond:
             self.sent.append({
                 "chat_id": chat_id, "message_id": message["message_id"], "text": params["text"],
+                "at": time.monotonic(),
                 "parse_mode": params.get("parse_mode"),
                 "reply_markup": _json_field(params, "reply_markup"),
                 "link_preview_options": _json_field(params, "link_preview_options"),
