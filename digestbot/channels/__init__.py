@@ -6,7 +6,7 @@ A channel module `digestbot.channels.<name>` exposes
 
 returning None when the channel is not configured (no bot token, say). `build_senders` asks
 every module listed in `CHANNEL_MODULES`, imported lazily, so a channel that is not built yet
-(or whose SDK is absent) simply has no sender and its outbox rows wait for it.
+simply has no sender and its outbox rows wait for it (`DeliveryReport.waiting`).
 """
 
 from __future__ import annotations
