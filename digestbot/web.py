@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from digestbot import render, subscribers
+from digestbot import render, subscribers, web_pages, web_signup
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
 from digestbot.models import Subscriber
@@ -49,6 +49,8 @@ def make_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_open_store)
     app.add_routes(routes)
+    web_signup.setup(app)  # /, /subscribe, /confirm, /preferences
+    web_pages.setup(app)  # /d/…, /feed/….xml
     return app
 
 

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from digestbot import render, web
+from digestbot import render, signing, web
 from digestbot.config import Settings
 from digestbot.delivery import DeliveryRow, PermanentError, TransientError
 from digestbot.errors import ConfigError
@@ -68,7 +68,10 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
     from_addr = parseaddr(settings.mail_from)[1]
     domain = from_addr.rpartition("@")[2] or "localhost"
     web_unsubscribe = web.unsubscribe_url(settings, sub.token)
-    rendered = render.render_email(digest, unsubscribe_url=web_unsubscribe)
+    rendered = render.render_email(
+        digest, unsubscribe_url=web_unsubscribe,
+        preferences_url=signing.preferences_url(settings, sub),
+    )
 
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = settings.mail_from
@@ -234,3 +237,43 @@ class EmailSender:
 def make_sender(settings: Settings) -> EmailSender | OutboxFolderSender:
     """SMTP when DIGESTBOT_SMTP_URL is set, else `.eml` files in DIGESTBOT_OUTBOX."""
     return EmailSender(settings) if settings.smtp_url else OutboxFolderSender(settings)
+
+
+async def send_notice(settings: Settings, *, to: str, subject: str, text: str, html: str) -> None:
+    """A one-off transactional email (the signup confirmation), outside the digest outbox.
+
+    Same path as the digests: SMTP when DIGESTBOT_SMTP_URL is set, else an `.eml` file in
+    DIGESTBOT_OUTBOX. No retry: the reader is waiting on the page, which tells them to try
+    again; any failure is a `TransientError` naming the host, never the URL or password.
+    """
+    from_addr = parseaddr(settings.mail_from)[1]
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = settings.mail_from
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC), usegmt=True)
+    msg["Message-ID"] = make_msgid(idstring="notice", domain=from_addr.rpartition("@")[2] or "localhost")
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    data = bytes(msg)
+    if settings.smtp_url is None:
+        folder = Path(settings.outbox)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        safe = re.sub(r"[^\w.@+-]", "_", to)
+        path = folder / f"notice_{stamp}_{safe}.eml"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as exc:
+            raise TransientError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return
+    sender = EmailSender(settings)
+    where = f"{sender.config.host}:{sender.config.port}"
+    try:
+        smtp = await sender._connection()
+        await smtp.sendmail(from_addr, [to], data)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
+    finally:
+        await sender.aclose()

@@ -1,0 +1,152 @@
+"""Signed, expiring links (confirm, preferences) and CSRF tokens, keyed by DIGESTBOT_SECRET.
+
+A token is `payload.expiry.signature`: the payload and expiry travel in the clear, the
+signature is HMAC-SHA256 over (purpose, payload, expiry) with the configured secret. The
+purpose is part of the MAC so a confirm token can never be replayed as a preferences token.
+Nothing is stored: a token is valid while it verifies and has not expired, and callers check
+the subscriber's current status on top (a confirm link does nothing once confirmed).
+
+Without a secret nothing is signed: `SecretMissing` tells the web pages to refuse rather than
+fall back to a guessable or per-process key (which would silently kill every emailed link at
+the next restart).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from urllib.parse import urlencode
+
+from digestbot.config import Settings
+from digestbot.models import Subscriber
+
+CONFIRM = "confirm"
+PREFERENCES = "preferences"
+CSRF = "csrf"
+
+# A confirmation link is for the next day or two; a preferences link rides in every digest
+# and must still work when someone digs out a few weeks' old email.
+CONFIRM_TTL = 48 * 3600
+PREFERENCES_TTL = 120 * 24 * 3600
+
+# base64url payload + "." + base-36 expiry + "." + 43 signature characters.
+MAX_TOKEN_LENGTH = 200
+
+
+class TokenError(Exception):
+    """The token is malformed, forged or for another purpose."""
+
+
+class TokenExpired(TokenError):
+    """The token was genuine but its time is up."""
+
+
+class SecretMissing(Exception):
+    """DIGESTBOT_SECRET is not configured; `digestbot init` writes one."""
+
+
+def secret_of(settings: Settings) -> bytes:
+    if not settings.secret:
+        raise SecretMissing("DIGESTBOT_SECRET is not set; run `digestbot init` or set it")
+    return settings.secret.get().encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, purpose: str, body: str) -> str:
+    return _b64(hmac.new(secret, f"{purpose}\n{body}".encode(), hashlib.sha256).digest())
+
+
+def sign(secret: bytes, purpose: str, payload: str, ttl: int, *, now: float | None = None) -> str:
+    """A token carrying `payload` for `purpose`, valid for `ttl` seconds from `now`."""
+    expires = int((time.time() if now is None else now) + ttl)
+    body = f"{_b64(payload.encode())}.{_base36(expires)}"
+    return f"{body}.{_mac(secret, purpose, body)}"
+
+
+def verify(secret: bytes, purpose: str, token: str, *, now: float | None = None) -> str:
+    """The payload of a genuine, unexpired token; `TokenError` / `TokenExpired` otherwise.
+
+    The signature is checked (in constant time) before the expiry is believed, so a forged
+    token is always "invalid", never "expired".
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise TokenError("malformed token")
+    body, _, signature = token.rpartition(".")
+    if not hmac.compare_digest(signature.encode(), _mac(secret, purpose, body).encode()):
+        raise TokenError("bad signature")
+    payload, _, expiry = body.partition(".")
+    try:
+        expires = int(expiry, 36)
+        text = _unb64(payload).decode()
+    except ValueError:  # also binascii.Error and UnicodeDecodeError
+        raise TokenError("malformed token") from None
+    if (time.time() if now is None else now) >= expires:
+        raise TokenExpired("token expired")
+    return text
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+# -- CSRF: a signed double-submit cookie ------------------------------------------------------
+
+
+def csrf_token(secret: bytes, cookie: str) -> str:
+    """The form field that goes with this browser's random CSRF cookie.
+
+    Another site can make a browser POST to us with the cookie attached, but cannot read the
+    cookie or compute this MAC over it, so it cannot fill in the field; and because the field
+    is signed, a cookie planted by a sibling subdomain does not help either.
+    """
+    return _mac(secret, CSRF, cookie)
+
+
+def check_csrf(secret: bytes, cookie: str | None, field: str | None) -> bool:
+    if not cookie or not field or len(cookie) > MAX_TOKEN_LENGTH:
+        return False
+    return hmac.compare_digest(field.encode(), csrf_token(secret, cookie).encode())
+
+
+# -- the links emails carry -------------------------------------------------------------------
+
+
+def _link(settings: Settings, path: str, token: str) -> str | None:
+    if not settings.public_url:
+        return None
+    return f"{settings.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+
+
+def confirm_url(settings: Settings, subscriber: Subscriber, *, now: float | None = None) -> str | None:
+    """The double opt-in link; None without DIGESTBOT_PUBLIC_URL (no address to send)."""
+    token = sign(secret_of(settings), CONFIRM, str(subscriber.id), CONFIRM_TTL, now=now)
+    return _link(settings, "/confirm", token)
+
+
+def preferences_url(
+    settings: Settings, subscriber: Subscriber, *, now: float | None = None
+) -> str | None:
+    """The footer's "manage subscription" link; None without a public URL or a secret.
+
+    Digest delivery must not fail for want of a secret, so that case yields no link rather
+    than an error (the unsubscribe link still works without one).
+    """
+    if not settings.public_url or not settings.secret:
+        return None
+    token = sign(secret_of(settings), PREFERENCES, str(subscriber.id), PREFERENCES_TTL, now=now)
+    return _link(settings, "/preferences", token)

@@ -1,0 +1,269 @@
+"""Signup, double opt-in and preferences over HTTP against the running app (httpx → aiohttp).
+
+Emails go to the `.eml` outbox folder (no SMTP set): the same `send_notice` path the SMTP
+test in test_browser.py exercises over the wire.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from digestbot import signing, subscribers
+from digestbot.channels.email import build_message
+from digestbot.delivery import DeliveryRow
+from digestbot.models import Digest
+from digestbot.web_signup import ADDRESS_LIMIT, IP_LIMIT
+from tests.fakes.site import csrf_of, link_in, outbox_messages, running_site
+
+FORM = {"email": "Ada@Example.org", "topic": ["post-training", "reasoning"], "threshold": "70",
+        "send_at": "07:45", "tz": "Europe/Berlin", "lang": "both"}
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+async def _signup(site, **changes) -> object:
+    home = await site.client.get("/")
+    form = {**FORM, **changes, "csrf": csrf_of(home.text)}
+    return await site.client.post("/subscribe", data=form)
+
+
+def _state(site) -> list[tuple]:
+    """Everything a signup could change, to prove that something did not."""
+    db = site.store.db
+    return [list(db.query(f"select * from {t} order by 1")) for t in
+            ("subscribers", "subscriptions", "custom_topics")]
+
+
+async def test_home_shows_the_form_and_sets_a_csrf_cookie() -> None:
+    async with running_site() as site:
+        r = await site.client.get("/")
+        assert r.status_code == 200
+        assert 'action="/subscribe"' in r.text and 'value="post-training"' in r.text
+        assert "digestbot_csrf" in r.cookies
+        assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Lax" in r.headers["set-cookie"]
+        # The time-zone guess is the only script, allowed by its nonce.
+        nonce = r.headers["content-security-policy"].split("'nonce-")[1].split("'")[0]
+        assert f'<script nonce="{nonce}">' in r.text
+
+
+async def test_signup_creates_pending_and_confirm_needs_a_post() -> None:
+    async with running_site() as site:
+        r = await _signup(site)
+        assert r.status_code == 200 and "请查收邮件" in r.text
+        sub = subscribers.by_address(site.store, "email", "ada@example.org")
+        assert sub is not None and sub.status == "pending"
+        assert (sub.tz, sub.send_at, sub.lang) == ("Europe/Berlin", "07:45", "both")
+        assert {(s.topic, s.threshold) for s in subscribers.subscriptions(site.store, sub.id)} == {
+            ("post-training", 70), ("reasoning", 70)}
+
+        [mail] = outbox_messages(site.settings)
+        assert mail["To"] == "ada@example.org" and "确认" in mail["Subject"]
+        link = link_in(mail, "/confirm")
+        assert link.startswith(site.url)
+
+        before = _state(site)
+        page = await site.client.get(_path(link))
+        assert page.status_code == 200 and 'action="/confirm"' in page.text
+        assert _state(site) == before  # a mail scanner fetching the link subscribes nobody
+
+        token = page.text.split('name="token" value="')[1].split('"')[0]
+        done = await site.client.post("/confirm", data={"token": token, "csrf": csrf_of(page.text)})
+        assert done.status_code == 200 and "订阅成功" in done.text
+        assert subscribers.get(site.store, sub.id).status == "active"
+        assert "/preferences?token=" in done.text
+
+
+async def test_confirm_rejects_missing_csrf_and_forged_or_expired_tokens() -> None:
+    async with running_site() as site:
+        await _signup(site)
+        sub = subscribers.by_address(site.store, "email", "ada@example.org")
+        link = link_in(outbox_messages(site.settings)[0], "/confirm")
+        token = link.split("token=")[1]
+        page = await site.client.get(_path(link))
+
+        no_csrf = await site.client.post("/confirm", data={"token": token})
+        assert no_csrf.status_code == 403
+        wrong_csrf = await site.client.post("/confirm", data={"token": token, "csrf": "x" * 43})
+        assert wrong_csrf.status_code == 403
+
+        forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        assert (await site.client.get(f"/confirm?token={forged}")).status_code == 404
+        prefs_token = signing.sign(signing.secret_of(site.settings), signing.PREFERENCES,
+                                   str(sub.id), 3600, now=site.clock())
+        # A token for another purpose is not a confirm token.
+        assert (await site.client.get(f"/confirm?token={prefs_token}")).status_code == 404
+
+        site.clock.now += signing.CONFIRM_TTL + 1
+        assert (await site.client.get(_path(link))).status_code == 410
+        late = await site.client.post("/confirm", data={"token": token, "csrf": csrf_of(page.text)})
+        assert late.status_code == 410
+        assert subscribers.get(site.store, sub.id).status == "pending"
+
+
+async def test_resignup_resends_and_reveals_nothing() -> None:
+    async with running_site() as site:
+        first = await _signup(site, email="new@example.org")
+        await _signup(site, email="known@example.org")
+        known = subscribers.by_address(site.store, "email", "known@example.org")
+        subscribers.set_status(site.store, known.id, "active")
+        before = _state(site)
+
+        again = await _signup(site, email="known@example.org", topic=["agents"], threshold="10")
+        assert again.status_code == first.status_code == 200
+        # The page differs only by the address typed in.
+        assert again.text.replace("known@", "X@") == first.text.replace("new@", "X@")
+        assert _state(site) == before  # a stranger cannot change a confirmed subscriber
+        mails = outbox_messages(site.settings)
+        assert [m["To"] for m in mails] == ["new@example.org", "known@example.org",
+                                           "known@example.org"]
+        assert link_in(mails[-1], "/preferences")  # the owner gets their preferences link
+
+        # Still pending: the latest form wins and the confirmation is sent again.
+        await _signup(site, email="new@example.org", topic=["agents"])
+        pending = subscribers.by_address(site.store, "email", "new@example.org")
+        assert [s.topic for s in subscribers.subscriptions(site.store, pending.id)] == ["agents"]
+        assert link_in(outbox_messages(site.settings)[-1], "/confirm")
+
+
+async def test_pending_subscribers_get_no_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digestbot import delivery
+    from tests.fakes.digests import DAY, add_paper
+
+    async with running_site() as site:
+        add_paper(site.store, "2608.00001", 90)
+        await _signup(site, email="wait@example.org", topic=["post-training"])
+        report = await delivery.run_send_async(site.settings, site.store, force=True, date=DAY)
+        assert report.sent == 0
+        assert list(site.store.db.query("select * from deliveries")) == []
+
+
+async def test_bad_input_is_refused_and_changes_nothing() -> None:
+    async with running_site() as site:
+        before = _state(site)
+        cases = [
+            {"email": "not-an-address"},
+            {"topic": ["no-such-topic"]},
+            {"topic": [], "custom": ""},
+            {"threshold": "200"},
+            {"tz": "Mars/Olympus"},
+            {"send_at": "25:00"},
+            {"lang": "fr"},
+        ]
+        for change in cases:
+            r = await _signup(site, **change)
+            assert r.status_code == 400, change
+            assert 'role="alert"' in r.text
+        too_long = await _signup(site, custom="x" * 201)
+        assert too_long.status_code == 400 and "longer than" in too_long.text
+        huge = await _signup(site, email="a" * 300 + "@example.org")
+        assert huge.status_code == 400
+        unknown = await _signup(site, evil="1")
+        assert unknown.status_code == 400
+        assert _state(site) == before
+        assert outbox_messages(site.settings) == []
+
+
+async def test_user_text_is_escaped() -> None:
+    async with running_site() as site:
+        r = await _signup(site, email="<script>alert(1)</script>", custom="<b>bold</b>")
+        assert r.status_code == 400
+        assert "<script>alert(1)" not in r.text and "&lt;script&gt;" in r.text
+        assert "<b>bold</b>" not in r.text
+
+        await _signup(site, custom="<img src=x onerror=alert(1)> & RLHF")
+        sub = subscribers.by_address(site.store, "email", "ada@example.org")
+        subscribers.set_status(site.store, sub.id, "active")
+        url = signing.preferences_url(site.settings, sub, now=site.clock())
+        page = await site.client.get(_path(url))
+        assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt; &amp; RLHF" in page.text
+
+
+async def test_signup_rate_limits_per_address_and_per_ip() -> None:
+    async with running_site() as site:
+        per_address, window = ADDRESS_LIMIT
+        for _ in range(per_address):
+            assert (await _signup(site)).status_code == 200
+        assert (await _signup(site)).status_code == 429
+        assert len(outbox_messages(site.settings)) == per_address
+        # Another address from the same client still works, until the IP's own limit.
+        per_ip, _ = IP_LIMIT
+        codes = [(await _signup(site, email=f"u{i}@example.org")).status_code
+                 for i in range(per_ip)]
+        assert codes.count(200) == per_ip - per_address - 1 and codes[-1] == 429
+        site.clock.now += window + 1
+        assert (await _signup(site, email="later@example.org")).status_code == 200
+
+
+async def test_preferences_change_pause_resume_unsubscribe() -> None:
+    async with running_site() as site:
+        await _signup(site)
+        sub = subscribers.by_address(site.store, "email", "ada@example.org")
+        subscribers.set_status(site.store, sub.id, "active")
+        url = _path(signing.preferences_url(site.settings, sub, now=site.clock()))
+        token = url.split("token=")[1]
+
+        before = _state(site)
+        page = await site.client.get(url)
+        assert page.status_code == 200 and _state(site) == before
+        assert 'name="thr.post-training"' in page.text and 'value="70"' in page.text
+        csrf = csrf_of(page.text)
+
+        save = {"token": token, "csrf": csrf, "action": "save", "topic": ["post-training", "agents"],
+                "thr.post-training": "85", "thr.agents": "55", "custom": "代码大模型安全",
+                "custom_threshold": "65", "send_at": "6:05", "tz": "Asia/Tokyo", "lang": "en"}
+        r = await site.client.post("/preferences", data=save)
+        assert r.status_code == 303 and "done=save" in r.headers["location"]
+        subs = {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)}
+        custom = [t for t in subs if t.startswith("custom-")]
+        assert subs == {"post-training": 85, "agents": 55, custom[0]: 65}
+        now = subscribers.get(site.store, sub.id)
+        assert (now.send_at, now.tz, now.lang) == ("06:05", "Asia/Tokyo", "en")
+        shown = await site.client.get(r.headers["location"])
+        assert "已保存" in shown.text and "代码大模型安全" in shown.text
+
+        bad = await site.client.post("/preferences", data={**save, "thr.agents": "101"})
+        assert bad.status_code == 400 and 'role="alert"' in bad.text
+        assert {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)} == subs
+        no_csrf = await site.client.post("/preferences", data={**save, "csrf": ""})
+        assert no_csrf.status_code == 403
+
+        for action, status in [("pause", "paused"), ("resume", "active"),
+                               ("unsubscribe", "unsubscribed"), ("resume", "active")]:
+            r = await site.client.post("/preferences", data={"token": token, "csrf": csrf,
+                                                              "action": action})
+            assert r.status_code == 303, action
+            assert subscribers.get(site.store, sub.id).status == status
+
+        site.clock.now += signing.PREFERENCES_TTL + 1
+        assert (await site.client.get(url)).status_code == 410
+
+
+async def test_digest_email_footer_links_to_preferences() -> None:
+    async with running_site() as site:
+        await _signup(site)
+        sub = subscribers.by_address(site.store, "email", "ada@example.org")
+        digest = Digest(subscriber=sub, date="2026-08-13", topics=[], entries=[])
+        row = DeliveryRow(id=1, subscriber_id=sub.id, digest_date="2026-08-13", status="pending",
+                          paper_ids=[])
+        html = build_message(site.settings, row, digest).get_body(("html",)).get_content()
+        assert f"{site.url}/preferences?token=" in html
+        link = html.split(f"{site.url}")[1].split('"')[0].replace("&amp;", "&")
+        assert (await site.client.get(link)).status_code == 200
+
+
+async def test_without_a_secret_the_signing_pages_refuse() -> None:
+    async with running_site(secret=None) as site:
+        home = await site.client.get("/")
+        assert home.status_code == 200 and 'action="/subscribe"' not in home.text
+        for method, path in [("POST", "/subscribe"), ("GET", "/confirm?token=x.y.z"),
+                             ("POST", "/confirm"), ("GET", "/preferences?token=x.y.z"),
+                             ("POST", "/preferences")]:
+            r = await site.client.request(method, path, data={"email": "a@example.org"}
+                                          if method == "POST" else None)
+            assert r.status_code == 503 and "DIGESTBOT_SECRET" in r.text, path
+        assert subscribers.list_all(site.store) == []
