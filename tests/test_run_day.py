@@ -1,8 +1,8 @@
 """`digestbot run` as a process through a simulated announcement day, on loopback servers.
 
 A virtual clock (`--now`, `--speed`) runs Wednesday evening to Thursday morning in seconds:
-arXiv's RSS (tests/fakes/arxiv_day.py) turns over at 20:00 ET, mail goes to aiosmtpd,
-Telegram to the fake Bot API. Then SIGTERM must end it with status 0 within 10 s, and a
+arXiv's RSS (tests/fakes/arxiv_day.py) turns over at 20:00 ET, the LLM is the OpenAI fake,
+mail goes to aiosmtpd, Telegram to the fake Bot API. Then SIGTERM must end it with status 0 within 10 s, and a
 second `run` on the same database must refuse to start.
 """
 
@@ -30,6 +30,7 @@ from digestbot import subscribers  # noqa: E402
 from digestbot.clock import ET, Clock
 from digestbot.store import Store
 from tests.fakes.arxiv_day import ArxivDay
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.smtp import SmtpServer, free_port
 
 # Wednesday evening, early enough that start-up (about 2 virtual hours at this speed) is over
@@ -86,7 +87,8 @@ def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> No
            "DIGESTBOT_SOURCES": "rss", "DIGESTBOT_CATEGORIES": "cs.CL",
            "DIGESTBOT_SMTP_URL": smtp.url,
            "DIGESTBOT_HTTP_PORT": str(port), "DIGESTBOT_ARXIV_DELAY": "0"}
-    with arxiv_day:
+    with arxiv_day, FakeOpenAI() as llm:
+        env.update(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=llm.url)
         env["DIGESTBOT_ARXIV_RSS_URL"] = arxiv_day.rss_url
         for name in ("API", "LIST", "PDF"):
             env[f"DIGESTBOT_ARXIV_{name}_URL"] = f"{arxiv_day.url}/{name.lower()}/"
@@ -144,6 +146,9 @@ def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> No
         ("4242", "2026-08-13")] * (telegram is not None) + [
         ("bj@example.org", "2026-08-13"), ("la@example.org", "2026-08-13")]
     assert len(_to(smtp, "bj@example.org")) == 1 and len(_to(smtp, "la@example.org")) == 1
+    with sqlite3.connect(db) as conn:  # scored and enriched by the model, once for everyone
+        calls = dict(conn.execute("select kind, count(*) from llm_calls group by kind").fetchall())
+    assert calls and all(n <= 5 for n in calls.values())
     text = log.read_text()
     assert "catch-up: latest announcement none" in text
     # Fetched in the evening window (by the 20:00 job or its retries), then once after midnight.
