@@ -184,7 +184,7 @@ def setup_logging(verbose: bool, as_json: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore", "openai", "telegram", "apscheduler", "arxiv", "aiohttp"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "telegram", "apscheduler", "arxiv", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
