@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -218,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `digestbot stats --json | head`: the reader left; that is not our failure.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
