@@ -79,7 +79,7 @@ async def main(args: argparse.Namespace) -> None:
               "  (target ≥ 25)")
         for error in errors:
             print(f"  e.g. {error}")
-        print(f"429 responses    {tg.too_many_requests}  (target 0)")
+        print(f"429 responses    {tg.too_many_requests}  (target 0) {dict(tg.refusals)}")
 
 
 if __name__ == "__main__":

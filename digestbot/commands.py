@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from digestbot import delivery, subscribers, topics
@@ -531,7 +532,7 @@ def cmd_resume(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
 # -- /digest ------------------------------------------------------------------------------------
 
 
-def _last_sent(store: Store, subscriber_id: int) -> dict | None:
+def _last_sent(store: Store, subscriber_id: int) -> dict[str, Any] | None:
     rows = list(store.db.query(
         "select * from deliveries where subscriber_id = ? and status = 'sent'"
         " order by digest_date desc limit 1", [subscriber_id]))

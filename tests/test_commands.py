@@ -173,3 +173,21 @@ def test_help_lists_every_command_with_an_example(store, settings):
     for name, _ in commands.menu():
         assert f"/{name}" in text
     assert "custom" not in dict(commands.menu())
+
+
+def test_digest_plans_one_outbox_row_and_needs_active_deliveries(store, settings):
+    from tests.fakes.digests import add_paper
+
+    assert "还没有订阅" in run(store, settings, "digest").text
+    run(store, settings, "subscribe", "后训练")
+    assert "还没有抓取" in run(store, settings, "digest").text
+    add_paper(store, "2608.00001", 90)
+    add_paper(store, "2608.00002", 40)  # under the threshold
+    reply = run(store, settings, "digest")
+    row = store.db["deliveries"].get(reply.delivery_id)
+    assert row["status"] == "pending" and row["paper_ids"] == '["2608.00001"]'
+    # Asked again before it went out: the same row, nothing planned twice.
+    assert run(store, settings, "digest").delivery_id == reply.delivery_id
+    assert store.db["deliveries"].count == 1
+    run(store, settings, "pause")
+    assert "/resume" in run(store, settings, "digest").text

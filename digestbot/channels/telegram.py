@@ -201,6 +201,7 @@ class FloodLimiter(BaseRateLimiter[int]):
         self.chat_interval = chat_interval
         self.group_interval = max(chat_interval, 60.0 / group_per_min if group_per_min else 0.0)
         self.max_retries = max_retries
+        self._last_sent = float("-inf")
         self.retried = 0
         self._next: dict[Any, float] = {}
         self._resume = asyncio.Event()
@@ -228,9 +229,21 @@ class FloodLimiter(BaseRateLimiter[int]):
         key, interval = ("chat", str(chat_id)), self.group_interval if group else self.chat_interval
         await asyncio.sleep(self._delay(key, interval))
         await asyncio.sleep(self._delay("overall", self.overall_interval))
+        sent_at = await self._overall_turn()
         # The overall queue may have held this request: the chat's spacing counts from now.
-        sent_at = asyncio.get_running_loop().time()
         self._next[key] = max(self._next.get(key, 0.0), sent_at + interval)
+
+    async def _overall_turn(self) -> float:
+        """Keep `overall_interval` between sends as they really go out, not only as reserved.
+
+        When the loop stalls (a burst of database work), every request whose reserved slot
+        passed meanwhile wakes at once; they go out one interval apart instead of together.
+        """
+        loop = asyncio.get_running_loop()
+        while (wait := self._last_sent + self.overall_interval - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        self._last_sent = loop.time()
+        return self._last_sent
 
     async def process_request(self, callback, args, kwargs, endpoint, data, rate_limit_args):  # type: ignore[no-untyped-def]
         chat_id = data.get("chat_id")

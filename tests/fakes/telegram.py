@@ -15,7 +15,7 @@ import itertools
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from tests.fakes.http import FakeServer, Request, Response
@@ -46,6 +46,7 @@ class FakeTelegram:
         # (chat_id, user_id) → "creator" | "administrator" | "member" …; default "member".
         self.members: dict[tuple[int, int], str] = {}
         self.too_many_requests = 0
+        self.refusals: Counter[str] = Counter()  # which limit a 429 enforced
         # chat → (fail once this many messages were delivered to it, the error)
         self._failures: dict[int, deque[tuple[int, Response]]] = {}
         self._cond = threading.Condition()
@@ -170,10 +171,10 @@ class FakeTelegram:
             while self._recent and now - self._recent[0] >= 1.0:
                 self._recent.popleft()
             last = self._last_in_chat.get(chat_id)
-            if len(self._recent) >= self.overall_per_s or (
-                last is not None and now - last < self.chat_interval
-            ):
+            overall = len(self._recent) >= self.overall_per_s
+            if overall or (last is not None and now - last < self.chat_interval):
                 self.too_many_requests += 1
+                self.refusals["overall" if overall else "chat"] += 1
                 return _error(429, "Too Many Requests: retry after 1", retry_after=1)
             self._recent.append(now)
             self._last_in_chat[chat_id] = now
