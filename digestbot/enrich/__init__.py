@@ -26,9 +26,9 @@ _ID_RE = re.compile(r"^(?P<id>.+?)(?:v(?P<version>\d+))?$")
 
 def cmd_enrich(settings: Settings, args: argparse.Namespace) -> int:
     """Score the day's papers and enrich those a subscriber will receive (all with --all,
-    or while nobody has subscribed yet)."""
+    or on a fresh install where nobody has subscribed yet)."""
     with Store(settings.db) as store:
-        nobody = not list(store.db.query("select 1 from subscriptions limit 1"))
+        nobody = store.db["subscribers"].count == 0
         report = run_pipeline(settings, store, date=args.date, all_papers=args.all or nobody,
                               limit=args.limit, offline=args.offline)
     if report.date is None:
@@ -90,12 +90,14 @@ def read_jsonl(path: Path) -> list[Paper]:
             raise UsageError(f"{where}: not valid JSON ({exc.msg})") from None
         if not isinstance(item, dict):
             raise UsageError(f'{where}: expected an object {{"id","title","abstract"}}')
-        for key in ("id", "title", "abstract"):
-            if not isinstance(item.get(key), str) or (key != "abstract" and not item[key].strip()):
+        for key in ("id", "title"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
                 raise UsageError(f"{where}: {key!r} must be a non-empty string")
+        if not isinstance(item.get("abstract", ""), str):
+            raise UsageError(f"{where}: 'abstract' must be a string")
         m = _ID_RE.match(item["id"].strip())
         papers.append(Paper(id=m["id"], version=int(m["version"] or 1),
-                            title=item["title"], abstract=item["abstract"]))
+                            title=item["title"], abstract=item.get("abstract", "")))
     if not papers:
         raise UsageError(f"{path}: no papers (expected one JSON object per line)")
     return papers
