@@ -7,6 +7,7 @@ server records every request so tests can assert on what the real client librari
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,8 +50,6 @@ class _QuietServer(ThreadingHTTPServer):
     """Clients that hang up mid-answer (timeouts under test) are expected, not noise."""
 
     def handle_error(self, request: object, client_address: object) -> None:
-        import sys
-
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
