@@ -101,7 +101,7 @@ async def run_pipeline_async(settings: Settings, store: Store, *, date: str | No
         first_pages.close()
         if llm is not None:
             await llm.aclose()
-    log.info("pipeline %s", report.summary())
+    log.debug("pipeline %s", report.summary())  # callers print or log the summary
     return report
 
 
