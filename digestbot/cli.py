@@ -177,7 +177,7 @@ def _resolve(command: str) -> Handler:
 
 
 def setup_logging(verbose: bool, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if as_json:
         handler.setFormatter(_JsonFormatter())
     else:
@@ -187,6 +187,18 @@ def setup_logging(verbose: bool, as_json: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("httpx", "httpx2", "httpcore", "openai", "telegram", "apscheduler", "arxiv", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now, so a replaced stream (tests, daemons) is followed."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
 
 
 class _JsonFormatter(logging.Formatter):
