@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -36,6 +37,35 @@ MAX_TOKEN_LENGTH = 128
 
 routes = web.RouteTableDef()
 
+# A token's value in a logged URL (`?token=…`, `&token=…`), up to the next separator.
+_TOKEN_IN_URL = re.compile(r"([?&;]token=)[^&;\s\"']+")
+
+
+class _HideTokens(logging.Filter):
+    """Blanks token values in access log lines.
+
+    aiohttp logs each request's first line, query string included, at INFO (shown with
+    `digestbot -v`), and hands the same text to formatters as the `first_request_line`
+    extra. Unsubscribe, confirm and preferences links carry their credential in the query,
+    so every string on the record is scrubbed, whichever runner (`serve`, `run`, tests)
+    started the app.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and "token=" in value:
+                setattr(record, name, _hide_tokens(value))
+        if isinstance(record.args, tuple):
+            record.args = tuple(_hide_tokens(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _hide_tokens(text: str) -> str:
+    return _TOKEN_IN_URL.sub(r"\1***", text)
+
+
+_HIDE_TOKENS = _HideTokens()
+
 
 def unsubscribe_url(settings: Settings, token: str) -> str | None:
     """The link put in emails and chat footers; None without DIGESTBOT_PUBLIC_URL."""
@@ -45,6 +75,7 @@ def unsubscribe_url(settings: Settings, token: str) -> str | None:
 
 
 def make_app(settings: Settings) -> web.Application:
+    logging.getLogger("aiohttp.access").addFilter(_HIDE_TOKENS)  # once: addFilter dedupes
     app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_open_store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -95,11 +96,29 @@ def test_unsubscribe_url_needs_a_public_url(settings: Settings) -> None:
     assert unsubscribe_url(public, "a-b_c") == "https://d.example.org/bot/unsubscribe?token=a-b_c"
 
 
+async def test_access_log_hides_tokens(client, store: Store, caplog: pytest.LogCaptureFixture
+                                       ) -> None:
+    ada = add_subscriber(store, "ada@example.org")
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    await client.get("/unsubscribe", params={"token": ada.token})
+    await client.get("/preferences", params={"done": "save", "token": "tok.en.secret42"})
+    await client.post(f"/unsubscribe?x=1&token={ada.token}", data={"List-Unsubscribe": "One-Click"})
+    lines = [r for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 3
+    assert "GET /unsubscribe?token=*** HTTP/1.1" in lines[0].getMessage()
+    for record in lines:
+        # The message and every attribute a formatter may print (first_request_line…).
+        everything = repr(vars(record)) + record.getMessage()
+        assert ada.token not in everything and "secret42" not in everything
+        assert "token=***" in record.first_request_line
+
+
 def test_serve_command_answers_and_stops_on_sigterm(settings: Settings) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "digestbot", "serve", "--port", str(port)],
+    # -v shows aiohttp's access log, which must not carry the tokens in the URLs.
+    proc = subprocess.Popen([sys.executable, "-m", "digestbot", "-v", "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -112,8 +131,11 @@ def test_serve_command_answers_and_stops_on_sigterm(settings: Settings) -> None:
                     raise
                 time.sleep(0.1)
         assert r.json() == {"status": "ok"}
+        token = "Zq9-secret-token-in-the-url"
+        assert httpx.get(f"http://127.0.0.1:{port}/unsubscribe?token={token}").status_code == 404
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"http://127.0.0.1:{port}" in out
+    assert "GET /unsubscribe?token=*** " in err and token not in err
