@@ -208,11 +208,22 @@ def cmd_start(store: Store, settings: Settings, ctx: CommandContext, arg: str, l
     ))
 
 
+# Who may change a shared chat's settings, as each adapter enforces it (`may_manage`, or the
+# adapter's own refusal): /help must not promise one channel's rule on another.
+_MANAGE_RULES = {
+    "telegram": ("群组中只有管理员可以修改设置;任何人都可以用 /list 查看。",
+                 "In groups only administrators can change settings; anyone can read /list."),
+    "slack": ("频道中只有该频道的正式成员(非访客)可以修改设置;任何人都可以用 /list 查看。",
+              "In a channel only its full members (not guests) can change settings; anyone can "
+              "read /list."),
+}
+
+
 def cmd_help(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:
     lines = [f"/{c.name} — {label(lang, c.zh, c.en)}\n    {c.example}" for c in COMMANDS if c.listed]
-    note = say(lang, "群组中只有管理员可以修改设置。", "In groups only administrators can change settings.")
     head = label(lang, "命令:", "Commands:")
-    return Reply("\n".join([head, *lines, "", note]))
+    rule = _MANAGE_RULES.get(ctx.channel)
+    return Reply("\n".join([head, *lines, *(["", say(lang, *rule)] if rule else [])]))
 
 
 # -- /topics ------------------------------------------------------------------------------------

@@ -175,6 +175,14 @@ def test_help_lists_every_command_with_an_example(store, settings):
     assert "custom" not in dict(commands.menu())
 
 
+def test_help_states_the_rule_of_the_asking_channel(store, settings):
+    """Telegram groups need an admin, Slack channels a full member: neither rule on the other."""
+    telegram = run(store, settings, "help").text
+    slack = run(store, settings, "help", ctx=CommandContext("slack", "C0123", is_group=True)).text
+    assert "管理员" in telegram and "成员" not in telegram
+    assert "管理员" not in slack and "正式成员" in slack
+
+
 def test_digest_plans_one_outbox_row_and_needs_active_deliveries(store, settings):
     from tests.fakes.digests import add_paper
 
