@@ -78,6 +78,29 @@ def test_listing_count_mismatch_is_a_parse_failure():
         parsers.parse_listing(partial)
 
 
+def arxiv_browse_headings(page: bytes) -> bytes:
+    """The page as arxiv-browse's template writes it: "New submissions for <date> (showing …
+    entries )", and no separate "Showing new listings" heading."""
+    page = page.replace(b"<h3>Showing new listings for Wednesday, 18 November 2026</h3>", b"")
+    for kind in (b"New", b"Cross", b"Replacement"):
+        page = page.replace(kind + b" submissions (showing",
+                            kind + b" submissions for Wednesday, 18 November 2026 (showing")
+    return page.replace(b"entries)</h3>", b"entries )</h3>")
+
+
+def test_listing_with_arxiv_browse_template_headings():
+    page = arxiv_browse_headings(fixture("listing_cs.CL_new.html"))
+    assert b"Showing new listings" not in page and b"submissions for Wednesday" in page
+    batch = parsers.parse_listing(page, categories=["cs.CL"])
+    assert batch.date == "2026-11-18"
+    assert Counter(a.announce_type for a in batch.announcements) == {
+        "new": 2, "cross": 1, "replace": 1, "replace-cross": 1}
+    # The template's form of a page cut short is still a parse failure, not fewer papers.
+    cut = page.replace(b"(showing 2 of 2 entries )", b"(continued, showing last 2 of 9 entries )", 1)
+    with pytest.raises(FeedError, match="showing 2 of 9 entries"):
+        parsers.parse_listing(cut)
+
+
 def test_listing_without_updates_is_empty():
     page = (b"<html><body><h3>Showing new listings for Friday, 20 November 2026</h3>"
             b"<p>No updates today.</p></body></html>")

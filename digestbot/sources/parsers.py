@@ -325,9 +325,14 @@ def _html_text(fragment: str) -> str:
 
 # -- listing page (arxiv.org/list/{cat}/new) ----------------------------------------------
 
+# arxiv-browse's template writes "New submissions for Wednesday, 18 November 2026 (showing 2 of
+# 2 entries )"; the live site drops the "for <date>" part. Both count, and so do the "first" and
+# "continued, … last" forms of a page cut short, which then fail the count check below.
 _SECTION_RE = re.compile(
     r"^(?P<kind>New submissions|Cross submissions|Cross-lists|Replacement submissions|Replacements)"
-    r"\s*\(showing (?:first )?(?P<shown>\d+) of (?P<total>\d+) entries\s*\)", re.I,
+    r"(?:\s+for\s+\w+,\s+(?P<d>\d{1,2}\s+\w+\s+\d{2,4}))?"
+    r"\s*\((?:continued,\s+)?showing (?:first |last )?(?P<shown>\d+) of (?P<total>\d+) entries\s*\)",
+    re.I,
 )
 _LISTING_DATE_RE = re.compile(
     r"(?:new listings for|New submissions for)\s+\w+,\s+(?P<d>\d{1,2}\s+\w+\s+\d{2,4})", re.I,
@@ -369,12 +374,15 @@ def parse_listing(data: bytes, *, date: str | None = None,
     for el in doc.iter("h3", "dt", "dd"):
         text = " ".join(el.text_content().split())
         if el.tag == "h3":
-            if m := _LISTING_DATE_RE.search(text):
-                page_date = _listing_date(m["d"])
-            elif m := _SECTION_RE.match(text):
+            # Sections first: their "for <date>" form would also match the date heading.
+            if m := _SECTION_RE.match(text):
                 kind = _section_kind(m["kind"])
                 sections.append((kind, int(m["shown"]), int(m["total"])))
                 seen.setdefault(kind, 0)
+                if m["d"]:
+                    page_date = _listing_date(m["d"])
+            elif m := _LISTING_DATE_RE.search(text):
+                page_date = _listing_date(m["d"])
             elif _RECENT_RE.match(text):
                 raise FeedError("this is a /recent listing (no announce types); "
                                 "use /list/{cat}/new?skip=0&show=2000")
