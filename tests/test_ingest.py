@@ -146,6 +146,9 @@ def test_empty_channel_is_no_announcement(settings, store, tmp_path):
      b"<rss><channel><title>&lol2;</title></channel></rss>", "DTD"),
     (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
      b"<rss><channel><title>&x;</title></channel></rss>", "DTD"),
+    # An external DTD after a long comment: no entity declared, still refused.
+    (b'<?xml version="1.0"?><!--' + b"x" * 5000 + b'--><!DOCTYPE rss SYSTEM "http://127.0.0.1:9/d">'
+     b"<rss><channel><title>t</title></channel></rss>", "DTD"),
     (b"<html><body><h1>503 Service Unavailable</h1></body></html>", "no New/Cross"),
     (b"Rate exceeded.", "not XML or HTML"),
     (b"", "empty"),
