@@ -105,9 +105,13 @@ async def test_confirm_rejects_missing_csrf_and_forged_or_expired_tokens() -> No
         assert subscribers.get(site.store, sub.id).status == "pending"
 
 
+def _headers(response) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in response.headers.multi_items() if k.lower() != "date"]
+
+
 async def test_resignup_resends_and_reveals_nothing() -> None:
     async with running_site() as site:
-        first = await _signup(site, email="new@example.org")
+        first = await _signup(site, email="fresh@example.org")
         await _signup(site, email="known@example.org")
         known = subscribers.by_address(site.store, "email", "known@example.org")
         subscribers.set_status(site.store, known.id, "active")
@@ -115,17 +119,19 @@ async def test_resignup_resends_and_reveals_nothing() -> None:
 
         again = await _signup(site, email="known@example.org", topic=["agents"], threshold="10")
         assert again.status_code == first.status_code == 200
-        # The page differs only by the address typed in.
-        assert again.text.replace("known@", "X@") == first.text.replace("new@", "X@")
+        # Byte for byte, headers too, the response differs only by the address typed in
+        # (both addresses are as long, so even Content-Length is the same).
+        assert again.content.replace(b"known@", b"X@") == first.content.replace(b"fresh@", b"X@")
+        assert _headers(again) == _headers(first)
         assert _state(site) == before  # a stranger cannot change a confirmed subscriber
         mails = outbox_messages(site.settings)
-        assert [m["To"] for m in mails] == ["new@example.org", "known@example.org",
+        assert [m["To"] for m in mails] == ["fresh@example.org", "known@example.org",
                                            "known@example.org"]
         assert link_in(mails[-1], "/preferences")  # the owner gets their preferences link
 
         # Still pending: the latest form wins and the confirmation is sent again.
-        await _signup(site, email="new@example.org", topic=["agents"])
-        pending = subscribers.by_address(site.store, "email", "new@example.org")
+        await _signup(site, email="fresh@example.org", topic=["agents"])
+        pending = subscribers.by_address(site.store, "email", "fresh@example.org")
         assert [s.topic for s in subscribers.subscriptions(site.store, pending.id)] == ["agents"]
         assert link_in(outbox_messages(site.settings)[-1], "/confirm")
 
@@ -140,6 +146,14 @@ async def test_pending_subscribers_get_no_digest(monkeypatch: pytest.MonkeyPatch
         report = await delivery.run_send_async(site.settings, site.store, force=True, date=DAY)
         assert report.sent == 0
         assert list(site.store.db.query("select * from deliveries")) == []
+
+        # The same reader, once confirmed through the emailed link, gets that very digest.
+        link = _path(link_in(outbox_messages(site.settings)[0], "/confirm"))
+        page = await site.client.get(link)
+        await site.client.post("/confirm", data={"token": link.split("token=")[1],
+                                                 "csrf": csrf_of(page.text)})
+        report = await delivery.run_send_async(site.settings, site.store, force=True, date=DAY)
+        assert report.sent == 1
 
 
 async def test_bad_input_is_refused_and_changes_nothing() -> None:
@@ -267,3 +281,56 @@ async def test_without_a_secret_the_signing_pages_refuse() -> None:
                                           if method == "POST" else None)
             assert r.status_code == 503 and "DIGESTBOT_SECRET" in r.text, path
         assert subscribers.list_all(site.store) == []
+
+
+def _database(store) -> dict[str, list[dict]]:
+    """Every row of every table, to compare before and after."""
+    tables = [r["name"] for r in store.db.query(
+        "select name from sqlite_master where type = 'table' order by name")]
+    return {t: list(store.db.query(f"select * from [{t}] order by rowid")) for t in tables}
+
+
+async def test_no_get_route_changes_the_database() -> None:
+    from tests.fakes.digests import DAY, add_paper
+
+    async with running_site() as site:
+        add_paper(site.store, "2608.00001", 90)
+        await _signup(site, email="pending@example.org", custom="代码大模型安全")
+        await _signup(site, email="active@example.org")
+        pending = subscribers.by_address(site.store, "email", "pending@example.org")
+        active = subscribers.by_address(site.store, "email", "active@example.org")
+        subscribers.set_status(site.store, active.id, "active")
+        custom = next(s.topic for s in subscribers.subscriptions(site.store, pending.id)
+                      if s.topic.startswith("custom-"))
+        confirm = _path(link_in(outbox_messages(site.settings)[0], "/confirm"))
+        prefs = _path(signing.preferences_url(site.settings, active, now=site.clock()))
+        gets = {
+            "/": ["/"],
+            "/healthz": ["/healthz"],
+            "/unsubscribe": [f"/unsubscribe?token={active.token}"],
+            "/confirm": [confirm],
+            "/preferences": [prefs, f"{prefs}&done=unsubscribe"],
+            "/d": [f"/d?date={DAY}&topic=post-training", "/d?topic=a+brand+new+interest"],
+            "/d/{day}": [f"/d/{DAY}", "/d/2026-08-15"],
+            "/d/{day}/{topic}": [f"/d/{DAY}/post-training", f"/d/{DAY}/后训练",
+                                 f"/d/{DAY}/{custom}", f"/d/{DAY}/a brand new interest"],
+            "/feed/{topic}.xml": ["/feed/post-training.xml", f"/feed/{custom}.xml",
+                                  "/feed/a brand new interest.xml"],
+        }
+        # A GET route added later without a line here fails this test.
+        served = {r.resource.canonical for r in site.app.router.routes() if r.method == "GET"}
+        assert served == set(gets)
+
+        before = _database(site.store)
+        for paths in gets.values():
+            for path in paths:
+                for method in ("GET", "HEAD"):
+                    r = await site.client.request(method, path)
+                    assert r.status_code < 500, (method, path)
+        assert _database(site.store) == before
+
+        # The snapshot does see a change: the confirm page's POST is what activates.
+        page = await site.client.get(confirm)
+        await site.client.post("/confirm", data={"token": confirm.split("token=")[1],
+                                                 "csrf": csrf_of(page.text)})
+        assert _database(site.store) != before
