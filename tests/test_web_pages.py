@@ -28,6 +28,9 @@ def _seed(store) -> None:
         "abstract_zh": "中文摘要全文。", "created_at": now_iso(),
         "institutions": json.dumps([{"name": "Tsinghua University", "name_zh": "清华大学"}]),
     })
+    store.db["papers"].update("2608.00002", {"comment": "Accepted by TPAMI 2026",
+                                             "categories": json.dumps(["cs.AI", "cs.CL"])})
+    store.db["announcements"].update((DAY, "2608.00001"), {"announce_type": "replace"})
 
 
 async def test_topic_day_page_is_the_seed_listing() -> None:
@@ -53,6 +56,16 @@ async def test_topic_day_page_is_the_seed_listing() -> None:
                      "https://arxiv.org/pdf/2608.00002v1"):
             assert text in html, text
         assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in html
+        # …each in the seed entry's order, inside that paper's own entry.
+        entry = html.split('<article class="entry">')[1].split("</article>")[0]
+        seed_order = ["2608.00002", DAY, "cs.AI cs.CL", "新提交", "95%", "&lt;script&gt;alert(1)",
+                      "注意力的中文标题", "Ada Lovelace", "发表机构", "Tsinghua University(清华大学)",
+                      "专题命中", "reason for 2608.00002", "AI总结", "一句话总结。", "Comments",
+                      "Accepted by TPAMI 2026", "<details>", "AI中文摘要", "中文摘要全文。",
+                      "英文摘要", "We study 2608.00002."]
+        places = [entry.find(text) for text in seed_order]
+        assert -1 not in places and places == sorted(places), list(zip(seed_order, places, strict=True))
+        assert "版本更新" in html.split('<article class="entry">')[2]  # a replaced paper
         # Picker: the next announcement day, same topic; and the Atom link.
         assert f'href="/d/{NEXT_DAY}/post-training"' in html
         assert 'href="/feed/post-training.xml"' in html
@@ -109,6 +122,8 @@ async def test_atom_feed_is_valid_and_escaped() -> None:
             assert feed.find(f"{ATOM}{name}") is not None, name
         assert feed.find(f"{ATOM}link[@rel='self']").get("href") == f"{site.url}/feed/post-training.xml"
         assert feed.findtext(f"{ATOM}updated") == f"{NEXT_DAY}T00:00:00Z"
+        alternate = feed.find(f"{ATOM}link[@rel='alternate']").get("href")
+        assert alternate == f"{site.url}/d/{NEXT_DAY}/post-training"
         entries = feed.findall(f"{ATOM}entry")
         # Newest day first, then by match.
         assert [e.find(f"{ATOM}link[@rel='alternate']").get("href") for e in entries] == [
@@ -127,3 +142,15 @@ async def test_atom_feed_is_valid_and_escaped() -> None:
         assert content.get("type") == "html"
         assert "&lt;script&gt;" in content.text and "<details>" in content.text
         assert b"<script>" not in r.content
+
+
+async def test_empty_feed_is_valid_and_links_home() -> None:
+    async with running_site() as site:
+        r = await site.client.get("/feed/pretraining.xml")
+        assert r.status_code == 200
+        feed = etree.fromstring(r.content)
+        assert feed.findall(f"{ATOM}entry") == []
+        assert feed.findtext(f"{ATOM}updated") == "1970-01-01T00:00:00Z"
+        home = feed.find(f"{ATOM}link[@rel='alternate']").get("href")
+        assert home == f"{site.url}/"
+        assert (await site.client.get(home)).status_code == 200
