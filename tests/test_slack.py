@@ -150,6 +150,45 @@ def test_overlong_text_is_cut_between_entities():
     assert fit("abc", 3) == "abc"
 
 
+def worst_entry(i: int) -> DigestEntry:
+    """Every field at its longest and made of characters that grow fivefold when escaped."""
+    flood = "<&>" * 2000
+    paper = Paper(id=f"2608.{i:05d}", version=12, title=flood, abstract="A",
+                  authors=[Author(f"{flood[:300]} {j}") for j in range(300)],
+                  categories=[f"cs.{c}{c}" for c in "ABCDEFGHIJKLMNOPQRST"])
+    enrichment = Enrichment(paper.id, 12, title_zh=flood, summary_zh=flood, summary_en=flood,
+                            institutions=[Institution(flood, flood) for _ in range(40)])
+    hits = [TopicHit(f"t{k}", flood, 99 - k, flood) for k in range(10)]
+    return DigestEntry(paper, Announcement("2026-08-13", paper.id, "replace-cross", 12, "test"),
+                       hits, enrichment)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en", "both"])
+@pytest.mark.parametrize("mode", ["thread", "sequential"])
+def test_worst_case_fifty_papers_keep_every_field_within_limits(lang, mode):
+    digest = make_digest(0, lang, more=950)
+    digest.entries = [worst_entry(i) for i in range(50)]
+    digest.topics = [dataclasses.replace(digest.topics[0], name_zh="<&>" * 100,
+                                         name_en="<&>" * 100)]
+    messages = render_slack(digest, mode)
+    for message in messages:
+        assert_within_limits(message)
+        for text in [*mrkdwn_texts(message.blocks), message.text]:
+            # A cut never leaves half a link behind.
+            assert text.count("<") == text.count(">"), text[-200:]
+    summary = messages[0].blocks[1]["text"]["text"]
+    assert summary.count("<https://arxiv.org/abs/") == 5
+    assert summary.endswith(("讨论串(thread)回复。", "this thread.", "下方消息。", "below."))
+    sections = [b["text"]["text"] for m in messages[1:] for b in m.blocks if b["type"] == "section"]
+    assert len(sections) == 50
+    for text in sections:
+        # The final 3000-character cut never has to take the score, badge, reasons or summary.
+        assert not text.endswith("…>*") and "`99%`" in text and "|PDF>" in text
+        assert text.count("99%") == 2 and text.count("97%") == 1
+        assert ("*AI总结*" in text) == (lang != "en")
+        assert ("*TL;DR*" in text) == (lang != "zh")
+
+
 def test_preview_gets_json_payloads():
     payloads = render.render_slack(make_digest(20))
     assert json.loads(json.dumps(payloads))[0]["blocks"][0]["type"] == "header"

@@ -120,6 +120,16 @@ def fit(mrkdwn: str, limit: int) -> str:
     return cut + "…"
 
 
+def _esc(text: str | None, limit: int) -> str:
+    """`text` as mrkdwn in at most `limit` characters.
+
+    Escaping can make a string five times longer (`&` → `&amp;`), so the budget counts the
+    escaped form; counting the raw text let a hostile title push a section past 3000 and
+    lose its score, topic reason and summary to the final cut.
+    """
+    return fit(escape(clip(text, limit)), limit)
+
+
 def _label(lang: str, zh: str, en: str) -> str:
     return zh if lang == "zh" else en if lang == "en" else f"{zh} / {en}"
 
@@ -157,25 +167,27 @@ def header_text(digest: Digest) -> str:
 def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
     """A paper: section (title, 中文标题, match, badge, 专题命中, AI总结), context, divider."""
     p, a, e = entry.paper, entry.announcement, entry.enrichment
-    lines = [f"*<{escape(p.abs_url)}|{escape(clip(p.title, 400))}>*"]
+    # Budgets (escaped characters) add up to under SECTION_CHARS with every field at its
+    # longest, so the final cut in `_mrkdwn` never takes the score, a reason or the summary.
+    lines = [f"*<{escape(p.abs_url)}|{_esc(p.title, 450)}>*"]
     if lang != "en" and e and e.title_zh:
-        lines.append(escape(clip(e.title_zh, 300)))
+        lines.append(_esc(e.title_zh, 300))
     lines.append(f"`{percent(entry.best_score)}` · {escape(announce_label(a.announce_type, lang))}"
                  f" · `{escape(p.id)}` · <{escape(p.pdf_url)}|PDF>")
     hit_label = _label(lang, "专题命中", "Topic match")
     for hit in entry.hits[:3]:
-        reason = f": {escape(clip(hit.reason, 300))}" if hit.reason else ""
-        lines.append(f"*{hit_label}* {escape(hit.topic_name)} {percent(hit.score)}{reason}")
+        reason = f": {_esc(hit.reason, 250)}" if hit.reason else ""
+        lines.append(f"*{hit_label}* {_esc(hit.topic_name, 60)} {percent(hit.score)}{reason}")
     if lang != "en" and e and e.summary_zh:
-        lines.append(f"*AI总结* {escape(clip(e.summary_zh, 600))}")
+        lines.append(f"*AI总结* {_esc(e.summary_zh, 450)}")
     if lang != "zh" and e and e.summary_en:
-        lines.append(f"*TL;DR* {escape(clip(e.summary_en, 600))}")
+        lines.append(f"*TL;DR* {_esc(e.summary_en, 450)}")
     institutions = ""
     if e and e.institutions:
         names = [i.name_zh if lang == "zh" and i.name_zh else i.name for i in e.institutions]
-        institutions = "🏛 " + escape(clip(" · ".join(names), 500))
+        institutions = "🏛 " + _esc(" · ".join(names), 500)
     context = _context(
-        escape(clip(shorten_authors(p.authors), 500)) if p.authors else "",
+        _esc(shorten_authors(p.authors), 500) if p.authors else "",
         institutions,
         escape(" ".join(p.categories)),
     )
@@ -203,7 +215,7 @@ def _footer(digest: Digest, lang: str, more: bool) -> dict[str, Any]:
 
 def _fallback(head: str, entries: Iterable[DigestEntry], start: int = 1) -> str:
     lines = [escape(head)]
-    lines += [f"{i}. {escape(clip(e.paper.title, 200))} ({percent(e.best_score)})"
+    lines += [f"{i}. {_esc(e.paper.title, 150)} ({percent(e.best_score)})"
               for i, e in enumerate(entries, start)]
     return fit("\n".join(lines), SECTION_CHARS)
 
@@ -230,7 +242,7 @@ def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
     if mode == "sequential":
         where = _label(lang, "完整列表见下方消息。", "The full list follows below.")
     top = "\n".join(
-        f"{i}. `{percent(e.best_score)}` <{escape(e.paper.abs_url)}|{escape(clip(e.paper.title, 200))}>"
+        f"{i}. `{percent(e.best_score)}` <{escape(e.paper.abs_url)}|{_esc(e.paper.title, 200)}>"
         for i, e in enumerate(entries[:SUMMARY_TITLES], 1))
     intro = _label(lang, f"共 {len(entries)} 篇,按匹配度排序。最高匹配:",
                    f"{len(entries)} papers by match score. Top matches:")
