@@ -36,9 +36,10 @@ from digestbot.models import (
     Institution,
     Paper,
     Subscriber,
+    Topic,
     TopicHit,
 )
-from digestbot.topics import get_topic
+from digestbot.topics import custom_topic, get_topic
 from tests.fakes.digests import TOPIC, add_paper
 from tests.fakes.telegram import FakeTelegram
 
@@ -171,6 +172,19 @@ async def test_unknown_topic_buttons_and_topic_pages(tg, bot):
     assert edit["message_id"] == page1["message_id"] and "(2/" in edit["text"]
 
 
+async def test_a_reply_longer_than_a_message_is_split_between_lines(tg, bot):
+    """The fake refuses texts over 4096 characters as Telegram does; /list of 120 topics fits."""
+    names = [f"自定义主题第{i:03d}号:" + "很长的主题描述" * 12 for i in range(120)]
+    slugs = [custom_topic(bot.store, name).slug for name in names]
+    subscribers.add_or_update(bot.store, channel="telegram", address="42", topics=slugs)
+    tg.push_message(42, "/list")
+    await eventually(lambda: "状态" in "".join(texts(tg, 42)))
+    got = texts(tg, 42)
+    assert len(got) >= 2 and all(len(t) <= 4096 for t in got)
+    listed = [line for t in got for line in t.split("\n") if line.startswith("• ")]
+    assert [line.split("  ≥")[0][2:] for line in listed] == sorted(names)
+
+
 def test_parse_command_addressing():
     assert parse_command("/subscribe 后训练 80", "me_bot") == ("subscribe", "后训练 80")
     assert parse_command("/Sub@ME_bot  a, b", "me_bot") == ("Sub", "a, b")
@@ -244,6 +258,19 @@ def test_digest_is_valid_telegram_html_with_hostile_text(lang):
     ids = re.findall(r"<code>(2608\.\d+)</code>", body)
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 40  # every entry whole, once
     assert "另有 3 篇" in messages[0] or "3 more" in messages[0]
+
+
+def test_header_with_many_topics_stays_within_a_message():
+    many = [custom_topic_like(f"关于 <b>{i}</b> & 很长的自定义主题" * 4) for i in range(300)]
+    digest = make_digest([make_entry(1)])
+    header = render_telegram(Digest(digest.subscriber, digest.date, many, digest.entries))[0]
+    assert_valid_telegram_html(header)
+    assert len(header) < 1200 and re.search(r"等 \d+ 个主题", header)
+
+
+def custom_topic_like(text: str) -> Topic:
+    return Topic(slug=f"custom-{abs(hash(text))}", name_zh=text, name_en=text, description=text,
+                 custom=True)
 
 
 def test_overlong_entry_is_shortened_never_cut_inside_markup():

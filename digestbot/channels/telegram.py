@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -51,12 +52,14 @@ from digestbot import commands, delivery, subscribers
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, UsageError
 from digestbot.models import Digest, DigestEntry
-from digestbot.render import announce_label, percent, topic_name
+from digestbot.render import announce_label, clip, percent, topic_name
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 4096
+# The header names the subscribed topics; a hundred custom topics must not push it past a message.
+HEADER_TOPICS_CHARS = 1000
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 POOL_SIZE = 64
 
@@ -91,22 +94,46 @@ def render_telegram(digest: Digest, limit: int = MESSAGE_LIMIT) -> list[str]:
     resume at a message index after a restart.
     """
     lang = digest.subscriber.lang
-    messages = [_header(digest, lang)]
+    return [_header(digest, lang), *pack((_entry(e, lang, limit) for e in digest.entries), limit)]
+
+
+def pack(blocks: Iterable[str], limit: int = MESSAGE_LIMIT, sep: str = "\n\n") -> list[str]:
+    """Whole blocks, in order, joined into as few messages of at most `limit` as they fit in.
+
+    A block is never split, so each must already fit on its own.
+    """
+    messages: list[str] = []
     current = ""
-    for entry in digest.entries:
-        block = _entry(entry, lang, limit)
-        if current and telegram_len(current) + 2 + telegram_len(block) > limit:
+    for block in blocks:
+        if current and telegram_len(current) + telegram_len(sep) + telegram_len(block) > limit:
             messages.append(current)
             current = ""
-        current = f"{current}\n\n{block}" if current else block
+        current = f"{current}{sep}{block}" if current else block
     if current:
         messages.append(current)
     return messages
 
 
+def plain_messages(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """A command reply as plain-text messages, split between lines (a /list of 100 topics).
+
+    A line longer than a message is clipped; half the limit in code points is safe in UTF-16.
+    """
+    return pack((clip(line, limit // 2) for line in text.split("\n")), limit, "\n")
+
+
 def _header(digest: Digest, lang: str) -> str:
     sep = ", " if lang == "en" else "、"
-    names = sep.join(escape(topic_name(t, lang)) for t in digest.topics)
+    shown: list[str] = []
+    for topic in digest.topics:
+        name = escape(topic_name(topic, lang))
+        if telegram_len(sep.join([*shown, name])) > HEADER_TOPICS_CHARS:
+            break
+        shown.append(name)
+    names = sep.join(shown)
+    if len(shown) < len(digest.topics):
+        hidden = len(digest.topics) - len(shown)
+        names += _label(lang, f" 等 {hidden} 个主题", f" and {hidden} more topics")
     count = {"en": f"{digest.total} paper{'' if digest.total == 1 else 's'}",
              "zh": f"{digest.total} 篇"}.get(lang, f"{digest.total} 篇 / papers")
     lines = [f"<b>{_label(lang, 'arXiv 每日学术速递', 'arXiv daily digest')}</b> · "
@@ -472,7 +499,10 @@ class _Bot:
 
     async def _show(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int,
                     reply: commands.Reply) -> None:
-        await context.bot.send_message(chat_id, reply.text, reply_markup=_keyboard(reply),
+        *first, last = plain_messages(reply.text)
+        for text in first:
+            await context.bot.send_message(chat_id, text, link_preview_options=NO_PREVIEW)
+        await context.bot.send_message(chat_id, last, reply_markup=_keyboard(reply),
                                        link_preview_options=NO_PREVIEW)
         if reply.delivery_id is not None:
             report = await delivery.deliver_row(self.store, self.sender, reply.delivery_id)

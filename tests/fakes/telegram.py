@@ -11,8 +11,10 @@ returns 429 like Telegram when a bot exceeds 30 messages/s overall or 1/s per ch
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 import json
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -22,6 +24,7 @@ from tests.fakes.http import FakeServer, Request, Response
 
 # Methods that post a message into a chat and so count against the flood limits.
 SENDING = {"sendMessage"}
+MESSAGE_LIMIT = 4096
 
 
 class FakeTelegram:
@@ -215,6 +218,8 @@ class FakeTelegram:
                 self._cond.wait(remaining)
 
     def _m_sendMessage(self, params: dict[str, Any]) -> Response:
+        if (refused := _refuse_text(params)) is not None:
+            return refused
         chat_id = int(params["chat_id"])
         message = {
             "message_id": next(self._message_ids), "date": int(time.time()),
@@ -232,6 +237,8 @@ class FakeTelegram:
         return _ok(message)
 
     def _m_editMessageText(self, params: dict[str, Any]) -> Response:
+        if (refused := _refuse_text(params)) is not None:
+            return refused
         chat_id = int(params["chat_id"])
         with self._cond:
             self.edited.append({"chat_id": chat_id, "message_id": int(params["message_id"]),
@@ -297,6 +304,18 @@ def _json_field(params: dict[str, Any], name: str) -> Any:
     """Form bodies carry objects as JSON strings, JSON bodies as objects: accept both."""
     value = params.get(name)
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _refuse_text(params: dict[str, Any]) -> Response | None:
+    """Telegram's 400s for an empty text or one over 4096 characters once markup is parsed."""
+    text = params.get("text") or ""
+    if params.get("parse_mode") == "HTML":
+        text = html.unescape(re.sub(r"<[^>]*>", "", text))
+    if not text.strip():
+        return _error(400, "Bad Request: message text is empty")
+    if _utf16_len(text) > MESSAGE_LIMIT:
+        return _error(400, "Bad Request: message is too long")
+    return None
 
 
 def _utf16_len(text: str) -> int:
