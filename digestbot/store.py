@@ -212,7 +212,7 @@ class Store:
     def papers(self, ids: Iterable[str]) -> dict[str, Paper]:
         ids = list(ids)
         out: dict[str, Paper] = {}
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             for row in self.db.query(f"select * from papers where id in ({marks})", chunk):
                 out[row["id"]] = row_to_paper(row)
@@ -275,7 +275,8 @@ def _has_affiliations(authors_json: str) -> bool:
     return any(a.get("affiliations") for a in json.loads(authors_json or "[]"))
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    """`items` in slices of at most `size` (SQLite's variable limit, the API's id_list cap)."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
 

@@ -173,6 +173,14 @@ def test_a_bad_item_leaves_nothing_half_written(settings, store, tmp_path):
     assert table_counts(store) == {"papers": 0, "announcements": 0}
 
 
+def test_one_bad_file_of_several_stores_none(settings, store, tmp_path):
+    bad = tmp_path / "cut.xml"
+    bad.write_bytes(SAMPLE_FEED.read_bytes()[:5000])
+    with pytest.raises(FeedError, match="cut.xml: .*not well-formed"):
+        fetch(settings, store, feeds=[str(SAMPLE_FEED), str(bad)])
+    assert table_counts(store) == {"papers": 0, "announcements": 0}
+
+
 def test_safe_parser_does_not_expand_entities():
     # Even without the DOCTYPE check, lxml is set to neither resolve entities nor load DTDs.
     root = etree.fromstring(b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>',

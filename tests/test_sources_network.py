@@ -164,6 +164,19 @@ def test_since_catches_up_through_the_api(settings, store, arxiv_fake):
     assert kinds["2611.91001"] == ("2026-11-18", "new")
 
 
+def test_since_with_a_broken_api_page_is_a_feed_error(settings, store, arxiv_fake):
+    fake, server = arxiv_fake
+    # totalResults promises 10 papers but the second page has none: the arxiv client gives up
+    # with UnexpectedEmptyPageError after its retries, which must become our one-line FeedError.
+    first = fixture("api_answer.xml").replace(b"totalResults>5<", b"totalResults>10<")
+    empty = first.split(b"<entry>")[0] + b"</feed>"
+    atom = {"Content-Type": "application/atom+xml"}
+    fake.script["/api/"] = [Response(200, first, atom)] + [Response(200, empty, atom)] * 3
+    with pytest.raises(FeedError, match="arXiv API"):
+        fetch(point(settings, server.url), store, since="2026-11-15", now=NIGHT)
+    assert store.db["announcements"].count == 0
+
+
 def test_submission_deadline_mapping():
     assert submission_announced("2026-11-17T18:59:00+00:00") == "2026-11-18"  # Tue 13:59 ET
     assert submission_announced("2026-11-17T19:01:00+00:00") == "2026-11-19"  # Tue 14:01 ET

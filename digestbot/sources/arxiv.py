@@ -14,6 +14,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from digestbot.errors import DigestbotError, FeedError, NetworkError, UsageError
 from digestbot.models import ANNOUNCE_LABELS_ZH, ANNOUNCE_TYPES, Author, FeedBatch, Paper
 from digestbot.sources import parsers
 from digestbot.sources.http import PoliteClient, wait_turn
-from digestbot.store import Store
+from digestbot.store import Store, chunks
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +74,14 @@ def fetch(settings: Settings, store: Store, *, feeds: list[str] | None = None,
 
 
 def _ingest_files(settings: Settings, store: Store, feeds: list[str], date: str | None) -> FetchResult:
-    results = []
+    """Every file is read and parsed before any is stored: one bad file changes nothing."""
+    batches = []
     with PoliteClient(settings.arxiv_delay) as client:
         for location in feeds:
             data = _read(location, client)
-            batch = parsers.parse_any(data, date=date, categories=settings.categories,
-                                      name=Path(location).name or location)
-            results.append(_store(store, batch, batch.source))
-    return _combine(results)
+            batches.append(parsers.parse_any(data, date=date, categories=settings.categories,
+                                             name=Path(location).name or location))
+    return _combine([_store(store, batch, batch.source) for batch in batches])
 
 
 def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api: bool,
@@ -126,7 +127,7 @@ def _worst(errors: list[DigestbotError]) -> DigestbotError:
     feed_errors = [e for e in errors if isinstance(e, FeedError)]
     if feed_errors:
         return feed_errors[0]
-    return NetworkError(f"arXiv unreachable / 无法访问 arXiv: {errors[0]}")
+    return NetworkError(f"无法访问 arXiv / arXiv unreachable: {errors[0]}")
 
 
 # -- sources ------------------------------------------------------------------------------
@@ -218,27 +219,29 @@ def result_to_paper(result: arxiv.Result) -> Paper:
     )
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def api_papers(settings: Settings, ids: list[str]) -> dict[str, Paper]:
-    """Metadata for `ids`, ≤ 100 per request. Raises NetworkError/FeedError on failure."""
-    client = api_client(settings)
-    out: dict[str, Paper] = {}
+@contextmanager
+def _api_errors() -> Iterator[None]:
+    """The `arxiv` client's exceptions as our one-line NetworkError/FeedError."""
     try:
-        for chunk in _chunks(ids, API_BATCH):
-            search = arxiv.Search(id_list=chunk, max_results=len(chunk))
-            for result in client.results(search):
-                paper = result_to_paper(result)
-                out[paper.id] = paper
+        yield
     except arxiv.HTTPError as exc:
         raise NetworkError(f"arXiv API answered HTTP {exc.status}") from None
     except requests.RequestException as exc:
         raise NetworkError(f"arXiv API unreachable ({type(exc).__name__})") from None
     except arxiv.ArxivError as exc:
         raise FeedError(f"arXiv API: {exc}") from None
+
+
+def api_papers(settings: Settings, ids: list[str]) -> dict[str, Paper]:
+    """Metadata for `ids`, ≤ 100 per request. Raises NetworkError/FeedError on failure."""
+    client = api_client(settings)
+    out: dict[str, Paper] = {}
+    with _api_errors():
+        for chunk in chunks(ids, API_BATCH):
+            search = arxiv.Search(id_list=chunk, max_results=len(chunk))
+            for result in client.results(search):
+                paper = result_to_paper(result)
+                out[paper.id] = paper
     return out
 
 
@@ -325,12 +328,8 @@ def _catch_up(settings: Settings, store: Store, since: str, now: datetime) -> Fe
     client = api_client(settings, page_size=500)
     search = arxiv.Search(query=query, max_results=None,
                           sort_by=arxiv.SortCriterion.LastUpdatedDate)
-    try:
+    with _api_errors():
         papers = [result_to_paper(r) for r in client.results(search)]
-    except arxiv.HTTPError as exc:
-        raise NetworkError(f"arXiv API answered HTTP {exc.status}") from None
-    except requests.RequestException as exc:
-        raise NetworkError(f"arXiv API unreachable ({type(exc).__name__})") from None
     by_date: dict[str, list[Paper]] = {}
     for paper in papers:
         by_date.setdefault(submission_announced(paper.updated or ""), []).append(paper)
