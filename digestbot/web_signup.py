@@ -358,7 +358,11 @@ async def send_confirmation(settings: Any, sub: Subscriber, *, already: bool,
 
 def _token_subscriber(request: aioweb.Request, purpose: str, token: str
                       ) -> tuple[Subscriber | None, aioweb.Response | None]:
-    """(subscriber, None) for a genuine token, else (None, the page that explains)."""
+    """(subscriber, None) for a genuine token, else (None, the page that explains: also when
+    the site has no secret to check it with)."""
+    unavailable = _missing_config(request, need_public_url=False)
+    if unavailable is not None:
+        return None, unavailable
     secret = signing.secret_of(request.app[web.SETTINGS])
     try:
         payload = signing.verify(secret, purpose, token, now=request.app[STATE].now())
@@ -389,9 +393,6 @@ def _expired(purpose: str) -> aioweb.Response:
 
 @routes.get("/confirm")
 async def confirm_form(request: aioweb.Request) -> aioweb.Response:
-    unavailable = _missing_config(request, need_public_url=False)
-    if unavailable is not None:
-        return unavailable
     token = request.query.get("token", "")
     sub, problem = _token_subscriber(request, signing.CONFIRM, token)
     if sub is None:
@@ -401,20 +402,30 @@ async def confirm_form(request: aioweb.Request) -> aioweb.Response:
     return _form_page(request, "confirm.html", token=token, address=web._shown_address(sub))
 
 
-@routes.post("/confirm")
-async def confirm(request: aioweb.Request) -> aioweb.Response:
-    unavailable = _missing_config(request, need_public_url=False)
-    if unavailable is not None:
-        return unavailable
+async def _signed_form(request: aioweb.Request, purpose: str
+                       ) -> tuple[MultiDictProxy[str], Subscriber, str] | aioweb.Response:
+    """(form, subscriber, token) of a POST that acts on a signed link, or the page saying why
+    not: every field is within its cap, the token is genuine and unexpired for `purpose` (on
+    a site with a secret), and the CSRF field matches the cookie."""
     try:
         form = await _read_form(request)
     except FormError as exc:
         return notice("无法处理", "Cannot process this form", "", str(exc), status=exc.status)
-    if not _csrf_ok(request, form):
-        return _csrf_rejected()
-    sub, problem = _token_subscriber(request, signing.CONFIRM, form.get("token", ""))
+    token = form.get("token", "")
+    sub, problem = _token_subscriber(request, purpose, token)
     if sub is None:
         return problem  # type: ignore[return-value]
+    if not _csrf_ok(request, form):
+        return _csrf_rejected()
+    return form, sub, token
+
+
+@routes.post("/confirm")
+async def confirm(request: aioweb.Request) -> aioweb.Response:
+    checked = await _signed_form(request, signing.CONFIRM)
+    if isinstance(checked, aioweb.Response):
+        return checked
+    _, sub, _ = checked
     if sub.status == "pending":
         subscribers.set_status(request.app[web.STORE], sub.id, "active", reason="confirmed by email")
         log.info("subscriber #%s confirmed", sub.id)
@@ -475,9 +486,6 @@ def _preferences_page(request: aioweb.Request, sub: Subscriber, token: str, *,
 
 @routes.get("/preferences")
 async def preferences(request: aioweb.Request) -> aioweb.Response:
-    unavailable = _missing_config(request, need_public_url=False)
-    if unavailable is not None:
-        return unavailable
     token = request.query.get("token", "")
     sub, problem = _token_subscriber(request, signing.PREFERENCES, token)
     if sub is None:
@@ -487,19 +495,10 @@ async def preferences(request: aioweb.Request) -> aioweb.Response:
 
 @routes.post("/preferences")
 async def change_preferences(request: aioweb.Request) -> aioweb.Response:
-    unavailable = _missing_config(request, need_public_url=False)
-    if unavailable is not None:
-        return unavailable
-    try:
-        form = await _read_form(request)
-    except FormError as exc:
-        return notice("无法处理", "Cannot process this form", "", str(exc), status=exc.status)
-    if not _csrf_ok(request, form):
-        return _csrf_rejected()
-    token = form.get("token", "")
-    sub, problem = _token_subscriber(request, signing.PREFERENCES, token)
-    if sub is None:
-        return problem  # type: ignore[return-value]
+    checked = await _signed_form(request, signing.PREFERENCES)
+    if isinstance(checked, aioweb.Response):
+        return checked
+    form, sub, token = checked
     store = request.app[web.STORE]
     action = form.get("action", "")
     # status change: (allowed from, new status); a button pressed twice changes nothing.
