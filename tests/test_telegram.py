@@ -100,6 +100,10 @@ async def test_subscribe_replies_and_stores(tg, bot):
     assert topics_of(bot.store, "42") == {"post-training": 60}
     menu = [c["command"] for c in tg.commands]
     assert {"subscribe", "unsubscribe", "list", "threshold", "tz", "time", "lang"} <= set(menu)
+    descriptions = {c["command"]: c["description"] for c in tg.commands}
+    english = {c["command"]: c["description"] for c in tg.commands_by_language["en"]}
+    assert descriptions["subscribe"].startswith("订阅") and english.keys() == descriptions.keys()
+    assert english["subscribe"].startswith("subscribe to topics")
 
 
 async def test_bad_input_gets_clear_replies_and_changes_nothing(tg, bot):
@@ -143,11 +147,13 @@ async def test_only_group_admins_change_settings(tg, bot):
 
 async def test_commands_for_another_bot_are_ignored(tg, bot):
     tg.push_message(42, "/subscribe@other_bot 后训练")
+    tg.push_message(-100555, "/roll 2d6", user_id=7, chat_type="supergroup")
     tg.push_message(42, "/list@digest_test_bot")
     [reply] = await tg.wait_sent(42)
     assert "还没有订阅" in reply["text"]
     await tg.wait_idle()
     assert len(tg.sent_to(42)) == 1 and topics_of(bot.store, "42") == {}
+    assert tg.sent_to(-100555) == []  # another bot's command in a group: no "unknown command"
 
 
 async def test_unknown_topic_buttons_and_topic_pages(tg, bot):
@@ -190,6 +196,11 @@ def test_parse_command_addressing():
     assert parse_command("/Sub@ME_bot  a, b", "me_bot") == ("Sub", "a, b")
     assert parse_command("/subscribe@other_bot 后训练", "me_bot") is None
     assert parse_command("hello", "me_bot") is None
+    # In a group a bare unknown command belongs to some other bot; ours or addressed are answered.
+    assert parse_command("/roll 2d6", "me_bot", in_group=True) is None
+    assert parse_command("/roll@me_bot", "me_bot", in_group=True) == ("roll", "")
+    assert parse_command("/sub 后训练", "me_bot", in_group=True) == ("sub", "后训练")
+    assert parse_command("/roll", "me_bot") == ("roll", "")
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -410,13 +410,19 @@ _ADMINS = ("administrator", "creator")
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]+))?(?:\s+(.*))?$", re.DOTALL)
 
 
-def parse_command(text: str, bot_username: str) -> tuple[str, str] | None:
-    """("subscribe", "后训练") from "/subscribe@this_bot 后训练"; None when meant for another bot."""
+def parse_command(text: str, bot_username: str, *, in_group: bool = False) -> tuple[str, str] | None:
+    """("subscribe", "后训练") from "/subscribe@this_bot 后训练"; None when meant for another bot.
+
+    In a group a bare command we do not know (`/roll`) is taken as another bot's, not answered
+    with "unknown command"; addressed to us (`/roll@this_bot`) it is answered.
+    """
     match = _COMMAND.match(text.strip())
     if match is None:
         return None
     name, addressee, arg = match.groups()
     if addressee and addressee.lower() != bot_username.lower():
+        return None
+    if in_group and not addressee and commands.resolve(name) is None:
         return None
     return name, arg or ""
 
@@ -450,7 +456,8 @@ class _Bot:
         message = update.effective_message
         if message is None or not message.text or update.effective_chat is None:
             return
-        parsed = parse_command(message.text, context.bot.username)
+        parsed = parse_command(message.text, context.bot.username,
+                               in_group=update.effective_chat.type in _GROUPS)
         if parsed is None:
             return
         name, arg = parsed
@@ -563,7 +570,10 @@ async def start_bot(settings: Settings, store_path: str, *,
     try:
         await initialize(app.bot)
         await app.initialize()
-        await app.bot.set_my_commands([BotCommand(n, d) for n, d in commands.menu("zh")])
+        # The menu in Chinese for everyone, in English for clients set to English.
+        for language_code, lang in ((None, "zh"), ("en", "en")):
+            await app.bot.set_my_commands([BotCommand(n, d) for n, d in commands.menu(lang)],
+                                          language_code=language_code)
         await app.start()
         assert app.updater is not None
         await app.updater.start_polling(timeout=poll_timeout, drop_pending_updates=False)

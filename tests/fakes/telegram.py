@@ -45,7 +45,8 @@ class FakeTelegram:
         self.sent: list[dict[str, Any]] = []
         self.edited: list[dict[str, Any]] = []
         self.callback_answers: list[dict[str, Any]] = []
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the default menu
+        self.commands_by_language: dict[str, list[dict[str, Any]]] = {}
         # (chat_id, user_id) → "creator" | "administrator" | "member" …; default "member".
         self.members: dict[tuple[int, int], str] = {}
         self.too_many_requests = 0
@@ -202,7 +203,11 @@ class FakeTelegram:
         return _ok(True)
 
     def _m_setMyCommands(self, params: dict[str, Any]) -> Response:
-        self.commands = _json_field(params, "commands")
+        menu = _json_field(params, "commands")
+        if params.get("language_code"):
+            self.commands_by_language[params["language_code"]] = menu
+        else:
+            self.commands = menu
         return _ok(True)
 
     def _m_getUpdates(self, params: dict[str, Any]) -> Response:
