@@ -4,7 +4,8 @@
 
 With every answer taking `delay` seconds and `concurrency` requests in flight, the best
 possible wall time is calls × delay ÷ concurrency (1,500 scoring calls: 37.5 s). The run
-prints wall ÷ ideal (target ≤ 1.25) and the LLM calls per paper for scoring and enrichment
+prints wall ÷ ideal (target ≤ 1.25) for the scoring phase (against 37.5 s) and for the whole
+run (scoring + enrichment calls), and the LLM calls per paper for scoring and enrichment
 with 10 and with 10,000 subscribers: enrich once, deliver many, so they must be equal.
 
 Papers carry API affiliations, so no PDF is fetched: PDF downloads are throttled to one per
@@ -95,14 +96,18 @@ def main() -> int:
         for n in (10, 10_000):
             report, wall = scenario(fake, Path(tmp), args, n)
             calls = report.score_calls + report.enrich_calls
+            score_ideal = report.score_calls * args.delay / args.concurrency
             ideal = calls * args.delay / args.concurrency
+            score_ratio = report.score_seconds / score_ideal if score_ideal else float("nan")
             ratio = wall / ideal if ideal else float("nan")
-            worst = max(worst, ratio)
+            worst = max(worst, score_ratio, ratio)
             per_paper[n] = (report.score_calls / report.papers, report.enrich_calls / report.papers)
             print(f"{n:>6} subscribers: {report.score_calls} scoring + {report.enrich_calls} "
                   f"enrichment calls, max {fake.max_in_flight} in flight, failures "
-                  f"{report.failures}; wall {wall:.1f} s / ideal {ideal:.1f} s = {ratio:.2f} "
-                  f"(target ≤ {TARGET})")
+                  f"{report.failures}")
+            print(f"{'':>6} scoring wall {report.score_seconds:.1f} s / ideal {score_ideal:.1f} s "
+                  f"= {score_ratio:.2f}; whole run {wall:.1f} s / ideal {ideal:.1f} s = "
+                  f"{ratio:.2f} (target ≤ {TARGET})")
             print(f"{'':>6} calls per paper: scoring {per_paper[n][0]:.3f}, "
                   f"enrichment {per_paper[n][1]:.3f}")
     equal = per_paper[10] == per_paper[10_000]

@@ -19,9 +19,12 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from digestbot import topics as catalogue
 from digestbot.config import Settings
@@ -39,6 +42,7 @@ MAX_FAILED_CALLS = 3
 _CHUNK = 500
 
 Key = tuple[str, int]  # (arxiv_id, version)
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -54,6 +58,9 @@ class PipelineReport:
     enrich_calls: int = 0
     cached: int = 0  # scoring and enrichment work found in the cache
     failures: int = 0  # papers that fell back to offline after an LLM failure
+    # Wall time of each phase, for operators' logs and bench/enrich.py's wall ÷ ideal.
+    score_seconds: float = 0.0
+    enrich_seconds: float = 0.0
 
     def summary(self) -> str:
         if self.date is None:
@@ -93,10 +100,14 @@ async def run_pipeline_async(settings: Settings, store: Store, *, date: str | No
     try:
         if llm is not None:
             report.scorer = llm.scorer
+        started = time.monotonic()
         await score_papers(store, papers, active, llm, report)
+        report.score_seconds = time.monotonic() - started
         selected = papers if all_papers else above_threshold(store, papers)
         report.enrich_selected = len(selected)
+        started = time.monotonic()
         await enrich_papers(store, selected, llm, first_pages, report)
+        report.enrich_seconds = time.monotonic() - started
     finally:
         first_pages.close()
         if llm is not None:
@@ -178,22 +189,39 @@ async def _llm_scores(store: Store, llm: LLMClient, system: str, paper: Paper,
         if absent:
             raise AnswerError(f"missing topics: {', '.join(sorted(absent))}")
 
-    result = await llm.ask(
+    answer = await _ask_recorded(
+        store, llm, report, "score", paper,
         [{"role": "system", "content": system},
          {"role": "user", "content": prompts.score_user(paper, slugs)}],
         prompts.ScoreAnswer, name="topic_scores", check=check)
-    record_call(store, "score", paper.id, paper.version, llm.model, result)
+    if answer is None:
+        return _offline_scores(paper, missing)
+    by_topic = {s.topic: s for s in answer.scores}
+    return [Score(paper.id, paper.version, slug, by_topic[slug].score,
+                  by_topic[slug].reason_zh.strip(), llm.scorer) for slug in slugs]
+
+
+async def _ask_recorded(store: Store, llm: LLMClient, report: PipelineReport, kind: str,
+                        paper: Paper, messages: list[dict[str, str]], answer: type[M], *,
+                        name: str, check: Callable[[M], None]) -> M | None:
+    """One logical call about `paper`: recorded in llm_calls and counted in the report.
+
+    None means the caller falls back to the offline result; the failure is counted (and
+    logged, unless the breaker skipped the call: it already said why, once).
+    """
+    result = await llm.ask(messages, answer, name=name, check=check)
+    record_call(store, kind, paper.id, paper.version, llm.model, result)
     if result.called:
-        report.score_calls += 1
+        if kind == "score":
+            report.score_calls += 1
+        else:
+            report.enrich_calls += 1
     if result.value is None:
         report.failures += 1
         if result.called:
-            log.warning("scoring %sv%d fell back to offline: %s", paper.id, paper.version,
+            log.warning("%s %sv%d fell back to offline: %s", kind, paper.id, paper.version,
                         result.error)
-        return _offline_scores(paper, missing)
-    by_topic = {s.topic: s for s in result.value.scores}
-    return [Score(paper.id, paper.version, slug, by_topic[slug].score,
-                  by_topic[slug].reason_zh.strip(), llm.scorer) for slug in slugs]
+    return result.value
 
 
 def _offline_scores(paper: Paper, topics: Sequence[Topic]) -> list[Score]:
@@ -313,20 +341,13 @@ async def _llm_enrichment(store: Store, llm: LLMClient, first_pages: FirstPages,
         if len(answer.abstract_zh) < 0.15 * len(paper.abstract):
             raise AnswerError("abstract_zh is a summary; translate the whole abstract")
 
-    result = await llm.ask(
+    answer = await _ask_recorded(
+        store, llm, report, "enrich", paper,
         [{"role": "system", "content": prompts.enrich_system()},
          {"role": "user", "content": prompts.enrich_user(paper, page)}],
         prompts.EnrichAnswer, name="paper_enrichment", check=check)
-    record_call(store, "enrich", paper.id, paper.version, llm.model, result)
-    if result.called:
-        report.enrich_calls += 1
-    if result.value is None:
-        report.failures += 1
-        if result.called:
-            log.warning("enriching %sv%d fell back to offline: %s", paper.id, paper.version,
-                        result.error)
+    if answer is None:
         return offline_enrichment(paper)
-    answer = result.value
     return Enrichment(
         arxiv_id=paper.id, version=paper.version, title_zh=answer.title_zh.strip(),
         summary_zh=answer.summary_zh.strip(), abstract_zh=answer.abstract_zh.strip(),
