@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from digestbot.enrich import offline, prompts
 from digestbot.enrich.pipeline import get_enrichment, run_pipeline
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.store import Store
-from tests.fakes.openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI, blank
 
 DAY = "2026-08-13"
 KEY = "sk-test-DO-NOT-LEAK-4242"
@@ -179,7 +180,42 @@ def test_deepseek_cache_hits_are_counted(monkeypatch, store: Store, fake: FakeOp
     subscribe(store, 1, ["agents"])
     run_pipeline(load_settings(), store)
     assert {b["response_format"]["type"] for b in fake.bodies} == {"json_object"}
-    assert store.stats()["llm"]["cached_tokens"] > 0
+    assert all("prompt_tokens_details" not in u for u in fake.usages)
+    reported = sum(u["prompt_cache_hit_tokens"] for u in fake.usages)
+    assert store.stats()["llm"]["cached_tokens"] == reported > 0
+
+
+def test_cost_estimate_uses_the_configured_prices(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI, monkeypatch, capsys) -> None:
+    add_papers(store, TITLES)
+    subscribe(store, 1, ["post-training"])
+    run_pipeline(llm_settings, store)
+    llm = store.stats()["llm"]
+    prompt, cached, completion = llm["prompt_tokens"], llm["cached_tokens"], llm["completion_tokens"]
+    assert 0 < cached < prompt and completion > 0
+    # USD per million tokens: fresh prompt tokens, cached prompt tokens, completion tokens.
+    monkeypatch.setenv("DIGESTBOT_LLM_PRICE_INPUT", "1000")
+    monkeypatch.setenv("DIGESTBOT_LLM_PRICE_CACHED", "100")
+    monkeypatch.setenv("DIGESTBOT_LLM_PRICE_OUTPUT", "10000")
+    expected = round(((prompt - cached) * 1000 + cached * 100 + completion * 10000) / 1e6, 4)
+    assert main(["stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["llm"]["cost_usd"] == expected
+    assert main(["stats"]) == 0
+    assert f"≈ ${expected}" in capsys.readouterr().out
+
+
+def test_a_call_records_its_latency_and_a_retry_costs_both_attempts(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI) -> None:
+    fake.reset(delay=0.05)
+    add_papers(store, TITLES[:1])
+    subscribe(store, 1, ["post-training"], threshold=95)  # scoring only
+    fake.script(blank())
+    run_pipeline(llm_settings, store)
+    [call] = calls(store)
+    assert call["outcome"] == "retried" and len(fake.usages) == 2
+    for field in ("prompt_tokens", "completion_tokens"):
+        assert call[field] == sum(u[field] for u in fake.usages)
+    assert call["latency_ms"] >= 100  # two answers of 50 ms each
 
 
 def test_concurrency_is_bounded(monkeypatch, store: Store, fake: FakeOpenAI) -> None:
@@ -263,16 +299,25 @@ def test_score_command_uses_the_llm_and_the_store(
     assert main(["score", "--topic", "agents", "--offline"]) == 0
 
 
-def test_score_command_bad_input(tmp_path, capsys) -> None:
+def test_score_command_bad_input(tmp_path, capsys, settings: Settings) -> None:
     assert main(["score", "--topic", "post-trainnig"]) == 2
     err = capsys.readouterr().err
-    assert "unknown topic" in err and "post-training" in err
+    assert "未知主题" in err and "unknown topic" in err and "post-training" in err
     path = tmp_path / "bad.jsonl"
     path.write_text('{"id": "1", "title": "t", "abstract": "a"}\n{"id": 2}\n', encoding="utf-8")
     assert main(["score", "--topic", "后训练", "--jsonl", str(path)]) == 2
-    assert f"{path}:2" in capsys.readouterr().err
+    assert f"{path}:2: 'id' 须为非空字符串 / must be a non-empty string" in capsys.readouterr().err
     path.write_text('{"id": "1", "title": "t", "abstract": "a"}\nnot json\n', encoding="utf-8")
     assert main(["score", "--topic", "后训练", "--jsonl", str(path)]) == 2
-    assert f"{path}:2: not valid JSON" in capsys.readouterr().err
+    assert f"{path}:2: 不是有效的 JSON / not valid JSON" in capsys.readouterr().err
+    # The same id twice would print one line's score for both.
+    path.write_text('{"id": "1v2", "title": "GRPO", "abstract": ""}\n\n'
+                    '{"id": "1v2", "title": "Sign language", "abstract": ""}\n', encoding="utf-8")
+    assert main(["score", "--topic", "后训练", "--jsonl", str(path)]) == 2
+    assert f"{path}:3: id '1v2' 与第 1 行重复 / repeats line 1" in capsys.readouterr().err
+    assert main(["score", "--topic", "后训练", "--jsonl", str(tmp_path / "missing.jsonl")]) == 2
+    assert "无法读取 / cannot read" in capsys.readouterr().err
+    assert not Path(settings.db).exists()  # refused input leaves no database behind
     assert main(["score", "--topic", "后训练"]) == 1
-    assert "digestbot fetch" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "没有可评分的论文" in err and "digestbot fetch" in err

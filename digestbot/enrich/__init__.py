@@ -43,12 +43,16 @@ def cmd_enrich(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
     """Print `{"id","topic","score","reason"}` per paper for one topic."""
+    # Bad input is refused before the store is opened, so a typo leaves no new database behind.
+    from_file = read_jsonl(Path(args.jsonl)) if args.jsonl else None
+    if catalogue.lookup(args.topic) is None and not Path(settings.db).exists():
+        raise UsageError(catalogue.unknown_topic_message(args.topic))
     with Store(settings.db) as store:
         topic = catalogue.lookup(args.topic, store)
         if topic is None:
             raise UsageError(catalogue.unknown_topic_message(args.topic))
-        if args.jsonl:
-            papers, cache = read_jsonl(Path(args.jsonl)), False
+        if from_file is not None:
+            papers, cache = from_file, False
         else:
             day = args.date or store.latest_announcement_date()
             papers, cache = (day_papers(store, day) if day else []), True
@@ -77,9 +81,12 @@ def read_jsonl(path: Path) -> list[Paper]:
     """Papers from `{"id","title","abstract"}` lines; a bad line is a UsageError naming it."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"无法读取 / cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: 不是 UTF-8 文本 / not UTF-8 text") from None
     papers: list[Paper] = []
+    lines: dict[tuple[str, int], int] = {}  # (id, version) → the line that gave it
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -87,17 +94,24 @@ def read_jsonl(path: Path) -> list[Paper]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{where}: not valid JSON ({exc.msg})") from None
+            raise UsageError(f"{where}: 不是有效的 JSON / not valid JSON ({exc.msg})") from None
         if not isinstance(item, dict):
-            raise UsageError(f'{where}: expected an object {{"id","title","abstract"}}')
+            raise UsageError(f'{where}: 每行应是一个对象 / expected an object '
+                             f'{{"id","title","abstract"}}')
         for key in ("id", "title"):
             if not isinstance(item.get(key), str) or not item[key].strip():
-                raise UsageError(f"{where}: {key!r} must be a non-empty string")
+                raise UsageError(f"{where}: {key!r} 须为非空字符串 / must be a non-empty string")
         if not isinstance(item.get("abstract", ""), str):
-            raise UsageError(f"{where}: 'abstract' must be a string")
+            raise UsageError(f"{where}: 'abstract' 须为字符串 / must be a string")
         m = _ID_RE.match(item["id"].strip())
-        papers.append(Paper(id=m["id"], version=int(m["version"] or 1),
+        # Scores are keyed by (id, version): a repeated one would print another line's score.
+        ident = (m["id"], int(m["version"] or 1))
+        if ident in lines:
+            raise UsageError(f"{where}: id {item['id'].strip()!r} 与第 {lines[ident]} 行重复 / "
+                             f"repeats line {lines[ident]}")
+        lines[ident] = n
+        papers.append(Paper(id=ident[0], version=ident[1],
                             title=item["title"], abstract=item.get("abstract", "")))
     if not papers:
-        raise UsageError(f"{path}: no papers (expected one JSON object per line)")
+        raise UsageError(f"{path}: 没有论文 / no papers (expected one JSON object per line)")
     return papers

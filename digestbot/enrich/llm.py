@@ -88,7 +88,8 @@ class LLMClient:
 
     def __init__(self, settings: Settings, *, timeout: float = 120.0, max_retries: int = 4) -> None:
         if not settings.openai_api_key:
-            raise DigestbotError("OPENAI_API_KEY is not set; use the offline scorer (--offline)")
+            raise DigestbotError("未设置 OPENAI_API_KEY,请用离线评分 / OPENAI_API_KEY is not set; "
+                                 "use the offline scorer (--offline)")
         self.model = settings.llm_model
         self.mode = settings.llm_json
         self._key = settings.openai_api_key.get()

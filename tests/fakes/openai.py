@@ -11,6 +11,11 @@ order (429 then success, 500, invalid JSON, wrong schema, blank, refusal, trunca
   first-page block that names a university/institute/lab/company — like a model that reads
   only the text it is given.
 
+`response_format` is checked as OpenAI checks it: `json_object` needs the word "json" in the
+messages, `json_schema` needs a name and a schema (400 otherwise). Without one (`prompt`
+mode, servers like Ollama) the generated answer comes in a ```json fence after a line of
+prose, as chatty local models write it.
+
 Usage is reported as OpenAI does (`prompt_tokens_details.cached_tokens`), or as DeepSeek does
 (`prompt_cache_hit_tokens`) with `deepseek=True`; a prompt whose system message was seen
 before reports that message's tokens as cached, as real prefix caching would.
@@ -86,6 +91,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.usages: list[dict[str, Any]] = []  # every usage object sent, in order
         self.server = FakeServer(self._handle)
         self.url = f"{self.server.url}/v1"
 
@@ -106,6 +112,7 @@ class FakeOpenAI:
             self._seen_prefixes.clear()
             self.server.requests.clear()
             self.in_flight = self.max_in_flight = 0
+            self.usages.clear()
 
     def use(self, monkeypatch: Any, key: str) -> FakeOpenAI:
         """Reset, and point OPENAI_API_KEY/OPENAI_BASE_URL here for one test."""
@@ -134,9 +141,14 @@ class FakeOpenAI:
             self._wait(reply.delay)
             return Response.json({"error": {"message": reply.error, "type": "error", "code": code}},
                                  reply.status, **(reply.headers or {}))
+        if problem := _format_problem(body):
+            return Response.json({"error": {"message": problem, "type": "invalid_request_error",
+                                            "code": None}}, 400)
         content = reply.content
         if content is None and reply.refusal is None:
             content = json.dumps(self.answer(body), ensure_ascii=False)
+            if "response_format" not in body:
+                content = f"Here is the JSON you asked for:\n```json\n{content}\n```"
         message = {"role": "assistant", "content": content, "refusal": reply.refusal}
         self._wait(reply.delay or self.delay)
         return Response.json({
@@ -170,6 +182,8 @@ class FakeOpenAI:
             usage |= {"prompt_cache_hit_tokens": cached, "prompt_cache_miss_tokens": prompt - cached}
         else:
             usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        with self._lock:
+            self.usages.append(usage)
         return usage
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +204,24 @@ class FakeOpenAI:
                 "summary_en": f"This paper studies {title}.",
                 "abstract_zh": "中文翻译:" + "译" * (len(abstract) // 3),
                 "institutions": institutions}
+
+
+def _format_problem(body: dict[str, Any]) -> str:
+    """What OpenAI would reject in the request's response_format, or ""."""
+    fmt = body.get("response_format")
+    if fmt is None:
+        return ""
+    if fmt.get("type") == "json_object":
+        said = " ".join(m.get("content") or "" for m in body.get("messages", []))
+        if "json" not in said.lower():
+            return ("'messages' must contain the word 'json' in some form, to use "
+                    "'response_format' of type 'json_object'.")
+        return ""
+    if fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        return "" if spec.get("name") and isinstance(spec.get("schema"), dict) else (
+            "Missing required parameter: 'response_format.json_schema.name' or '.schema'.")
+    return f"Invalid value: {fmt.get('type')!r} for 'response_format.type'."
 
 
 def _field(text: str, name: str) -> str:
