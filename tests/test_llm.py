@@ -139,7 +139,9 @@ async def test_json_modes(fake: FakeOpenAI, monkeypatch, mode: str) -> None:
     monkeypatch.setenv("DIGESTBOT_LLM_JSON", mode)
     fake.script(ok(GOOD))
     async with LLMClient(load_settings()) as llm:
-        result = await llm.ask([{"role": "user", "content": "hi"}], prompts.ScoreAnswer,
+        # The real scoring prompt: json_object mode is refused unless it says "json".
+        result = await llm.ask([{"role": "system", "content": prompts.score_system([])},
+                                {"role": "user", "content": "hi"}], prompts.ScoreAnswer,
                                name="topic_scores")
     assert result.outcome == "ok" and result.value.scores[0].score == 88
     [body] = fake.bodies
@@ -156,6 +158,27 @@ async def test_json_modes(fake: FakeOpenAI, monkeypatch, mode: str) -> None:
         assert "JSON" in system and '{"scores": [{"topic"' in system
     else:
         assert "response_format" not in body
+
+
+@pytest.mark.parametrize("mode", ["schema", "object", "prompt"])
+def test_the_pipeline_in_every_json_mode(store: Store, fake: FakeOpenAI, monkeypatch,
+                                         mode: str) -> None:
+    """Scoring and enrichment end to end: the fake rejects json_object without "json" in the
+    prompt and answers `prompt` mode in a fenced block after prose, as such servers do."""
+    monkeypatch.setenv("DIGESTBOT_LLM_JSON", mode)
+    add_papers(store, ["A post-training recipe with GRPO", "Agents that plan", "Speech codecs"])
+    subscribers.add_or_update(store, channel="email", address="a@example.org",
+                              topics=["post-training", "agents"])
+    report = run_pipeline(load_settings(), store)
+    assert (report.score_calls, report.enrich_calls, report.failures) == (3, 2, 0)
+    assert {c["outcome"] for c in calls(store)} == {"ok"}
+    assert {r["scorer"] for r in store.db["scores"].rows} == {"llm:gpt-4.1-mini"}
+    formats = {(b.get("response_format") or {}).get("type") for b in fake.bodies}
+    assert formats == {"schema": {"json_schema"}, "object": {"json_object"},
+                       "prompt": {None}}[mode]
+    if mode == "schema":
+        names = {b["response_format"]["json_schema"]["name"] for b in fake.bodies}
+        assert names == {"topic_scores", "paper_enrichment"}
 
 
 def test_extract_json_tolerates_fences_and_prose() -> None:
