@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -356,6 +357,30 @@ async def test_webhook_subscriber_without_bot_token(slack, store):
     assert len(received) == 3  # summary and two parts, one after another
     assert received[0]["blocks"][0]["type"] == "header" and all(m["text"] for m in received)
     assert not slack.posted
+
+
+async def test_webhook_429_waits_for_retry_after_and_never_logs_the_url(slack, store, caplog):
+    caplog.set_level(logging.DEBUG)
+    settings = load_settings(slack_api_url=slack.api_url)
+    url = slack.hook_url("T0SECRET-B0SECRET-hooksecret")
+    seed_day(store, 3, "C0HOOK123", webhook=url)
+    slack.fail_next_hook("T0SECRET-B0SECRET-hooksecret", retry_after=1)
+    report = await run_send_async(settings, store, now=NOW, force=True,
+                                  senders={"slack": make_sender(settings)})
+    assert report.sent == 1 and len(slack.hooks["T0SECRET-B0SECRET-hooksecret"]) == 1
+    refused, accepted = slack.hook_times["T0SECRET-B0SECRET-hooksecret"]
+    assert accepted - refused >= 1.0
+    # slack-sdk logs the webhook URL, a credential, on a 429 retry (INFO) and every post (DEBUG).
+    assert "rate_limited" in caplog.text and "hooksecret" not in caplog.text
+
+
+async def test_bot_token_stays_out_of_debug_logs(slack, slack_settings, store, caplog):
+    caplog.set_level(logging.DEBUG)
+    seed_day(store, 3, "C0TEST123")
+    slack.fail_next("chat.postMessage", status=429, retry_after=1)
+    await run_send_async(slack_settings, store, now=NOW, force=True,
+                         senders={"slack": sender_for(slack_settings)})
+    assert "chat.postMessage" in caplog.text and BOT_TOKEN not in caplog.text
 
 
 async def test_dead_webhook_marks_blocked(slack, store):

@@ -8,6 +8,7 @@ The last tests connect the real slack-sdk Socket Mode client to a local WebSocke
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -157,11 +158,14 @@ async def socket():
     await fake.stop()
 
 
-async def test_socket_mode_round_trip(slack, slack_settings, store, socket):
+async def test_socket_mode_round_trip(slack, slack_settings, store, socket, caplog):
+    caplog.set_level(logging.DEBUG)
     slack.ws_url = socket.url
     handle = await start_socket_mode(slack_settings, slack_settings.db, ping_interval=1)
     try:
-        envelope = await socket.push("slash_commands", slash(slack, "subscribe 后训练"))
+        # Slack sends the legacy verification token in every payload.
+        payload = {**slash(slack, "subscribe 后训练"), "token": "verification-secret"}
+        envelope = await socket.push("slash_commands", payload)
         assert await socket.wait_ack(envelope) == {"envelope_id": envelope}
         for _ in range(100):
             if slack.responses:
@@ -171,6 +175,10 @@ async def test_socket_mode_round_trip(slack, slack_settings, store, socket):
     finally:
         await handle.stop()
     assert topics_of(store) == {"post-training": 60}
+    # slack-sdk logs whole payloads at DEBUG: the response_url and token are credentials.
+    assert "slash_commands" in caplog.text
+    for secret in ("verification-secret", payload["response_url"], BOT_TOKEN, APP_TOKEN):
+        assert secret not in caplog.text
 
 
 async def test_socket_mode_refuses_a_bad_app_token_at_once(slack, socket):

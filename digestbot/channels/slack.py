@@ -17,7 +17,8 @@ Three parts, each usable alone:
   second per channel; a 429 waits out `Retry-After` (slack-sdk's retry handler) and then
   counts as transient. `channel_not_found`, `not_in_channel`, `is_archived`,
   `account_inactive`, `invalid_auth` (and their webhook equivalents) mark the subscriber
-  blocked with the reason; other errors are transient and the batch goes on.
+  blocked with the reason; other errors are transient and the batch goes on. slack-sdk's log
+  lines go through `_RedactingLog`: a webhook URL is a credential and never reaches a log.
 - `start_socket_mode(settings, store_path)`: with `SLACK_APP_TOKEN`, a Socket Mode
   connection (no public URL) taking `/arxiv <command> [args]` — subscribe, unsubscribe, list,
   threshold, time, tz, lang, topics, pause, resume, help — for the channel it is typed in,
@@ -278,6 +279,42 @@ class _Pacer:
             self._last[key] = time.monotonic()
 
 
+# Credentials slack-sdk writes into its log lines: a Socket Mode payload's `response_url` and
+# legacy verification `token`, the one-time `ticket` of the WebSocket URL, Slack's hook paths.
+_CREDENTIAL = re.compile(
+    r"""((?<![\w])["']?(?:token|response_url)["']?\s*[:=]\s*["']?|ticket=|hooks\.slack\.com[\\/]+)"""
+    r"""[^\s"'&,]+""")
+
+
+class _RedactingLog(logging.LoggerAdapter):
+    """A logger for slack-sdk that leaves credentials out.
+
+    slack-sdk redacts the Authorization header, but logs an incoming webhook's URL (the
+    credential itself) at INFO on every 429 retry and at DEBUG on every post, and whole Socket
+    Mode payloads at DEBUG. It formats its messages itself (f-strings), so `msg` is the line.
+    """
+
+    def __init__(self, logger: logging.Logger, *secrets: str) -> None:
+        super().__init__(logger, {})
+        self.secrets = [s for s in secrets if s]
+
+    @property
+    def level(self) -> int:
+        # slack-sdk decides whether to build its debug lines from `logger.level`.
+        return self.logger.level
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[str, Any]:
+        text = str(msg)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return _CREDENTIAL.sub(r"\1***", text), kwargs
+
+
+def _sdk_log(name: str, *secrets: str) -> Any:
+    """slack-sdk's own logger `name`, redacted; its `logger=` parameters take an adapter fine."""
+    return _RedactingLog(logging.getLogger(name), *secrets)
+
+
 def web_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
     """The bot's Web API client against `slack_api_url`, waiting out 429s (Retry-After)."""
     if token is None and settings.slack_bot_token:
@@ -285,7 +322,15 @@ def web_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
     return AsyncWebClient(
         token=token, base_url=settings.slack_api_url, timeout=30,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+        logger=_sdk_log("slack_sdk.web.async_base_client", token or ""),
     )
+
+
+def webhook_client(url: str, timeout: float = 30) -> AsyncWebhookClient:
+    """An incoming webhook or `response_url` client that waits out 429s and never logs the URL."""
+    return AsyncWebhookClient(
+        url, timeout=timeout, retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+        logger=_sdk_log("slack_sdk.webhook.async_client", url))
 
 
 def _api_error(exc: SlackApiError) -> str:
@@ -348,11 +393,9 @@ class SlackSender:
         return str(response["ts"])
 
     async def _post_webhook(self, url: str, message: SlackMessage) -> None:
-        client = AsyncWebhookClient(
-            url, timeout=30, retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
         try:
-            response = await client.send(text=message.text, blocks=message.blocks,
-                                         unfurl_links=False, unfurl_media=False)
+            response = await webhook_client(url).send(
+                text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False)
         except (TimeoutError, OSError) as exc:
             # The URL is a credential: name the failure, never the address.
             raise delivery.TransientError(f"slack webhook: {type(exc).__name__}") from None
@@ -509,7 +552,7 @@ class SlackCommands:
         if url:
             if reply.edit and payload.get("type") == "block_actions":
                 message["replace_original"] = True
-            response = await AsyncWebhookClient(url, timeout=10).send_dict(message)
+            response = await webhook_client(url, timeout=10).send_dict(message)
             if response.status_code == 200:
                 return
             log.warning("slack: response_url answered HTTP %s", response.status_code)
@@ -545,7 +588,7 @@ async def start_socket_mode(settings: Settings, store_path: str, *,
                              "and SLACK_BOT_TOKEN (xoxb-…)")
     web = web_client(settings)
     client = SocketModeClient(app_token=settings.slack_app_token.get(), web_client=web,
-                              ping_interval=ping_interval, logger=log)
+                              ping_interval=ping_interval, logger=_sdk_log(log.name))
     store = Store(store_path)
     handler = SlackCommands(settings, store, web)
     client.socket_mode_request_listeners.append(handler.on_request)

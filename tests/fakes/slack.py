@@ -45,6 +45,8 @@ class FakeSlack:
         # Scripted: channel → error word for every post to it; method → queued responses.
         self.channel_errors: dict[str, str] = {}
         self.hook_errors: dict[str, tuple[int, str]] = {}
+        # Arrival times of every post to a webhook, accepted or not.
+        self.hook_times: dict[str, list[float]] = defaultdict(list)
         self._next: dict[str, deque[Response]] = defaultdict(deque)
         # users.info and conversations.members answers.
         self.users: dict[str, dict[str, Any]] = {}
@@ -82,6 +84,14 @@ class FakeSlack:
         else:
             resp = Response.json({"ok": False, "error": error}, status)
         self._next[method].append(resp)
+
+    def fail_next_hook(self, name: str, status: int = 429, word: str = "rate_limited", *,
+                       retry_after: int | None = 1) -> None:
+        """The next post to webhook `name` answers `status` with `word` (and `Retry-After`)."""
+        headers = {"Content-Type": "text/plain"}
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        self._next["hook:" + name].append(Response(status, word, headers))
 
     def add_user(self, user_id: str, *, guest: bool = False, bot: bool = False,
                  channels: tuple[str, ...] = ()) -> None:
@@ -121,6 +131,11 @@ class FakeSlack:
         return answer(args)
 
     def _hook(self, req: Request, name: str) -> Response:
+        with self._lock:
+            self.hook_times[name].append(time.monotonic())
+            scripted = self._next["hook:" + name].popleft() if self._next["hook:" + name] else None
+        if scripted is not None:
+            return scripted
         if name in self.hook_errors:
             status, word = self.hook_errors[name]
             return Response(status, word, {"Content-Type": "text/plain"})
