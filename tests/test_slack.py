@@ -25,6 +25,7 @@ from digestbot.channels.slack import (
     render_slack,
     web_client,
 )
+from digestbot.cli import main
 from digestbot.config import load_settings
 from digestbot.delivery import run_send_async
 from digestbot.models import (
@@ -381,6 +382,24 @@ async def test_bot_token_stays_out_of_debug_logs(slack, slack_settings, store, c
     await run_send_async(slack_settings, store, now=NOW, force=True,
                          senders={"slack": sender_for(slack_settings)})
     assert "chat.postMessage" in caplog.text and BOT_TOKEN not in caplog.text
+
+
+def test_cli_webhook_subscriber_end_to_end(slack, store, capsys):
+    """`digestbot sub add --slack … --slack-webhook URL` then `digestbot send --now`, no token."""
+    seed_day(store, 3)
+    url = slack.hook_url("cli-hook")
+    assert main(["sub", "add", "--slack", "C0123ABC", "--slack-webhook", url,
+                 "--topic", "后训练"]) == 0
+    assert main(["send", "--now"]) == 0
+    assert main(["send", "--now"]) == 0  # nothing twice
+    received = slack.hooks["cli-hook"]
+    assert len(received) == 1 and not slack.posted
+    assert received[0]["blocks"][0]["text"]["text"].endswith("后训练 · 3 篇")
+    assert "&lt;!channel&gt;" in received[0]["blocks"][1]["text"]["text"]
+    out = capsys.readouterr()
+    assert "sent 1" in out.out and url not in out.out + out.err
+    sub = subscribers.by_address(store, "slack", "C0123ABC")
+    assert sub.webhook_url == url and sub.status == "active"
 
 
 async def test_dead_webhook_marks_blocked(slack, store):
