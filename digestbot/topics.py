@@ -207,7 +207,8 @@ def _similarity(query: str, key: str) -> float:
         cq, ck = set(q), set(k)
         return 2 * len(cq & ck) / (len(cq) + len(ck))
     if len(k) < 4:
-        return 0.0  # spelling similarity to "RL" or "WER" is chance
+        # Spelling similarity to "RL" or "WER" is chance; only the acronym itself counts.
+        return 1.0 if q == k else 0.0
     # Whole words in common (speculative decoding tricks ~ speculative decoding), or spelling.
     wq, wk = set(query.casefold().split()), set(key.casefold().split())
     words = 2 * len(wq & wk) / (len(wq) + len(wk)) if wq and wk else 0.0

@@ -114,6 +114,9 @@ def test_unknown_name_gets_suggestions() -> None:
     assert "efficient-inference" in [t.slug for t in suggest("speculative decoding tricks")]
     assert len(suggest("后训", n=2)) <= 2
     assert suggest("xyzzy plugh") == []
+    # A short acronym that is one of a topic's terms, not a name: those topics, not chance.
+    assert {t.slug for t in suggest("ＭｏＥ")[:2]} == {"pretraining", "efficient-inference"}
+    assert suggest("WER")[0].slug == "speech-recognition"
     message = topics.unknown_topic_message("后训")
     assert "未知主题" in message and "unknown topic" in message and "post-training" in message
 
