@@ -19,6 +19,7 @@ pages say so with a 503 instead of signing with something guessable.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import secrets
@@ -95,6 +96,25 @@ class RateLimiter:
     def _forget(self, now: float) -> None:
         # Keys whose events all left the window carry no information any more.
         self.events = {k: v for k, v in self.events.items() if v and v[-1] > now - self.window}
+
+
+def _client_ip(request: aioweb.Request) -> str:
+    """The address a signup is counted against.
+
+    Deployed as documented (a TLS proxy on the host, the app on 127.0.0.1 or behind Docker's
+    loopback port), every request arrives from the proxy, so the peer alone would make the
+    per-IP limit one limit for the whole site. When the peer is a loopback or private
+    address, the last X-Forwarded-For entry (the one the nearest proxy appended, which a
+    client cannot choose) names the reader instead; a public peer is taken as it is.
+    """
+    peer = request.remote or "-"
+    forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+    try:
+        trusted = ipaddress.ip_address(peer).is_private
+        ipaddress.ip_address(forwarded)
+    except ValueError:
+        return peer
+    return forwarded if trusted else peer
 
 
 @dataclass
@@ -300,7 +320,7 @@ async def subscribe(request: aioweb.Request) -> aioweb.Response:
     if not _csrf_ok(request, form):
         return _csrf_rejected()
     now = state.now()
-    if not state.per_ip.allow(request.remote or "-", now):
+    if not state.per_ip.allow(_client_ip(request), now):
         return _too_many()
     values = {"email": form.get("email", ""), "topics": form.getall("topic", []),
               "custom": form.get("custom", ""), "threshold": form.get("threshold", ""),

@@ -213,6 +213,30 @@ async def test_signup_rate_limits_per_address_and_per_ip() -> None:
         assert (await _signup(site, email="later@example.org")).status_code == 200
 
 
+async def test_behind_a_proxy_each_reader_has_their_own_ip_limit() -> None:
+    async with running_site() as site:
+        per_ip, _ = IP_LIMIT
+        home = await site.client.get("/")
+
+        async def signup(email: str, forwarded: str) -> int:
+            form = {**FORM, "email": email, "csrf": csrf_of(home.text)}
+            r = await site.client.post("/subscribe", data=form,
+                                       headers={"X-Forwarded-For": forwarded})
+            return r.status_code
+
+        # The proxy (our loopback peer) appends the reader's address; what the reader put
+        # before it is theirs to invent and not believed.
+        codes = [await signup(f"a{i}@example.org", f"10.9.9.{i}, 203.0.113.7")
+                 for i in range(per_ip + 1)]
+        assert codes == [200] * per_ip + [429]
+        assert await signup("b@example.org", "203.0.113.8") == 200  # another reader
+        # A header that names no address counts against the peer, like no header at all.
+        assert [await signup(f"c{i}@example.org", "unknown") for i in range(per_ip)] == [200] * per_ip
+        r = await site.client.post("/subscribe", data={**FORM, "email": "d@example.org",
+                                                       "csrf": csrf_of(home.text)})
+        assert r.status_code == 429
+
+
 async def test_preferences_change_pause_resume_unsubscribe() -> None:
     async with running_site() as site:
         await _signup(site)
