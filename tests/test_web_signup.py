@@ -6,6 +6,7 @@ test in test_browser.py exercises over the wire.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
@@ -288,10 +289,17 @@ async def test_digest_email_footer_links_to_preferences() -> None:
         digest = Digest(subscriber=sub, date="2026-08-13", topics=[], entries=[])
         row = DeliveryRow(id=1, subscriber_id=sub.id, digest_date="2026-08-13", status="pending",
                           paper_ids=[])
-        html = build_message(site.settings, row, digest).get_body(("html",)).get_content()
+        message = build_message(site.settings, row, digest)
+        html = message.get_body(("html",)).get_content()
         assert f"{site.url}/preferences?token=" in html
-        link = html.split(f"{site.url}")[1].split('"')[0].replace("&amp;", "&")
-        assert (await site.client.get(link)).status_code == 200
+        link = html.split(f"{site.url}/preferences")[1].split('"')[0].replace("&amp;", "&")
+        assert (await site.client.get(f"/preferences{link}")).status_code == 200
+        assert link_in(message, "/preferences")  # the text part carries it too
+
+        # Without a secret the digest still goes out, with no preferences link.
+        unsigned = replace(site.settings, secret=None)
+        html = build_message(unsigned, row, digest).get_body(("html",)).get_content()
+        assert "/preferences" not in html and f"{site.url}/unsubscribe?token=" in html
 
 
 async def test_without_a_secret_the_signing_pages_refuse() -> None:
