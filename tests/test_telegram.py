@@ -9,7 +9,9 @@ limiter has its own test against the fake's enforced limits.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import socket
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
@@ -348,6 +350,27 @@ async def test_403_marks_the_subscriber_blocked(tg, tg_settings, store, sender):
                                   senders={"telegram": sender})
     assert report.permanent == 1 and texts(tg, 42) == []
     assert subscribers.by_address(store, "telegram", "42").status == "blocked"
+
+
+async def test_unreachable_api_is_a_retry_and_the_token_stays_out_of_logs(store, caplog):
+    """Nobody listens at the URL: getMe fails, the row waits for its retry; -v logs no token."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(telegram_bot_token=TOKEN,
+                             telegram_api_url=f"http://127.0.0.1:{port}/bot")
+    for name in ("", "httpx", "telegram"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    seed_day(store, "42", 2)
+    sender = TelegramSender(build_bot(settings, FloodLimiter(**NO_LIMITS)))
+    report = await run_send_async(settings, store, now=NOW, force=True,
+                                  senders={"telegram": sender})
+    assert report.failed == 1
+    [row] = store.db["deliveries"].rows
+    assert row["status"] == "failed" and row["last_error"].startswith("TransientError: telegram")
+    assert "unexpected error" not in caplog.text and "Traceback" not in caplog.text
+    assert f"127.0.0.1:{port}/bot***" in caplog.text  # PTB did log the URL, redacted
+    assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
 
 
 async def test_migrated_group_is_followed_to_its_new_id(tg, tg_settings, store, sender):

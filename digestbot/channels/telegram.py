@@ -331,7 +331,33 @@ def _file_url(settings: Settings) -> str:
 def _token(settings: Settings) -> str:
     if not settings.telegram_bot_token:
         raise UsageError("TELEGRAM_BOT_TOKEN is not set; get one from @BotFather")
-    return settings.telegram_bot_token.get()
+    token = settings.telegram_bot_token.get()
+    _REDACTOR.tokens.add(token)
+    return token
+
+
+class _TokenRedactor(logging.Filter):
+    """Bot API URLs carry the token (`…/bot<token>/getMe`), and PTB and httpx log them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.tokens:
+            message = record.getMessage()
+            redacted = message
+            for token in self.tokens:
+                redacted = redacted.replace(token, "***")
+            if redacted != message:
+                record.msg, record.args = redacted, ()
+        return True
+
+
+_REDACTOR = _TokenRedactor()
+# Logger filters do not apply to child loggers: these are the loggers that print the URL.
+for _name in ("httpx", "telegram.Bot", "telegram.ext.ExtBot"):
+    logging.getLogger(_name).addFilter(_REDACTOR)
 
 
 # -- the outbox's sender ------------------------------------------------------------------------
@@ -356,7 +382,11 @@ class TelegramSender:
 
     async def send(self, store: Store, delivery_row: Any, digest: Digest) -> None:
         async with self._init_lock:
-            await initialize(self.bot)  # a no-op once done
+            try:
+                await initialize(self.bot)  # getMe; a no-op once done
+            except (NetworkError, RetryAfter, DigestbotError) as exc:
+                # Telegram unreachable or the token refused: the row waits for its retry.
+                raise delivery.TransientError(f"telegram: {exc}") from None
         messages = render_telegram(digest)
         done = delivery.parts_done(store, delivery_row.id)
         subscriber = digest.subscriber
