@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="enrich every paper of the day, subscribed or not")
     s.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="announcement date (default: latest)")
     s.add_argument("--offline", action="store_true", help="use the offline scorer, no LLM")
+    s.add_argument("--topic", action="append", default=[], metavar="TOPIC",
+                   help="also score this topic, subscribed or not (repeatable)")
 
     s = _command(
         sub, "score", "按专题打分 / score papers against one topic; JSONL out",

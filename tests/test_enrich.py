@@ -263,6 +263,17 @@ def test_enrich_command_enriches_everything_before_anyone_subscribes(
     assert [c["kind"] for c in calls(store)] == ["enrich", "enrich"]
 
 
+def test_enrich_command_scores_extra_topics(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI, capsys) -> None:
+    add_papers(store, TITLES[:2])
+    subscribe(store, 1, ["agents"], threshold=95)
+    assert main(["enrich", "--topic", "后训练", "--topic", "Agents"]) == 0
+    assert "2 papers × 2 topics" in capsys.readouterr().out
+    assert {r["topic"] for r in store.db["scores"].rows} == {"agents", "post-training"}
+    assert main(["enrich", "--topic", "后训"]) == 2
+    assert "post-training" in capsys.readouterr().err
+
+
 def test_enrich_command_with_an_empty_database(capsys) -> None:
     assert main(["enrich"]) == 0
     assert "digestbot fetch" in capsys.readouterr().out

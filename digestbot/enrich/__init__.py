@@ -25,12 +25,14 @@ _ID_RE = re.compile(r"^(?P<id>.+?)(?:v(?P<version>\d+))?$")
 
 
 def cmd_enrich(settings: Settings, args: argparse.Namespace) -> int:
-    """Score the day's papers and enrich those a subscriber will receive (all with --all,
-    or on a fresh install where nobody has subscribed yet)."""
+    """Score the day's papers against the subscribed topics and any --topic, and enrich
+    those a subscriber will receive (all with --all, or on a fresh install where nobody has
+    subscribed yet)."""
     with Store(settings.db) as store:
         nobody = store.db["subscribers"].count == 0
-        report = run_pipeline(settings, store, date=args.date, all_papers=args.all or nobody,
-                              limit=args.limit, offline=args.offline)
+        report = run_pipeline(settings, store, date=args.date, topics=args.topic,
+                              all_papers=args.all or nobody, limit=args.limit,
+                              offline=args.offline)
     if report.date is None:
         print("还没有公告 / no announcement in the database yet: run `digestbot fetch` first")
         return 0
