@@ -279,7 +279,8 @@ def _parse_signup(form: Mapping[str, Any], topic_slugs: list[str]) -> Signup:
         raise UsageError("请至少选择一个主题 / choose at least one topic")
     return Signup(
         email=email, topics=chosen, custom=custom,
-        threshold=subscribers.validate_threshold(form.get("threshold") or "60"),
+        threshold=subscribers.validate_threshold(
+            form.get("threshold") or str(subscribers.DEFAULT_THRESHOLD)),
         send_at=subscribers.validate_time(form.get("send_at") or subscribers.DEFAULT_SEND_AT),
         tz=subscribers.validate_tz(form.get("tz") or subscribers.DEFAULT_TZ),
         lang=subscribers.validate_lang(form.get("lang") or subscribers.DEFAULT_LANG),

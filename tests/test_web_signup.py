@@ -179,6 +179,9 @@ async def test_bad_input_is_refused_and_changes_nothing() -> None:
         assert huge.status_code == 400
         unknown = await _signup(site, evil="1")
         assert unknown.status_code == 400
+        for csrf in ("", "x" * 43):  # another site's form cannot know the field
+            forged = await site.client.post("/subscribe", data={**FORM, "csrf": csrf})
+            assert forged.status_code == 403
         assert _state(site) == before
         assert outbox_messages(site.settings) == []
 
