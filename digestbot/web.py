@@ -1,4 +1,5 @@
-"""The small HTTP app: health check and unsubscribe (preferences and signup pages come later).
+"""The HTTP app: health check and unsubscribe here; signup, confirm and preferences in
+`web_signup`, the daily pages and Atom feeds in `web_pages`.
 
 `GET /unsubscribe?token=…` only shows a confirm page: mail scanners and link previews fetch
 every URL in an email, so a GET must never change state. `POST /unsubscribe` does it, both
@@ -164,8 +165,8 @@ async def unsubscribe(request: web.Request) -> web.Response:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """The HTTP app alone, until SIGINT/SIGTERM (aiohttp's run_app handles both)."""
     port = args.port if args.port is not None else settings.http_port
-    print(f"HTTP 服务 / HTTP app on http://{args.host}:{port} (/healthz, /unsubscribe); "
-          "Ctrl-C 停止 / to stop")
+    print(f"HTTP 服务 / HTTP app on http://{args.host}:{port} (/, /d/…, /feed/…, /preferences, "
+          "/unsubscribe, /healthz); Ctrl-C 停止 / to stop")
     try:
         web.run_app(make_app(settings), host=args.host, port=port, print=None,
                     handle_signals=True)
