@@ -202,3 +202,12 @@ def test_401_stops_the_run_and_the_key_leaks_nowhere(
         assert KEY not in text
     # It did reach the server, so the SDK really sent it.
     assert fake.server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_an_error_that_echoes_the_key_is_stored_without_it(store: Store, fake: FakeOpenAI) -> None:
+    one_paper(store)
+    fake.script(Reply(status=400, error=f"bad request for key {KEY}"))
+    run_pipeline(load_settings(), store)
+    [call] = calls(store)
+    assert call["outcome"] == "error" and "bad request for key ***" in call["error"]
+    assert KEY not in "\n".join(store.db.iterdump())
