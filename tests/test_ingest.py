@@ -101,6 +101,17 @@ def test_listing_with_arxiv_browse_template_headings():
         parsers.parse_listing(cut)
 
 
+def test_truncated_listing_is_a_parse_failure():
+    page = fixture("listing_cs.CL_new.html")
+    # Cut inside the last abstract: the counts still match, only the missing end tells.
+    with pytest.raises(FeedError, match="cut off before </html>"):
+        parsers.parse_listing(page[: page.rindex(b"scientific figures")])
+    # Cut (and closed again) after the first section: the index still lists the others.
+    first = page[: page.index(b"</dl>") + 5] + b"</body></html>"
+    with pytest.raises(FeedError, match="index lists cross, replace but the page has no such"):
+        parsers.parse_listing(first)
+
+
 def test_listing_without_updates_is_empty():
     page = (b"<html><body><h3>Showing new listings for Friday, 20 November 2026</h3>"
             b"<p>No updates today.</p></body></html>")

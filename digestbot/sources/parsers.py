@@ -343,6 +343,8 @@ _LISTING_DATE_RE = re.compile(
     r"(?:new listings for|New submissions for)\s+\w+,\s+(?P<d>\d{1,2}\s+\w+\s+\d{2,4})", re.I,
 )
 _RECENT_RE = re.compile(r"^\w{3}, \d{1,2} \w{3} \d{4} \(showing", re.I)
+# The links at the top of a /new page, one per non-empty section (arxiv-browse index_for_types).
+_INDEX_LABELS = frozenset({"New submissions", "Cross-lists", "Replacements"})
 _CATEGORY_RE = re.compile(r"\(([a-z\-]+(?:\.[A-Za-z\-]+)?)\)\s*$")
 
 
@@ -363,7 +365,13 @@ def _section_kind(label: str) -> str:
 
 def parse_listing(data: bytes, *, date: str | None = None,
                   categories: Iterable[str] = ()) -> FeedBatch:
-    """A `/list/{cat}/new` page; its "showing X of Y entries" must match what was parsed."""
+    """A `/list/{cat}/new` page; its "showing X of Y entries" must match what was parsed.
+
+    HTML parsers repair a cut-off page silently, so truncation is checked for explicitly: the
+    page must end with </html>, and every section its index lists must be there.
+    """
+    if b"</html>" not in data[-4096:].lower():
+        raise FeedError("listing page: cut off before </html> (truncated download?)")
     try:
         # arXiv serves UTF-8; lxml would guess Latin-1 for bytes without a meta charset.
         doc = lxml.html.document_fromstring(data.decode("utf-8", "replace"))
@@ -413,6 +421,11 @@ def parse_listing(data: bytes, *, date: str | None = None,
         if seen.get(kind, 0) != shown or shown != total:
             raise FeedError(f"listing page: {kind} section says showing {shown} of {total} "
                             f"entries but {seen.get(kind, 0)} were parsed")
+    indexed = {_section_kind(t) for t in doc.xpath("//li/a[contains(@href, '#item')]/text()")
+               if t.strip() in _INDEX_LABELS}
+    if missing := indexed - {kind for kind, _, _ in sections}:
+        raise FeedError(f"listing page: the index lists {', '.join(sorted(missing))} but the "
+                        "page has no such section (truncated download?)")
     no_updates = "No updates today" in doc.text_content()
     if not sections and not no_updates:
         raise FeedError("listing page: no New/Cross/Replacement sections (not a /new listing?)")
