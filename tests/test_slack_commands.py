@@ -22,6 +22,7 @@ from digestbot.channels.slack import (
 )
 from digestbot.config import load_settings
 from digestbot.errors import DigestbotError
+from tests.fakes.digests import add_paper
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack, FakeSocketMode
 
 CHANNEL = "C0CHAN123"
@@ -140,6 +141,37 @@ async def test_topic_buttons_subscribe_when_clicked(slack, handler, store):
     })
     assert choice["value"].split()[1] in topics_of(store)
     assert "已订阅" in slack.responses[-1]["text"]
+
+
+async def test_digest_command_posts_now_and_again_only_on_request(slack, handler, store):
+    for i in range(3):
+        add_paper(store, f"2608.{i:05d}", 90 - i)
+    await handler.on_slash(slash(slack, "subscribe 后训练"))
+    reply = await handler.on_slash(slash(slack, "digest"))
+    assert "正在发送" in reply.text
+    first = [p for p in slack.posted if p["channel"] == CHANNEL]
+    assert len(first) == 1 and first[0]["blocks"][0]["type"] == "header"
+    assert [r["status"] for r in store.db["deliveries"].rows] == ["sent"]
+
+    reply = await handler.on_slash(slash(slack, "digest"))
+    assert "不会重复发送" in reply.text and len(slack.posted) == 1
+    again = reply.buttons[0][0].action
+    await handler.on_action({"type": "block_actions", "user": {"id": "U0MEMBER"},
+                             "channel": {"id": CHANNEL}, "response_url": slack.response_url("a"),
+                             "actions": [{"value": again}]})
+    assert len(slack.posted) == 2 and slack.posted[1]["text"] == first[0]["text"]
+    assert store.db["deliveries"].count == 1  # asked for again: recorded nowhere
+
+
+async def test_digest_command_without_the_bot_in_the_channel_says_what_to_do(slack, handler,
+                                                                              store):
+    add_paper(store, "2608.00001", 90)
+    await handler.on_slash(slash(slack, "subscribe 后训练"))
+    slack.channel_errors[CHANNEL] = "not_in_channel"
+    await handler.on_slash(slash(slack, "digest"))
+    assert "not_in_channel" in slack.responses[-1]["text"]
+    assert "/invite" in slack.responses[-1]["text"] and "/arxiv resume" in slack.responses[-1]["text"]
+    assert subscribers.by_address(store, "slack", CHANNEL).status == "blocked"
 
 
 async def test_without_response_url_the_reply_is_post_ephemeral(slack, handler):

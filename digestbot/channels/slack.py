@@ -21,8 +21,9 @@ Three parts, each usable alone:
   lines go through `_RedactingLog`: a webhook URL is a credential and never reaches a log.
 - `start_socket_mode(settings, store_path)`: with `SLACK_APP_TOKEN`, a Socket Mode
   connection (no public URL) taking `/arxiv <command> [args]` — subscribe, unsubscribe, list,
-  threshold, time, tz, lang, topics, pause, resume, help — for the channel it is typed in,
-  through the channel-neutral `digestbot.commands`. Every request is acknowledged at once
+  threshold, time, tz, lang, topics, pause, resume, digest, help — for the channel it is
+  typed in, through the channel-neutral `digestbot.commands` (`digest` posts at once through
+  the outbox). Every request is acknowledged at once
   (Slack wants it within 3 s) and answered afterwards with an ephemeral message through the
   request's `response_url` (chat.postEphemeral when there is none). Buttons in a reply
   (topic catalogue, suggestions) are Block Kit buttons whose value is a command line.
@@ -43,7 +44,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,28 +352,47 @@ class SlackSender:
         self.pacer = _Pacer(interval)
 
     async def send(self, store: Store, delivery_row: delivery.DeliveryRow, digest: Digest) -> None:
+        row_id = delivery_row.id
+        messages = render_slack(digest, self._mode(digest))
+        store.db["deliveries"].update(row_id, {"parts_total": len(messages)})
+
+        def record(seq: int, ts: str | None) -> None:
+            if seq == 0 and ts:
+                store.db["deliveries"].update(row_id, {"thread_ts": ts})
+            delivery.mark_part(store, row_id, seq, ts)
+
+        await self._post_all(digest, messages, record, delivery.parts_done(store, row_id),
+                             delivery_row.thread_ts or _part_ts(store, row_id, 0))
+
+    async def post_again(self, digest: Digest) -> None:
+        """A digest asked for again (`/arxiv digest again`): posted as `send` would, unrecorded."""
+        await self._post_all(digest, render_slack(digest, self._mode(digest)), None, set(), None)
+
+    def _mode(self, digest: Digest) -> str:
+        # Webhooks answer "ok", not a ts: their parts can only follow one another.
+        return "sequential" if digest.subscriber.webhook_url else self.mode
+
+    async def _post_all(self, digest: Digest, messages: list[SlackMessage],
+                        record: Callable[[int, str | None], None] | None, done: set[int],
+                        thread_ts: str | None) -> None:
+        """Post the messages not in `done`, the parts under the first one's ts in thread mode."""
         sub = digest.subscriber
         webhook = sub.webhook_url
-        # Webhooks answer "ok", not a ts: their parts can only follow one another.
-        mode = "sequential" if webhook else self.mode
-        messages = render_slack(digest, mode)
-        done = delivery.parts_done(store, delivery_row.id)
-        store.db["deliveries"].update(delivery_row.id, {"parts_total": len(messages)})
-        thread_ts = delivery_row.thread_ts or _part_ts(store, delivery_row.id, 0)
+        threaded = self._mode(digest) == "thread"
         for seq, message in enumerate(messages):
             if seq in done:
                 continue
             await self.pacer.wait(webhook or sub.address)
+            ts = None
             if webhook:
                 await self._post_webhook(webhook, message)
-                delivery.mark_part(store, delivery_row.id, seq, None)
-                continue
-            reply_to = thread_ts if mode == "thread" and seq > 0 else None
-            ts = await self._post(sub.address, message, reply_to)
-            if seq == 0:
-                thread_ts = ts
-                store.db["deliveries"].update(delivery_row.id, {"thread_ts": ts})
-            delivery.mark_part(store, delivery_row.id, seq, ts)
+            else:
+                ts = await self._post(sub.address, message,
+                                      thread_ts if threaded and seq > 0 else None)
+                if seq == 0:
+                    thread_ts = ts
+            if record is not None:
+                record(seq, ts)
 
     async def _post(self, channel: str, message: SlackMessage, thread_ts: str | None) -> str:
         if self.client is None:
@@ -468,6 +488,8 @@ class SlackCommands:
         self.settings = settings
         self.store = store
         self.client = client
+        # `/arxiv digest` posts through the outbox at once, as the scheduler's sender would.
+        self.sender = SlackSender(client, mode=settings.slack_mode)
 
     async def on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
         """Socket Mode listener: acknowledge first (Slack's 3 s), then work and answer."""
@@ -484,6 +506,7 @@ class SlackCommands:
         name, arg = parse_command(payload.get("text", ""))
         reply = await self.run(payload.get("channel_id", ""), payload.get("user_id", ""), name, arg)
         await self.respond(payload, reply)
+        await self.deliver(payload, reply)
         return reply
 
     async def on_action(self, payload: dict[str, Any]) -> commands.Reply:
@@ -493,7 +516,32 @@ class SlackCommands:
             payload.get("container") or {}).get("channel_id", "")
         reply = await self.run(channel, (payload.get("user") or {}).get("id", ""), name, arg)
         await self.respond(payload, reply)
+        await self.deliver(payload, reply)
         return reply
+
+    async def deliver(self, payload: dict[str, Any], reply: commands.Reply) -> None:
+        """`/arxiv digest`: the outbox row now, or the last digest again; say so if it fails."""
+        if reply.delivery_id is not None:
+            report = await delivery.deliver_row(self.store, self.sender, reply.delivery_id)
+            if report.sent:
+                return
+            error = self.store.db["deliveries"].get(reply.delivery_id)["last_error"] or ""
+        elif reply.digest is not None:
+            try:
+                await self.sender.post_again(reply.digest)
+                return
+            except (delivery.TransientError, delivery.PermanentError) as exc:
+                error = str(exc)
+        else:
+            return
+        channel = payload.get("channel_id") or (payload.get("channel") or {}).get("id", "")
+        sub = subscribers.by_address(self.store, "slack", channel)
+        await self.respond(payload, commands.Reply(commands.say(
+            sub.lang if sub else subscribers.DEFAULT_LANG,
+            f"发送失败({error})。如果是 not_in_channel,请先用 /invite 把机器人加入本频道,"
+            "再用 /resume 恢复推送。",
+            f"Sending failed ({error}). If it says not_in_channel, /invite the bot to this "
+            "channel, then /resume.")))
 
     async def run(self, channel: str, user: str, name: str, arg: str) -> commands.Reply:
         if not channel or not user:
