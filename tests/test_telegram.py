@@ -407,7 +407,11 @@ async def test_restart_mid_digest_resumes_at_the_next_message(tg, tg_settings, s
 
 
 async def test_limiter_keeps_under_the_servers_limits():
-    """Scaled-down limits (20/s, one per 0.2 s per chat) so the test stays quick."""
+    """Scaled-down limits (20/s, one per 0.2 s per chat) so the test stays quick.
+
+    The limiter keeps a margin below them: the fake times requests when its threads get to
+    them, and on a loaded machine two requests sent 20 ms apart can be handled together.
+    """
     settings_for = lambda fake: load_settings(  # noqa: E731
         telegram_bot_token=TOKEN, telegram_api_url=fake.base_url)
 
@@ -418,7 +422,7 @@ async def test_limiter_keeps_under_the_servers_limits():
                                    for i in range(4) for chat in range(1, 7)))
 
     with FakeTelegram(TOKEN, enforce_limits=True, overall_per_s=20, chat_interval=0.2) as fake:
-        limiter = FloodLimiter(overall_per_s=18, chat_interval=0.22, max_retries=0)
+        limiter = FloodLimiter(overall_per_s=15, chat_interval=0.3, max_retries=0)
         await burst(limiter, fake)
         assert fake.too_many_requests == 0 and len(fake.sent) == 24
         # Per chat, in order.
