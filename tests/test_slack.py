@@ -402,6 +402,17 @@ def test_cli_webhook_subscriber_end_to_end(slack, store, capsys):
     assert sub.webhook_url == url and sub.status == "active"
 
 
+def test_cli_preview_format_slack_prints_the_payloads(store, capsys):
+    seed_day(store, 20, "C0TEST123")
+    assert main(["preview", "--subscriber", "1", "--format", "slack"]) == 0
+    out = capsys.readouterr().out
+    payloads = [json.loads(part) for part in out.split("\n\n────────\n\n")]
+    assert [len(p["blocks"]) for p in payloads] == [3, 49, 13]
+    assert payloads[0]["blocks"][0]["text"]["text"].endswith("后训练 · 20 篇")
+    assert "<!channel>" not in out and "&lt;!channel&gt;" in out
+    assert store.db["deliveries"].count == 0  # a preview sends nothing
+
+
 async def test_dead_webhook_marks_blocked(slack, store):
     settings = load_settings(slack_api_url=slack.api_url)
     seed_day(store, 2, "C0HOOK123", webhook=slack.hook_url("gone"))

@@ -52,6 +52,8 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.members: dict[str, list[str]] = {}
         self.too_many_requests = 0
+        # method → seconds to wait before answering (a slow Slack).
+        self.slow: dict[str, float] = {}
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self.server = FakeServer(self.handle)
@@ -128,7 +130,9 @@ class FakeSlack:
         answer = getattr(self, "api_" + method.replace(".", "_"), None)
         if answer is None:
             return _error("unknown_method")
-        return answer(args)
+        response = answer(args)
+        response.delay = self.slow.get(method, 0.0)
+        return response
 
     def _hook(self, req: Request, name: str) -> Response:
         with self._lock:
