@@ -383,6 +383,21 @@ async def test_migrated_group_is_followed_to_its_new_id(tg, tg_settings, store, 
     assert subscribers.by_address(store, "telegram", "-1004001") is not None
 
 
+async def test_migrated_group_that_subscribed_again_keeps_one_subscription(tg, tg_settings,
+                                                                          store, sender):
+    """After the upgrade someone ran /subscribe in the supergroup: no second digest there."""
+    seed_day(store, "-4001", 2)
+    subscribers.add_or_update(store, channel="telegram", address="-1004001", topics=[TOPIC],
+                              status="pending")  # planned for nothing today
+    tg.fail_next(-4001, 400, "Bad Request: group chat was upgraded to a supergroup chat",
+                 migrate_to_chat_id=-1004001)
+    report = await run_send_async(tg_settings, store, now=NOW, force=True,
+                                  senders={"telegram": sender})
+    assert report.permanent == 1 and texts(tg, -1004001) == []
+    assert subscribers.by_address(store, "telegram", "-4001").status == "bounced"
+    assert subscribers.by_address(store, "telegram", "-1004001").status == "pending"
+
+
 async def test_restart_mid_digest_resumes_at_the_next_message(tg, tg_settings, store, sender):
     seed_day(store, "42", 40)
     tg.fail_next(42, 502, "Bad Gateway", after=2)

@@ -409,6 +409,13 @@ class TelegramSender:
             ), chat_id
         except ChatMigrated as exc:
             new_id = exc.new_chat_id
+            owner = subscribers.by_address(store, "telegram", str(new_id))
+            if owner is not None and owner.id != subscriber_id:
+                # The supergroup already subscribed itself (someone used /subscribe there after
+                # the upgrade): it gets its own digests, the old group's address is gone.
+                raise delivery.PermanentError(
+                    f"telegram: chat migrated to {new_id}, which is subscriber #{owner.id}"
+                ) from None
             log.info("chat %s migrated to %s; subscriber #%s follows", chat_id, new_id,
                      subscriber_id)
             subscribers.update_settings(store, subscriber_id, address=str(new_id))
