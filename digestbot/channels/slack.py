@@ -23,9 +23,9 @@ Three parts, each usable alone:
   connection (no public URL) taking `/arxiv <command> [args]` — subscribe, unsubscribe, list,
   threshold, time, tz, lang, topics, pause, resume, digest, help — for the channel it is
   typed in, through the channel-neutral `digestbot.commands` (`digest` posts at once through
-  the outbox). Every request is acknowledged at once
-  (Slack wants it within 3 s) and answered afterwards with an ephemeral message through the
-  request's `response_url` (chat.postEphemeral when there is none). Buttons in a reply
+  the outbox). Every request is acknowledged at once (Slack wants it within 3 s) and answered
+  afterwards with an ephemeral message through the request's `response_url`
+  (chat.postEphemeral when there is none). Buttons in a reply
   (topic catalogue, suggestions) are Block Kit buttons whose value is a command line.
 
 Who may change a channel's settings: reading (`help`, `topics`, `list`) is open to anyone who
