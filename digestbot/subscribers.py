@@ -119,7 +119,7 @@ def validate_address(channel: str, raw: str) -> str:
             f"Telegram chat id 应为数字或 @频道名 / a Telegram chat id is a number or @channel: {raw!r}"
         )
     if channel == "slack":
-        if re.fullmatch(r"[CGDU][A-Z0-9]{6,}", value):
+        if re.fullmatch(r"[CGDU][A-Z0-9]{2,20}", value):
             return value
         raise UsageError(
             f"Slack 频道 ID 形如 C0123456789 / a Slack channel id looks like C0123456789: {raw!r}"

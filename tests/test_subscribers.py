@@ -94,6 +94,17 @@ def test_validation_normalizes() -> None:
     assert subscribers.validate_lang("EN") == "en"
 
 
+@pytest.mark.parametrize("raw", ["C0123", "C0123456789", "G01ABCDEF"])
+def test_slack_channel_ids_as_the_docs_write_them(raw: str) -> None:
+    assert subscribers.validate_address("slack", raw) == raw
+
+
+@pytest.mark.parametrize("raw", ["general", "#general", "c0123", "C0", "C" + "1" * 30])
+def test_slack_channel_names_are_not_ids(raw: str) -> None:
+    with pytest.raises(UsageError, match="Slack"):
+        subscribers.validate_address("slack", raw)
+
+
 def test_cli_add_list_update_rm(store: Store, capsys) -> None:
     assert main(["sub", "add", "--email", "Alice@Example.ORG", "--topic", "后训练",
                  "--topic", "post-training", "--threshold", "70", "--tz", "Europe/Berlin",
