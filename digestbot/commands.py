@@ -36,6 +36,8 @@ _ITEM_SPLIT = re.compile(r"[,，、;；\n]+")
 # A trailing token that is meant as a threshold, valid or not ("80", "80%", "200", "-5", "7.5").
 _NUMBERISH = re.compile(r"-?\d+(?:\.\d+)?%?")
 _PENDING_CUSTOM = "pending_custom:"
+# Validators (shared with the CLI) say "中文 / English …": the first "/ " before a Latin word.
+_BILINGUAL_SPLIT = re.compile(r"\s?/ (?=[A-Za-z-])")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,14 @@ def label(lang: str, zh: str, en: str) -> str:
     return say(lang, zh, en) if lang != "both" else f"{zh} / {en}"
 
 
+def _in_lang(bilingual: str, lang: str) -> str:
+    """A validator's "中文 / English" message; only the English half for an `en` subscriber."""
+    zh, *en = _BILINGUAL_SPLIT.split(bilingual, maxsplit=1)
+    if lang == "en" and en and re.search(r"[\u4e00-\u9fff]", zh):
+        return en[0]
+    return bilingual
+
+
 def _lang(store: Store, ctx: CommandContext) -> str:
     sub = subscribers.by_address(store, ctx.channel, ctx.address)
     return sub.lang if sub else subscribers.DEFAULT_LANG
@@ -166,7 +176,7 @@ def execute(store: Store, settings: Settings, ctx: CommandContext, name: str,
     try:
         return command.run(store, settings, ctx, arg_text, lang)
     except UsageError as exc:
-        return Reply(str(exc))
+        return Reply(_in_lang(str(exc), lang))
 
 
 def _ensure_subscriber(store: Store, ctx: CommandContext) -> Subscriber:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -116,6 +117,20 @@ def test_settings_and_language(store, settings):
     run(store, settings, "lang", "both")
     both = run(store, settings, "list").text
     assert both.index("订阅主题") < both.index("Topics:")
+
+
+@pytest.mark.parametrize(("name", "arg", "english"), [
+    ("tz", "Mars/Base", "unknown time zone 'Mars/Base': use an IANA name"),
+    ("time", "25:00", "time must be HH:MM"),
+    ("threshold", "后训练 abc", "threshold must be a whole number 0–100"),
+    ("subscribe", "x" * 250, "a topic is at most 200 characters"),
+])
+def test_validation_messages_follow_the_language(store, settings, name, arg, english):
+    run(store, settings, "subscribe", "后训练")
+    assert "/ " + english.split(" ")[0] in run(store, settings, name, arg).text  # zh: both
+    run(store, settings, "lang", "en")
+    text = run(store, settings, name, arg).text
+    assert text.startswith(english) and not re.search(r"[\u4e00-\u9fff]", text)
 
 
 def test_settings_before_any_topic_create_a_pending_subscriber(store, settings):
