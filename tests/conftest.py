@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from digestbot.config import Settings, load_settings
 from digestbot.store import Store
+from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
@@ -43,3 +45,16 @@ def store(settings: Settings):
     s = Store(settings.db)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[FakeOpenAI]:
+    """One OpenAI-compatible fake per test module: starting one per test is the slow part."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    """The module's fake, reset, with OPENAI_BASE_URL/OPENAI_API_KEY pointing at it."""
+    return openai_server.use(monkeypatch, OPENAI_TEST_KEY)

@@ -7,7 +7,6 @@ subscriber's threshold are enriched; a replaced version is done again; offline w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,10 @@ from digestbot.enrich import offline, prompts
 from digestbot.enrich.pipeline import get_enrichment, run_pipeline
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.store import Store
-from tests.fakes.openai import FakeOpenAI, blank
+from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, blank
 
 DAY = "2026-08-13"
-KEY = "sk-test-DO-NOT-LEAK-4242"
-
-
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
-    return openai_server.use(monkeypatch, KEY)
+KEY = OPENAI_TEST_KEY
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,18 +22,6 @@ from digestbot.errors import DigestbotError
 from digestbot.store import Store
 from tests.fakes.openai import FakeOpenAI, Reply, blank, ok, refusal, slow, status, truncated
 from tests.test_enrich import KEY, add_papers, calls
-
-
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
-    return openai_server.use(monkeypatch, KEY)
-
 
 GOOD = {"scores": [{"topic": "post-training", "score": 88, "reason_zh": "GRPO后训练"}]}
 

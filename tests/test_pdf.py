@@ -15,7 +15,7 @@ from digestbot.enrich.pipeline import get_enrichment, run_pipeline
 from digestbot.store import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.openai import FakeOpenAI, ok
-from tests.test_enrich import KEY, add_papers
+from tests.test_enrich import add_papers
 
 
 def make_pdf(*pages: list[str]) -> bytes:
@@ -56,17 +56,6 @@ def pdfs(monkeypatch: pytest.MonkeyPatch) -> Iterator[PdfHost]:
     with host.server:
         monkeypatch.setenv("DIGESTBOT_ARXIV_PDF_URL", f"{host.server.url}/pdf/")
         yield host
-
-
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
-    return openai_server.use(monkeypatch, KEY)
 
 
 def enrich_one(store: Store) -> None:

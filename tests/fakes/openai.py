@@ -34,6 +34,9 @@ from typing import Any
 
 from tests.fakes.http import FakeServer, Request, Response
 
+# The key every test uses; tests assert it never reaches output, logs or the database.
+OPENAI_TEST_KEY = "sk-test-DO-NOT-LEAK-4242"
+
 INSTITUTION_RE = re.compile(r"Universit|Institut|Laborator|\bLab\b|Inc\.|Academy|College")
 
 
