@@ -8,6 +8,7 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from digestbot.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ def config_path(env: Mapping[str, str]) -> Path | None:
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from the file named by the environment, then the environment, then overrides."""
     env = os.environ if env is None else env
+    _warn_unknown_env(env)
     path = config_path(env)
     file_values = _read_toml(path) if path else {}
     values: dict[str, Any] = {}
@@ -286,6 +290,15 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values[key.name] = key.parse(source, raw)
     names = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in names}, config_path=path)
+
+
+def _warn_unknown_env(env: Mapping[str, str]) -> None:
+    """A typo in a variable name would otherwise fall back to the default without a word."""
+    known = {k.env for k in KEYS} | {"DIGESTBOT_CONFIG"}
+    unknown = sorted(n for n in env if n.startswith("DIGESTBOT_") and n not in known)
+    if unknown:
+        log.warning("ignoring unknown environment variable(s) %s; the README's configuration "
+                    "table lists the known ones", ", ".join(unknown))
 
 
 def _toml_value(value: Any) -> str:

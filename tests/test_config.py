@@ -81,3 +81,9 @@ def test_unbuilt_or_bad_usage_exits_2(capsys) -> None:
     assert main([]) == 2
     assert main(["sub"]) == 2
     assert main(["fetch", "--date", "yesterday"]) == 2
+
+
+def test_misspelled_environment_variable_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    s = load_settings({"DIGESTBOT_SMPT_URL": "smtp://x:1", "DIGESTBOT_DB": "a.db"})
+    assert s.smtp_url is None and s.db == "a.db"
+    assert "DIGESTBOT_SMPT_URL" in caplog.text and "DIGESTBOT_DB" not in caplog.text
