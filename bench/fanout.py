@@ -12,7 +12,8 @@ thresholds 50–80, then
 2. plans and delivers `--send` of them to a local aiosmtpd sink through `EmailSender` (one
    SMTP connection, an outbox row per digest) — target ≥ 100 messages/s.
 
-Not part of the test suite: it takes a minute and measures this machine.
+Not part of the test suite: it takes a minute and measures this machine. Wall time is the
+target; CPU time is printed beside it because other work on the machine inflates wall time.
 """
 
 from __future__ import annotations
@@ -70,18 +71,22 @@ def populate(store: Store, n_subs: int, n_papers: int, n_topics: int, rng: rando
         store.db.execute("update subscribers set created_at = '2026-08-01T00:00:00+00:00'")
 
 
-def select_and_render(store: Store) -> tuple[float, int, int]:
-    """Seconds for every subscriber, digests rendered, entries rendered."""
-    start = time.perf_counter()
+def select_and_render(store: Store) -> tuple[float, float, int, int]:
+    """Seconds (wall, CPU) for every subscriber, digests rendered, entries rendered.
+
+    Selection shares one `Library` across subscribers, as `delivery.plan` does.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
     rendered = entries = 0
+    library = digest.Library(store)
     for sub in subscribers.list_all(store):
-        d = digest.select(store, sub, DAY)
+        d = digest.select(store, sub, DAY, library=library)
         if d is None:
             continue
         render.render_email(d)
         rendered += 1
         entries += len(d.entries)
-    return time.perf_counter() - start, rendered, entries
+    return time.perf_counter() - start, time.process_time() - cpu, rendered, entries
 
 
 class _Sink:
@@ -93,8 +98,9 @@ class _Sink:
         return "250 OK"
 
 
-def send(store: Store, n_send: int) -> tuple[float, int]:
-    """Seconds to deliver `n_send` digests over SMTP, messages the server accepted."""
+def send(store: Store, n_send: int) -> tuple[float, float, int]:
+    """Seconds (wall, CPU of client and sink together) to deliver `n_send` digests over SMTP,
+    and the messages the server accepted."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -107,14 +113,14 @@ def send(store: Store, n_send: int) -> tuple[float, int]:
         store.db.conn.commit()
         now = datetime.now(UTC)
         plan(store, settings, DAY, now=now, force=True)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         report = asyncio.run(deliver_pending(store, settings, {"email": EmailSender(settings)}, now=now))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         controller.stop()
     if report.failed or report.permanent:
         print(f"  warning: {report.summary()}")
-    return elapsed, sink.count
+    return elapsed, cpu, sink.count
 
 
 def main() -> int:
@@ -130,12 +136,12 @@ def main() -> int:
         populate(store, args.subscribers, args.papers, args.topics, random.Random(args.seed))
         print(f"setup: {args.subscribers} subscribers, {args.papers} papers × {args.topics} topics "
               f"in {time.perf_counter() - t0:.1f} s")
-        seconds, rendered, entries = select_and_render(store)
-        print(f"select + render: {seconds:.1f} s for {args.subscribers} subscribers "
+        seconds, cpu, rendered, entries = select_and_render(store)
+        print(f"select + render: {seconds:.1f} s (CPU {cpu:.1f} s) for {args.subscribers} subscribers "
               f"({1000 * seconds / args.subscribers:.2f} ms each; {rendered} digests, "
               f"{entries / max(rendered, 1):.1f} papers on average) — target ≤ 60 s")
-        seconds, accepted = send(store, args.send)
-        print(f"send: {accepted} messages over SMTP in {seconds:.1f} s "
+        seconds, cpu, accepted = send(store, args.send)
+        print(f"send: {accepted} messages over SMTP in {seconds:.1f} s (CPU {cpu:.1f} s) "
               f"({accepted / seconds:.0f} messages/s) — target ≥ 100/s")
     return 0
 

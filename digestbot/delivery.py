@@ -217,8 +217,9 @@ def _plan(
     report: DeliveryReport,
 ) -> list[int]:
     created: list[int] = []
+    library = digests.Library(store)  # each of the day's papers is read once, not per reader
     for sub in _candidates(store, date, now, force, report):
-        digest = digests.select(store, sub, date)
+        digest = digests.select(store, sub, date, library=library)
         if digest is None or not digest.entries:
             report.empty += 1
             continue
@@ -350,24 +351,27 @@ async def _drain(
     store: Store, sender: ChannelSender, rows: list[DeliveryRow], report: DeliveryReport,
     now: datetime,
 ) -> None:
+    # The batch's digests share the day's papers: read each once for all of them.
+    library = digests.Library(store)
     # A chat sender paces itself per chat and serves many chats at once (`concurrency`):
     # one chat at a time would make 1,000 Telegram digests take an hour at 1 message/s.
     width = getattr(sender, "concurrency", 1)
     if width <= 1:
         for row in rows:
-            await _deliver_one(store, sender, row, report, now)
+            await _deliver_one(store, sender, row, report, now, library)
         return
     gate = asyncio.Semaphore(width)
 
     async def one(row: DeliveryRow) -> None:
         async with gate:
-            await _deliver_one(store, sender, row, report, now)
+            await _deliver_one(store, sender, row, report, now, library)
 
     await asyncio.gather(*(one(row) for row in rows))
 
 
 async def _deliver_one(
-    store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime
+    store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
+    library: digests.Library | None = None,
 ) -> None:
     sub = subscribers.get(store, row.subscriber_id)
     if sub is None or sub.status != "active":
@@ -380,7 +384,8 @@ async def _deliver_one(
     attempts = row.attempts + 1
     _update(store, row.id, now, status="sending", attempts=attempts)
     try:
-        digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more)
+        digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
+                                 library=library)
         await sender.send(store, row, digest)
     except PermanentError as exc:
         _update(store, row.id, now, status="failed_permanent", last_error=str(exc)[:500])
@@ -458,8 +463,9 @@ async def run_send_async(
 
 def _preview(store: Store, date: str, now: datetime, force: bool, report: DeliveryReport) -> None:
     """Dry run: who would get how many papers; selection reads, it writes nothing."""
+    library = digests.Library(store)
     for sub in _candidates(store, date, now, force, report):
-        digest = digests.select(store, sub, date)
+        digest = digests.select(store, sub, date, library=library)
         if digest is None or not digest.entries:
             report.empty += 1
             continue

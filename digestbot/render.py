@@ -8,7 +8,10 @@ and abstracts are untrusted text (`<script>`, `&`, LaTeX) and must show as text.
 from __future__ import annotations
 
 import functools
+import itertools
+import threading
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +167,124 @@ def _inliner() -> css_inline.CSSInliner:
     return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False, minify_css=True)
 
 
+@functools.cache
+def _stylesheet() -> str:
+    """The email's CSS as digest.html embeds it, for inlining a row outside the page."""
+    return environment().get_template("email/_digest.css").render()
+
+
+# Where the rows go in the inlined page: a comment survives css-inline's HTML parser in place
+# (inside the table body), where text would be moved out of the table.
+_ROWS_MARKER = "<!--digestbot:entry-rows-->"
+
+# How css-inline returns a row parsed inside a bare table (the parser adds the <tbody>).
+_ROW_WRAPPER = ("<table><tbody>", "</tbody></table>")
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A piece of the final HTML and its UTF-8 size, so the budget is a sum, not a render."""
+
+    html: str
+    size: int
+
+    @classmethod
+    def of(cls, html: str) -> _Part:
+        return cls(html, len(html.encode("utf-8")))
+
+
+class _Memo:
+    """A bounded, thread-safe memo: the oldest item goes first when full.
+
+    Rows are keyed by everything they show, so an entry is never stale, and the bound keeps a
+    long-running `digestbot run` from growing without end (a day is a few thousand rows).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        try:
+            return self._items[key]
+        except KeyError:
+            pass
+        value = make()
+        with self._lock:
+            if len(self._items) >= self.size:
+                del self._items[next(iter(self._items))]
+            self._items[key] = value
+        return value
+
+
+_ROWS = _Memo(20_000)
+_TEXTS = _Memo(20_000)
+
+
+def _fields(obj: Any) -> tuple[Any, ...]:
+    """A dataclass's values as a hashable key (lists become tuples; their items are frozen)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in vars(obj).values())
+
+
+def _entry_key(entry: DigestEntry, lang: str) -> tuple[Any, ...]:
+    """Everything an entry's rendering can depend on: the same paper differs per reader only
+    by language and topic hits (names, scores, reasons)."""
+    enrichment = _fields(entry.enrichment) if entry.enrichment else None
+    return (lang, _fields(entry.paper), entry.announcement, tuple(entry.hits), enrichment)
+
+
+def _effective(limit: int | None, text: str) -> int | None:
+    """A clip limit that keeps all of `text` renders like no limit: share one cached row."""
+    return None if limit and len(text) <= limit else limit
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An entry with its cache key, computed once per render (hashing a paper is not free)."""
+
+    entry: DigestEntry
+    key: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, entry: DigestEntry, lang: str) -> _Entry:
+        return cls(entry, _entry_key(entry, lang))
+
+
+def _row(item: _Entry, lang: str, en_chars: int | None, zh_chars: int | None) -> _Part:
+    """One entry's inlined table row, rendered once per paper, language, hits and clip."""
+    entry = item.entry
+    zh_text = entry.enrichment.abstract_zh if entry.enrichment else ""
+    en_chars = _effective(en_chars, entry.paper.abstract or "")
+    zh_chars = _effective(zh_chars, zh_text or "")
+
+    def make() -> _Part:
+        raw = environment().get_template("email/_entry_row.html").render(
+            entry=entry, lang=lang, en_chars=en_chars, zh_chars=zh_chars)
+        wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
+        head, tail = _ROW_WRAPPER
+        if not (wrapped.startswith(head) and wrapped.endswith(tail)):
+            raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
+        return _Part.of(wrapped[len(head):-len(tail)])
+
+    return _ROWS.get((item.key, en_chars, zh_chars), make)
+
+
+def _entry_text(item: _Entry, lang: str) -> str:
+    return _TEXTS.get(item.key, lambda: environment().get_template(
+        "email/_entry.txt").render(entry=item.entry, lang=lang))
+
+
+def _shell(context: dict[str, Any], more: int) -> tuple[_Part, _Part]:
+    """The inlined page around the rows (header, footer with `more`), split where rows go."""
+    page = _inliner().inline(environment().get_template("email/digest.html").render(
+        context, entry_rows=markupsafe.Markup(_ROWS_MARKER), more=more))
+    before, marker, after = page.partition(_ROWS_MARKER)
+    if not marker:
+        raise RuntimeError("css-inline dropped the entry-rows marker from digest.html")
+    return _Part.of(before), _Part.of(after)
+
+
 def render_email(
     digest: Digest,
     *,
@@ -175,65 +296,62 @@ def render_email(
     The HTML is kept under `HTML_BUDGET_BYTES`: abstracts are shortened, then dropped (English
     first — the Chinese one is the reason to subscribe), and as a last resort trailing entries
     move into the "另有 K 篇" count, so the footer with the unsubscribe link always survives.
+
+    The same paper goes to thousands of readers, so each entry row is rendered and inlined
+    once and cached; the page around the rows is inlined on its own and the rows are spliced
+    in (the same bytes as inlining the whole page). Sizes add up, so fitting the budget costs
+    no re-rendering.
     """
-    env = environment()
+    lang = digest.subscriber.lang
     context: dict[str, Any] = {
         "digest": digest,
-        "lang": digest.subscriber.lang,
+        "lang": lang,
         "subject": subject(digest),
         "lead_topic": lead_topic(digest),
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
     }
-    text = env.get_template("email/digest.txt").render(
-        context, entries=digest.entries, more=digest.more, en_chars=None, zh_chars=None
-    )
-    html_template = env.get_template("email/digest.html")
-    entries = list(digest.entries)
-    more = digest.more
+    items = [_Entry.of(e, lang) for e in digest.entries]
+    text = environment().get_template("email/digest.txt").render(
+        context, entry_texts=[_entry_text(i, lang) for i in items], more=digest.more)
+    shell = _shell(context, digest.more)
+    rows = _fitting_rows(shell, items, lang)
+    if rows is None:
+        keep, shell = _fitting_count(context, items, digest.more)
+        rows = _fitting_rows(shell, items[:keep], lang) or [
+            _row(i, lang, *_ABSTRACT_STEPS[-1]) for i in items[:keep]]
+    html = shell[0].html + "".join(r.html for r in rows) + shell[1].html
+    return RenderedEmail(subject=context["subject"], text=text, html=html)
+
+
+def _fitting_rows(shell: tuple[_Part, _Part], items: list[_Entry],
+                  lang: str) -> list[_Part] | None:
+    """The rows at the first abstract step that fits the budget, or None if none does."""
+    room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+    for en_chars, zh_chars in _ABSTRACT_STEPS:
+        rows = [_row(i, lang, en_chars, zh_chars) for i in items]
+        if sum(r.size for r in rows) <= room:
+            return rows
+    return None
+
+
+def _fitting_count(context: dict[str, Any], items: list[_Entry],
+                   more: int) -> tuple[int, tuple[_Part, _Part]]:
+    """How many leading entries fit without abstracts (at least one), and the page for them.
+
+    The footer's count grows as entries move into it, so the page is re-measured until the
+    count settles (it only shrinks, at most a digit's worth each time).
+    """
+    sizes = [_row(i, context["lang"], *_ABSTRACT_STEPS[-1]).size for i in items]
+    keep = len(items) - 1
     while True:
-        size = 0
-        for en_chars, zh_chars in _ABSTRACT_STEPS:
-            # Skip steps that cannot fit, judged by the most they could save, so a big digest
-            # costs two or three renders instead of one per step.
-            if size and size - _max_saving(entries, context["lang"], en_chars, zh_chars) > (
-                HTML_BUDGET_BYTES
-            ):
-                continue
-            html = _inliner().inline(html_template.render(
-                context, entries=entries, more=more, en_chars=en_chars, zh_chars=zh_chars
-            ))
-            size = size or len(html.encode("utf-8"))
-            if len(html.encode("utf-8")) <= HTML_BUDGET_BYTES:
-                return RenderedEmail(subject=context["subject"], text=text, html=html)
-        if len(entries) <= 1:
-            return RenderedEmail(subject=context["subject"], text=text, html=html)
-        # Drop a tenth of what remains rather than one at a time: each try is a full render.
-        cut = max(1, len(entries) // 10)
-        entries, more = entries[:-cut], more + cut
-
-
-# Upper bound of the markup around one abstract (paragraph, label, inlined style, <details>).
-_ABSTRACT_MARKUP_BYTES = 300
-
-
-def _max_saving(entries: list[DigestEntry], lang: str, en_chars: int | None,
-                zh_chars: int | None) -> int:
-    """At most how many bytes of HTML clipping the abstracts to these lengths can save."""
-
-    def saving(text: str, limit: int | None) -> int:
-        if limit is None or len(text) <= limit:
-            return 0
-        full = len(str(markupsafe.escape(text)).encode("utf-8"))
-        kept = len(str(markupsafe.escape(text[:limit])).encode("utf-8"))
-        return full - kept + (_ABSTRACT_MARKUP_BYTES if limit == 0 else 0)
-
-    total = 0
-    for entry in entries:
-        total += saving(entry.paper.abstract or "", en_chars)
-        if lang != "en" and entry.enrichment:
-            total += saving(entry.enrichment.abstract_zh, zh_chars)
-    return total
+        shell = _shell(context, more + len(items) - keep)
+        room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+        totals = itertools.accumulate(sizes[:keep])
+        fits = next((n for n, total in enumerate(totals) if total > room), keep)
+        if fits >= keep or keep <= 1:
+            return keep, shell
+        keep = max(1, fits)
 
 
 def render_slack(digest: Digest) -> list[Any]:

@@ -13,11 +13,13 @@ which receiving clients use to fold the copies into one.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import ssl
 from datetime import UTC, datetime
 from email import policy
+from email.generator import BytesGenerator
 from email.header import Header
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -60,6 +62,26 @@ class _Policy(policy.EmailPolicy):
 
 
 SMTP_POLICY = _Policy(linesep="\r\n")
+
+
+class _Generator(BytesGenerator):
+    """`BytesGenerator`, writing a body's lines in one go instead of two writes per line.
+
+    A 100 KB digest is some 2,500 encoded lines, and the per-line writes were a quarter of the
+    time it takes to send one. The bytes are the same: every line ending becomes the policy's.
+    """
+
+    def _write_lines(self, lines: str) -> None:
+        # What the stdlib's NLCRE split does (CRLF, then lone CR, then LF), as plain replaces.
+        lines = lines.replace("\r\n", "\n").replace("\r", "\n")
+        self.write(lines.replace("\n", self._NL))
+
+
+def flatten(msg: EmailMessage) -> bytes:
+    """The message's bytes on the wire, as `bytes(msg)` gives them, only faster."""
+    out = io.BytesIO()
+    _Generator(out, mangle_from_=False, policy=msg.policy).flatten(msg)
+    return out.getvalue()
 
 
 def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> EmailMessage:
@@ -112,7 +134,7 @@ class OutboxFolderSender:
         path = self.folder / outbox_name(delivery, digest)
         if delivery.message_id and _message_id_of(path) == delivery.message_id:
             return  # written before a crash: the file is the proof of delivery
-        data = bytes(build_message(self.settings, delivery, digest))
+        data = flatten(build_message(self.settings, delivery, digest))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Temp file + rename: a reader (or a crash) never sees half an email.
@@ -191,7 +213,7 @@ class EmailSender:
 
     async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
         # Flattened here with our policy: aiosmtplib's send_message would refold the Subject.
-        data = bytes(build_message(self.settings, delivery, digest))
+        data = flatten(build_message(self.settings, delivery, digest))
         envelope_from = parseaddr(self.settings.mail_from)[1]
         where = f"{self.config.host}:{self.config.port}"
         # A reused connection the server has since closed gets one fresh retry.

@@ -1,0 +1,85 @@
+"""The fast email path: cached, separately inlined entry rows must give the bytes the whole
+page would, entries differing per reader must not share a row, and the budget cut is exact."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import markupsafe
+import pytest
+
+from digestbot import render
+from digestbot.channels.email import build_message, flatten
+from digestbot.config import load_settings
+from digestbot.delivery import DeliveryRow
+from digestbot.models import TopicHit
+from tests.test_render import AGENTS, POST_TRAINING, make_digest, make_entry
+
+HOSTILE = '<script>alert(1)</script> & "LaTeX" $\\Delta$ < 5'
+
+
+def whole_page(digest, rows_for, more: int, **links) -> str:
+    """The reference: every row rendered into one page, inlined in one go."""
+    env = render.environment()
+    lang = digest.subscriber.lang
+    rows = "".join(env.get_template("email/_entry_row.html").render(
+        entry=e, lang=lang, en_chars=en, zh_chars=zh) for e, (en, zh) in rows_for)
+    context = {"digest": digest, "lang": lang, "subject": render.subject(digest),
+               "lead_topic": render.lead_topic(digest), "unsubscribe_url": None,
+               "preferences_url": None, **links}
+    return render._inliner().inline(env.get_template("email/digest.html").render(
+        context, entry_rows=markupsafe.Markup(rows), more=more))
+
+
+@pytest.mark.parametrize("lang", ["zh", "en", "both"])
+def test_spliced_rows_equal_inlining_the_whole_page(lang: str) -> None:
+    entries = [make_entry(1, 90, title=HOSTILE), make_entry(2, 80, enriched=False),
+               make_entry(3, 70, announce_type="replace", authors=25)]
+    digest = make_digest(entries, lang=lang, more=4, topics=[POST_TRAINING, AGENTS])
+    links = {"unsubscribe_url": "https://d.example/u?t=a&b=c", "preferences_url": "https://p"}
+    html = render.render_email(digest, **links).html
+    assert html == whole_page(digest, [(e, (None, None)) for e in entries], 4, **links)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_over_budget_keeps_as_many_entries_as_fit() -> None:
+    long_en = "Reinforcement learning from human feedback aligns models. " * 40
+    entries = [make_entry(i, 99 - i, abstract=long_en, authors=30) for i in range(150)]
+    digest = make_digest(entries, more=2)
+    html = render.render_email(digest).html
+    kept = html.count('<td class="entry"')
+    assert 1 < kept < 150
+    assert len(html.encode()) <= render.HTML_BUDGET_BYTES
+    assert f"另有 {2 + 150 - kept} 篇" in html
+    # Exactly what the single-pass reference gives with abstracts left out...
+    assert html == whole_page(digest, [(e, (0, 0)) for e in entries[:kept]], 2 + 150 - kept)
+    # ...and one entry more would not have fitted.
+    bigger = whole_page(digest, [(e, (0, 0)) for e in entries[:kept + 1]], 2 + 150 - kept - 1)
+    assert len(bigger.encode()) > render.HTML_BUDGET_BYTES
+
+
+def test_same_paper_for_two_readers_keeps_each_readers_hits() -> None:
+    first = make_entry(1, 90)
+    second = dataclasses.replace(first, hits=[TopicHit("agents", "智能体", 75, "理由：工具调用")])
+    html_a = render.render_email(make_digest([first])).html
+    html_b = render.render_email(make_digest([second], topics=[AGENTS])).html
+    assert "GRPO 后训练" in html_a and "工具调用" not in html_a
+    assert "工具调用" in html_b and "GRPO 后训练" not in html_b
+    assert "智能体 75%" in render.render_email(make_digest([second], topics=[AGENTS])).text
+
+
+def test_a_changed_paper_is_not_served_from_the_cache() -> None:
+    entry = make_entry(5)
+    render.render_email(make_digest([entry]))
+    entry.paper.title = "A corrected title"
+    email = render.render_email(make_digest([entry]))
+    assert "A corrected title" in email.html and "A corrected title" in email.text
+
+
+def test_flatten_gives_the_same_bytes_as_the_stdlib() -> None:
+    settings = load_settings(smtp_url="smtp://127.0.0.1:25")
+    digest = make_digest([make_entry(1, title=HOSTILE), make_entry(2)], lang="both")
+    row = DeliveryRow(id=1, subscriber_id=7, digest_date="2026-08-13", status="pending",
+                      paper_ids=[], message_id="<digest.1@example.org>")
+    msg = build_message(settings, row, digest)
+    assert flatten(msg) == bytes(msg)
