@@ -14,6 +14,11 @@ fetches, scores, enriches and hands over to a delivery, then a delivery tick eve
 seconds (a minute in production) sends what is left. A monitor reads the outbox twice a
 second. Printed: minutes to the first and the last delivery (targets: ≤ 10 and ≤ 30), LLM
 calls, and messages per channel. Not run by the test suite.
+
+On this machine (2 cores), 1,500 papers and 1,000 subscribers: offline scorer — first 0.1 min,
+last 6.9 min; `--llm` at 2 s an answer, 8 in flight — first 7.6 min (1,800 LLM calls: every
+paper scored before anything is enriched), last 14.5 min; 600 emails, 2,400 Telegram and 500
+Slack messages either way.
 """
 
 from __future__ import annotations
