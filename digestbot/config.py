@@ -14,6 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -147,9 +148,14 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
 
 
 def _mail(key: str, raw: Any) -> str:
+    """`addr@host` or `Display Name <addr@host>` (the name may be Chinese and have spaces)."""
     value = _str(key, raw)
-    if not re.fullmatch(r"(?:[^<>@\s]+ <)?[^<>@\s]+@[^<>@\s]+>?", value):
-        raise ConfigError(f"{key}: expected an address like digestbot@example.org, got {value!r}")
+    name, addr = parseaddr(value)
+    if not re.fullmatch(r"[^<>@\s]+@[^<>@\s]+", addr) or (name and "<" not in value):
+        raise ConfigError(
+            f"{key}: expected an address like digestbot@example.org or "
+            f"'arXiv 速递 <digestbot@example.org>', got {value!r}"
+        )
     return value
 
 

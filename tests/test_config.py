@@ -87,3 +87,15 @@ def test_misspelled_environment_variable_is_reported(caplog: pytest.LogCaptureFi
     s = load_settings({"DIGESTBOT_SMPT_URL": "smtp://x:1", "DIGESTBOT_DB": "a.db"})
     assert s.smtp_url is None and s.db == "a.db"
     assert "DIGESTBOT_SMPT_URL" in caplog.text and "DIGESTBOT_DB" not in caplog.text
+
+
+@pytest.mark.parametrize("value", ["digestbot@example.org", "arXiv 每日速递 <digest@example.org>",
+                                   '"arXiv Digest" <d@example.org>'])
+def test_mail_from_accepts_display_names(value: str) -> None:
+    assert load_settings({"DIGESTBOT_MAIL_FROM": value}).mail_from == value
+
+
+@pytest.mark.parametrize("value", ["nobody", "a b@c", "Name <nobody>", "<>"])
+def test_mail_from_rejects_non_addresses(value: str) -> None:
+    with pytest.raises(ConfigError, match="DIGESTBOT_MAIL_FROM"):
+        load_settings({"DIGESTBOT_MAIL_FROM": value})
