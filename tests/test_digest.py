@@ -212,9 +212,12 @@ def previewable(store: Store) -> Subscriber:
 def test_preview_text_and_html_send_nothing(store: Store, previewable: Subscriber, capsys,
                                            monkeypatch) -> None:
     monkeypatch.setenv("DIGESTBOT_PUBLIC_URL", "https://digest.example")
+    monkeypatch.setenv("DIGESTBOT_SECRET", "preview-test-secret")
     assert main(["preview", "--subscriber", str(previewable.id)]) == 0
     out = capsys.readouterr().out
     assert f"https://digest.example/unsubscribe?token={previewable.token}" in out
+    # The footer's manage link, as build_message puts it in the real email (needs the secret).
+    assert "https://digest.example/preferences?token=" in out
     assert out.startswith("Subject: arXiv 每日速递 2026-08-13 · 后训练 等 2 篇")
     assert out.index("2608.00001") < out.index("2608.00002")
     assert "Robust <script>alert(1)</script> & DPO" in out
