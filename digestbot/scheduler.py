@@ -57,31 +57,70 @@ log = logging.getLogger(__name__)
 
 DEMO_ADDRESS = "demo@localhost"
 
+
 def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
+    outbox = Path(settings.outbox)
+    before = set(outbox.glob("*.eml"))
     with Store(settings.db) as store:
         result = _fetch_or_sample(settings, store, args)
         print(result.message)
         if args.demo:
             _ensure_demo_subscriber(settings, store)
-        report = run_pipeline(settings, store, date=result.date)
-        print(report.summary())
-        sent = run_send(settings, store, force=True)
-        print(sent.summary())
+        print(run_pipeline(settings, store, date=result.date).summary())
+        print(run_send(settings, store, force=True).summary())
         if not settings.smtp_url:
-            print(f"邮件已写入 / emails written to: {Path(settings.outbox).resolve()}")
+            _print_written(sorted(set(outbox.glob("*.eml")) - before), outbox)
+        if args.demo:
+            _print_next_steps(settings, store)
     return 0
 
 
 def _fetch_or_sample(settings: Settings, store: Store, args: argparse.Namespace) -> arxiv.FetchResult:
+    """arXiv's batch; in demo mode the bundled sample when arXiv cannot be reached.
+
+    The NetworkError already says "arXiv unreachable" and why; it is printed once, as is.
+    """
     try:
         return arxiv.fetch(settings, store, feeds=args.feed, no_api=args.no_api)
     except NetworkError as exc:
-        hint = "digestbot once --feed FILE"
+        hint = f"离线时导入已保存的文件 / offline, ingest a saved file: {_prog()} once --feed FILE"
         if not args.demo or args.feed:
-            raise DigestbotError(f"arXiv unreachable ({exc}); offline, ingest a saved file: {hint}") from None
-        print(f"arXiv 无法访问 / unreachable ({exc}); showing the bundled sample "
-              f"announcement instead — real files: {hint}")
+            raise DigestbotError(f"{exc}; {hint}") from None
+        print(f"{exc} → 改为展示内置样例公告 / showing the bundled sample announcement; {hint}")
         return arxiv.fetch(settings, store, feeds=[str(arxiv.SAMPLE_FEED)], no_api=True)
+
+
+def _prog() -> str:
+    """How the user called us (`.venv/bin/digestbot` under `make run`), for hints to copy."""
+    called = sys.argv[0]
+    return called if Path(called).name == "digestbot" else "digestbot"
+
+
+def _shown(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path.resolve())
+
+
+def _print_written(files: list[Path], outbox: Path) -> None:
+    """The .eml files this run wrote (no SMTP configured), by name, ready to open."""
+    if not files:
+        print(f"没有新邮件 / no new email (each digest is sent once); earlier ones: {_shown(outbox)}")
+        return
+    print("邮件已写入 / email written to:")
+    for path in files:
+        print(f"  {_shown(path)}")
+
+
+def _print_next_steps(settings: Settings, store: Store) -> None:
+    """`make run` is a first contact: say how to look at the digest and what to do next."""
+    subs = subscribers.list_all(store)
+    if not subs:
+        return
+    prog = _prog()
+    print(f"预览 / preview:  {prog} preview --subscriber {subs[0].id} --format html > digest.html\n"
+          f"订阅 / subscribe: {prog} sub add --email you@example.org --topic {settings.default_topic}   (`{prog} topics` lists them)\n"
+          f"常驻 / every day: {prog} run   (fetches at 20:00 US Eastern; README: \"Run it for real\")")
 
 
 def _ensure_demo_subscriber(settings: Settings, store: Store) -> None:
@@ -97,7 +136,7 @@ def _ensure_demo_subscriber(settings: Settings, store: Store) -> None:
     sub = subscribers.add_or_update(store, channel="email", address=DEMO_ADDRESS,
                                     topics=[topic.slug])
     print(f"还没有订阅者 / no subscribers yet: added {DEMO_ADDRESS} for {topic.name_zh} "
-          f"({topic.name_en}); remove it with `digestbot sub rm {sub.id}`")
+          f"({topic.name_en}); remove it with `{_prog()} sub rm {sub.id}`")
 
 
 # -- the pipeline, run in a thread with its own Store -------------------------------------
@@ -215,8 +254,9 @@ class Service:
         now = self.clock.now()
         nxt = next_attempt(now, outcome.seen)
         tail = f"; next attempt {nxt.astimezone(ET):%a %H:%M} ET" if nxt else ""
-        log.info("%s; announcement %s %s%s", outcome.summary(), expected,
-                 "seen" if outcome.seen else "not seen", tail)
+        # arXiv unreachable is said here, once per attempt (the sources log theirs at debug).
+        log.log(logging.WARNING if outcome.error else logging.INFO, "%s; announcement %s %s%s",
+                outcome.summary(), expected, "seen" if outcome.seen else "not seen", tail)
         if nxt is None and not outcome.seen and not self.stopping:
             log.info("no announcement for %s (holiday?); next fetch %s ET", expected,
                      f"{next_fetch_time(now).astimezone(ET):%a %Y-%m-%d %H:%M}")

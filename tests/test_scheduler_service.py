@@ -21,6 +21,7 @@ from digestbot.errors import DigestbotError
 from digestbot.scheduler import Service, instance_lock
 from digestbot.store import Store
 from tests.fakes.arxiv_day import ArxivDay
+from tests.fakes.smtp import free_port
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
@@ -193,3 +194,17 @@ def test_a_second_instance_on_the_same_database_is_refused(settings: Settings) -
         pass
     with instance_lock(settings.db):  # released on exit
         pass
+
+
+async def test_arxiv_unreachable_is_one_warning_per_attempt_then_a_retry(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("RSS", "API", "LIST", "PDF"):
+        monkeypatch.setenv(f"DIGESTBOT_ARXIV_{name}_URL", f"{dead}/{name.lower()}/")
+    caplog.set_level(logging.INFO)
+    service, _ = _service(load_settings(), store, datetime(2026, 8, 12, 20, 0, tzinfo=ET))
+    assert await service.fetch_cycle() == datetime(2026, 8, 12, 20, 5, tzinfo=ET)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("fetch failed: 无法访问 arXiv / arXiv unreachable")
+    assert "not seen; next attempt Wed 20:05 ET" in warnings[0]

@@ -93,7 +93,7 @@ def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api
     """
     expected = expected_announcement_date(now)
     results: list[FetchResult] = []
-    errors: list[DigestbotError] = []
+    failed: list[tuple[str, DigestbotError]] = []
     fetchers: dict[str, Callable[[PoliteClient], FeedBatch]] = {
         "listing": lambda c: _fetch_listing(settings, c, date),
         "rss": lambda c: _fetch_rss(settings, c, date),
@@ -103,9 +103,8 @@ def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api
             try:
                 batch = fetchers[name](client)
             except DigestbotError as exc:
-                log.warning("%s failed: %s", name, exc)
                 store.log_fetch(name, None, "error", 0, str(exc))
-                errors.append(exc)
+                failed.append((name, exc))
                 continue
             if _is_stale(store, batch, expected):
                 result = _stale(store, batch)
@@ -117,6 +116,12 @@ def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api
             results.append(result)
             if result.status == "ok" and result.new_announcements:
                 break
+    errors = [exc for _name, exc in failed]
+    # One source failing while another answered deserves a warning. arXiv unreachable as a
+    # whole is said once, by whoever catches the NetworkError; fetch_log keeps each source's.
+    offline = not results and not any(isinstance(e, FeedError) for e in errors)
+    for name, exc in failed:
+        log.log(logging.DEBUG if offline else logging.WARNING, "%s failed: %s", name, exc)
     if not results:
         raise _worst(errors)
     return _combine(results)
