@@ -16,7 +16,7 @@ that knows its own protocol, and a row is marked `sent` only after the far side 
 A crash between "accepted" and "marked sent" leaves a row in `sending`. The next run sends it
 again *through the same sender with the same row*, and the sender uses what the protocol
 offers to avoid a duplicate: the `.eml` outbox sees its file (with this Message-ID) already
-there; chat senders skip the parts recorded with `mark_part`; SMTP cannot ask a server what it
+there; chat senders skip the papers of the parts recorded with `mark_part`; SMTP cannot ask a server what it
 accepted, so the email goes again with the *same* Message-ID, which mail clients (Gmail,
 Thunderbird, Apple Mail) use to fold duplicates. Rows are never deleted, so the digest itself
 is never lost.
@@ -32,6 +32,7 @@ import logging
 import secrets
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time, timedelta
 from email.utils import parseaddr
@@ -274,12 +275,33 @@ def parts_done(store: Store, delivery_id: int) -> set[int]:
         "select seq from delivery_parts where delivery_id = ? and status = 'sent'", [delivery_id])}
 
 
-def mark_part(store: Store, delivery_id: int, seq: int, external_id: str | None) -> None:
-    """Record that message `seq` went out (Telegram message_id, Slack ts), so a resume skips it."""
+def papers_sent(store: Store, delivery_id: int) -> set[str]:
+    """Paper ids carried by the messages of this delivery already accepted.
+
+    A resume skips these papers rather than message indexes: re-rendering after a /lang
+    change (or a new enrichment) packs entries differently, so index N no longer holds the
+    same papers.
+    """
+    out: set[str] = set()
+    for r in store.db.query(
+        "select paper_ids from delivery_parts where delivery_id = ? and status = 'sent'",
+        [delivery_id],
+    ):
+        out.update(json.loads(r["paper_ids"] or "[]"))
+    return out
+
+
+def mark_part(
+    store: Store, delivery_id: int, seq: int, external_id: str | None,
+    *, paper_ids: Iterable[str] = (),
+) -> None:
+    """Record that message `seq` went out (Telegram message_id, Slack ts) with the papers it
+    carried (none for a header), so a resume sends neither it nor its papers again."""
     with store.db.atomic():
         store.db["delivery_parts"].upsert(
             {"delivery_id": delivery_id, "seq": seq, "status": "sent",
-             "external_id": external_id, "sent_at": _iso(datetime.now(UTC))},
+             "external_id": external_id, "sent_at": _iso(datetime.now(UTC)),
+             "paper_ids": json.dumps(list(paper_ids))},
             pk=("delivery_id", "seq"),
         )
         store.db.execute(

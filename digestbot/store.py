@@ -117,6 +117,13 @@ def m002_deliveries_more(db: sqlite_utils.Database) -> None:
     db["deliveries"].add_column("more", int, not_null_default=0)
 
 
+@migrations()
+def m003_delivery_parts_papers(db: sqlite_utils.Database) -> None:
+    """The paper ids each sent chat message carried (JSON), so a resumed send skips papers,
+    not message indexes: a /lang change between crash and restart moves the split points."""
+    db["delivery_parts"].add_column("paper_ids", str)
+
+
 class Store:
     """One connection to the database, migrated on open."""
 

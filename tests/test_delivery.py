@@ -25,7 +25,15 @@ from digestbot.delivery import (
     run_send,
 )
 from digestbot.store import Store
-from tests.fakes.digests import DAY, NEXT_DAY, Crash, CrashAt, add_paper, add_subscriber
+from tests.fakes.digests import (
+    DAY,
+    NEXT_DAY,
+    Crash,
+    CrashAt,
+    add_enrichment,
+    add_paper,
+    add_subscriber,
+)
 
 # 09:00 in Shanghai on DAY: a default subscriber (08:30 Asia/Shanghai) is due.
 NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
@@ -313,3 +321,46 @@ def test_transient_row_can_be_retried_from_cli_after_backoff(settings: Settings,
     assert report.failed == 1
     later = NOW + delivery.BACKOFF
     assert run_send(settings, store, now=later).sent == 1
+
+
+async def test_chat_resume_after_a_lang_change_sends_every_paper_once(store: Store) -> None:
+    """Crash mid-digest, /lang en, restart: the en rendering packs entries at other split
+    points, so resuming by message index would skip or repeat papers; by paper it cannot."""
+    import re
+
+    from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
+    from tests.fakes.telegram import FakeTelegram
+
+    token = "123456:TEST-token"
+    with FakeTelegram(token) as tg:
+        settings = load_settings(telegram_bot_token=token, telegram_api_url=tg.base_url)
+        for i in range(30):
+            pid = f"2608.{i:05d}"
+            add_paper(store, pid, 90 - i % 20)
+            add_enrichment(store, pid, "这是一段相当长的中文总结。" * 20)
+        sub = subscribers.add_or_update(store, channel="telegram", address="42",
+                                        topics=["post-training"], lang="zh")
+
+        def sender() -> TelegramSender:
+            limits = {"overall_per_s": 0, "chat_interval": 0.0, "group_per_min": 0}
+            return TelegramSender(build_bot(settings, FloodLimiter(**limits)))
+
+        tg.fail_next(42, 502, "Bad Gateway", after=2)  # header and one part, then down
+        first = await delivery.run_send_async(settings, store, now=NOW, force=True,
+                                              senders={"telegram": sender()})
+        assert first.failed == 1 and len(tg.sent_to(42)) == 2
+        before = set(re.findall(r"<code>(2608\.\d+)</code>", tg.sent_to(42)[1]["text"]))
+        assert 0 < len(before) < 30
+        assert delivery.papers_sent(store, 1) == before
+
+        subscribers.update_settings(store, sub.id, lang="en")
+        second = await delivery.run_send_async(settings, store, now=NOW + timedelta(hours=2),
+                                               force=True, senders={"telegram": sender()})
+        assert second.sent == 1
+        texts = [m["text"] for m in tg.sent_to(42)]
+    ids = re.findall(r"<code>(2608\.\d+)</code>", "".join(texts))
+    assert sorted(ids) == [f"2608.{i:05d}" for i in range(30)]  # each exactly once
+    assert "Topic match" in texts[-1] and "专题命中" in texts[1]  # really re-rendered in en
+    assert sum("arXiv" in t and "/help" in t for t in texts) == 1  # one header
+    seqs = [r["seq"] for r in store.db.query("select seq from delivery_parts order by seq")]
+    assert seqs == list(range(len(texts)))

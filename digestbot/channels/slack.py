@@ -100,6 +100,9 @@ class SlackMessage:
 
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    # The papers whose entries it carries (the summary's title list does not count), for
+    # `delivery.mark_part`.
+    paper_ids: list[str] = field(default_factory=list)
 
     def payload(self) -> dict[str, Any]:
         """As Slack takes it (and as Block Kit Builder shows it)."""
@@ -239,7 +242,7 @@ def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
         for entry in entries:
             blocks += _entry_blocks(entry, lang)
         blocks.append(_footer(digest, lang, more=True))
-        return [SlackMessage(_fallback(head, entries), blocks)]
+        return [SlackMessage(_fallback(head, entries), blocks, [e.paper.id for e in entries])]
     where = _label(lang, "完整列表见本消息的讨论串(thread)回复。", "The full list is in this thread.")
     if mode == "sequential":
         where = _label(lang, "完整列表见下方消息。", "The full list follows below.")
@@ -257,7 +260,8 @@ def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
         blocks: list[dict[str, Any]] = [_context(f"*{escape(head)}* · {span}")]
         for entry in chunk:
             blocks += _entry_blocks(entry, lang)
-        messages.append(SlackMessage(_fallback(f"{head} · {span}", chunk, start + 1), blocks))
+        messages.append(SlackMessage(_fallback(f"{head} · {span}", chunk, start + 1), blocks,
+                                     [e.paper.id for e in chunk]))
     return messages
 
 
@@ -359,7 +363,9 @@ class SlackSender:
         def record(seq: int, ts: str | None) -> None:
             if seq == 0 and ts:
                 store.db["deliveries"].update(row_id, {"thread_ts": ts})
-            delivery.mark_part(store, row_id, seq, ts)
+            # Split points depend only on the entry count, fixed by the row's paper_ids, so
+            # resuming by index is safe here; the ids keep the outbox uniform with Telegram.
+            delivery.mark_part(store, row_id, seq, ts, paper_ids=messages[seq].paper_ids)
 
         await self._post_all(digest, messages, record, delivery.parts_done(store, row_id),
                              delivery_row.thread_ts or _part_ts(store, row_id, 0))

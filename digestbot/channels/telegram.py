@@ -3,8 +3,8 @@
 Three parts, each usable alone:
 - `render_telegram(digest)`: a header message, then entries packed into messages of at most
   4096 characters in Telegram's HTML subset, every dynamic string escaped.
-- `TelegramSender`: the outbox's sender for chats; per-message progress, so a restart goes
-  on at the next unsent message; flood limits, `RetryAfter`, blocked and migrated chats.
+- `TelegramSender`: the outbox's sender for chats; per-message progress (with the papers
+  each carried), so a restart goes on with the papers not yet sent; flood limits, `RetryAfter`, blocked and migrated chats.
 - `start_bot`: the python-telegram-bot Application polling for commands inside the caller's
   asyncio loop; it only adapts updates to `digestbot.commands` and back.
 """
@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram import (
     BotCommand,
@@ -90,11 +90,24 @@ def render_telegram(digest: Digest, limit: int = MESSAGE_LIMIT) -> list[str]:
 
     Messages are split only between entries; an entry that alone exceeds the limit is
     shortened field by field (summaries first) before escaping, so a cut never lands inside
-    a tag or an entity. Deterministic for the same digest, which is what lets the sender
-    resume at a message index after a restart.
+    a tag or an entity.
+    """
+    return [text for text, _ in render_parts(digest, limit)]
+
+
+def render_parts(
+    digest: Digest, limit: int = MESSAGE_LIMIT, *, skip: Collection[str] = ()
+) -> list[tuple[str, list[str]]]:
+    """`render_telegram`'s messages with the paper ids each carries (none for the header).
+
+    Entries whose paper is in `skip` are left out: a resumed send passes the papers already
+    delivered, since the split points move when the language or an enrichment changed.
     """
     lang = digest.subscriber.lang
-    return [_header(digest, lang), *pack((_entry(e, lang, limit) for e in digest.entries), limit)]
+    entries = [e for e in digest.entries if e.paper.id not in skip]
+    groups = _pack_groups([(_entry(e, lang, limit), e.paper.id) for e in entries], limit, "\n\n")
+    return [(_header(digest, lang), []),
+            *(("\n\n".join(t for t, _ in g), [pid for _, pid in g]) for g in groups)]
 
 
 def pack(blocks: Iterable[str], limit: int = MESSAGE_LIMIT, sep: str = "\n\n") -> list[str]:
@@ -102,16 +115,29 @@ def pack(blocks: Iterable[str], limit: int = MESSAGE_LIMIT, sep: str = "\n\n") -
 
     A block is never split, so each must already fit on its own.
     """
-    messages: list[str] = []
-    current = ""
-    for block in blocks:
-        if current and telegram_len(current) + telegram_len(sep) + telegram_len(block) > limit:
-            messages.append(current)
-            current = ""
-        current = f"{current}{sep}{block}" if current else block
+    return [sep.join(t for t, _ in g) for g in _pack_groups([(b, None) for b in blocks], limit, sep)]
+
+
+T = TypeVar("T")
+
+
+def _pack_groups(
+    blocks: list[tuple[str, T]], limit: int, sep: str
+) -> list[list[tuple[str, T]]]:
+    """`pack`, keeping each block's tag (a paper id) beside it."""
+    groups: list[list[tuple[str, T]]] = []
+    current: list[tuple[str, T]] = []
+    size = 0
+    for block, tag in blocks:
+        length = telegram_len(block)
+        if current and size + telegram_len(sep) + length > limit:
+            groups.append(current)
+            current, size = [], 0
+        size = size + telegram_len(sep) + length if current else length
+        current.append((block, tag))
     if current:
-        messages.append(current)
-    return messages
+        groups.append(current)
+    return groups
 
 
 def plain_messages(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
@@ -387,15 +413,17 @@ class TelegramSender:
             except (NetworkError, RetryAfter, DigestbotError) as exc:
                 # Telegram unreachable or the token refused: the row waits for its retry.
                 raise delivery.TransientError(f"telegram: {exc}") from None
-        messages = render_telegram(digest)
         done = delivery.parts_done(store, delivery_row.id)
+        parts = render_parts(digest, skip=delivery.papers_sent(store, delivery_row.id))
+        if 0 in done:
+            parts = parts[1:]  # the header went out before the restart
         subscriber = digest.subscriber
         chat_id: int | str = _chat_id(subscriber.address)
-        for seq, text in enumerate(messages):
-            if seq in done:
-                continue
+        # New parts are numbered after the recorded ones, which keep their rows.
+        for seq, (text, paper_ids) in enumerate(parts, max(done, default=-1) + 1):
             message, chat_id = await self.post(store, subscriber.id, chat_id, text)
-            delivery.mark_part(store, delivery_row.id, seq, str(message.message_id))
+            delivery.mark_part(store, delivery_row.id, seq, str(message.message_id),
+                               paper_ids=paper_ids)
 
     async def post(self, store: Store, subscriber_id: int, chat_id: int | str,
                     text: str) -> tuple[Message, int | str]:

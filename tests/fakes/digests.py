@@ -26,6 +26,14 @@ def add_paper(store: Store, pid: str, score: int, *, date: str = DAY, title: str
     )
 
 
+def add_enrichment(store: Store, pid: str, summary_zh: str) -> None:
+    """A Chinese title and summary for `pid`: a `zh` rendering is much longer than an `en` one."""
+    store.db["enrichments"].insert({
+        "arxiv_id": pid, "version": 1, "prompt_version": "test", "model": "test-model",
+        "title_zh": f"{pid} 的中文标题", "summary_zh": summary_zh, "summary_en": "TL;DR.",
+        "abstract_zh": "中文摘要。", "institutions": "[]", "created_at": now_iso()})
+
+
 def add_subscriber(store: Store, address: str, *, threshold: int = 60, **settings) -> Subscriber:
     """An active email subscriber to TOPIC who joined before DAY (so DAY is in their window)."""
     sub = subscribers.add_or_update(store, channel="email", address=address, topics=[TOPIC],
