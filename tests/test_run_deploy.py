@@ -34,6 +34,17 @@ def test_example_toml_loads_and_keeps_secrets_out() -> None:
     assert settings.openai_api_key is None and settings.secret is None and settings.smtp_url is None
 
 
+def test_example_toml_names_every_key_and_sets_no_secret() -> None:
+    text = (DEPLOY / "digestbot.example.toml").read_text(encoding="utf-8")
+    secrets = {k.name for k in KEYS if k.parse.__name__ in ("_secret", "_smtp_url")}
+    shown = set(re.findall(r"^#? ?([a-z][a-z0-9_]*) *=", text, flags=re.M))
+    assert {k.name for k in KEYS} - secrets - shown == set(), "example toml lacks keys"
+    assert shown & secrets == set()
+    # Secrets are named (so nobody looks for them here), each with its environment variable.
+    assert all(f"{k.name} ({k.env})" in " ".join(text.split()).replace("# ", "")
+               for k in KEYS if k.name in secrets)
+
+
 def test_systemd_unit_runs_the_service_as_a_dedicated_user() -> None:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
