@@ -219,16 +219,51 @@ def _plan(
 ) -> list[int]:
     created: list[int] = []
     library = digests.Library(store)  # each of the day's papers is read once, not per reader
+    # Taken before selecting, so a score written meanwhile invalidates what we record now.
+    stamp = _selection_inputs(store)
+    empty = _known_empty(store, date, stamp)
     for sub in _candidates(store, date, now, force, report):
+        if sub.id in empty:
+            report.empty += 1
+            continue
         digest = digests.select(store, sub, date, library=library)
         if digest is None or not digest.entries:
             report.empty += 1
+            empty.add(sub.id)
             continue
         row_id = _create_row(store, settings, digest, now)
         if row_id is not None:
             created.append(row_id)
+    store.set_meta(EMPTY_KEY, json.dumps({"date": date, "stamp": stamp, "ids": sorted(empty)}))
     report.planned += len(created)
     return created
+
+
+# A due subscriber with nothing to send gets no row, so every delivery tick (each minute in
+# `run`) would select for them again. This meta row remembers who came up empty for which
+# date, valid while nothing their selection reads has changed.
+EMPTY_KEY = "delivery.nothing_to_send"
+
+
+def _selection_inputs(store: Store) -> str:
+    """A fingerprint of what can make an empty selection non-empty: new announcements or
+    scores (rowids grow, REPLACE included; the sum catches in-place updates), changed
+    subscriptions or subscriber settings. Sent deliveries only ever shrink a selection."""
+    row = next(iter(store.db.query(
+        "select (select count(*) || ':' || coalesce(max(rowid), 0) from announcements) a,"
+        " (select count(*) || ':' || coalesce(max(rowid), 0) || ':' || total(score) from scores) s,"
+        " (select count(*) || ':' || total(threshold) || ':' || coalesce(max(created_at), '')"
+        "  from subscriptions) t,"
+        " (select coalesce(max(updated_at), '') from subscribers) u")))
+    return json.dumps(row, sort_keys=True)
+
+
+def _known_empty(store: Store, date: str, stamp: str) -> set[int]:
+    """Subscribers whose selection for `date` was empty under the same inputs."""
+    saved = json.loads(store.get_meta(EMPTY_KEY) or "{}")
+    if saved.get("date") != date or saved.get("stamp") != stamp:
+        return set()
+    return set(saved.get("ids", []))
 
 
 def _create_row(store: Store, settings: Settings, digest: Digest, now: datetime) -> int | None:

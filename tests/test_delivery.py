@@ -364,3 +364,36 @@ async def test_chat_resume_after_a_lang_change_sends_every_paper_once(store: Sto
     assert sum("arXiv" in t and "/help" in t for t in texts) == 1  # one header
     seqs = [r["seq"] for r in store.db.query("select seq from delivery_parts order by seq")]
     assert seqs == list(range(len(texts)))
+
+
+def test_an_empty_selection_is_remembered_until_its_inputs_change(store: Store, settings,
+                                                                  monkeypatch) -> None:
+    """A due subscriber with nothing to send gets no row; later ticks must not select again
+    for them until a score, announcement or subscription changes."""
+    add_paper(store, "2608.00001", 40)  # under the threshold: nothing to send
+    sub = add_subscriber(store, "ada@example.org")
+    calls: list[int] = []
+    real = delivery.digests.select
+
+    def counting(store, subscriber, date, **kw):
+        calls.append(subscriber.id)
+        return real(store, subscriber, date, **kw)
+
+    monkeypatch.setattr(delivery.digests, "select", counting)
+    assert plan(store, settings, DAY, now=NOW) == [] and calls == [sub.id]
+    assert plan(store, settings, DAY, now=NOW + timedelta(minutes=1)) == []
+    assert calls == [sub.id]  # remembered, not selected again
+    add_paper(store, "2608.00002", 80)  # a new passing score
+    assert len(plan(store, settings, DAY, now=NOW + timedelta(minutes=2))) == 1
+    assert calls == [sub.id, sub.id]
+    [row] = rows(store)
+    assert json.loads(row["paper_ids"]) == ["2608.00002"]
+
+
+def test_a_changed_threshold_reselects_an_empty_subscriber(store: Store, settings) -> None:
+    add_paper(store, "2608.00001", 50)
+    sub = add_subscriber(store, "ada@example.org")
+    assert plan(store, settings, DAY, now=NOW) == []
+    subscribers.add_or_update(store, channel="email", address=sub.address,
+                              topics=["post-training"], threshold=40)
+    assert len(plan(store, settings, DAY, now=NOW + timedelta(minutes=1))) == 1
