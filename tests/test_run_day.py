@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -65,6 +65,18 @@ def _sent_rows(db: str) -> list[tuple[str, str, str]]:
             " join subscribers s on s.id = d.subscriber_id order by s.address").fetchall()
 
 
+def _env(arxiv_day: ArxivDay, llm: FakeOpenAI, smtp: SmtpServer, http_port: int) -> dict[str, str]:
+    """`run`'s environment: every service it talks to is one of the fakes on loopback."""
+    env = {**os.environ,
+           "DIGESTBOT_SOURCES": "rss", "DIGESTBOT_CATEGORIES": "cs.CL",
+           "DIGESTBOT_SMTP_URL": smtp.url, "DIGESTBOT_HTTP_PORT": str(http_port),
+           "DIGESTBOT_ARXIV_DELAY": "0", "DIGESTBOT_ARXIV_RSS_URL": arxiv_day.rss_url,
+           "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": llm.url}
+    for name in ("API", "LIST", "PDF"):
+        env[f"DIGESTBOT_ARXIV_{name}_URL"] = f"{arxiv_day.url}/{name.lower()}/"
+    return env
+
+
 @pytest.fixture
 def telegram():
     if not HAS_TELEGRAM:
@@ -83,15 +95,8 @@ def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> No
         "2026-08-13" if clocks and clocks[0].now() >= PUBLISHED else None))
     smtp = SmtpServer()
     port = free_port()
-    env = {**os.environ,
-           "DIGESTBOT_SOURCES": "rss", "DIGESTBOT_CATEGORIES": "cs.CL",
-           "DIGESTBOT_SMTP_URL": smtp.url,
-           "DIGESTBOT_HTTP_PORT": str(port), "DIGESTBOT_ARXIV_DELAY": "0"}
     with arxiv_day, FakeOpenAI() as llm:
-        env.update(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=llm.url)
-        env["DIGESTBOT_ARXIV_RSS_URL"] = arxiv_day.rss_url
-        for name in ("API", "LIST", "PDF"):
-            env[f"DIGESTBOT_ARXIV_{name}_URL"] = f"{arxiv_day.url}/{name.lower()}/"
+        env = _env(arxiv_day, llm, smtp, port)
         if telegram is not None:
             env["TELEGRAM_BOT_TOKEN"] = telegram.token
             env["DIGESTBOT_TELEGRAM_API_URL"] = telegram.base_url
@@ -154,3 +159,52 @@ def test_a_simulated_day_end_to_end_then_sigterm(tmp_path: Path, telegram) -> No
     # Fetched in the evening window (by the 20:00 job or its retries), then once after midnight.
     assert "announcement 2026-08-13 seen; next attempt Thu 00:10 ET" in text
     assert "stopped" in text
+
+
+def test_sigterm_in_the_middle_of_the_pipeline_exits_0_and_the_next_start_resumes(
+    tmp_path: Path,
+) -> None:
+    # Thursday's batch is out; a Beijing reader at 08:00 is due the moment it is enriched.
+    now = datetime(2026, 8, 12, 20, 1, tzinfo=ET)
+    arxiv_day = ArxivDay(on_topic=3, off_topic=2)
+    arxiv_day.publish("2026-08-13")
+    smtp = SmtpServer()
+    # Each answer takes 8 s: SIGTERM lands while the pipeline waits on the model, and the
+    # pipeline cannot finish within the stop grace.
+    with arxiv_day, FakeOpenAI(delay=8.0) as llm:
+        env = _env(arxiv_day, llm, smtp, 0)
+        with Store(env["DIGESTBOT_DB"]) as store:
+            subscribers.add_or_update(store, channel="email", address="bj@example.org",
+                                      topics=["post-training"], tz="Asia/Shanghai", send_at="08:00")
+        smtp.start()
+        log = tmp_path / "run.log"
+
+        def start(at: datetime) -> subprocess.Popen:
+            with log.open("ab") as out:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "digestbot", "run", "--now", at.isoformat()],
+                    env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+
+        proc = start(now)
+        try:
+            _wait("a model request in flight", lambda: llm.in_flight > 0, proc, log)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+            assert time.monotonic() - started < 10
+            assert "handed back 1 unfinished job(s)" in log.read_text()
+            assert smtp.messages == []
+
+            # The next start finds the half-done day and finishes it: one email, not two.
+            llm.delay = 0.0
+            proc = start(now + timedelta(minutes=10))
+            _wait("the Beijing email", lambda: _to(smtp, "bj@example.org"), proc, log)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            smtp.stop()
+    assert len(_to(smtp, "bj@example.org")) == 1
+    assert _sent_rows(env["DIGESTBOT_DB"]) == [("bj@example.org", "2026-08-13", "sent")]
