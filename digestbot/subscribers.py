@@ -158,7 +158,13 @@ def get(store: Store, id: int) -> Subscriber | None:
 
 
 def by_token(store: Store, token: str) -> Subscriber | None:
-    """The subscriber holding this unsubscribe token; the web compares in constant time."""
+    """The subscriber holding this unsubscribe token (an indexed SQL equality).
+
+    The token is kept as is, not hashed, because every digest must carry it and
+    DIGESTBOT_SECRET (which could derive it instead) is optional for sending. It is 256
+    random bits (`secrets.token_urlsafe(32)`), so neither guessing nor timing the index
+    lookup finds one; it never appears in `sub list`, logs or errors.
+    """
     if not token:
         return None
     rows = list(store.db.query("select * from subscribers where token = ?", [token]))
