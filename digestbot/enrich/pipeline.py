@@ -65,11 +65,15 @@ class PipelineReport:
     def summary(self) -> str:
         if self.date is None:
             return "没有公告 / no announcement to process"
-        return (f"{self.date}: {self.papers} papers × {self.topics} topics ({self.scorer}); "
+        return (f"{self.date}: {_n(self.papers, 'paper')} × {_n(self.topics, 'topic')} ({self.scorer}); "
                 f"scored {self.scored} ({self.score_calls} LLM calls), "
                 f"enriched {self.enriched}/{self.enrich_selected} selected "
                 f"({self.enrich_calls} LLM calls), {self.cached} cached, "
                 f"{self.failures} failures")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def run_pipeline(settings: Settings, store: Store, *, date: str | None = None,
