@@ -142,7 +142,8 @@ class DeliveryReport:
             parts.append(f"failed permanently {self.permanent}")
         if self.cancelled:
             parts.append(f"cancelled {self.cancelled}")
-        parts.append(f"nothing due for {self.empty + self.not_due}")
+        if self.empty + self.not_due:
+            parts.append(f"nothing due for {self.empty + self.not_due}")
         if self.not_due:
             parts[-1] += f" ({self.not_due} not yet at their send time)"
         parts += [f"{n} {ch} waiting (channel not configured)" for ch, n in self.waiting.items()]
