@@ -33,7 +33,7 @@ from digestbot.enrich.llm import AnswerError, LLMClient, record_call
 from digestbot.enrich.pdf import FirstPages
 from digestbot.errors import DigestbotError
 from digestbot.models import Enrichment, Institution, Paper, Score, Topic
-from digestbot.store import Store, now_iso
+from digestbot.store import Store, chunks, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +257,9 @@ def _stored_scores(store: Store, papers: Sequence[Paper]) -> dict[Key, dict[str,
     return out
 
 
-def _rows_for(store: Store, table: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+def _rows_for(store: Store, table: str, ids: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for i in range(0, len(ids), _CHUNK):
-        chunk = list(ids[i : i + _CHUNK])
+    for chunk in chunks(ids, _CHUNK):
         marks = ",".join("?" * len(chunk))
         rows += store.db.query(f"select * from {table} where arxiv_id in ({marks})", chunk)
     return rows
