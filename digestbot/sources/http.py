@@ -64,7 +64,6 @@ class PoliteClient:
         timeout: float = 30.0,
         attempts: int = 4,
         max_wait: float = 120.0,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.delay = delay
         self.attempts = attempts
@@ -75,7 +74,6 @@ class PoliteClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,
             limits=httpx.Limits(max_connections=1),
-            transport=transport,
         )
 
     def close(self) -> None:
@@ -87,9 +85,6 @@ class PoliteClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _wait_turn(self) -> None:
-        wait_turn(self.delay)
-
     def get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
         """GET with politeness and retries; returns the final response, errors or not.
 
@@ -97,11 +92,11 @@ class PoliteClient:
         """
         waited = 0.0
         for attempt in range(1, self.attempts + 1):
-            self._wait_turn()
+            wait_turn(self.delay)
+            pause = min(2.0**attempt, 30.0)  # backoff, unless the server names a wait
             try:
                 response = self._client.get(url, params=params)
             except httpx.TransportError as exc:
-                pause = min(2.0**attempt, 30.0)
                 reason = f"{type(exc).__name__}: {exc}"
                 # DNS failure or refused connection: no network or a wrong URL, which waiting
                 # will not fix within one fetch (the scheduler tries again in minutes).
@@ -112,7 +107,8 @@ class PoliteClient:
                 if response.status_code not in RETRY_STATUSES or attempt == self.attempts:
                     return response
                 asked = _retry_after(response)  # "Retry-After: 0" means now, not "unset"
-                pause = asked if asked is not None else min(2.0**attempt, 30.0)
+                if asked is not None:
+                    pause = asked
                 reason = f"HTTP {response.status_code}"
                 if waited + pause > self.max_wait:
                     return response
