@@ -114,8 +114,13 @@ def _in_lang(bilingual: str, lang: str) -> str:
     return bilingual
 
 
-def _lang(store: Store, ctx: CommandContext) -> str:
-    sub = subscribers.by_address(store, ctx.channel, ctx.address)
+def reply_lang(store: Store, channel: str, address: str) -> str:
+    """The language to answer a chat in: its subscriber's, or the default before it has one.
+
+    Adapters use it too, for what they say outside `execute` (a failed /digest send, a
+    refused change).
+    """
+    sub = subscribers.by_address(store, channel, address)
     return sub.lang if sub else subscribers.DEFAULT_LANG
 
 
@@ -160,7 +165,7 @@ def execute(store: Store, settings: Settings, ctx: CommandContext, name: str,
             arg_text: str) -> Reply:
     """Run one command and return what to show; bad input is a reply, never an exception."""
     command = resolve(name)
-    lang = _lang(store, ctx)
+    lang = reply_lang(store, ctx.channel, ctx.address)
     if command is None:
         return Reply(say(lang, f"未知命令 /{name}。发送 /help 查看全部命令。",
                          f"Unknown command /{name}. Send /help for the list."))

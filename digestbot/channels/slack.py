@@ -56,7 +56,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from digestbot import commands, delivery, subscribers
+from digestbot import commands, delivery
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
 from digestbot.models import Digest, DigestEntry
@@ -541,9 +541,8 @@ class SlackCommands:
         else:
             return
         channel = payload.get("channel_id") or (payload.get("channel") or {}).get("id", "")
-        sub = subscribers.by_address(self.store, "slack", channel)
         await self.respond(payload, commands.Reply(commands.say(
-            sub.lang if sub else subscribers.DEFAULT_LANG,
+            commands.reply_lang(self.store, "slack", channel),
             f"发送失败({error})。如果是 not_in_channel,请先用 /invite 把机器人加入本频道,"
             "再用 /resume 恢复推送。",
             f"Sending failed ({error}). If it says not_in_channel, /invite the bot to this "
@@ -562,8 +561,7 @@ class SlackCommands:
 
     async def refusal(self, channel: str, user: str) -> str | None:
         """Why `user` may not change `channel`'s subscription, or None when they may."""
-        sub = subscribers.by_address(self.store, "slack", channel)
-        lang = sub.lang if sub else subscribers.DEFAULT_LANG
+        lang = commands.reply_lang(self.store, "slack", channel)
         try:
             info = (await self.client.users_info(user=user))["user"]
             if info.get("is_bot") or info.get("deleted") or info.get(

@@ -579,8 +579,9 @@ class _Bot:
         if reply.delivery_id is not None:
             report = await delivery.deliver_row(self.store, self.sender, reply.delivery_id)
             if not report.sent:
+                lang = commands.reply_lang(self.store, "telegram", str(chat_id))
                 await context.bot.send_message(chat_id, commands.label(
-                    _reply_lang(self.store, chat_id), "发送失败,稍后会自动重试。",
+                    lang, "发送失败,稍后会自动重试。",
                     "Sending failed; it will be retried automatically."))
         if reply.digest is not None:
             for text in render_telegram(reply.digest):
@@ -588,11 +589,6 @@ class _Bot:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed: %s", context.error, exc_info=context.error)
-
-
-def _reply_lang(store: Store, chat_id: int) -> str:
-    sub = subscribers.by_address(store, "telegram", str(chat_id))
-    return sub.lang if sub else subscribers.DEFAULT_LANG
 
 
 def _keyboard(reply: commands.Reply) -> InlineKeyboardMarkup | None:
