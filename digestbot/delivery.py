@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 BACKOFF = timedelta(minutes=5)
 
-READY_STATUSES = ("pending", "sending", "failed")
-
 
 class TransientError(Exception):
     """Try again later: connection refused or dropped, SMTP 4xx, rate limited, server 5xx."""
@@ -500,17 +498,14 @@ async def run_send_async(
     now = _aware(now or datetime.now(UTC))
     report = DeliveryReport()
     date = date or store.latest_announcement_date()
-    if dry_run:
-        if date:
-            _preview(store, date, now, force, report)
-        senders = senders if senders is not None else build_senders(settings)
-        return await deliver_pending(store, settings, senders, dry_run=True, now=now,
-                                     report=report)
-    if date:
+    if date and dry_run:
+        _preview(store, date, now, force, report)
+    elif date:
         _plan(store, settings, date, now=now, force=force, report=report)
     senders = senders if senders is not None else build_senders(settings)
     try:
-        return await deliver_pending(store, settings, senders, now=now, report=report)
+        return await deliver_pending(store, settings, senders, dry_run=dry_run, now=now,
+                                     report=report)
     finally:
         for sender in senders.values():
             closer = getattr(sender, "aclose", None)
