@@ -1,9 +1,10 @@
 """Parsers for everything arXiv announces with: listing pages, RSS 2.0, Atom feeds, API answers.
 
-Each parser takes the raw bytes and returns a `FeedBatch`; `parse_any` sniffs the format so
-`digestbot fetch --feed FILE_OR_URL` needs no flag. Parsers are pure (no store, no network):
-they raise `FeedError` with a one-line reason instead of returning a partial batch, because a
-truncated download must never look like a quiet day.
+`parse_any` sniffs the format of the raw bytes, so `digestbot fetch --feed FILE_OR_URL` needs
+no flag, and hands a listing's bytes or the parsed XML root to the parser that makes the
+`FeedBatch`. Parsers are pure (no store, no network): they raise `FeedError` with a one-line
+reason instead of returning a partial batch, because a truncated download must never look like
+a quiet day.
 
 XML is parsed with entity resolution, DTD loading and network access off, and a document that
 declares a DTD at all is refused: arXiv never sends one, so a DOCTYPE in a "feed" is either an
@@ -32,7 +33,6 @@ NS = {
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
     "rss1": "http://purl.org/rss/1.0/",
 }
-ATOM = "{" + NS["atom"] + "}"
 
 # "arXiv:2608.11232v1 Announce Type: new \nAbstract: …" (note arXiv's trailing space).
 _ANNOUNCE_RE = re.compile(
@@ -150,10 +150,9 @@ def _check_type(value: str | None, where: str) -> str:
 # -- RSS 2.0 (rss.arxiv.org/rss/cat1+cat2) ------------------------------------------------
 
 
-def parse_rss(data: bytes | etree._Element, *, date: str | None = None) -> FeedBatch:
-    root = data if isinstance(data, etree._Element) else parse_xml(data, "RSS feed")
+def parse_rss(root: etree._Element, *, date: str | None = None) -> FeedBatch:
     channel = root.find("channel")
-    if root.tag != "rss" or channel is None:
+    if channel is None:
         raise FeedError("RSS feed: no <rss><channel> (an error page instead of a feed?)")
     feed_date = _rfc822_date(_text(channel, "pubDate")) or date
     papers, types = [], []
@@ -187,18 +186,18 @@ def parse_rss(data: bytes | etree._Element, *, date: str | None = None) -> FeedB
 # -- Atom: the rss.arxiv.org/atom feed and API answers ------------------------------------
 
 
-def parse_atom(data: bytes | etree._Element, *, date: str | None = None,
+def parse_atom(root: etree._Element, *, date: str | None = None,
                categories: Iterable[str] = ()) -> FeedBatch:
-    """An Atom document: the announcement feed (has announce types) or an API answer."""
-    root = data if isinstance(data, etree._Element) else parse_xml(data, "Atom feed")
-    if root.tag != ATOM + "feed":
-        raise FeedError("Atom feed: the root is not <feed>")
+    """An Atom document: the announcement feed (has announce types) or an API answer.
+
+    An API answer is metadata only, or announcements too when `date` says which mailing.
+    """
     entries = root.findall("atom:entry", NS)
     if any(e.find("arxiv:announce_type", NS) is not None for e in entries) or (
         "rss.arxiv.org" in (_text(root, "atom:id") or "")
     ):
         return _parse_atom_announcement(root, entries, date)
-    return parse_api(root, date=date, categories=categories)
+    return api_batch(api_papers(root), date, categories)
 
 
 def _parse_atom_announcement(root: etree._Element, entries: list[etree._Element],
@@ -229,8 +228,6 @@ def _parse_atom_announcement(root: etree._Element, entries: list[etree._Element]
 
 def api_papers(root: etree._Element) -> list[Paper]:
     """Papers of an API answer (current or legacy format); an error feed raises FeedError."""
-    if root.tag != ATOM + "feed":
-        raise FeedError("arXiv API: the answer is not an Atom feed")
     papers = []
     for entry in root.iterfind("atom:entry", NS):
         entry_id = _text(entry, "atom:id") or ""
@@ -267,13 +264,6 @@ def api_announce_type(paper: Paper, categories: Iterable[str]) -> str:
     return "replace" if ours else "replace-cross"
 
 
-def parse_api(data: bytes | etree._Element, *, date: str | None = None,
-              categories: Iterable[str] = ()) -> FeedBatch:
-    """An API answer: metadata only, or announcements too when `date` says which mailing."""
-    root = data if isinstance(data, etree._Element) else parse_xml(data, "arXiv API answer")
-    return api_batch(api_papers(root), date, categories)
-
-
 def api_batch(papers: list[Paper], date: str | None, categories: Iterable[str]) -> FeedBatch:
     if date is None:
         return FeedBatch(source="api", date=None, papers=papers, empty=not papers)
@@ -292,9 +282,8 @@ _RDF_TITLE_RE = re.compile(
 RDF_ABOUT = "{" + NS["rdf"] + "}about"
 
 
-def parse_rdf(data: bytes | etree._Element, *, date: str | None = None) -> FeedBatch:
+def parse_rdf(root: etree._Element, *, date: str | None = None) -> FeedBatch:
     """The pre-2024 feed: announce type from the title suffix, HTML-escaped authors/abstract."""
-    root = data if isinstance(data, etree._Element) else parse_xml(data, "RDF feed")
     channel = root.find("rss1:channel", NS)
     stamp = _text(channel, "dc:date")
     feed_date = date
@@ -467,11 +456,11 @@ def _listing_paper(dd: lxml.html.HtmlElement, arxiv_id: str, version: int | None
 
 
 def sniff(data: bytes) -> str:
-    """'listing', 'rss', 'atom' (feed or API), 'rdf'; FeedError for anything else."""
+    """'listing' (HTML) or 'xml' (parse_any tells the XML formats apart by their root)."""
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if not head:
         raise FeedError("empty file or response")
-    if head.startswith(b"<!doctype html") or head.startswith(b"<html") or b"<html" in head[:512]:
+    if head.startswith(b"<!doctype html") or b"<html" in head[:512]:
         return "listing"
     if not head.startswith(b"<"):
         raise FeedError("not XML or HTML (an error message instead of a feed?): "
@@ -488,7 +477,7 @@ def parse_any(data: bytes, *, date: str | None = None, categories: Iterable[str]
         root = parse_xml(data, "document")
         tag = etree.QName(root).localname
         ns = etree.QName(root).namespace
-        if tag == "rss":
+        if root.tag == "rss":  # RSS 2.0 has no namespace
             return parse_rss(root, date=date)
         if tag == "feed" and ns == NS["atom"]:
             return parse_atom(root, date=date, categories=categories)
