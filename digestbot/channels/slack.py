@@ -57,6 +57,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from digestbot import commands, delivery
+from digestbot.commands import label
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
 from digestbot.models import Digest, DigestEntry
@@ -135,10 +136,6 @@ def _esc(text: str | None, limit: int) -> str:
     return fit(escape(clip(text, limit)), limit)
 
 
-def _label(lang: str, zh: str, en: str) -> str:
-    return zh if lang == "zh" else en if lang == "en" else f"{zh} / {en}"
-
-
 def _mrkdwn(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": fit(text, SECTION_CHARS)}
 
@@ -161,7 +158,7 @@ def _count(total: int, lang: str) -> str:
 def header_text(digest: Digest) -> str:
     """`arXiv 每日学术速递 · 2026-08-13 · 后训练 · 22 篇` (plain text, ≤ 150 characters)."""
     lang = digest.subscriber.lang
-    title = _label(lang, "arXiv 每日学术速递", "arXiv daily digest")
+    title = label(lang, "arXiv 每日学术速递", "arXiv daily digest")
     topic = lead_topic(digest)
     if len(digest.topics) > 1:
         topic += " 等" if lang != "en" else " and more"
@@ -179,7 +176,7 @@ def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
         lines.append(_esc(e.title_zh, 300))
     lines.append(f"`{percent(entry.best_score)}` · {escape(announce_label(a.announce_type, lang))}"
                  f" · `{escape(p.id)}` · <{escape(p.pdf_url)}|PDF>")
-    hit_label = _label(lang, "专题命中", "Topic match")
+    hit_label = label(lang, "专题命中", "Topic match")
     for hit in entry.hits[:3]:
         reason = f": {_esc(hit.reason, 250)}" if hit.reason else ""
         lines.append(f"*{hit_label}* {_esc(hit.topic_name, 60)} {percent(hit.score)}{reason}")
@@ -207,14 +204,14 @@ def _footer(digest: Digest, lang: str, more: bool) -> dict[str, Any]:
         f"{escape(topic_name(t, lang))}"
         + (f" ≥{digest.thresholds[t.slug]}%" if t.slug in digest.thresholds else "")
         for t in digest.topics)
-    texts = [_label(lang, f"本频道订阅了:{topics}。用 `/arxiv list` 查看,`/arxiv help` 查看命令。",
-                    f"This channel follows: {topics}. `/arxiv list` shows settings, "
-                    "`/arxiv help` the commands.")]
+    texts = [label(lang, f"本频道订阅了:{topics}。用 `/arxiv list` 查看,`/arxiv help` 查看命令。",
+                   f"This channel follows: {topics}. `/arxiv list` shows settings, "
+                   "`/arxiv help` the commands.")]
     if more and digest.more:
-        texts.insert(0, _label(lang, f"另有 {digest.more} 篇达到阈值,未在本期显示。",
-                               f"{digest.more} more matching papers not shown."))
-    texts.append(_label(lang, "元数据来自 arXiv (CC0),AI 内容由模型生成,可能有误。",
-                        "Metadata from arXiv (CC0); AI-written text may contain mistakes."))
+        texts.insert(0, label(lang, f"另有 {digest.more} 篇达到阈值,未在本期显示。",
+                              f"{digest.more} more matching papers not shown."))
+    texts.append(label(lang, "元数据来自 arXiv (CC0),AI 内容由模型生成,可能有误。",
+                       "Metadata from arXiv (CC0); AI-written text may contain mistakes."))
     return _context(*texts)
 
 
@@ -243,14 +240,14 @@ def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
             blocks += _entry_blocks(entry, lang)
         blocks.append(_footer(digest, lang, more=True))
         return [SlackMessage(_fallback(head, entries), blocks, [e.paper.id for e in entries])]
-    where = _label(lang, "完整列表见本消息的讨论串(thread)回复。", "The full list is in this thread.")
+    where = label(lang, "完整列表见本消息的讨论串(thread)回复。", "The full list is in this thread.")
     if mode == "sequential":
-        where = _label(lang, "完整列表见下方消息。", "The full list follows below.")
+        where = label(lang, "完整列表见下方消息。", "The full list follows below.")
     top = "\n".join(
         f"{i}. `{percent(e.best_score)}` <{escape(e.paper.abs_url)}|{_esc(e.paper.title, 200)}>"
         for i, e in enumerate(entries[:SUMMARY_TITLES], 1))
-    intro = _label(lang, f"共 {len(entries)} 篇,按匹配度排序。最高匹配:",
-                   f"{len(entries)} papers by match score. Top matches:")
+    intro = label(lang, f"共 {len(entries)} 篇,按匹配度排序。最高匹配:",
+                  f"{len(entries)} papers by match score. Top matches:")
     summary = SlackMessage(_fallback(head, entries[:SUMMARY_TITLES]), [
         header, _section(f"{intro}\n{top}\n\n{where}"), _footer(digest, lang, more=True)])
     messages = [summary]

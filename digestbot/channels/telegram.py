@@ -49,6 +49,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from digestbot import commands, delivery, subscribers
+from digestbot.commands import label
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, UsageError
 from digestbot.models import Digest, DigestEntry
@@ -79,10 +80,6 @@ def telegram_len(text: str) -> int:
 
 def _zh(lang: str) -> bool:
     return lang != "en"
-
-
-def _label(lang: str, zh: str, en: str) -> str:
-    return commands.label(lang, zh, en)
 
 
 def render_telegram(digest: Digest, limit: int = MESSAGE_LIMIT) -> list[str]:
@@ -159,16 +156,16 @@ def _header(digest: Digest, lang: str) -> str:
     names = sep.join(shown)
     if len(shown) < len(digest.topics):
         hidden = len(digest.topics) - len(shown)
-        names += _label(lang, f" 等 {hidden} 个主题", f" and {hidden} more topics")
+        names += label(lang, f" 等 {hidden} 个主题", f" and {hidden} more topics")
     count = {"en": f"{digest.total} paper{'' if digest.total == 1 else 's'}",
              "zh": f"{digest.total} 篇"}.get(lang, f"{digest.total} 篇 / papers")
-    lines = [f"<b>{_label(lang, 'arXiv 每日学术速递', 'arXiv daily digest')}</b> · "
+    lines = [f"<b>{label(lang, 'arXiv 每日学术速递', 'arXiv daily digest')}</b> · "
              f"{escape(digest.date)}", f"{names} · {count}"]
     if digest.more:
-        lines.append(_label(lang, f"另有 {digest.more} 篇达到阈值,本期未显示",
-                            f"{digest.more} more matching papers not shown"))
-    lines.append(_label(lang, "/list 查看订阅 · /help 全部命令",
-                        "/list your subscription · /help all commands"))
+        lines.append(label(lang, f"另有 {digest.more} 篇达到阈值,本期未显示",
+                           f"{digest.more} more matching papers not shown"))
+    lines.append(label(lang, "/list 查看订阅 · /help 全部命令",
+                       "/list your subscription · /help all commands"))
     return "\n".join(lines)
 
 
@@ -205,13 +202,13 @@ def _format_entry(entry: DigestEntry, lang: str, f: dict[str, str]) -> str:
         lines.append(escape(f["title_zh"]))
     if "institutions" in f:
         lines.append(f"🏛 {escape(f['institutions'])}")
-    hit_label = _label(lang, "专题命中", "Topic match")
+    hit_label = label(lang, "专题命中", "Topic match")
     lines += [f"🎯 <i>{hit_label}</i> {escape(v)}" for k, v in f.items() if k.startswith("hit")]
     if "summary_zh" in f:
         lines.append(f"💡 <i>AI总结</i> {escape(f['summary_zh'])}")
     if "summary_en" in f:
         lines.append(f"💡 <i>TL;DR</i> {escape(f['summary_en'])}")
-    lines.append(f'<a href="{abs_url}">{_label(lang, "摘要", "Abstract")}</a> · '
+    lines.append(f'<a href="{abs_url}">{label(lang, "摘要", "Abstract")}</a> · '
                  f'<a href="{pdf_url}">PDF</a>')
     return "\n".join(lines)
 
@@ -580,7 +577,7 @@ class _Bot:
             report = await delivery.deliver_row(self.store, self.sender, reply.delivery_id)
             if not report.sent:
                 lang = commands.reply_lang(self.store, "telegram", str(chat_id))
-                await context.bot.send_message(chat_id, commands.label(
+                await context.bot.send_message(chat_id, label(
                     lang, "发送失败,稍后会自动重试。",
                     "Sending failed; it will be retried automatically."))
         if reply.digest is not None:
