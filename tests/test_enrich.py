@@ -15,10 +15,15 @@ from digestbot import subscribers
 from digestbot.cli import main
 from digestbot.config import Settings, load_settings
 from digestbot.enrich import offline, prompts
-from digestbot.enrich.pipeline import get_enrichment, run_pipeline
+from digestbot.enrich.pipeline import (
+    MAX_FAILED_CALLS,
+    OFFLINE_MODEL,
+    get_enrichment,
+    run_pipeline,
+)
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.store import Store
-from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, blank
+from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, Reply, blank
 
 DAY = "2026-08-13"
 KEY = OPENAI_TEST_KEY
@@ -140,6 +145,23 @@ def test_a_replaced_version_is_scored_and_enriched_again(
     assert (report.score_calls, report.enrich_calls) == (1, 1)
     assert get_enrichment(store, "2608.00001", 2).title_zh.endswith("revised")
     assert get_enrichment(store, "2608.00001", 1) is not None  # the old version's stays
+
+
+def test_an_enrichment_that_keeps_failing_is_given_up_and_the_offline_one_stays(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI) -> None:
+    add_papers(store, TITLES[:1])
+    subscribe(store, 1, ["post-training"])
+    fake.script(Reply())  # the first run's scoring call, answered from the request
+    for _ in range(MAX_FAILED_CALLS):
+        fake.script(blank(), blank())  # the answer and its retry: one failed call
+        report = run_pipeline(llm_settings, store)
+        assert (report.enrich_calls, report.failures) == (1, 1)
+    assert get_enrichment(store, "2608.00001", 1).model == OFFLINE_MODEL
+    before = len(fake.bodies)
+    report = run_pipeline(llm_settings, store)
+    assert len(fake.bodies) == before and report.enrich_calls == 0
+    assert report.cached == 2  # the scores and the offline enrichment
+    assert get_enrichment(store, "2608.00001", 1).model == OFFLINE_MODEL
 
 
 def test_tokens_and_cached_tokens_reach_stats(

@@ -308,13 +308,10 @@ def above_threshold(store: Store, papers: Sequence[Paper]) -> list[Paper]:
 
 async def enrich_papers(store: Store, papers: Sequence[Paper], llm: LLMClient | None,
                         first_pages: FirstPages, report: PipelineReport) -> None:
-    model = llm.model if llm else OFFLINE_MODEL
-    done = _enriched_keys(store, papers, model)
-    retry_blocked = _failed_often(store, "enrich") if llm else set()
+    done = _enriched_keys(store, papers, llm)
     todo = []
     for paper in papers:
-        key = (paper.id, paper.version)
-        if key in done or (llm and key in retry_blocked and _has_any_enrichment(store, key)):
+        if (paper.id, paper.version) in done:
             report.cached += 1
         else:
             todo.append(paper)
@@ -403,20 +400,17 @@ def _institutions_json(items: Sequence[Institution]) -> str:
     return json.dumps([{"name": i.name, "name_zh": i.name_zh} for i in items], ensure_ascii=False)
 
 
-def _enriched_keys(store: Store, papers: Sequence[Paper], model: str) -> set[Key]:
-    """Versions already enriched: by this prompt and model, or (offline) by anything at all,
-    so an offline run never shadows a model's work."""
-    keys = set()
-    for row in _rows_for(store, "enrichments", [p.id for p in papers]):
-        if model == OFFLINE_MODEL or (row["model"] == model
-                                      and row["prompt_version"] == prompts.PROMPT_VERSION):
-            keys.add((row["arxiv_id"], row["version"]))
-    return keys
-
-
-def _has_any_enrichment(store: Store, key: Key) -> bool:
-    return bool(list(store.db.query(
-        "select 1 from enrichments where arxiv_id = ? and version = ?", list(key))))
+def _enriched_keys(store: Store, papers: Sequence[Paper], llm: LLMClient | None) -> set[Key]:
+    """Versions that need no new enrichment: offline, any at all (an offline run never shadows
+    a model's work); with the LLM, this prompt and model's, or any for a version whose calls
+    failed too often (retrying would only fail again)."""
+    rows = _rows_for(store, "enrichments", [p.id for p in papers])
+    enriched = {(r["arxiv_id"], r["version"]) for r in rows}
+    if llm is None:
+        return enriched
+    current = {(r["arxiv_id"], r["version"]) for r in rows
+               if r["model"] == llm.model and r["prompt_version"] == prompts.PROMPT_VERSION}
+    return current | (enriched & _failed_often(store, "enrich"))
 
 
 def get_enrichment(store: Store, arxiv_id: str, version: int) -> Enrichment | None:
