@@ -106,7 +106,8 @@ def test_one_connection_for_a_batch_and_reconnect_after_a_drop(
             self.calls += 1
             if self.calls == 1:
                 smtp.restart()
-            await_peer.append(sender._smtp.transport.get_extra_info("sockname"))
+            # One row at a time, so the connection just checked in is the one it used.
+            await_peer.append(sender._idle[-1].transport.get_extra_info("sockname"))
 
     await_peer: list = []
     report = run_send(settings, store, now=NOW, senders={"email": DropAfterFirst()})

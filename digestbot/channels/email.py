@@ -208,7 +208,6 @@ class EmailSender:
         self.config = SmtpConfig(settings.smtp_url.get())
         self.tls_context = tls_context
         self._idle: list[aiosmtplib.SMTP] = []  # open and not in use, last used at the end
-        self._smtp: aiosmtplib.SMTP | None = None  # the connection used last
 
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self.config
@@ -229,7 +228,6 @@ class EmailSender:
         return None
 
     def _checkin(self, smtp: aiosmtplib.SMTP) -> None:
-        self._smtp = smtp
         if smtp.is_connected:
             self._idle.append(smtp)
 
@@ -273,7 +271,7 @@ class EmailSender:
                 raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
 
     async def aclose(self) -> None:
-        idle, self._idle, self._smtp = self._idle, [], None
+        idle, self._idle = self._idle, []
         for smtp in idle:
             await _quit(smtp)
 
