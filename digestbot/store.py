@@ -236,8 +236,8 @@ class Store:
         return [r["date"] for r in rows]
 
     def latest_announcement_date(self) -> str | None:
-        dates = self.announcement_dates()
-        return dates[-1] if dates else None
+        # Asked on every delivery tick: max() reads one end of the (date, arxiv_id) key.
+        return next(iter(self.db.query("select max(date) d from announcements")))["d"]
 
     def log_fetch(self, source: str, date: str | None, status: str, items: int, detail: str = "") -> None:
         self.db["fetch_log"].insert(
@@ -267,7 +267,7 @@ class Store:
         return {
             "papers": count("select count(*) n from papers"),
             "announcements": by("announcements", "announce_type"),
-            "announcement_dates": len(self.announcement_dates()),
+            "announcement_dates": count("select count(distinct date) n from announcements"),
             "scores": count("select count(*) n from scores"),
             "enriched": count(
                 "select count(*) n from (select distinct arxiv_id, version from enrichments)"
