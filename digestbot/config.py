@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -294,8 +294,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             values[key.name] = key.default
             continue
         values[key.name] = key.parse(source, raw)
-    names = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in names}, config_path=path)
+    return Settings(**values, config_path=path)
 
 
 def _warn_unknown_env(env: Mapping[str, str]) -> None:
