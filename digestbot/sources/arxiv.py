@@ -438,7 +438,7 @@ def _combine(results: list[FetchResult]) -> FetchResult:
 def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
     if args.since and args.feed:
         raise UsageError("--since asks the API; it cannot be combined with --feed")
-    with Store(settings.db) as store, _Progress("fetching arXiv… / 正在获取"):
+    with Store(settings.db) as store, _Progress("正在获取 arXiv… / fetching arXiv…"):
         result = fetch(settings, store, feeds=args.feed, date=args.date,
                        no_api=args.no_api, since=args.since)
     print(result.message)
