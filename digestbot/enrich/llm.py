@@ -78,10 +78,6 @@ class Outcome(Generic[M]):
     # False when the breaker skipped the call: nothing was sent, nothing is recorded.
     called: bool = True
 
-    @property
-    def ok(self) -> bool:
-        return self.value is not None
-
 
 class LLMClient:
     """`ask()` for a validated JSON answer; use `async with` so the connections close."""
