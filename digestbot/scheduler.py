@@ -244,7 +244,6 @@ class Service:
         if self.stopping:
             return None
         started = self.clock.now()
-        expected = expected_announcement_date(started)
         async with self._tracked(), self._work:
             covered = _subscription_fingerprint(self.store)
             outcome: FetchOutcome = await in_daemon_thread(
@@ -256,9 +255,9 @@ class Service:
         tail = f"; next attempt {nxt.astimezone(ET):%a %H:%M} ET" if nxt else ""
         # arXiv unreachable is said here, once per attempt (the sources log theirs at debug).
         log.log(logging.WARNING if outcome.error else logging.INFO, "%s; announcement %s %s%s",
-                outcome.summary(), expected, "seen" if outcome.seen else "not seen", tail)
+                outcome.summary(), outcome.expected, "seen" if outcome.seen else "not seen", tail)
         if nxt is None and not outcome.seen and not self.stopping:
-            log.info("no announcement for %s (holiday?); next fetch %s ET", expected,
+            log.info("no announcement for %s (holiday?); next fetch %s ET", outcome.expected,
                      f"{next_fetch_time(now).astimezone(ET):%a %Y-%m-%d %H:%M}")
         if nxt and self.scheduler and not self.stopping:
             self.scheduler.add_job(self.fetch_cycle, self._trigger(DateTrigger(run_date=nxt)),
