@@ -126,7 +126,8 @@ def check_csrf(secret: bytes, cookie: str | None, field: str | None) -> bool:
 # -- the links emails carry -------------------------------------------------------------------
 
 
-def _link(settings: Settings, path: str, token: str) -> str | None:
+def public_link(settings: Settings, path: str, token: str) -> str | None:
+    """`{DIGESTBOT_PUBLIC_URL}{path}?token=…`, the shape of every link a message carries."""
     if not settings.public_url:
         return None
     return f"{settings.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
@@ -135,7 +136,7 @@ def _link(settings: Settings, path: str, token: str) -> str | None:
 def confirm_url(settings: Settings, subscriber: Subscriber, *, now: float | None = None) -> str | None:
     """The double opt-in link; None without DIGESTBOT_PUBLIC_URL (no address to send)."""
     token = sign(secret_of(settings), CONFIRM, str(subscriber.id), CONFIRM_TTL, now=now)
-    return _link(settings, "/confirm", token)
+    return public_link(settings, "/confirm", token)
 
 
 def preferences_url(
@@ -149,4 +150,4 @@ def preferences_url(
     if not settings.public_url or not settings.secret:
         return None
     token = sign(secret_of(settings), PREFERENCES, str(subscriber.id), PREFERENCES_TTL, now=now)
-    return _link(settings, "/preferences", token)
+    return public_link(settings, "/preferences", token)

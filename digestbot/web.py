@@ -18,11 +18,10 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
-from digestbot import render, subscribers, web_pages, web_signup
+from digestbot import render, signing, subscribers, web_pages, web_signup
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
 from digestbot.models import Subscriber
@@ -70,9 +69,7 @@ _HIDE_TOKENS = _HideTokens()
 
 def unsubscribe_url(settings: Settings, token: str) -> str | None:
     """The link put in emails and chat footers; None without DIGESTBOT_PUBLIC_URL."""
-    if not settings.public_url or not token:
-        return None
-    return f"{settings.public_url.rstrip('/')}/unsubscribe?{urlencode({'token': token})}"
+    return signing.public_link(settings, "/unsubscribe", token) if token else None
 
 
 def make_app(settings: Settings) -> web.Application:
