@@ -53,7 +53,6 @@ class CommandContext:
     channel: str
     address: str
     may_manage: bool = True
-    is_group: bool = False
     now: datetime | None = None
 
 

@@ -94,8 +94,8 @@ def test_expired_custom_button_is_explained(store, settings):
 
 
 def test_group_members_read_but_only_admins_change(store, settings):
-    admin = CommandContext("telegram", "-1001", may_manage=True, is_group=True, now=NOW)
-    member = CommandContext("telegram", "-1001", may_manage=False, is_group=True, now=NOW)
+    admin = CommandContext("telegram", "-1001", may_manage=True, now=NOW)
+    member = CommandContext("telegram", "-1001", may_manage=False, now=NOW)
     run(store, settings, "subscribe", "后训练", ctx=admin)
     before = snapshot(store)
     for name, arg in [("subscribe", "智能体"), ("unsubscribe", "all"), ("tz", "UTC"),
@@ -193,7 +193,7 @@ def test_help_lists_every_command_with_an_example(store, settings):
 def test_help_states_the_rule_of_the_asking_channel(store, settings):
     """Telegram groups need an admin, Slack channels a full member: neither rule on the other."""
     telegram = run(store, settings, "help").text
-    slack = run(store, settings, "help", ctx=CommandContext("slack", "C0123", is_group=True)).text
+    slack = run(store, settings, "help", ctx=CommandContext("slack", "C0123")).text
     assert "管理员" in telegram and "成员" not in telegram
     assert "管理员" not in slack and "正式成员" in slack
 

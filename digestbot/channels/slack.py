@@ -552,8 +552,7 @@ class SlackCommands:
             refusal = await self.refusal(channel, user)
             if refusal is not None:
                 return commands.Reply(refusal)
-        ctx = commands.CommandContext(channel="slack", address=channel,
-                                      is_group=not channel.startswith("D"))
+        ctx = commands.CommandContext(channel="slack", address=channel)
         return commands.execute(self.store, self.settings, ctx, name, arg)
 
     async def refusal(self, channel: str, user: str) -> str | None:

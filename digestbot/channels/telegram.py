@@ -548,12 +548,11 @@ class _Bot:
                        user_id: int | None) -> commands.CommandContext:
         chat = update.effective_chat
         assert chat is not None
-        is_group = chat.type in _GROUPS
         may_manage = True
-        if is_group and commands.mutates(name):
+        if chat.type in _GROUPS and commands.mutates(name):
             may_manage = await self._is_admin(context, update, chat.id, user_id)
         return commands.CommandContext(channel="telegram", address=str(chat.id),
-                                       may_manage=may_manage, is_group=is_group)
+                                       may_manage=may_manage)
 
     async def _is_admin(self, context: ContextTypes.DEFAULT_TYPE, update: Update, chat_id: int,
                         user_id: int | None) -> bool:
