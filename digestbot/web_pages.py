@@ -157,6 +157,13 @@ def _place(topic: Topic) -> dict[str, Any]:
     return {"area": None, "group": None}
 
 
+def _missing() -> aioweb.Response:
+    """404 for a day or topic that does not exist (not_found.html is about emailed links)."""
+    return web.page("notice.html", status=404, title_zh="没有这个页面", title_en="No such page",
+                    text_zh="日期或主题不存在。", text_en="That date or topic does not exist.",
+                    link="/d", link_text="最新一期 / Latest day")
+
+
 def _public(response: aioweb.StreamResponse) -> aioweb.StreamResponse:
     response.headers["Cache-Control"] = PUBLIC_CACHE
     return response
@@ -198,7 +205,7 @@ async def day_page(request: aioweb.Request) -> aioweb.StreamResponse:
     store = request.app[web.STORE]
     day = _day(request.match_info["day"])
     if day is None:
-        return web.page("not_found.html", status=404)
+        return _missing()
     min_score = _min_score(request)
     announced = bool(store.announcements_on(day))
     return _public(web.page(
@@ -214,7 +221,7 @@ async def topic_page(request: aioweb.Request) -> aioweb.StreamResponse:
     day = _day(request.match_info["day"])
     topic = _topic(store, request.match_info["topic"])
     if day is None or topic is None:
-        return web.page("not_found.html", status=404)
+        return _missing()
     if request.match_info["topic"] != topic.slug:
         raise aioweb.HTTPMovedPermanently(f"/d/{day}/{topic.slug}")
     min_score = _min_score(request)
@@ -231,7 +238,7 @@ async def feed(request: aioweb.Request) -> aioweb.StreamResponse:
     store = request.app[web.STORE]
     topic = _topic(store, request.match_info["topic"])
     if topic is None:
-        return web.page("not_found.html", status=404)
+        return _missing()
     min_score = _min_score(request)
     entries = recent_entries(store, topic, min_score)
     base = _base_url(request)

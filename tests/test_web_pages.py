@@ -104,7 +104,9 @@ async def test_picker_names_and_missing_pages() -> None:
         r = await c.get(f"/d/{DAY}/后训练")
         assert r.status_code == 301 and r.headers["location"] == f"/d/{DAY}/post-training"
         assert (await c.get("/d/2026-02-30")).status_code == 404
-        assert (await c.get(f"/d/{DAY}/no-such-topic")).status_code == 404
+        missing = await c.get(f"/d/{DAY}/no-such-topic")
+        assert missing.status_code == 404 and "没有这个页面" in missing.text
+        assert "退订" not in missing.text  # not the emailed-link page
         holiday = await c.get("/d/2026-08-15/post-training")
         assert holiday.status_code == 404 and "没有 arXiv 公告" in holiday.text
         assert (await c.get("/feed/no-such-topic.xml")).status_code == 404
