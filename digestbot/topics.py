@@ -193,14 +193,16 @@ def get_topic(slug: str, store: Store | None = None) -> Topic:
     raise KeyError(slug)
 
 
-def _is_cjk(text: str) -> bool:
+def is_cjk(text: str) -> bool:
+    """Whether `text` has a Chinese character: one test for term matching, custom topics and
+    the translation check, so they agree on what counts as Chinese."""
     return any("\u3400" <= ch <= "\u9fff" for ch in text)
 
 
 def _similarity(query: str, key: str) -> float:
     """0–1: how close a query is to a name (both casefolded, spaces kept); fuzzy, CJK-aware."""
     q, k = normalize(query), normalize(key)
-    if _is_cjk(q) or _is_cjk(k):
+    if is_cjk(q) or is_cjk(k):
         if min(len(q), len(k)) >= 2 and (q in k or k in q):
             return 0.6 + 0.35 * min(len(q), len(k)) / max(len(q), len(k))
         # Chinese names share characters rather than spelling: 训练后 ≈ 后训练.
@@ -303,13 +305,13 @@ def custom_terms(text: str) -> tuple[list[str], list[str], dict[str, int]]:
             add(run, 3)
         for i in range(len(run) - 1):
             add(run[i : i + 2], 1)
-    if _is_cjk(text):
+    if is_cjk(text):
         for topic, en_weights in _borrowed(text):
             log.debug("custom topic %r borrows terms of %s", text, topic)
             for term, weight in en_weights.items():
                 add(term, weight)
-    terms_en = [t for t in weights if not _is_cjk(t)]
-    terms_zh = [t for t in weights if _is_cjk(t)]
+    terms_en = [t for t in weights if not is_cjk(t)]
+    terms_zh = [t for t in weights if is_cjk(t)]
     return terms_en, terms_zh, weights
 
 
@@ -318,7 +320,7 @@ def _borrowed(text: str) -> Iterator[tuple[str, dict[str, int]]]:
     for topic in load_catalogue().topics.values():
         zh_names = [topic.name_zh, *topic.aliases,
                     *(t for t in topic.terms_zh if topic.term_weights.get(t) == 3)]
-        if any(_is_cjk(n) and len(normalize(n)) >= 2 and normalize(n) in key for n in zh_names):
+        if any(is_cjk(n) and len(normalize(n)) >= 2 and normalize(n) in key for n in zh_names):
             yield topic.slug, {
                 t: topic.term_weights[t] - 1
                 for t in topic.terms_en

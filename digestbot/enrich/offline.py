@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from digestbot.models import Topic
+from digestbot.topics import is_cjk
 
 SCORER = "offline-v1"
 
@@ -47,10 +48,6 @@ NO_MATCH = "未命中关键词 / no keyword matched"
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
 Key = tuple[str, str]  # ("x", exact form) for acronyms, ("f", folded stem) otherwise
-
-
-def _is_cjk(text: str) -> bool:
-    return any("\u3400" <= ch <= "\u9fff" for ch in text)
 
 
 def _is_acronym(token: str) -> bool:
@@ -85,7 +82,7 @@ class _Matcher:
 
 
 def _compile_term(term: str, weight: int) -> _Term:
-    if _is_cjk(term):
+    if is_cjk(term):
         return _Term(term, weight, ())
     tokens = _TOKEN_RE.findall(term)
     variants = [tuple(_term_key(t) for t in tokens)]

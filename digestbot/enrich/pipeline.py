@@ -336,7 +336,7 @@ async def _llm_enrichment(store: Store, llm: LLMClient, first_pages: FirstPages,
     def check(answer: prompts.EnrichAnswer) -> None:
         # A summary passed off as the translation is the typical failure; Chinese runs at
         # roughly a third of the English character count, a summary far below that.
-        if not re.search(r"[\u3400-\u9fff]", answer.abstract_zh):
+        if not catalogue.is_cjk(answer.abstract_zh):
             raise AnswerError("abstract_zh must be a Chinese translation")
         if len(answer.abstract_zh) < 0.15 * len(paper.abstract):
             raise AnswerError("abstract_zh is a summary; translate the whole abstract")
