@@ -494,13 +494,11 @@ def cmd_threshold(store: Store, settings: Settings, ctx: CommandContext, arg: st
                      f"Threshold set to {threshold}% for {', '.join(names)}."))
 
 
-def _setting(field_name: str, usage_zh: str, usage_en: str,
+def _setting(field_name: str, validate: Callable[[str], str], usage_zh: str, usage_en: str,
              done: Callable[[Subscriber, str], str]) -> Callable[..., Reply]:
     def run(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:
         if not arg:
             return Reply(say(lang, usage_zh, usage_en))
-        validate = {"send_at": subscribers.validate_time, "tz": subscribers.validate_tz,
-                    "lang": subscribers.validate_lang}[field_name]
         value = validate(arg)
         with store.db.atomic():
             sub = _ensure_subscriber(store, ctx)
@@ -511,17 +509,20 @@ def _setting(field_name: str, usage_zh: str, usage_en: str,
 
 
 cmd_time = _setting(
-    "send_at", "用法:/time 08:30(当地时间,24 小时制)", "Usage: /time 08:30 (local time, 24-hour)",
+    "send_at", subscribers.validate_time,
+    "用法:/time 08:30(当地时间,24 小时制)", "Usage: /time 08:30 (local time, 24-hour)",
     lambda sub, lang: say(lang, f"推送时间已改为每天 {sub.send_at}({sub.tz})。",
                           f"Digests now arrive at {sub.send_at} ({sub.tz})."),
 )
 cmd_tz = _setting(
-    "tz", "用法:/tz Asia/Shanghai(IANA 时区名)", "Usage: /tz Europe/Berlin (an IANA time zone)",
+    "tz", subscribers.validate_tz,
+    "用法:/tz Asia/Shanghai(IANA 时区名)", "Usage: /tz Europe/Berlin (an IANA time zone)",
     lambda sub, lang: say(lang, f"时区已改为 {sub.tz};推送时间 {sub.send_at}。",
                           f"Time zone set to {sub.tz}; digests at {sub.send_at}."),
 )
 cmd_lang = _setting(
-    "lang", "用法:/lang zh | en | both", "Usage: /lang zh | en | both",
+    "lang", subscribers.validate_lang,
+    "用法:/lang zh | en | both", "Usage: /lang zh | en | both",
     lambda sub, lang: say(lang, f"语言已改为{_LANG_NAMES[sub.lang][0]}。",
                           f"Language set to {_LANG_NAMES[sub.lang][1]}."),
 )
