@@ -550,7 +550,7 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
             print(f"would send / 将发送: {line}")
         if not report.would_send:
             print("nothing would be sent / 没有待发送的摘要")
-        print(f"(dry run) nothing due for {report.empty + report.not_due}"
+        print(f"(试运行 / dry run) 无需发送 / nothing due for {report.empty + report.not_due}"
               f" ({report.not_due} not yet at their send time)")
         return 0
     print(report.summary())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from digestbot.config import Settings
 from digestbot.store import Store
 from digestbot.web import make_app, unsubscribe_url
 from tests.fakes.digests import add_subscriber
+from tests.fakes.smtp import free_port
 
 
 @pytest.fixture
@@ -114,9 +114,7 @@ async def test_access_log_hides_tokens(client, store: Store, caplog: pytest.LogC
 
 
 def test_serve_command_answers_and_stops_on_sigterm(settings: Settings) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # -v shows aiohttp's access log, which must not carry the tokens in the URLs.
     proc = subprocess.Popen([sys.executable, "-m", "digestbot", "-v", "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
