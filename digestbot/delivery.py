@@ -369,8 +369,9 @@ async def deliver_pending(
 ) -> DeliveryReport:
     """Attempt every ready row: one worker per channel, so a slow chat never holds up email.
 
-    Within a channel rows go one at a time (SMTP reuses one connection, chat services rate
-    limit per chat); a failure marks that row and the batch goes on.
+    Within a channel at most the sender's `concurrency` rows are in flight (SMTP keeps a few
+    connections open, chat senders pace each chat themselves); a failure marks that row and
+    the batch goes on.
     """
     now = _aware(now or datetime.now(UTC))
     report = report or DeliveryReport()
