@@ -108,12 +108,9 @@ class FakeTelegram:
     def fail_next(self, chat_id: int, status: int, description: str, *, after: int = 0,
                   **parameters: Any) -> None:
         """A message to `chat_id` fails with this Bot API error, once `after` more went through."""
-        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
-        if parameters:
-            body["parameters"] = parameters
         with self._cond:
             self._failures.setdefault(chat_id, deque()).append(
-                (len(self._sent_to(chat_id)) + after, Response.json(body, status)))
+                (len(self._sent_to(chat_id)) + after, _error(status, description, **parameters)))
 
     def _sent_to(self, chat_id: int) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["chat_id"] == chat_id]
