@@ -506,18 +506,16 @@ class SlackCommands:
             log.exception("slack: %s request failed", req.type)
 
     async def on_slash(self, payload: dict[str, Any]) -> commands.Reply:
-        name, arg = parse_command(payload.get("text", ""))
-        reply = await self.run(payload.get("channel_id", ""), payload.get("user_id", ""), name, arg)
-        await self.respond(payload, reply)
-        await self.deliver(payload, reply)
-        return reply
+        return await self._handle(payload, payload.get("text", ""))
 
     async def on_action(self, payload: dict[str, Any]) -> commands.Reply:
         action = (payload.get("actions") or [{}])[0]
-        name, arg = parse_command(action.get("value", ""))
-        channel = (payload.get("channel") or {}).get("id") or (
-            payload.get("container") or {}).get("channel_id", "")
-        reply = await self.run(channel, (payload.get("user") or {}).get("id", ""), name, arg)
+        return await self._handle(payload, action.get("value", ""))
+
+    async def _handle(self, payload: dict[str, Any], line: str) -> commands.Reply:
+        """A typed command and a button's are the same command line: run, answer, deliver."""
+        name, arg = parse_command(line)
+        reply = await self.run(*_asker(payload), name, arg)
         await self.respond(payload, reply)
         await self.deliver(payload, reply)
         return reply
@@ -537,7 +535,7 @@ class SlackCommands:
                 error = str(exc)
         else:
             return
-        channel = payload.get("channel_id") or (payload.get("channel") or {}).get("id", "")
+        channel, _ = _asker(payload)
         await self.respond(payload, commands.Reply(commands.say(
             commands.reply_lang(self.store, "slack", channel),
             f"发送失败({error})。如果是 not_in_channel,请先用 /invite 把机器人加入本频道,"
@@ -604,10 +602,17 @@ class SlackCommands:
             if response.status_code == 200:
                 return
             log.warning("slack: response_url answered HTTP %s", response.status_code)
-        channel = payload.get("channel_id") or (payload.get("channel") or {}).get("id")
-        user = payload.get("user_id") or (payload.get("user") or {}).get("id")
+        channel, user = _asker(payload)
         await self.client.chat_postEphemeral(channel=channel, user=user, text=message["text"],
                                              blocks=message.get("blocks"))
+
+
+def _asker(payload: dict[str, Any]) -> tuple[str, str]:
+    """(channel, user) of a request: slash commands carry flat ids, button clicks objects."""
+    channel = (payload.get("channel_id") or (payload.get("channel") or {}).get("id")
+               or (payload.get("container") or {}).get("channel_id") or "")
+    user = payload.get("user_id") or (payload.get("user") or {}).get("id") or ""
+    return channel, user
 
 
 class SocketModeHandle:
