@@ -1,8 +1,7 @@
 """`digestbot` subcommands: parse arguments, load settings, hand over to the stage modules.
 
 Each command's handler lives with its stage (`sources.arxiv.cmd_fetch`, `enrich.cmd_score`…)
-and is looked up lazily, so `digestbot --help` stays fast and a stage that has not been built
-yet says so instead of pretending.
+and is imported only when its command runs, so `digestbot --help` stays fast.
 """
 
 from __future__ import annotations
@@ -267,17 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve(command: str) -> Handler:
-    target = HANDLERS[command]
-    module_name, func_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-        return getattr(module, func_name)
-    except (ImportError, AttributeError) as exc:
-        # Only a missing stage is "not built"; an import error inside a built one is a bug.
-        missing = getattr(exc, "name", None)
-        if missing not in (module_name, func_name, None):
-            raise
-        raise UsageError(f"`digestbot {command}` is not built yet") from None
+    """Import the stage only when its command runs, so `--help` stays quick."""
+    module_name, func_name = HANDLERS[command].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
 
 
 def setup_logging(verbose: bool, as_json: bool) -> None:

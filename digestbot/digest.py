@@ -294,9 +294,7 @@ def _preview_text(settings: Settings, digest: Digest, fmt: str) -> str:
             preferences_url=signing.preferences_url(settings, digest.subscriber),
         )
         return email.html if fmt == "html" else f"Subject: {email.subject}\n\n{email.text}"
-    renderer = getattr(render, f"render_{fmt}", None)
-    if renderer is None:
-        raise UsageError(f"`digestbot preview --format {fmt}` is not built yet; use html or text")
+    renderer = render.render_telegram if fmt == "telegram" else render.render_slack
     return _as_text(renderer(digest))
 
 

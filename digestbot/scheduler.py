@@ -512,13 +512,7 @@ async def _start_optional(name: str, module: str, func: str, settings: Settings)
 
     Telegram or Slack being unreachable at start must not stop the morning email.
     """
-    try:
-        start = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        if getattr(exc, "name", None) not in (module, func, None):
-            raise
-        log.warning("%s channel unavailable in this build (%s.%s missing)", name, module, func)
-        return None
+    start = getattr(importlib.import_module(module), func)
     try:
         return await start(settings, settings.db)
     except Exception as exc:

@@ -77,7 +77,7 @@ def test_init_writes_commented_config_that_loads(isolated_env: Path, capsys) -> 
     assert (isolated_env / "digestbot.toml").read_text() == text
 
 
-def test_unbuilt_or_bad_usage_exits_2(capsys) -> None:
+def test_bad_usage_exits_2(capsys) -> None:
     assert main([]) == 2
     assert main(["sub"]) == 2
     assert main(["fetch", "--date", "yesterday"]) == 2
