@@ -247,6 +247,16 @@ class Settings:
     def llm_enabled(self) -> bool:
         return bool(self.openai_api_key)
 
+    @property
+    def mail_address(self) -> str:
+        """The bare address of `mail_from` (envelope sender, mailto: unsubscribe)."""
+        return parseaddr(self.mail_from)[1]
+
+    @property
+    def mail_domain(self) -> str:
+        """The From address's domain: Message-IDs and List-Id are made under it."""
+        return self.mail_address.rpartition("@")[2] or "localhost"
+
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:

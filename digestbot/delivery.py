@@ -35,7 +35,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time, timedelta
-from email.utils import parseaddr
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -294,10 +293,9 @@ def _message_id(settings: Settings, sub: Subscriber, date: str) -> str | None:
     """Chosen before the first attempt so every retry of this email carries the same one."""
     if sub.channel != "email":
         return None
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
     # Short enough to stay on one header line; the random part keeps it unique even if
     # the database is recreated and ids start over.
-    return f"<digest.{date}.{sub.id}.{secrets.token_hex(6)}@{domain}>"
+    return f"<digest.{date}.{sub.id}.{secrets.token_hex(6)}@{settings.mail_domain}>"
 
 
 # -- per-part progress (chat channels) ------------------------------------------------------

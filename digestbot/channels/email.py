@@ -23,7 +23,7 @@ from email.generator import BytesGenerator
 from email.header import Header
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -87,8 +87,8 @@ def flatten(msg: EmailMessage) -> bytes:
 def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> EmailMessage:
     """The digest email, with the Message-ID the outbox row chose before the first attempt."""
     sub = digest.subscriber
-    from_addr = parseaddr(settings.mail_from)[1]
-    domain = from_addr.rpartition("@")[2] or "localhost"
+    from_addr = settings.mail_address
+    domain = settings.mail_domain
     web_unsubscribe = web.unsubscribe_url(settings, sub.token)
     rendered = render.render_email(
         digest, unsubscribe_url=web_unsubscribe,
@@ -234,7 +234,7 @@ class EmailSender:
     async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
         # Flattened here with our policy: aiosmtplib's send_message would refold the Subject.
         data = flatten(build_message(self.settings, delivery, digest))
-        envelope_from = parseaddr(self.settings.mail_from)[1]
+        envelope_from = self.settings.mail_address
         where = f"{self.config.host}:{self.config.port}"
         smtp = self._checkout()
         # A reused connection the server has since closed gets one fresh retry.
@@ -297,13 +297,13 @@ async def send_notice(settings: Settings, *, to: str, subject: str, text: str, h
     DIGESTBOT_OUTBOX. No retry: the reader is waiting on the page, which tells them to try
     again; any failure is a `TransientError` naming the host, never the URL or password.
     """
-    from_addr = parseaddr(settings.mail_from)[1]
+    from_addr = settings.mail_address
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = settings.mail_from
     msg["To"] = to
     msg["Subject"] = subject
     msg["Date"] = format_datetime(datetime.now(UTC), usegmt=True)
-    msg["Message-ID"] = make_msgid(idstring="notice", domain=from_addr.rpartition("@")[2] or "localhost")
+    msg["Message-ID"] = make_msgid(idstring="notice", domain=settings.mail_domain)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
