@@ -151,7 +151,7 @@ def send(store: Store, n_send: int, in_process: bool) -> tuple[float, float, int
         now = datetime.now(UTC)
         plan(store, settings, DAY, now=now, force=True)
         start, cpu = time.perf_counter(), time.process_time()
-        report = asyncio.run(deliver_pending(store, settings, {"email": EmailSender(settings)}, now=now))
+        report = asyncio.run(deliver_pending(store, {"email": EmailSender(settings)}, now=now))
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         accepted = count.value
     if report.failed or report.permanent:

@@ -358,7 +358,6 @@ def ready_rows(store: Store, now: datetime) -> list[tuple[DeliveryRow, str]]:
 
 async def deliver_pending(
     store: Store,
-    settings: Settings,
     senders: dict[str, ChannelSender],
     *,
     dry_run: bool = False,
@@ -503,7 +502,7 @@ async def run_send_async(
         _plan(store, settings, date, now=now, force=force, report=report)
     senders = senders if senders is not None else build_senders(settings)
     try:
-        return await deliver_pending(store, settings, senders, dry_run=dry_run, now=now,
+        return await deliver_pending(store, senders, dry_run=dry_run, now=now,
                                      report=report)
     finally:
         for sender in senders.values():

@@ -208,16 +208,16 @@ async def test_transient_errors_back_off_and_give_up_after_max_attempts(
     senders = {"email": sender}
     now = NOW
     for attempt in range(1, delivery.MAX_ATTEMPTS):
-        report = await deliver_pending(store, settings, senders, now=now)
+        report = await deliver_pending(store, senders, now=now)
         [row] = rows(store)
         assert (report.failed, row["status"], row["attempts"]) == (1, "failed", attempt)
         assert row["last_error"] == "TransientError: 451 try later"
         wait = delivery.BACKOFF * 2 ** (attempt - 1)
         assert row["next_attempt_at"] == (now + wait).isoformat(timespec="seconds")
         # Not retried before its time.
-        assert (await deliver_pending(store, settings, senders, now=now + wait / 2)).failed == 0
+        assert (await deliver_pending(store, senders, now=now + wait / 2)).failed == 0
         now += wait
-    await deliver_pending(store, settings, senders, now=now)
+    await deliver_pending(store, senders, now=now)
     [row] = rows(store)
     assert row["status"] == "failed_permanent" and row["attempts"] == delivery.MAX_ATTEMPTS
     assert "gave up after 5 attempts" in row["last_error"]
@@ -235,7 +235,7 @@ async def test_permanent_error_marks_the_subscriber_and_others_continue(
     plan(store, settings, DAY, now=NOW)
     sender = Scripted(gone=[PermanentError("Forbidden: bot was blocked by the user", "blocked")],
                       weird=[RuntimeError("template exploded")])
-    report = await deliver_pending(store, settings, {"email": sender}, now=NOW)
+    report = await deliver_pending(store, {"email": sender}, now=NOW)
     assert (report.sent, report.failed, report.permanent) == (1, 1, 1)
     assert sender.sent == [("ada@example.org", ["2608.00001"])]
     blocked = subscribers.get(store, gone.id)
@@ -243,7 +243,7 @@ async def test_permanent_error_marks_the_subscriber_and_others_continue(
     statuses = {r["subscriber_id"]: r["status"] for r in rows(store)}
     assert statuses[gone.id] == "failed_permanent" and statuses[weird.id] == "failed"
     # Nothing more goes to the blocked subscriber, ever.
-    report = await deliver_pending(store, settings, {"email": sender}, now=NOW + timedelta(hours=1))
+    report = await deliver_pending(store, {"email": sender}, now=NOW + timedelta(hours=1))
     assert report.sent == 1 and sender.sent[-1][0] == "weird@example.org"
 
 
@@ -253,7 +253,7 @@ async def test_unsubscribed_before_delivery_is_cancelled(settings: Settings, sto
     plan(store, settings, DAY, now=NOW)
     subscribers.set_status(store, ada.id, "unsubscribed")
     sender = Scripted()
-    report = await deliver_pending(store, settings, {"email": sender}, now=NOW)
+    report = await deliver_pending(store, {"email": sender}, now=NOW)
     assert report.cancelled == 1 and sender.sent == []
     assert rows(store)[0]["status"] == "cancelled"
 
@@ -262,7 +262,7 @@ async def test_rows_of_an_unconfigured_channel_wait(settings: Settings, store: S
     add_paper(store, "2608.00001", 90)
     subscribers.add_or_update(store, channel="telegram", address="12345", topics=["post-training"])
     plan(store, settings, DAY, now=NOW, force=True)
-    report = await deliver_pending(store, settings, {"email": Scripted()}, now=NOW)
+    report = await deliver_pending(store, {"email": Scripted()}, now=NOW)
     assert report.waiting == {"telegram": 1} and rows(store)[0]["status"] == "pending"
     assert rows(store)[0]["message_id"] is None  # Message-IDs are for email only
     assert "1 telegram waiting" in report.summary()
