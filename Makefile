@@ -1,15 +1,23 @@
 # Two commands on a fresh machine with only python3: `make run` and `make test`.
+# Both install exactly requirements-dev.lock (every package pinned, with its hashes): pip
+# bootstraps the locked uv, and uv makes .venv match the lock (it also removes what the lock
+# no longer lists). `make lock` refreshes the locks to the newest versions the ranges allow.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements-dev.lock
+UV := $(BIN)/uv
+# One resolution for every platform and every Python the project supports.
+COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-version 3.11 --upgrade
 
-.PHONY: run test lint setup clean
+.PHONY: run test lint lock setup clean
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) requirements/uv.lock pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/uv.lock
+	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -25,6 +33,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+## Refresh the locks to the newest versions the ranges allow; `make test` then proves the upgrade
+lock: $(STAMP)
+	$(COMPILE) pyproject.toml requirements/build.in -o requirements.lock
+	$(COMPILE) pyproject.toml requirements/build.in --extra test -o $(LOCK)
+	$(COMPILE) requirements/uv.in -o requirements/uv.lock
 
 clean:
 	rm -rf $(VENV) var

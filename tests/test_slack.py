@@ -19,6 +19,7 @@ from digestbot import render, subscribers
 from digestbot.channels.slack import (
     ENTRIES_PER_MESSAGE,
     SlackSender,
+    _sdk_log,
     fit,
     header_text,
     make_sender,
@@ -371,8 +372,13 @@ async def test_webhook_429_waits_for_retry_after_and_never_logs_the_url(slack, s
     assert report.sent == 1 and len(slack.hooks["T0SECRET-B0SECRET-hooksecret"]) == 1
     refused, accepted = slack.hook_times["T0SECRET-B0SECRET-hooksecret"]
     assert accepted - refused >= 1.0
-    # slack-sdk logs the webhook URL, a credential, on a 429 retry (INFO) and every post (DEBUG).
-    assert "rate_limited" in caplog.text and "hooksecret" not in caplog.text
+    # The webhook URL is a credential: whatever slack-sdk logs on a post or a retry, at any
+    # level, the URL stays out (our assertion, not the library's wording, which changes).
+    assert "hooksecret" not in caplog.text
+    # And the redacting logger we hand slack-sdk does mask it when a line carries it.
+    _sdk_log("slack_sdk.webhook.async_client", url).info("retrying POST %s", "x")
+    _sdk_log("slack_sdk.webhook.async_client", url).info(f"retrying POST {url}")
+    assert "hooksecret" not in caplog.text and "retrying POST ***" in caplog.text
 
 
 async def test_bot_token_stays_out_of_debug_logs(slack, slack_settings, store, caplog):
@@ -381,7 +387,7 @@ async def test_bot_token_stays_out_of_debug_logs(slack, slack_settings, store, c
     slack.fail_next("chat.postMessage", status=429, retry_after=1)
     await run_send_async(slack_settings, store, now=NOW, force=True,
                          senders={"slack": sender_for(slack_settings)})
-    assert "chat.postMessage" in caplog.text and BOT_TOKEN not in caplog.text
+    assert len(slack.posted) == 1 and BOT_TOKEN not in caplog.text
 
 
 def test_cli_webhook_subscriber_end_to_end(slack, store, capsys):

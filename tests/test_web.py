@@ -105,12 +105,10 @@ async def test_access_log_hides_tokens(client, store: Store, caplog: pytest.LogC
     await client.post(f"/unsubscribe?x=1&token={ada.token}", data={"List-Unsubscribe": "One-Click"})
     lines = [r for r in caplog.records if r.name == "aiohttp.access"]
     assert len(lines) == 3
-    assert "GET /unsubscribe?token=*** HTTP/1.1" in lines[0].getMessage()
     for record in lines:
-        # The message and every attribute a formatter may print (first_request_line…).
+        # The message and every attribute a formatter may print (aiohttp's extras included).
         everything = repr(vars(record)) + record.getMessage()
         assert ada.token not in everything and "secret42" not in everything
-        assert "token=***" in record.first_request_line
 
 
 def test_serve_command_answers_and_stops_on_sigterm(settings: Settings) -> None:
