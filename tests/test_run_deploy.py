@@ -64,7 +64,7 @@ def test_dockerfile_is_slim_non_root_and_checks_health() -> None:
     assert re.search(r"^FROM python:3\.11-slim$", text, flags=re.M)
     users = re.findall(r"^USER (\S+)", text, flags=re.M)
     assert users and users[-1] not in ("root", "0")
-    assert "pip install ." in text
+    assert "pip install --no-deps --no-build-isolation ." in text  # after the lock: test_lock
     assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, flags=re.M)
     cmd = re.search(r"^CMD (\[.*\])$", text, flags=re.M)
     assert cmd and '"digestbot"' in cmd.group(1) and '"run"' in cmd.group(1)
