@@ -59,8 +59,11 @@ def test_digest_email_on_the_wire(smtp: SmtpServer, store: Store) -> None:
     assert msg["Message-ID"] == deliveries(store)[0]["message_id"]
     assert msg["Date"] and msg["List-Id"] == "arXiv daily digest <digest.example.org>"
     web_link = f"https://digest.example.org/unsubscribe?token={ada.token}"
-    assert msg["List-Unsubscribe"] == (
-        f"<mailto:digest@example.org?subject=unsubscribe-{ada.token}>, <{web_link}>")
+    mailto = f"mailto:digest@example.org?subject=unsubscribe-{ada.token}"
+    # On the wire as Gmail and Yahoo read it: the https link first, folded only between the
+    # URLs, never RFC 2047 encoded-words (the raw bytes, not our parser's reading of them).
+    assert f"\r\nList-Unsubscribe: <{web_link}>,\r\n <{mailto}>\r\n" in raw_headers
+    assert msg["List-Unsubscribe"] == f"<{web_link}>, <{mailto}>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
@@ -84,6 +87,16 @@ def test_without_public_url_only_mailto_and_no_one_click(smtp: SmtpServer, store
     msg = smtp.messages[0].message
     assert msg["List-Unsubscribe"] == f"<mailto:digestbot@localhost?subject=unsubscribe-{ada.token}>"
     assert msg["List-Unsubscribe-Post"] is None  # RFC 8058 needs an HTTPS link
+    assert b"=?" not in smtp.messages[0].data.split(b"List-Unsubscribe:")[1].split(b"\r\n")[0]
+
+
+def test_plain_http_public_url_gets_no_one_click_header(smtp: SmtpServer, store: Store) -> None:
+    add_paper(store, "2608.00001", 90)
+    add_subscriber(store, "ada@example.org")
+    run_send(smtp_settings(smtp, public_url="http://digest.example.org/"), store, now=NOW)
+    raw = smtp.messages[0].data.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nList-Unsubscribe: <http://digest.example.org/unsubscribe?token=" in raw
+    assert b"List-Unsubscribe-Post" not in raw  # RFC 8058: one-click only over https
 
 
 def test_one_connection_for_a_batch_and_reconnect_after_a_drop(

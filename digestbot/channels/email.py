@@ -13,6 +13,7 @@ which receiving clients use to fold the copies into one.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -25,7 +26,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiosmtplib
 
@@ -40,28 +41,51 @@ SMTP_TIMEOUT = 30.0
 
 
 class _Policy(policy.EmailPolicy):
-    """`policy.SMTP`, except that a non-ASCII Subject is folded by `email.header.Header`.
+    """`policy.SMTP`, except for two headers the modern folder gets wrong on the wire.
 
-    The modern folder drops the space at a fold between two encoded-words (CPython issue
-    144156 and friends), so "后训练 等 22 篇" arrived as "后训练等 22 篇"; the legacy encoder
-    keeps spaces inside the encoded-words.
+    - A non-ASCII Subject is folded by `email.header.Header`: the modern folder drops the
+      space at a fold between two encoded-words (CPython issue 144156 and friends), so
+      "后训练 等 22 篇" arrived as "后训练等 22 篇"; the legacy encoder keeps them.
+    - List-Unsubscribe is written as it is, `<https://…>,<CRLF> <mailto:…>`, folded only
+      between its URLs: a URL longer than a line made the modern folder emit RFC 2047
+      encoded-words (`=?utf-8?q?=3Chttps…`), which Gmail and Yahoo cannot read as a one-click
+      unsubscribe. RFC 5322 allows 998 characters a line; our URLs are far shorter.
     """
 
-    def _subject(self, name: str, value: str) -> str | None:
+    def _own_fold(self, name: str, value: str) -> str | None:
+        if name.lower() == "list-unsubscribe":
+            urls = [part.strip() for part in str(value).split(",")]
+            return f"{name}: {(',' + self.linesep + ' ').join(urls)}{self.linesep}"
         if name.lower() != "subject" or str(value).isascii():
             return None
         folded = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
         return f"{name}: {folded}{self.linesep}"
 
     def fold(self, name: str, value: str) -> str:
-        return self._subject(name, value) or super().fold(name, value)
+        return self._own_fold(name, value) or super().fold(name, value)
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        subject = self._subject(name, value)
-        return subject.encode("ascii") if subject else super().fold_binary(name, value)
+        own = self._own_fold(name, value)
+        return own.encode("ascii") if own else super().fold_binary(name, value)
 
 
 SMTP_POLICY = _Policy(linesep="\r\n")
+# For a recipient whose local part is not ASCII: raw UTF-8 headers, sent with SMTPUTF8.
+SMTP_UTF8_POLICY = SMTP_POLICY.clone(utf8=True)
+
+
+def wire_address(address: str) -> tuple[str, bool]:
+    """The address as SMTP and the To header carry it, and whether that needs SMTPUTF8.
+
+    A non-ASCII domain goes out as its IDNA form (`bob@xn--exmple-cua.org`), which every
+    server takes; only a non-ASCII local part needs the server's SMTPUTF8 (RFC 6531).
+    Headers never put RFC 2047 encoded-words inside an address.
+    """
+    if address.isascii():
+        return address, False
+    local, _, domain = address.rpartition("@")
+    ascii_domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{ascii_domain}", not local.isascii()
 
 
 class _Generator(BytesGenerator):
@@ -95,18 +119,21 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
         preferences_url=signing.preferences_url(settings, sub),
     )
 
-    msg = EmailMessage(policy=SMTP_POLICY)
+    to, utf8 = wire_address(sub.address)
+    msg = EmailMessage(policy=SMTP_UTF8_POLICY if utf8 else SMTP_POLICY)
     msg["From"] = settings.mail_from
-    msg["To"] = sub.address
+    msg["To"] = to
     msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(datetime.now(UTC), usegmt=True)
     msg["Message-ID"] = delivery.message_id or make_msgid(domain=domain)
     msg["List-Id"] = f"arXiv daily digest <digest.{domain}>"
-    links = [f"<mailto:{from_addr}?subject=unsubscribe-{sub.token}>"]
-    if web_unsubscribe:
-        links.append(f"<{web_unsubscribe}>")
+    # The web link first: it is the one Gmail's and Yahoo's one-click unsubscribe uses.
+    links = [f"<{web_unsubscribe}>"] if web_unsubscribe else []
+    # A mailto URI is ASCII: IDNA domain, any other non-ASCII percent-encoded (RFC 6068).
+    mailbox = quote(wire_address(from_addr)[0], safe="@")
+    links.append(f"<mailto:{mailbox}?subject=unsubscribe-{sub.token}>")
     msg["List-Unsubscribe"] = ", ".join(links)
-    if web_unsubscribe:
+    if web_unsubscribe and web_unsubscribe.startswith("https://"):
         # RFC 8058: only meaningful with an HTTPS link that takes the one-click POST.
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Auto-Submitted"] = "auto-generated"
@@ -117,10 +144,24 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
     return msg
 
 
+# Bytes of an address kept in a file name: file systems allow 255 bytes a name, and an
+# address may have 254 characters (UTF-8: several bytes each).
+NAME_ADDRESS_BYTES = 80
+
+
+def file_safe(address: str) -> str:
+    """An address as part of a file name: `ada@example.org`, or a cut one with its hash."""
+    safe = re.sub(r"[^\w.@+-]", "_", address)
+    if len(safe.encode()) <= NAME_ADDRESS_BYTES:
+        return safe
+    digest = hashlib.sha256(address.encode()).hexdigest()[:12]
+    cut = safe.encode()[:NAME_ADDRESS_BYTES - 13].decode(errors="ignore")
+    return f"{cut}~{digest}"
+
+
 def outbox_name(delivery: DeliveryRow, digest: Digest) -> str:
-    """`2026-08-13_7_ada@example.org.eml`: sorted by day, findable by address."""
-    address = re.sub(r"[^\w.@+-]", "_", digest.subscriber.address)
-    return f"{delivery.digest_date}_{delivery.subscriber_id}_{address}.eml"
+    """`2026-08-13_7_ada@example.org.eml`: sorted by day, findable by address, unique by id."""
+    return f"{delivery.digest_date}_{delivery.subscriber_id}_{file_safe(digest.subscriber.address)}.eml"
 
 
 class OutboxFolderSender:
@@ -234,16 +275,22 @@ class EmailSender:
     async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
         # Flattened here with our policy: aiosmtplib's send_message would refold the Subject.
         data = flatten(build_message(self.settings, delivery, digest))
-        envelope_from = self.settings.mail_address
+        envelope_from = wire_address(self.settings.mail_address)[0]
+        rcpt, utf8 = wire_address(digest.subscriber.address)
+        options = ["SMTPUTF8"] if utf8 else []
         where = f"{self.config.host}:{self.config.port}"
         smtp = self._checkout()
         # A reused connection the server has since closed gets one fresh retry.
         for retry in (smtp is not None, False):
             try:
                 smtp = smtp or await self._connect()
-                await smtp.sendmail(envelope_from, [digest.subscriber.address], data)
+                await smtp.sendmail(envelope_from, [rcpt], data, mail_options=options)
                 self._checkin(smtp)
                 return
+            except aiosmtplib.SMTPNotSupported as exc:
+                # Only SMTPUTF8 is asked for: this relay cannot deliver to this address.
+                self._checkin(smtp)
+                raise PermanentError(f"{where} cannot send to {rcpt}: {exc}", "bounced") from None
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 self._checkin(smtp)
                 refused = exc.recipients[0]
@@ -297,8 +344,9 @@ async def send_notice(settings: Settings, *, to: str, subject: str, text: str, h
     DIGESTBOT_OUTBOX. No retry: the reader is waiting on the page, which tells them to try
     again; any failure is a `TransientError` naming the host, never the URL or password.
     """
-    from_addr = settings.mail_address
-    msg = EmailMessage(policy=SMTP_POLICY)
+    from_addr = wire_address(settings.mail_address)[0]
+    to, utf8 = wire_address(to)
+    msg = EmailMessage(policy=SMTP_UTF8_POLICY if utf8 else SMTP_POLICY)
     msg["From"] = settings.mail_from
     msg["To"] = to
     msg["Subject"] = subject
@@ -311,8 +359,7 @@ async def send_notice(settings: Settings, *, to: str, subject: str, text: str, h
     if settings.smtp_url is None:
         folder = Path(settings.outbox)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        safe = re.sub(r"[^\w.@+-]", "_", to)
-        path = folder / f"notice_{stamp}_{safe}.eml"
+        path = folder / f"notice_{stamp}_{file_safe(to)}.eml"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
@@ -324,7 +371,7 @@ async def send_notice(settings: Settings, *, to: str, subject: str, text: str, h
     smtp = None
     try:
         smtp = await sender._connect()
-        await smtp.sendmail(from_addr, [to], data)
+        await smtp.sendmail(from_addr, [to], data, mail_options=["SMTPUTF8"] if utf8 else [])
     except (aiosmtplib.SMTPException, OSError) as exc:
         raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
     finally:

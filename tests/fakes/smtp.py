@@ -73,13 +73,14 @@ class SmtpServer:
         implicit_tls: bool = False,
         login: tuple[str, str] | None = None,
         port: int | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = RecordingHandler()
         self.login = login
         self.port = port or free_port()
         self.implicit_tls = implicit_tls
         self.starttls = tls_context is not None and not implicit_tls
-        kwargs: dict = {}
+        kwargs: dict = {"enable_SMTPUTF8": smtputf8}
         if implicit_tls:
             kwargs["ssl_context"] = tls_context
         elif tls_context is not None:
