@@ -42,6 +42,7 @@ HANDLERS: dict[str, str] = {
     "run": "digestbot.scheduler:cmd_run",
     "serve": "digestbot.web:cmd_serve",
     "stats": "digestbot.cli:cmd_stats",
+    "inbound": "digestbot.cli.inbound:cmd_inbound",
 }
 
 
@@ -262,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true",
                    help="one JSON object: papers, announcements, enriched, llm, subscribers, deliveries")
+
+    s = _command(
+        sub, "inbound", "邮件退订 / handle a mailed unsubscribe request (for a mail server's pipe)",
+        "Reads one email (standard input, or --file) whose subject is the unsubscribe-<token> "
+        "that every digest's List-Unsubscribe mailto link sets, and unsubscribes that reader "
+        "as the web link would. A token nobody holds exits 0, so the mail server bounces "
+        "nothing; a mail that is no unsubscribe request exits 2.",
+    )
+    s.add_argument("--file", metavar="FILE", help="read the message from FILE, not standard input")
     return p
 
 
