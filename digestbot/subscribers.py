@@ -22,20 +22,29 @@ import email_validator
 from digestbot import topics
 from digestbot.config import Settings
 from digestbot.errors import UsageError
-from digestbot.models import CHANNELS, LANGS, SUBSCRIBER_STATUSES, Subscriber, Subscription
+from digestbot.models import (
+    CHANNELS,
+    LANGS,
+    SUBSCRIBER_STATUSES,
+    Channel,
+    Lang,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+)
 from digestbot.store import Store, now_iso
 
 DEFAULT_THRESHOLD = 60
 DEFAULT_TZ = "Asia/Shanghai"
 DEFAULT_SEND_AT = "08:30"
-DEFAULT_LANG = "zh"
+DEFAULT_LANG: Lang = "zh"
 DEFAULT_MAX_PAPERS = 50
 MAX_PAPERS_LIMIT = 500
 
 _SETTINGS_FIELDS = ("tz", "send_at", "lang", "max_papers", "address", "webhook_url")
 
 # What people type for a language, in either language.
-_LANG_ALIASES = {
+_LANG_ALIASES: dict[str, Lang] = {
     "zh": "zh", "cn": "zh", "zh-cn": "zh", "chinese": "zh", "中文": "zh",
     "en": "en", "english": "en", "英文": "en",
     "both": "both", "bilingual": "both", "双语": "both", "中英": "both",
@@ -90,7 +99,7 @@ def validate_time(raw: str) -> str:
     return f"{int(match[1]):02d}:{match[2]}"
 
 
-def validate_lang(raw: str) -> str:
+def validate_lang(raw: str) -> Lang:
     """zh, en or both (also 中文 / english / 双语 …)."""
     lang = _LANG_ALIASES.get(raw.strip().lower())
     if lang is None:
@@ -138,7 +147,8 @@ def validate_webhook_url(raw: str) -> str:
     return raw.strip()
 
 
-def _check_status(status: str) -> str:
+def _check_status(status: SubscriberStatus) -> SubscriberStatus:
+    # The type is not enforced at run time: a value from a row or a command line is checked here.
     if status not in SUBSCRIBER_STATUSES:
         raise UsageError(zh="未知状态",
                          en=f"unknown status {status!r}: use one of {', '.join(SUBSCRIBER_STATUSES)}")
@@ -182,7 +192,7 @@ def by_address(store: Store, channel: str, address: str) -> Subscriber | None:
     return _row_to_subscriber(rows[0]) if rows else None
 
 
-def list_all(store: Store, statuses: tuple[str, ...] | None = None) -> list[Subscriber]:
+def list_all(store: Store, statuses: tuple[SubscriberStatus, ...] | None = None) -> list[Subscriber]:
     if statuses is None:
         rows = store.db.query("select * from subscribers order by id")
     else:
@@ -226,7 +236,7 @@ def remove_subscription(store: Store, subscriber_id: int, topic: str | None) -> 
     return cursor.rowcount
 
 
-def set_status(store: Store, id: int, status: str, reason: str | None = None) -> None:
+def set_status(store: Store, id: int, status: SubscriberStatus, reason: str | None = None) -> None:
     store.db["subscribers"].update(
         id, {"status": _check_status(status), "status_reason": reason, "updated_at": now_iso()}
     )
@@ -259,16 +269,16 @@ def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
 def add_or_update(
     store: Store,
     *,
-    channel: str,
+    channel: Channel,
     address: str,
     topics: list[str],
     threshold: int = DEFAULT_THRESHOLD,
     tz: str | None = None,
     send_at: str | None = None,
-    lang: str | None = None,
+    lang: Lang | None = None,
     max_papers: int | None = None,
     webhook_url: str | None = None,
-    status: str = "active",
+    status: SubscriberStatus = "active",
 ) -> Subscriber:
     """Create a subscriber, or update the one with this (channel, address), and subscribe topics.
 
