@@ -7,7 +7,8 @@ through the same code as typing. Nothing here knows a chat API.
 
 Every command validates all of its input before the first write and writes in one
 transaction, so a bad argument changes nothing. Replies follow the subscriber's language
-(zh by default, en, or both); validation messages are bilingual already and shown as they are.
+(zh by default, en, or both); a validation message is shown in English alone to `en` readers
+and as its "中文 / English" line to the others.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ _ITEM_SPLIT = re.compile(r"[,，、;；\n]+")
 # A trailing token that is meant as a threshold, valid or not ("80", "80%", "200", "-5", "7.5").
 _NUMBERISH = re.compile(r"-?\d+(?:\.\d+)?%?")
 _PENDING_CUSTOM = "pending_custom:"
-# Validators (shared with the CLI) say "中文 / English …": the first "/ " before a Latin word.
-_BILINGUAL_SPLIT = re.compile(r"\s?/ (?=[A-Za-z-])")
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,15 @@ def label(lang: str, zh: str, en: str) -> str:
     return say(lang, zh, en) if lang != "both" else f"{zh} / {en}"
 
 
-def _in_lang(bilingual: str, lang: str) -> str:
-    """A validator's "中文 / English" message; only the English half for an `en` subscriber."""
-    zh, *en = _BILINGUAL_SPLIT.split(bilingual, maxsplit=1)
-    if lang == "en" and en and re.search(r"[\u4e00-\u9fff]", zh):
-        return en[0]
-    return bilingual
+def _in_lang(exc: UsageError, lang: str) -> str:
+    """A validator's message: its English text alone for an `en` reader, else "中文 / English".
+
+    zh readers keep the bilingual line: a validator's Chinese text is often only the heading
+    and the details (the value, the accepted forms) are in the English one.
+    """
+    if lang == "en" and exc.en is not None:
+        return exc.en
+    return str(exc)
 
 
 def reply_lang(store: Store, channel: str, address: str) -> str:
@@ -180,7 +182,7 @@ def execute(store: Store, settings: Settings, ctx: CommandContext, name: str,
     try:
         return command.run(store, settings, ctx, arg_text, lang)
     except UsageError as exc:
-        return Reply(_in_lang(str(exc), lang))
+        return Reply(_in_lang(exc, lang))
 
 
 def _ensure_subscriber(store: Store, ctx: CommandContext) -> Subscriber:
@@ -302,10 +304,8 @@ def _custom_key(text: str) -> str:
 def _suggest_reply(store: Store, name: str, threshold: int | None, lang: str) -> Reply:
     """Closest topics as buttons, plus one to make the text a custom topic."""
     if len(" ".join(name.split())) > topics.CUSTOM_MAX_CHARS:
-        raise UsageError(
-            f"主题最多 {topics.CUSTOM_MAX_CHARS} 个字符 / a topic is at most "
-            f"{topics.CUSTOM_MAX_CHARS} characters"
-        )
+        raise UsageError(zh=f"主题最多 {topics.CUSTOM_MAX_CHARS} 个字符",
+                         en=f"a topic is at most {topics.CUSTOM_MAX_CHARS} characters")
     suffix = f" {threshold}" if threshold is not None else ""
     rows = [[Button(_topic_label(t, lang), f"subscribe {t.slug}{suffix}")]
             for t in topics.suggest(name)]

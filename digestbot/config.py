@@ -13,10 +13,10 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from digestbot.errors import ConfigError
@@ -210,38 +210,19 @@ KEYS: tuple[Key, ...] = (
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
 
-@dataclass(frozen=True)
-class Settings:
-    db: str
-    outbox: str
-    categories: list[str]
-    sources: list[str]
-    arxiv_rss_url: str
-    arxiv_api_url: str
-    arxiv_list_url: str
-    arxiv_pdf_url: str
-    arxiv_delay: float
+def _field_type(key: Key) -> Any:
+    """A Settings attribute's type: the return type of its key's parser (one source of truth)."""
+    try:
+        return get_type_hints(key.parse)["return"]
+    except KeyError:
+        raise TypeError(f"config key {key.name}: its parser needs a return annotation") from None
+
+
+class _SettingsMethods:
+    """What Settings offers beyond one attribute per key."""
+
     openai_api_key: Secret | None
-    openai_base_url: str | None
-    llm_model: str
-    llm_json: str
-    llm_concurrency: int
-    llm_price_input: float
-    llm_price_cached: float
-    llm_price_output: float
-    default_topic: str
-    secret: Secret | None
-    smtp_url: Secret | None
     mail_from: str
-    public_url: str | None
-    http_port: int
-    telegram_bot_token: Secret | None
-    telegram_api_url: str
-    slack_bot_token: Secret | None
-    slack_app_token: Secret | None
-    slack_api_url: str
-    slack_mode: str
-    config_path: Path | None = None
 
     @property
     def llm_enabled(self) -> bool:
@@ -256,6 +237,22 @@ class Settings:
     def mail_domain(self) -> str:
         """The From address's domain: Message-IDs and List-Id are made under it."""
         return self.mail_address.rpartition("@")[2] or "localhost"
+
+
+# A frozen dataclass with one field per KEYS entry, in the table's order and typed by its
+# parser, then `config_path` (the file the values came from, if any). Generated so that adding
+# a key to KEYS is the whole change: there is no second list of fields to keep in step.
+Settings = make_dataclass(
+    "Settings",
+    [(key.name, _field_type(key)) for key in KEYS]
+    + [("config_path", Path | None, field(default=None))],
+    bases=(_SettingsMethods,),
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "The validated configuration: one attribute per key of KEYS, plus config_path.",
+    },
+)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

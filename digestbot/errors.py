@@ -1,18 +1,36 @@
-"""The two kinds of failure the CLI distinguishes (DESIGN.md: exit 2 bad usage, 1 failure).
+"""digestbot's one exception tree: every failure the code raises on purpose is a DigestbotError.
 
-Messages are shown to people as one line, so they say what to do, bilingual where a user
-(not only an operator) may read them.
+The CLI distinguishes two kinds (DESIGN.md: exit 2 bad usage, 1 failure) by `exit_code`.
+Messages are shown to people as one line, so they say what to do, bilingual where a user (not
+only an operator) may read them. A message meant for readers of one language is given as
+separate `zh` and `en` texts; `str()` is then the "中文 / English" line the CLI prints, and a
+chat answers an English reader with `en` alone.
 """
+
+from __future__ import annotations
 
 
 class DigestbotError(Exception):
-    """A failure the operator can act on; the CLI prints it as one line and exits 1."""
+    """A failure the operator can act on; the CLI prints it as one line and exits 1.
+
+    Raise it with one message, or with `zh=` and `en=` (both) when a reader who chose one
+    language should see only theirs; `zh` and `en` are None for a one-message error.
+    """
 
     exit_code = 1
 
+    def __init__(self, message: str = "", *, zh: str | None = None, en: str | None = None) -> None:
+        if (zh is None) != (en is None):
+            raise TypeError("give both zh and en, or neither")
+        if zh is not None and en is not None and not message:
+            message = f"{zh} / {en}"
+        super().__init__(message)
+        self.zh = zh
+        self.en = en
+
 
 class UsageError(DigestbotError):
-    """Bad input on the command line or in configuration; exit status 2."""
+    """Bad input on the command line, in a chat command or in configuration; exit status 2."""
 
     exit_code = 2
 
@@ -27,3 +45,29 @@ class FeedError(DigestbotError):
 
 class NetworkError(DigestbotError):
     """A remote service could not be reached after retries."""
+
+
+# -- signed links (signing.py) ----------------------------------------------------------------
+
+
+class TokenError(DigestbotError):
+    """A signed token is malformed, forged or for another purpose."""
+
+
+class TokenExpired(TokenError):
+    """The token was genuine but its time is up."""
+
+
+class SecretMissing(DigestbotError):
+    """DIGESTBOT_SECRET is not configured; `digestbot init` writes one."""
+
+
+# -- enrichment (enrich/) ---------------------------------------------------------------------
+
+
+class AnswerError(DigestbotError):
+    """An LLM answer arrived but cannot be used; the message is shown to the model on retry."""
+
+
+class PdfError(DigestbotError):
+    """The bytes are not a PDF whose first page has text we can read."""

@@ -7,37 +7,36 @@ converts them to and from rows; nothing here touches I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
+# Each closed set of values is one Literal type, used in the dataclasses and signatures below
+# and by the stages; the tuple beside it is the same values, in order, for runtime checks,
+# messages and counts (derived, so the two cannot drift apart).
 AnnounceType = Literal["new", "cross", "replace", "replace-cross"]
-ANNOUNCE_TYPES: tuple[str, ...] = ("new", "cross", "replace", "replace-cross")
+ANNOUNCE_TYPES: tuple[AnnounceType, ...] = get_args(AnnounceType)
+Channel = Literal["email", "telegram", "slack"]
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+Lang = Literal["zh", "en", "both"]
+LANGS: tuple[Lang, ...] = get_args(Lang)
+SubscriberStatus = Literal["pending", "active", "paused", "unsubscribed", "bounced", "blocked"]
+SUBSCRIBER_STATUSES: tuple[SubscriberStatus, ...] = get_args(SubscriberStatus)
+# A delivery (outbox row) from planned to done; `failed` is retried, the others are final.
+DeliveryStatus = Literal["pending", "sending", "sent", "failed", "failed_permanent", "cancelled"]
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
 
 # The labels arXivDaily readers know; replace-cross is shown as an update too.
-ANNOUNCE_LABELS_ZH: dict[str, str] = {
+ANNOUNCE_LABELS_ZH: dict[AnnounceType, str] = {
     "new": "新提交",
     "cross": "交叉列表",
     "replace": "版本更新",
     "replace-cross": "版本更新",
 }
-ANNOUNCE_LABELS_EN: dict[str, str] = {
+ANNOUNCE_LABELS_EN: dict[AnnounceType, str] = {
     "new": "New",
     "cross": "Cross-list",
     "replace": "Updated",
     "replace-cross": "Updated",
 }
-
-Channel = Literal["email", "telegram", "slack"]
-CHANNELS: tuple[str, ...] = ("email", "telegram", "slack")
-Lang = Literal["zh", "en", "both"]
-LANGS: tuple[str, ...] = ("zh", "en", "both")
-SUBSCRIBER_STATUSES: tuple[str, ...] = (
-    "pending",
-    "active",
-    "paused",
-    "unsubscribed",
-    "bounced",
-    "blocked",
-)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Announcement:
 
     date: str
     arxiv_id: str
-    announce_type: str
+    announce_type: AnnounceType
     version: int
     source: str
 
@@ -113,7 +112,7 @@ class Topic:
     group: str = ""
     custom: bool = False
 
-    def display(self, lang: str = "zh") -> str:
+    def display(self, lang: Lang = "zh") -> str:
         if lang == "en":
             return self.name_en
         return self.name_zh
@@ -152,13 +151,13 @@ class Enrichment:
 @dataclass
 class Subscriber:
     id: int
-    channel: str
+    channel: Channel
     address: str
-    lang: str = "zh"
+    lang: Lang = "zh"
     tz: str = "Asia/Shanghai"
     send_at: str = "08:30"
     max_papers: int = 50
-    status: str = "active"
+    status: SubscriberStatus = "active"
     token: str = ""
     created_at: str = ""
     updated_at: str = ""

@@ -20,6 +20,7 @@ import time
 from urllib.parse import urlencode
 
 from digestbot.config import Settings
+from digestbot.errors import SecretMissing, TokenError, TokenExpired
 from digestbot.models import Subscriber
 
 CONFIRM = "confirm"
@@ -33,18 +34,6 @@ PREFERENCES_TTL = 120 * 24 * 3600
 
 # base64url payload + "." + base-36 expiry + "." + 43 signature characters.
 MAX_TOKEN_LENGTH = 200
-
-
-class TokenError(Exception):
-    """The token is malformed, forged or for another purpose."""
-
-
-class TokenExpired(TokenError):
-    """The token was genuine but its time is up."""
-
-
-class SecretMissing(Exception):
-    """DIGESTBOT_SECRET is not configured; `digestbot init` writes one."""
 
 
 def secret_of(settings: Settings) -> bytes:

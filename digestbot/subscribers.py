@@ -22,20 +22,29 @@ import email_validator
 from digestbot import topics
 from digestbot.config import Settings
 from digestbot.errors import UsageError
-from digestbot.models import CHANNELS, LANGS, SUBSCRIBER_STATUSES, Subscriber, Subscription
+from digestbot.models import (
+    CHANNELS,
+    LANGS,
+    SUBSCRIBER_STATUSES,
+    Channel,
+    Lang,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+)
 from digestbot.store import Store, now_iso
 
 DEFAULT_THRESHOLD = 60
 DEFAULT_TZ = "Asia/Shanghai"
 DEFAULT_SEND_AT = "08:30"
-DEFAULT_LANG = "zh"
+DEFAULT_LANG: Lang = "zh"
 DEFAULT_MAX_PAPERS = 50
 MAX_PAPERS_LIMIT = 500
 
 _SETTINGS_FIELDS = ("tz", "send_at", "lang", "max_papers", "address", "webhook_url")
 
 # What people type for a language, in either language.
-_LANG_ALIASES = {
+_LANG_ALIASES: dict[str, Lang] = {
     "zh": "zh", "cn": "zh", "zh-cn": "zh", "chinese": "zh", "中文": "zh",
     "en": "en", "english": "en", "英文": "en",
     "both": "both", "bilingual": "both", "双语": "both", "中英": "both",
@@ -55,16 +64,15 @@ def validate_email(addr: str) -> str:
             addr.strip(), check_deliverability=False
         ).normalized.lower()
     except email_validator.EmailNotValidError as exc:
-        raise UsageError(f"邮箱地址无效 / invalid email address {addr!r}: {exc}") from None
+        raise UsageError(zh="邮箱地址无效", en=f"invalid email address {addr!r}: {exc}") from None
 
 
 def validate_threshold(raw: str | int) -> int:
     """0–100; "75" and "75%" are accepted, "abc", "60.5" and "200" are not."""
     text = str(raw).strip().removesuffix("%").strip()
     if not re.fullmatch(r"\d{1,3}", text) or int(text) > 100:
-        raise UsageError(
-            f"阈值必须是 0–100 的整数 / threshold must be a whole number 0–100: {str(raw)!r}"
-        )
+        raise UsageError(zh="阈值必须是 0–100 的整数",
+                         en=f"threshold must be a whole number 0–100: {str(raw)!r}")
     return int(text)
 
 
@@ -75,8 +83,9 @@ def validate_tz(raw: str) -> str:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(
-            f"未知时区 / unknown time zone {raw!r}: use an IANA name such as "
-            "Asia/Shanghai, Europe/Berlin or America/New_York"
+            zh="未知时区",
+            en=f"unknown time zone {raw!r}: use an IANA name such as "
+               "Asia/Shanghai, Europe/Berlin or America/New_York",
         ) from None
     return name
 
@@ -85,15 +94,16 @@ def validate_time(raw: str) -> str:
     """A local send time "HH:MM" (24-hour), normalized to two digits each ("8:05" → "08:05")."""
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", raw.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise UsageError(f"时间格式应为 HH:MM (00:00–23:59) / time must be HH:MM, 00:00–23:59: {raw!r}")
+        raise UsageError(zh="时间格式应为 HH:MM (00:00–23:59)",
+                         en=f"time must be HH:MM, 00:00–23:59: {raw!r}")
     return f"{int(match[1]):02d}:{match[2]}"
 
 
-def validate_lang(raw: str) -> str:
+def validate_lang(raw: str) -> Lang:
     """zh, en or both (also 中文 / english / 双语 …)."""
     lang = _LANG_ALIASES.get(raw.strip().lower())
     if lang is None:
-        raise UsageError(f"语言应为 zh、en 或 both / language must be zh, en or both: {raw!r}")
+        raise UsageError(zh="语言应为 zh、en 或 both", en=f"language must be zh, en or both: {raw!r}")
     return lang
 
 
@@ -101,8 +111,8 @@ def validate_max_papers(raw: str | int) -> int:
     text = str(raw).strip()
     if not text.isdigit() or not 1 <= int(text) <= MAX_PAPERS_LIMIT:
         raise UsageError(
-            f"每期篇数应为 1–{MAX_PAPERS_LIMIT} 的整数 / "
-            f"max papers must be a whole number 1–{MAX_PAPERS_LIMIT}: {str(raw)!r}"
+            zh=f"每期篇数应为 1–{MAX_PAPERS_LIMIT} 的整数",
+            en=f"max papers must be a whole number 1–{MAX_PAPERS_LIMIT}: {str(raw)!r}",
         )
     return int(text)
 
@@ -115,29 +125,33 @@ def validate_address(channel: str, raw: str) -> str:
     if channel == "telegram":
         if re.fullmatch(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}", value):
             return value
-        raise UsageError(
-            f"Telegram chat id 应为数字或 @频道名 / a Telegram chat id is a number or @channel: {raw!r}"
-        )
+        raise UsageError(zh="Telegram chat id 应为数字或 @频道名",
+                         en=f"a Telegram chat id is a number or @channel: {raw!r}")
     if channel == "slack":
         if re.fullmatch(r"[CGDU][A-Z0-9]{2,20}", value):
             return value
-        raise UsageError(
-            f"Slack 频道 ID 形如 C0123456789 / a Slack channel id looks like C0123456789: {raw!r}"
-        )
-    raise UsageError(f"未知渠道 / unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
+        raise UsageError(zh="Slack 频道 ID 形如 C0123456789",
+                         en=f"a Slack channel id looks like C0123456789: {raw!r}")
+    raise _unknown_channel(channel)
+
+
+def _unknown_channel(channel: str) -> UsageError:
+    return UsageError(zh="未知渠道", en=f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
 
 
 def validate_webhook_url(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("https", "http") or not parts.netloc:
         # The URL is a credential: name the problem, not the value.
-        raise UsageError("Slack webhook 应为 https:// 地址 / a Slack webhook must be an https:// URL")
+        raise UsageError(zh="Slack webhook 应为 https:// 地址", en="a Slack webhook must be an https:// URL")
     return raw.strip()
 
 
-def _check_status(status: str) -> str:
+def _check_status(status: SubscriberStatus) -> SubscriberStatus:
+    # The type is not enforced at run time: a value from a row or a command line is checked here.
     if status not in SUBSCRIBER_STATUSES:
-        raise UsageError(f"未知状态 / unknown status {status!r}: use one of {', '.join(SUBSCRIBER_STATUSES)}")
+        raise UsageError(zh="未知状态",
+                         en=f"unknown status {status!r}: use one of {', '.join(SUBSCRIBER_STATUSES)}")
     return status
 
 
@@ -178,7 +192,7 @@ def by_address(store: Store, channel: str, address: str) -> Subscriber | None:
     return _row_to_subscriber(rows[0]) if rows else None
 
 
-def list_all(store: Store, statuses: tuple[str, ...] | None = None) -> list[Subscriber]:
+def list_all(store: Store, statuses: tuple[SubscriberStatus, ...] | None = None) -> list[Subscriber]:
     if statuses is None:
         rows = store.db.query("select * from subscribers order by id")
     else:
@@ -222,7 +236,7 @@ def remove_subscription(store: Store, subscriber_id: int, topic: str | None) -> 
     return cursor.rowcount
 
 
-def set_status(store: Store, id: int, status: str, reason: str | None = None) -> None:
+def set_status(store: Store, id: int, status: SubscriberStatus, reason: str | None = None) -> None:
     store.db["subscribers"].update(
         id, {"status": _check_status(status), "status_reason": reason, "updated_at": now_iso()}
     )
@@ -235,7 +249,7 @@ def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
         raise TypeError(f"update_settings: unknown field(s) {', '.join(unknown)}")
     current = get(store, id)
     if current is None:
-        raise UsageError(f"没有编号为 {id} 的订阅者 / no subscriber #{id}")
+        raise UsageError(zh=f"没有编号为 {id} 的订阅者", en=f"no subscriber #{id}")
     validators = {
         "tz": validate_tz, "send_at": validate_time, "lang": validate_lang,
         "max_papers": validate_max_papers, "webhook_url": validate_webhook_url,
@@ -245,9 +259,8 @@ def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
     if "address" in values:
         other = by_address(store, current.channel, values["address"])
         if other is not None and other.id != id:
-            raise UsageError(
-                f"该地址已被订阅者 #{other.id} 使用 / that address belongs to subscriber #{other.id}"
-            )
+            raise UsageError(zh=f"该地址已被订阅者 #{other.id} 使用",
+                             en=f"that address belongs to subscriber #{other.id}")
     if values:
         store.db["subscribers"].update(id, {**values, "updated_at": now_iso()})
     return get(store, id)  # type: ignore[return-value]
@@ -256,16 +269,16 @@ def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
 def add_or_update(
     store: Store,
     *,
-    channel: str,
+    channel: Channel,
     address: str,
     topics: list[str],
     threshold: int = DEFAULT_THRESHOLD,
     tz: str | None = None,
     send_at: str | None = None,
-    lang: str | None = None,
+    lang: Lang | None = None,
     max_papers: int | None = None,
     webhook_url: str | None = None,
-    status: str = "active",
+    status: SubscriberStatus = "active",
 ) -> Subscriber:
     """Create a subscriber, or update the one with this (channel, address), and subscribe topics.
 
@@ -275,9 +288,9 @@ def add_or_update(
     Callers validate user input with the validate_* functions first.
     """
     if channel not in CHANNELS:
-        raise UsageError(f"未知渠道 / unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
+        raise _unknown_channel(channel)
     if lang is not None and lang not in LANGS:
-        raise UsageError(f"语言应为 zh、en 或 both / language must be zh, en or both: {lang!r}")
+        raise UsageError(zh="语言应为 zh、en 或 both", en=f"language must be zh, en or both: {lang!r}")
     _check_status(status)
     threshold = validate_threshold(threshold)
     now = now_iso()

@@ -249,7 +249,7 @@ def custom_topic(store: Store, text: str) -> Topic:
     """Store `text` as a custom topic (once per normalized text) and return it."""
     text = " ".join(text.split())
     if not text:
-        raise UsageError("主题不能为空 / a topic cannot be empty")
+        raise UsageError(zh="主题不能为空", en="a topic cannot be empty")
     if len(text) > CUSTOM_MAX_CHARS:
         raise UsageError(
             f"主题最多 {CUSTOM_MAX_CHARS} 个字符(现为 {len(text)})/ "

@@ -1,9 +1,10 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from digestbot.cli import main
-from digestbot.config import load_settings
+from digestbot.config import KEYS, Secret, Settings, load_settings
 from digestbot.errors import ConfigError
 
 
@@ -17,6 +18,17 @@ def test_defaults_match_design() -> None:
     assert s.llm_json == "schema" and s.llm_concurrency == 8
     assert s.mail_from == "digestbot@localhost" and s.http_port == 8080
     assert not s.llm_enabled
+
+
+def test_settings_has_one_typed_field_per_key_in_table_order() -> None:
+    fields = {f.name: f.type for f in dataclasses.fields(Settings)}
+    assert list(fields) == [k.name for k in KEYS] + ["config_path"]
+    assert fields["categories"] == list[str] and fields["http_port"] is int
+    assert fields["secret"] == Secret | None and fields["public_url"] == str | None
+    s = load_settings({})
+    assert {k.name: getattr(s, k.name) for k in KEYS} == {k.name: k.default for k in KEYS}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.db = "elsewhere"  # type: ignore[misc]
 
 
 def test_environment_wins_over_file(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ from fpdf import FPDF
 from digestbot import subscribers
 from digestbot.config import load_settings
 from digestbot.enrich import prompts
-from digestbot.enrich.pdf import PdfError, extract_first_page
+from digestbot.enrich.pdf import extract_first_page
 from digestbot.enrich.pipeline import get_enrichment, run_pipeline
+from digestbot.errors import PdfError
 from digestbot.store import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.openai import FakeOpenAI, ok

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from digestbot.config import Settings
 from digestbot.enrich import prompts
-from digestbot.errors import DigestbotError
+from digestbot.errors import AnswerError, DigestbotError
 from digestbot.store import Store, now_iso
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ AUTH_ERROR = "LLM 认证失败 / authentication failed: check OPENAI_API_KEY"
 BREAKER_ERRORS = 5
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class AnswerError(ValueError):
-    """The answer arrived but cannot be used; the message is shown to the model on retry."""
 
 
 @dataclass

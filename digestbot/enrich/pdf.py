@@ -17,7 +17,7 @@ import logging
 import pypdf
 
 from digestbot.config import Settings
-from digestbot.errors import DigestbotError
+from digestbot.errors import DigestbotError, PdfError
 from digestbot.models import Paper
 from digestbot.sources.http import PoliteClient
 from digestbot.store import Store, now_iso
@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 
 # Affiliations sit at the top (or in page-1 footnotes); the cap only bounds prompt cost.
 MAX_CHARS = 6000
-
-
-class PdfError(ValueError):
-    """The bytes are not a PDF whose first page has text we can read."""
 
 
 def affiliations_text(paper: Paper) -> str:
@@ -96,7 +92,8 @@ class FirstPages:
             try:
                 text = await asyncio.to_thread(download_first_page, self._client,
                                                self.settings.arxiv_pdf_url, paper.id, paper.version)
-            except (PdfError, DigestbotError) as exc:
+            # PdfError is a DigestbotError too: any failure means no first page, not a crash.
+            except DigestbotError as exc:
                 log.warning("no first page for %sv%d: %s", paper.id, paper.version, exc)
                 return ""
         self.store.db["first_pages"].upsert(

@@ -29,9 +29,9 @@ from pydantic import BaseModel
 from digestbot import topics as catalogue
 from digestbot.config import Settings
 from digestbot.enrich import offline, prompts
-from digestbot.enrich.llm import AnswerError, LLMClient, record_call
+from digestbot.enrich.llm import LLMClient, record_call
 from digestbot.enrich.pdf import FirstPages
-from digestbot.errors import DigestbotError
+from digestbot.errors import AnswerError, DigestbotError
 from digestbot.models import Enrichment, Institution, Paper, Score, Topic
 from digestbot.store import Store, chunks, now_iso
 
