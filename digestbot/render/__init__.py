@@ -24,6 +24,7 @@ import jinja2
 import markupsafe
 
 from digestbot.models import Author, Digest, DigestEntry
+from digestbot.render import i18n
 from digestbot.render.i18n import announce_label, template_label, topic_name
 
 # Gmail clips an HTML body beyond ~102 KB and hides everything after the cut, footer and
@@ -85,7 +86,8 @@ def environment() -> jinja2.Environment:
         clip=clip,
         topic_name=topic_name,
     )
-    env.globals["label"] = template_label
+    env.globals.update(label=template_label, phrase=i18n.phrase,
+                       more_not_shown=i18n.more_not_shown)
     return env
 
 
@@ -263,6 +265,22 @@ def _shell(context: dict[str, Any], more: int) -> tuple[_Part, _Part]:
     return _Part.of(before), _Part.of(after)
 
 
+def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
+                  preferences_url: str | None = None) -> dict[str, Any]:
+    """What email/digest.html and digest.txt see besides the entries and the `more` count."""
+    lang = digest.subscriber.lang
+    return {
+        "digest": digest,
+        "lang": lang,
+        "subject": subject(digest),
+        "lead_topic": lead_topic(digest),
+        "header": i18n.header_line(digest, lang),
+        "followed": i18n.followed_topics(digest, lang),
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
+
+
 def render_email(
     digest: Digest,
     *,
@@ -281,14 +299,8 @@ def render_email(
     no re-rendering.
     """
     lang = digest.subscriber.lang
-    context: dict[str, Any] = {
-        "digest": digest,
-        "lang": lang,
-        "subject": subject(digest),
-        "lead_topic": lead_topic(digest),
-        "unsubscribe_url": unsubscribe_url,
-        "preferences_url": preferences_url,
-    }
+    context = email_context(digest, unsubscribe_url=unsubscribe_url,
+                            preferences_url=preferences_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
     text = environment().get_template("email/digest.txt").render(
         context, entry_texts=[_entry_text(i, lang) for i in items], more=digest.more)

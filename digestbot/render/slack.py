@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from digestbot.models import Digest, DigestEntry
-from digestbot.render import clip, lead_topic, percent, shorten_authors
-from digestbot.render.i18n import announce_label, label, topic_name
+from digestbot.render import clip, i18n, lead_topic, percent, shorten_authors
+from digestbot.render.i18n import announce_label, label
 
 # Slack's Block Kit limits (api.slack.com/reference/block-kit).
 MAX_BLOCKS = 50
@@ -88,20 +88,11 @@ def _context(*texts: str) -> dict[str, Any]:
     return {"type": "context", "elements": elements}
 
 
-def _count(total: int, lang: str) -> str:
-    if lang == "en":
-        return f"{total} paper{'' if total == 1 else 's'}"
-    return f"{total} 篇" if lang == "zh" else f"{total} 篇 / papers"
-
-
 def header_text(digest: Digest) -> str:
     """`arXiv 每日学术速递 · 2026-08-13 · 后训练 · 22 篇` (plain text, ≤ 150 characters)."""
     lang = digest.subscriber.lang
-    title = label(lang, "arXiv 每日学术速递", "arXiv daily digest")
-    topic = lead_topic(digest)
-    if len(digest.topics) > 1:
-        topic += " 等" if lang != "en" else " and more"
-    text = f"{title} · {digest.date} · {topic} · {_count(digest.total, lang)}"
+    topic = lead_topic(digest) + (i18n.and_more(lang) if len(digest.topics) > 1 else "")
+    text = i18n.header_line(digest, lang, topic)
     return text if len(text) <= HEADER_CHARS else clip(text, HEADER_CHARS - 2)
 
 
@@ -139,18 +130,10 @@ def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
 
 
 def _footer(digest: Digest, lang: str, more: bool) -> dict[str, Any]:
-    topics = "、".join(
-        f"{escape(topic_name(t, lang))}"
-        + (f" ≥{digest.thresholds[t.slug]}%" if t.slug in digest.thresholds else "")
-        for t in digest.topics)
-    texts = [label(lang, f"本频道订阅了:{topics}。用 `/arxiv list` 查看,`/arxiv help` 查看命令。",
-                   f"This channel follows: {topics}. `/arxiv list` shows settings, "
-                   "`/arxiv help` the commands.")]
+    texts = [i18n.slack_follows(escape(i18n.followed_topics(digest, lang)), lang)]
     if more and digest.more:
-        texts.insert(0, label(lang, f"另有 {digest.more} 篇达到阈值,未在本期显示。",
-                              f"{digest.more} more matching papers not shown."))
-    texts.append(label(lang, "元数据来自 arXiv (CC0),AI 内容由模型生成,可能有误。",
-                       "Metadata from arXiv (CC0); AI-written text may contain mistakes."))
+        texts.insert(0, i18n.more_not_shown(digest.more, lang))
+    texts.append(i18n.phrase("disclaimer", lang))
     return _context(*texts)
 
 

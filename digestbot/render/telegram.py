@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable
 from typing import TypeVar
 
 from digestbot.models import Digest, DigestEntry
-from digestbot.render import clip, percent
+from digestbot.render import clip, i18n, percent
 from digestbot.render.i18n import announce_label, label, topic_name
 
 MESSAGE_LIMIT = 4096
@@ -97,7 +97,7 @@ def plain_messages(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
 
 
 def _header(digest: Digest, lang: str) -> str:
-    sep = ", " if lang == "en" else "、"
+    sep = i18n.separator(lang)
     shown: list[str] = []
     for topic in digest.topics:
         name = escape(topic_name(topic, lang))
@@ -107,16 +107,12 @@ def _header(digest: Digest, lang: str) -> str:
     names = sep.join(shown)
     if len(shown) < len(digest.topics):
         hidden = len(digest.topics) - len(shown)
-        names += label(lang, f" 等 {hidden} 个主题", f" and {hidden} more topics")
-    count = {"en": f"{digest.total} paper{'' if digest.total == 1 else 's'}",
-             "zh": f"{digest.total} 篇"}.get(lang, f"{digest.total} 篇 / papers")
-    lines = [f"<b>{label(lang, 'arXiv 每日学术速递', 'arXiv daily digest')}</b> · "
-             f"{escape(digest.date)}", f"{names} · {count}"]
+        names += i18n.more_topics(hidden, lang)
+    lines = [f"<b>{escape(i18n.phrase('title', lang))}</b> · {escape(digest.date)}",
+             f"{names} · {i18n.paper_count(digest.total, lang)}"]
     if digest.more:
-        lines.append(label(lang, f"另有 {digest.more} 篇达到阈值,本期未显示",
-                           f"{digest.more} more matching papers not shown"))
-    lines.append(label(lang, "/list 查看订阅 · /help 全部命令",
-                       "/list your subscription · /help all commands"))
+        lines.append(i18n.more_not_shown(digest.more, lang))
+    lines.append(escape(i18n.phrase("telegram_hint", lang)))
     return "\n".join(lines)
 
 
