@@ -26,6 +26,7 @@ from digestbot import digest as digests
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber, Topic
+from digestbot.render.i18n import label
 from digestbot.store import Store
 
 # Longer arguments are refused before any lookup: nobody types 500 characters of topic names,
@@ -97,11 +98,6 @@ def say(lang: str, zh: str, en: str) -> str:
     if lang == "zh":
         return zh
     return f"{zh}\n\n{en}"
-
-
-def label(lang: str, zh: str, en: str) -> str:
-    """A short phrase in the subscriber's language; both side by side on one line."""
-    return say(lang, zh, en) if lang != "both" else f"{zh} / {en}"
 
 
 def _in_lang(exc: UsageError, lang: str) -> str:

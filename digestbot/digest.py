@@ -30,6 +30,8 @@ from digestbot.models import (
     Topic,
     TopicHit,
 )
+from digestbot.render.slack import render_payloads
+from digestbot.render.telegram import render_telegram
 from digestbot.store import Store
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
@@ -294,7 +296,7 @@ def _preview_text(settings: Settings, digest: Digest, fmt: str) -> str:
             preferences_url=signing.preferences_url(settings, digest.subscriber),
         )
         return email.html if fmt == "html" else f"Subject: {email.subject}\n\n{email.text}"
-    renderer = render.render_telegram if fmt == "telegram" else render.render_slack
+    renderer = render_telegram if fmt == "telegram" else render_payloads
     return _as_text(renderer(digest))
 
 

@@ -495,8 +495,8 @@ async def _start_parts(settings: Settings, host: str) -> list[tuple[str, _Handle
     else:
         log.info("HTTP app off (http_port = 0)")
     optional = [
-        ("telegram", settings.telegram_bot_token, "digestbot.channels.telegram", "start_bot"),
-        ("slack", settings.slack_app_token, "digestbot.channels.slack", "start_socket_mode"),
+        ("telegram", settings.telegram_bot_token, "digestbot.bots.telegram", "start_bot"),
+        ("slack", settings.slack_app_token, "digestbot.bots.slack", "start_socket_mode"),
     ]
     for name, enabled, module, func in optional:
         if not enabled:

@@ -24,9 +24,7 @@ def whole_page(digest, rows_for, more: int, **links) -> str:
     lang = digest.subscriber.lang
     rows = "".join(env.get_template("email/_entry_row.html").render(
         entry=e, lang=lang, en_chars=en, zh_chars=zh) for e, (en, zh) in rows_for)
-    context = {"digest": digest, "lang": lang, "subject": render.subject(digest),
-               "lead_topic": render.lead_topic(digest), "unsubscribe_url": None,
-               "preferences_url": None, **links}
+    context = render.email_context(digest, **links)
     return render._inliner().inline(env.get_template("email/digest.html").render(
         context, entry_rows=markupsafe.Markup(rows), more=more))
 

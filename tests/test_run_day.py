@@ -40,7 +40,7 @@ PUBLISHED = datetime(2026, 8, 12, 20, 0, tzinfo=ET)
 SPEED = 5000  # 16 virtual hours in ~12 real seconds
 STARTED = re.compile(rb"virtual clock at (\S+), ")
 HAS_TELEGRAM = importlib.util.find_spec("tests.fakes.telegram") is not None and hasattr(
-    importlib.import_module("digestbot.channels.telegram"), "start_bot")
+    importlib.import_module("digestbot.bots.telegram"), "start_bot")
 HAS_WEB = importlib.util.find_spec("digestbot.web") is not None
 
 

@@ -15,17 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digestbot import render, subscribers
-from digestbot.channels.slack import (
-    ENTRIES_PER_MESSAGE,
-    SlackSender,
-    _sdk_log,
-    fit,
-    header_text,
-    make_sender,
-    render_slack,
-    web_client,
-)
+from digestbot import subscribers
+from digestbot.channels.slack import SlackSender, _sdk_log, make_sender, web_client
 from digestbot.cli import main
 from digestbot.config import load_settings
 from digestbot.delivery import run_send_async
@@ -40,6 +31,13 @@ from digestbot.models import (
     Paper,
     Subscriber,
     TopicHit,
+)
+from digestbot.render.slack import (
+    ENTRIES_PER_MESSAGE,
+    fit,
+    header_text,
+    render_payloads,
+    render_slack,
 )
 from digestbot.topics import get_topic
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
@@ -193,7 +191,7 @@ def test_worst_case_fifty_papers_keep_every_field_within_limits(lang, mode):
 
 
 def test_preview_gets_json_payloads():
-    payloads = render.render_slack(make_digest(20))
+    payloads = render_payloads(make_digest(20))
     assert json.loads(json.dumps(payloads))[0]["blocks"][0]["type"] == "header"
     assert [set(p) for p in payloads] == [{"text", "blocks"}] * 3
 

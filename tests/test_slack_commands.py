@@ -13,13 +13,8 @@ import logging
 import pytest
 
 from digestbot import subscribers
-from digestbot.channels.slack import (
-    SlackCommands,
-    parse_command,
-    slack_text,
-    start_socket_mode,
-    web_client,
-)
+from digestbot.bots.slack import SlackCommands, parse_command, slack_text, start_socket_mode
+from digestbot.channels.slack import web_client
 from digestbot.config import load_settings
 from digestbot.errors import DigestbotError
 from tests.fakes.digests import add_paper

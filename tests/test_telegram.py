@@ -19,14 +19,8 @@ import pytest
 from telegram.error import RetryAfter
 
 from digestbot import subscribers
-from digestbot.channels.telegram import (
-    FloodLimiter,
-    TelegramSender,
-    build_bot,
-    parse_command,
-    render_telegram,
-    start_bot,
-)
+from digestbot.bots.telegram import parse_command, start_bot
+from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.config import load_settings
 from digestbot.delivery import run_send_async
 from digestbot.models import (
@@ -41,6 +35,7 @@ from digestbot.models import (
     Topic,
     TopicHit,
 )
+from digestbot.render.telegram import render_telegram
 from digestbot.topics import custom_topic, get_topic
 from tests.fakes.digests import TOPIC, add_paper
 from tests.fakes.telegram import FakeTelegram

@@ -1,5 +1,8 @@
 """Turn a `Digest` into what people read: the email (HTML + plain text) and shared filters.
 
+Telegram's messages are in `render.telegram`, Slack's blocks in `render.slack`, and every
+phrase they share in `render.i18n`.
+
 One jinja2 environment serves every channel, so a filter (author shortening, labels) means the
 same thing in an email, a web page and a chat message. HTML templates are autoescaped: titles
 and abstracts are untrusted text (`<script>`, `&`, LaTeX) and must show as text.
@@ -20,14 +23,9 @@ import css_inline
 import jinja2
 import markupsafe
 
-from digestbot.models import (
-    ANNOUNCE_LABELS_EN,
-    ANNOUNCE_LABELS_ZH,
-    Author,
-    Digest,
-    DigestEntry,
-    Topic,
-)
+from digestbot.models import Author, Digest, DigestEntry
+from digestbot.render import i18n
+from digestbot.render.i18n import announce_label, template_label, topic_name
 
 # Gmail clips an HTML body beyond ~102 KB and hides everything after the cut, footer and
 # unsubscribe link included; stay a little under it.
@@ -61,7 +59,7 @@ def template_dir() -> Path:
     The installed copy is checked first because a stray top-level `templates/` folder can
     exist next to site-packages; the source tree's is recognised by its email templates.
     """
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # digestbot/, above this package
     for candidate in (here / "templates", here.parent / "templates"):
         if (candidate / "email" / "digest.html").is_file():
             return candidate
@@ -88,21 +86,9 @@ def environment() -> jinja2.Environment:
         clip=clip,
         topic_name=topic_name,
     )
-    env.globals["label"] = label
+    env.globals.update(label=template_label, phrase=i18n.phrase,
+                       more_not_shown=i18n.more_not_shown)
     return env
-
-
-@jinja2.pass_context
-def label(context: Any, zh: str, en: str) -> str:
-    """A UI label in the template's `lang`: zh, en, or both side by side."""
-    lang = context.get("lang", "zh")
-    return zh if lang == "zh" else en if lang == "en" else f"{zh} / {en}"
-
-
-def topic_name(topic: Topic, lang: str = "zh") -> str:
-    if lang == "both" and topic.name_en and topic.name_en != topic.name_zh:
-        return f"{topic.name_zh} ({topic.name_en})"
-    return topic.display(lang)
 
 
 def shorten_authors(authors: list[Author] | list[str], limit: int = 10, keep: int = 8) -> str:
@@ -115,12 +101,6 @@ def shorten_authors(authors: list[Author] | list[str], limit: int = 10, keep: in
 
 def percent(score: int | float | None) -> str:
     return "" if score is None else f"{round(score)}%"
-
-
-def announce_label(announce_type: str, lang: str = "zh") -> str:
-    zh = ANNOUNCE_LABELS_ZH.get(announce_type, announce_type)
-    en = ANNOUNCE_LABELS_EN.get(announce_type, announce_type)
-    return {"zh": zh, "en": en}.get(lang, f"{zh} / {en}")
 
 
 def clip(text: str | None, limit: int | None) -> str:
@@ -285,6 +265,22 @@ def _shell(context: dict[str, Any], more: int) -> tuple[_Part, _Part]:
     return _Part.of(before), _Part.of(after)
 
 
+def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
+                  preferences_url: str | None = None) -> dict[str, Any]:
+    """What email/digest.html and digest.txt see besides the entries and the `more` count."""
+    lang = digest.subscriber.lang
+    return {
+        "digest": digest,
+        "lang": lang,
+        "subject": subject(digest),
+        "lead_topic": lead_topic(digest),
+        "header": i18n.header_line(digest, lang),
+        "followed": i18n.followed_topics(digest, lang),
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
+
+
 def render_email(
     digest: Digest,
     *,
@@ -303,14 +299,8 @@ def render_email(
     no re-rendering.
     """
     lang = digest.subscriber.lang
-    context: dict[str, Any] = {
-        "digest": digest,
-        "lang": lang,
-        "subject": subject(digest),
-        "lead_topic": lead_topic(digest),
-        "unsubscribe_url": unsubscribe_url,
-        "preferences_url": preferences_url,
-    }
+    context = email_context(digest, unsubscribe_url=unsubscribe_url,
+                            preferences_url=preferences_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
     text = environment().get_template("email/digest.txt").render(
         context, entry_texts=[_entry_text(i, lang) for i in items], more=digest.more)
@@ -352,17 +342,3 @@ def _fitting_count(context: dict[str, Any], items: list[_Entry],
         if fits >= keep or keep <= 1:
             return keep, shell
         keep = max(1, fits)
-
-
-def render_slack(digest: Digest) -> list[Any]:
-    """Slack payloads ({"text", "blocks"}); the blocks and their limits live with the channel."""
-    from digestbot.channels.slack import render_slack as slack_messages
-
-    return [message.payload() for message in slack_messages(digest)]
-
-
-def render_telegram(digest: Digest) -> list[str]:
-    """Telegram HTML messages (≤ 4096 chars each); the packing lives with the Telegram channel."""
-    from digestbot.channels.telegram import render_telegram as telegram_messages
-
-    return telegram_messages(digest)
