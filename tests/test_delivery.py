@@ -251,6 +251,32 @@ async def test_unsubscribed_before_delivery_is_cancelled(settings: Settings, sto
     assert rows(store)[0]["status"] == "cancelled"
 
 
+async def test_a_removed_readers_rows_remain_and_nothing_more_is_sent(
+    settings: Settings, store: Store
+) -> None:
+    """`sub rm` never deletes outbox rows: the sent digest and its papers stay on record, a
+    pending one ends as 'cancelled', and the reader gets nothing more."""
+    add_paper(store, "2608.00001", 90)
+    ada = add_subscriber(store, "ada@example.org")
+    sender = Scripted()
+    plan(store, settings, DAY, now=NOW)
+    assert (await deliver_pending(store, {"email": sender}, now=NOW)).sent == 1
+    add_paper(store, "2608.00002", 90, date=NEXT_DAY)
+    plan(store, settings, NEXT_DAY, now=NOW + timedelta(days=1))
+    assert subscribers.remove(store, ada.id) is True
+    report = await deliver_pending(store, {"email": sender}, now=NOW + timedelta(days=1))
+    assert report.cancelled == 1 and len(sender.sent) == 1
+    assert [(r["digest_date"], r["status"]) for r in rows(store)] == [
+        (DAY, "sent"), (NEXT_DAY, "cancelled")]
+    assert rows(store)[1]["last_error"] == "subscriber is removed"
+    papers = store.db.query("select subscriber_id, arxiv_id from delivered_papers order by arxiv_id")
+    assert [(r["subscriber_id"], r["arxiv_id"]) for r in papers] == [
+        (ada.id, "2608.00001"), (ada.id, "2608.00002")]
+    assert outbox.last_sent(store, ada.id).digest_date == DAY
+    assert (await outbox.run_send(settings, store, {"email": sender},
+                                  now=NOW + timedelta(days=2), force=True)).planned == 0
+
+
 async def test_rows_of_an_unconfigured_channel_wait(settings: Settings, store: Store) -> None:
     add_paper(store, "2608.00001", 90)
     subscribers.add_or_update(store, channel="telegram", address="12345", topics=["post-training"])
