@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -417,3 +418,22 @@ def test_a_changed_threshold_reselects_an_empty_subscriber(store: Store, setting
                               topics=["post-training"], threshold=40)
     assert len(plan(store, settings, DAY, now=NOW + timedelta(minutes=1))) == 1
 
+
+def test_only_the_outbox_writes_its_tables() -> None:
+    """`deliveries`, `delivery_parts` and `delivered_papers` are the outbox's: only it writes
+    them (besides the store's schema); reads elsewhere are the store's statistics and
+    selection's "never twice" (what a reader already received)."""
+    root = Path(digest.__file__).parent
+    tables = r"(deliveries|delivery_parts|delivered_papers)\b"
+    writes = re.compile(rf"(?i)(insert\s+into|update|delete\s+from)\s+{tables}|db\[[\"']{tables}[\"']\]")
+    reads = re.compile(rf"(?i)(from|join)\s+{tables}")
+    found: dict[str, set[str]] = {"write": set(), "read": set()}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("outbox/"):
+            continue
+        text = path.read_text()
+        found["write"] |= {rel} if writes.search(text) else set()
+        found["read"] |= {rel} if reads.search(text) else set()
+    assert found["write"] == {"store.py"}
+    assert found["read"] <= {"store.py", "digest.py"}
