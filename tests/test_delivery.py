@@ -346,8 +346,6 @@ def test_transient_row_can_be_retried_from_cli_after_backoff(settings: Settings,
 async def test_chat_resume_after_a_lang_change_sends_every_paper_once(store: Store) -> None:
     """Crash mid-digest, /lang en, restart: the en rendering packs entries at other split
     points, so resuming by message index would skip or repeat papers; by paper it cannot."""
-    import re
-
     from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
     from tests.fakes.telegram import FakeTelegram
 
