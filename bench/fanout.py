@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from digestbot import digest, render, subscribers, topics  # noqa: E402
 from digestbot.channels.email import EmailSender  # noqa: E402
 from digestbot.config import load_settings  # noqa: E402
-from digestbot.delivery import deliver_pending, plan  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
+from digestbot.outbox import deliver_pending, plan  # noqa: E402
 from digestbot.store import Store, now_iso  # noqa: E402
 
 DAY = "2026-08-13"
@@ -81,7 +81,7 @@ def populate(store: Store, n_subs: int, n_papers: int, n_topics: int, rng: rando
 def select_and_render(store: Store) -> tuple[float, float, int, int]:
     """Seconds (wall, CPU) for every subscriber, digests rendered, entries rendered.
 
-    Selection shares one `Library` across subscribers, as `delivery.plan` does.
+    Selection shares one `Library` across subscribers, as `outbox.plan` does.
     """
     start, cpu = time.perf_counter(), time.process_time()
     rendered = entries = 0

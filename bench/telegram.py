@@ -4,7 +4,7 @@
 
 The fake Bot API (tests/fakes/telegram.py) enforces Telegram's flood limits — 30 messages/s
 per bot, 1 message/s per chat — and answers 429 with retry_after when they are exceeded. The
-digests go through `run_send_async` with the real TelegramSender and its FloodLimiter.
+digests go through `outbox.run_send` with the real TelegramSender and its FloodLimiter.
 Printed: messages, seconds, sustained messages/s (target ≥ 25) and the 429s the server had
 to return (target 0). Not run by the test suite.
 """
@@ -23,10 +23,9 @@ from pathlib import Path
 # this file instead of python-telegram-bot.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from digestbot import subscribers  # noqa: E402
+from digestbot import outbox, subscribers  # noqa: E402
 from digestbot.channels.telegram import make_sender  # noqa: E402
 from digestbot.config import load_settings  # noqa: E402
-from digestbot.delivery import run_send_async  # noqa: E402
 from digestbot.store import Store  # noqa: E402
 from tests.fakes.digests import TOPIC, add_paper  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
@@ -63,8 +62,7 @@ async def main(args: argparse.Namespace) -> None:
             sender = make_sender(settings)
             assert sender is not None
             start = time.monotonic()
-            report = await run_send_async(settings, store, force=True,
-                                          senders={"telegram": sender})
+            report = await outbox.run_send(settings, store, {"telegram": sender}, force=True)
             seconds = time.monotonic() - start
             errors = [r["last_error"] for r in store.db.query(
                 "select last_error from deliveries where status != 'sent' limit 3")]

@@ -18,11 +18,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from digestbot import delivery, subscribers, topics
 from digestbot import digest as digests
+from digestbot import outbox, subscribers, topics
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber, Topic
@@ -554,13 +553,6 @@ def cmd_resume(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
 # -- /digest ------------------------------------------------------------------------------------
 
 
-def _last_sent(store: Store, subscriber_id: int) -> dict[str, Any] | None:
-    rows = list(store.db.query(
-        "select * from deliveries where subscriber_id = ? and status = 'sent'"
-        " order by digest_date desc limit 1", [subscriber_id]))
-    return rows[0] if rows else None
-
-
 def _resend_button(lang: str) -> list[list[Button]]:
     return [[Button(label(lang, "重新发送上一期", "Send the last digest again"), "digest again")]]
 
@@ -574,33 +566,31 @@ def cmd_digest(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
         return Reply(say(lang, "推送已暂停或停止;先发送 /resume。", "Deliveries are off; send /resume "
                          "first."))
     if arg == "again":
-        last = _last_sent(store, sub.id)
+        last = outbox.last_sent(store, sub.id)
         if last is None:
             return Reply(say(lang, "还没有发送过摘要。", "No digest has been sent yet."))
-        again = digests.rebuild(store, sub, last["digest_date"],
-                                delivery.DeliveryRow.from_row(last).paper_ids, last["more"] or 0)
-        return Reply(label(lang, f"重新发送 {last['digest_date']} 的摘要:",
-                           f"The digest of {last['digest_date']} again:"), digest=again)
+        again = digests.rebuild(store, sub, last.digest_date, last.paper_ids, last.more)
+        return Reply(label(lang, f"重新发送 {last.digest_date} 的摘要:",
+                           f"The digest of {last.digest_date} again:"), digest=again)
     date = store.latest_announcement_date()
     if date is None:
         return Reply(say(lang, "还没有抓取到任何 arXiv 公告。", "No arXiv announcement has been "
                          "fetched yet."))
-    rows = list(store.db.query("select id, status from deliveries where subscriber_id = ?"
-                               " and digest_date = ?", [sub.id, date]))
-    if rows and rows[0]["status"] == "sent":
+    row = outbox.day_row(store, sub.id, date)
+    if row and row.status == "sent":
         return Reply(say(lang, f"{date} 的摘要已经发给你了;不会重复发送。需要的话可以重新发送一遍。",
                          f"The digest of {date} was already sent; nothing is sent twice unless "
                          "you ask."), _resend_button(lang))
-    if rows and rows[0]["status"] in ("pending", "failed"):
+    if row and row.status in ("pending", "failed"):
         return Reply(label(lang, f"正在发送 {date} 的摘要…", f"Sending the digest of {date}…"),
-                     delivery_id=rows[0]["id"])
-    if rows:
+                     delivery_id=row.id)
+    if row:
         return Reply(say(lang, f"{date} 的摘要正在发送中。", f"The digest of {date} is on its way."))
-    row_id = delivery.plan_for(store, settings, sub, date, now=ctx.now or datetime.now(UTC))
+    row_id = outbox.plan_for(store, settings, sub, date, now=ctx.now or datetime.now(UTC))
     if row_id is None:
         text = say(lang, f"{date} 没有达到你阈值的新论文(已发过的不再重复)。",
                    f"No new papers above your thresholds on {date} (sent ones are not repeated).")
-        return Reply(text, _resend_button(lang) if _last_sent(store, sub.id) else [])
+        return Reply(text, _resend_button(lang) if outbox.last_sent(store, sub.id) else [])
     return Reply(label(lang, f"正在发送 {date} 的摘要…", f"Sending the digest of {date}…"),
                  delivery_id=row_id)
 

@@ -8,18 +8,13 @@ is shown in English only.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Iterable
 from datetime import date as Date
 from datetime import timedelta
 from typing import Any
 
-from digestbot import render, signing, subscribers, topics, web
-from digestbot.config import Settings
+from digestbot import subscribers, topics
 from digestbot.enrich.pipeline import get_enrichment
-from digestbot.errors import UsageError
 from digestbot.models import (
     Announcement,
     Digest,
@@ -30,8 +25,6 @@ from digestbot.models import (
     Topic,
     TopicHit,
 )
-from digestbot.render.slack import render_payloads
-from digestbot.render.telegram import render_telegram
 from digestbot.store import Store
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
@@ -247,63 +240,3 @@ def _topic(store: Store, slug: str) -> Topic:
     except KeyError:
         # A topic dropped from the catalogue keeps its subscriptions and scores; show the slug.
         return Topic(slug=slug, name_zh=slug, name_en=slug, description="")
-
-
-# -- digestbot preview ------------------------------------------------------------------------
-
-
-def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
-    """Print what a subscriber would get; sends nothing and records nothing."""
-    with Store(settings.db) as store:
-        subscriber = subscribers.get(store, args.subscriber)
-        if subscriber is None:
-            raise UsageError(
-                f"没有编号为 {args.subscriber} 的订阅者 / no subscriber #{args.subscriber} "
-                "(see `digestbot sub list`)"
-            )
-        date = args.date or store.latest_announcement_date()
-        if date is None:
-            print("还没有任何公告 / no announcements yet: run `digestbot fetch` first")
-            return 0
-        digest = _planned(store, subscriber, date) or select(store, subscriber, date)
-    if digest is None:
-        print(f"订阅者 #{subscriber.id} 在 {date} 没有新论文 / "
-              f"no new papers for subscriber #{subscriber.id} on {date}")
-        return 0
-    print(_preview_text(settings, digest, args.format))
-    return 0
-
-
-def _planned(store: Store, subscriber: Subscriber, date: str) -> Digest | None:
-    """The digest an outbox row already holds for that day: preview shows what was (or will
-    be) sent, not the leftovers that at-most-once would select now."""
-    rows = list(store.db.query(
-        "select status, paper_ids, more from deliveries where subscriber_id = ? and digest_date = ?",
-        [subscriber.id, date],
-    ))
-    if not rows:
-        return None
-    row = rows[0]
-    print(f"(outbox: {date} 这一期状态为 / this digest is {row['status']})", file=sys.stderr)
-    return rebuild(store, subscriber, date, json.loads(row["paper_ids"] or "[]"), row["more"])
-
-
-def _preview_text(settings: Settings, digest: Digest, fmt: str) -> str:
-    if fmt in ("html", "text"):
-        # The same links as the real email, so the footer can be checked too.
-        email = render.render_email(
-            digest, unsubscribe_url=web.unsubscribe_url(settings, digest.subscriber.token),
-            preferences_url=signing.preferences_url(settings, digest.subscriber),
-        )
-        return email.html if fmt == "html" else f"Subject: {email.subject}\n\n{email.text}"
-    renderer = render_telegram if fmt == "telegram" else render_payloads
-    return _as_text(renderer(digest))
-
-
-def _as_text(rendering: Any) -> str:
-    """Chat renderings come as a message, a list of messages, or Slack block payloads."""
-    if isinstance(rendering, str):
-        return rendering
-    if isinstance(rendering, (list, tuple)):
-        return "\n\n────────\n\n".join(_as_text(part) for part in rendering)
-    return json.dumps(rendering, ensure_ascii=False, indent=2, default=str)

@@ -71,3 +71,28 @@ class AnswerError(DigestbotError):
 
 class PdfError(DigestbotError):
     """The bytes are not a PDF whose first page has text we can read."""
+
+
+# -- delivery (outbox/, channels/) -------------------------------------------------------------
+
+
+class TransientError(DigestbotError):
+    """Try again later: connection refused or dropped, SMTP 4xx, rate limited, server 5xx.
+
+    Raised by a channel's sender; the outbox retries the row after a backoff.
+    """
+
+
+class PermanentError(DigestbotError):
+    """This recipient will never accept: stop sending to them.
+
+    `status` is what the subscriber becomes: 'bounced' (the address does not exist, SMTP 5xx
+    for the recipient, Slack channel_not_found) or 'blocked' (Telegram Forbidden: the user
+    blocked the bot).
+    """
+
+    def __init__(self, message: str, status: str = "bounced") -> None:
+        if status not in ("bounced", "blocked"):
+            raise ValueError(f"PermanentError status must be bounced or blocked, not {status!r}")
+        super().__init__(message)
+        self.status = status

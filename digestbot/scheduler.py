@@ -34,6 +34,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digestbot import subscribers, topics
+from digestbot.channels import build_senders
 from digestbot.clock import (
     DELIVERY_TICK,
     ET,
@@ -47,9 +48,9 @@ from digestbot.clock import (
     parse_now,
 )
 from digestbot.config import Settings
-from digestbot.delivery import run_send, run_send_async
 from digestbot.enrich.pipeline import PipelineReport, run_pipeline
 from digestbot.errors import DigestbotError, FeedError, NetworkError
+from digestbot.outbox import run_send
 from digestbot.sources import arxiv
 from digestbot.store import Store
 
@@ -67,7 +68,8 @@ def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
         if args.demo:
             _ensure_demo_subscriber(settings, store)
         print(run_pipeline(settings, store, date=result.date).summary())
-        print(run_send(settings, store, force=True).summary())
+        senders = build_senders(settings)
+        print(asyncio.run(run_send(settings, store, senders, force=True)).summary())
         if not settings.smtp_url:
             _print_written(sorted(set(outbox.glob("*.eml")) - before), outbox)
         if args.demo:
@@ -272,7 +274,8 @@ class Service:
             return None
         async with self._tracked(), self._work:
             await self._score_new_subscriptions()
-            report = await run_send_async(self.settings, self.store, now=self.clock.now())
+            report = await run_send(self.settings, self.store, build_senders(self.settings),
+                                    now=self.clock.now())
         _log_delivery(report)
         return report
 

@@ -122,6 +122,11 @@ def public_link(settings: Settings, path: str, token: str) -> str | None:
     return f"{settings.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
 
 
+def unsubscribe_url(settings: Settings, token: str) -> str | None:
+    """The link put in emails and chat footers; None without DIGESTBOT_PUBLIC_URL."""
+    return public_link(settings, "/unsubscribe", token) if token else None
+
+
 def confirm_url(settings: Settings, subscriber: Subscriber, *, now: float | None = None) -> str | None:
     """The double opt-in link; None without DIGESTBOT_PUBLIC_URL (no address to send)."""
     token = sign(secret_of(settings), CONFIRM, str(subscriber.id), CONFIRM_TTL, now=now)

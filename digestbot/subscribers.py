@@ -167,7 +167,8 @@ def _row_to_subscriber(row: dict[str, Any]) -> Subscriber:
 
 
 def get(store: Store, id: int) -> Subscriber | None:
-    rows = list(store.db.query("select * from subscribers where id = ?", [id]))
+    rows = list(store.db.query(
+        "select * from subscribers where id = ? and status != ?", [id, REMOVED]))
     return _row_to_subscriber(rows[0]) if rows else None
 
 
@@ -181,20 +182,22 @@ def by_token(store: Store, token: str) -> Subscriber | None:
     """
     if not token:
         return None
-    rows = list(store.db.query("select * from subscribers where token = ?", [token]))
+    rows = list(store.db.query(
+        "select * from subscribers where token = ? and status != ?", [token, REMOVED]))
     return _row_to_subscriber(rows[0]) if rows else None
 
 
 def by_address(store: Store, channel: str, address: str) -> Subscriber | None:
     rows = list(store.db.query(
-        "select * from subscribers where channel = ? and address = ?", [channel, address]
+        "select * from subscribers where channel = ? and address = ? and status != ?",
+        [channel, address, REMOVED],
     ))
     return _row_to_subscriber(rows[0]) if rows else None
 
 
 def list_all(store: Store, statuses: tuple[SubscriberStatus, ...] | None = None) -> list[Subscriber]:
     if statuses is None:
-        rows = store.db.query("select * from subscribers order by id")
+        rows = store.db.query("select * from subscribers where status != ? order by id", [REMOVED])
     else:
         marks = ",".join("?" * len(statuses))
         rows = store.db.query(
@@ -318,18 +321,27 @@ def add_or_update(
     return get(store, sub_id)  # type: ignore[return-value]
 
 
+# A removed subscriber's row stays as a tombstone: the outbox's rows point at it and are never
+# deleted (what was sent stays on record), and the id is never handed to someone else who
+# would then inherit this reader's history. Nothing here reads it as a subscriber again.
+REMOVED = "removed"
+
+
 def remove(store: Store, id: int) -> bool:
-    """Delete a subscriber with everything that refers to it; False when there was none."""
+    """Remove a subscriber; False when there was none.
+
+    Their subscriptions go; the row keeps only its id and channel (address and token are
+    replaced, the webhook dropped), so the address can subscribe afresh and old links do
+    nothing. Their outbox rows stay: pending ones are cancelled when the outbox reaches them.
+    """
     with store.db.atomic():
         if get(store, id) is None:
             return False
-        store.db.execute(
-            "delete from delivery_parts where delivery_id in"
-            " (select id from deliveries where subscriber_id = ?)", [id]
-        )
-        for table in ("deliveries", "delivered_papers", "subscriptions"):
-            store.db.execute(f"delete from {table} where subscriber_id = ?", [id])
-        store.db.execute("delete from subscribers where id = ?", [id])
+        store.db.execute("delete from subscriptions where subscriber_id = ?", [id])
+        store.db["subscribers"].update(id, {
+            "status": REMOVED, "status_reason": None, "address": f"{REMOVED}:{id}",
+            "token": secrets.token_urlsafe(32), "webhook_url": None, "updated_at": now_iso(),
+        })
     return True
 
 

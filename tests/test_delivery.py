@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 
-from digestbot import delivery, subscribers
+from digestbot import digest, outbox, subscribers
 from digestbot.channels import build_senders
 from digestbot.channels.email import EmailSender, OutboxFolderSender
 from digestbot.cli import main
 from digestbot.config import Settings, load_settings
-from digestbot.delivery import (
-    DeliveryRow,
-    PermanentError,
-    TransientError,
-    deliver_pending,
-    mark_part,
-    parts_done,
-    plan,
-    run_send,
-)
+from digestbot.errors import PermanentError, TransientError
+from digestbot.outbox import DeliveryRow, deliver_pending, mark_part, parts_done, plan
 from digestbot.store import Store
 from tests.fakes.digests import (
     DAY,
@@ -34,6 +27,7 @@ from tests.fakes.digests import (
     add_paper,
     add_subscriber,
 )
+from tests.fakes.outbox import asend, send
 
 # 09:00 in Shanghai on DAY: a default subscriber (08:30 Asia/Shanghai) is due.
 NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
@@ -98,7 +92,7 @@ def test_cap_is_recorded_so_a_retry_rebuilds_the_same_digest(settings: Settings,
 def test_due_follows_each_subscribers_zone_and_dst(store: Store) -> None:
     shanghai = add_subscriber(store, "sh@example.org")
     ny = add_subscriber(store, "ny@example.org", tz="America/New_York", send_at="08:30")
-    due = lambda now, date=None: {s.address for s in delivery.due_subscribers(store, now, False, date)}  # noqa: E731
+    due = lambda now, date=None: {s.address for s in outbox.due_subscribers(store, now, False, date)}  # noqa: E731
     # Without a date: has the send time passed today, in their zone?
     assert due(datetime(2026, 8, 13, 0, 29, tzinfo=UTC)) == {"ny@example.org"}  # 08:29 / 20:29
     assert due(datetime(2026, 8, 13, 0, 30, tzinfo=UTC)) == {"sh@example.org", "ny@example.org"}
@@ -110,15 +104,15 @@ def test_due_follows_each_subscribers_zone_and_dst(store: Store) -> None:
     # December: New York is on EST (UTC-5), so 08:30 local is 13:30 UTC, not 12:30.
     assert due(datetime(2026, 12, 14, 12, 30, tzinfo=UTC), "2026-12-14") == {"sh@example.org"}
     assert "ny@example.org" in due(datetime(2026, 12, 14, 13, 30, tzinfo=UTC), "2026-12-14")
-    assert {s.id for s in delivery.due_subscribers(store, evening_before, True)} == {shanghai.id, ny.id}
+    assert {s.id for s in outbox.due_subscribers(store, evening_before, True)} == {shanghai.id, ny.id}
 
 
 def test_not_due_yet_plans_nothing(settings: Settings, store: Store) -> None:
     add_paper(store, "2608.00001", 90)
     add_subscriber(store, "ada@example.org", send_at="10:00")
-    report = run_send(settings, store, now=NOW)
+    report = send(settings, store, now=NOW)
     assert rows(store) == [] and report.not_due == 1 and report.sent == 0
-    assert run_send(settings, store, now=NOW, force=True).sent == 1  # --now
+    assert send(settings, store, now=NOW, force=True).sent == 1  # --now
 
 
 def test_eml_outbox_is_the_default(settings: Settings, store: Store) -> None:
@@ -126,7 +120,7 @@ def test_eml_outbox_is_the_default(settings: Settings, store: Store) -> None:
     add_paper(store, "2608.00002", 95, title="<script>alert(1)</script> & $\\Delta$ tuning")
     add_paper(store, "2608.00003", 40)
     ada = add_subscriber(store, "ada@example.org")
-    report = run_send(settings, store, now=NOW)
+    report = send(settings, store, now=NOW)
     assert (report.planned, report.sent, report.failed) == (1, 1, 0)
     outbox = Path(settings.outbox)
     [path] = list(outbox.iterdir())  # no temp files left behind
@@ -141,7 +135,7 @@ def test_eml_outbox_is_the_default(settings: Settings, store: Store) -> None:
     assert rows(store)[0]["status"] == "sent" and rows(store)[0]["sent_at"]
     # A second send sends nothing.
     before = path.stat().st_mtime_ns
-    again = run_send(settings, store, now=NOW + timedelta(hours=1))
+    again = send(settings, store, now=NOW + timedelta(hours=1))
     assert (again.planned, again.sent) == (0, 0) and path.stat().st_mtime_ns == before
     assert again.summary().startswith("投递 / delivery: sent 0, failed 0")
 
@@ -149,9 +143,9 @@ def test_eml_outbox_is_the_default(settings: Settings, store: Store) -> None:
 def test_new_announcement_sends_only_new_papers(settings: Settings, store: Store) -> None:
     add_paper(store, "2608.00001", 90)
     ada = add_subscriber(store, "ada@example.org")
-    run_send(settings, store, now=NOW)
+    send(settings, store, now=NOW)
     add_paper(store, "2608.00002", 80, date=NEXT_DAY)
-    report = run_send(settings, store, now=NOW + timedelta(days=1))
+    report = send(settings, store, now=NOW + timedelta(days=1))
     assert report.sent == 1
     second = Path(settings.outbox) / f"{NEXT_DAY}_{ada.id}_ada@example.org.eml"
     text = body(eml(second), "plain")
@@ -165,7 +159,7 @@ def test_crash_after_three_of_ten_resumes_the_other_seven_once(settings: Setting
         add_subscriber(add_paper_store, f"reader{i}@example.org")
     outbox = OutboxFolderSender(settings)
     with pytest.raises(Crash):
-        run_send(settings, add_paper_store, now=NOW, senders={"email": CrashAt(outbox, 4)})
+        send(settings, add_paper_store, now=NOW, senders={"email": CrashAt(outbox, 4)})
     add_paper_store.close()
     files = sorted(Path(settings.outbox).iterdir())
     assert len(files) == 3
@@ -173,7 +167,7 @@ def test_crash_after_three_of_ten_resumes_the_other_seven_once(settings: Setting
 
     with Store(settings.db) as store:  # the restarted process
         assert [r["status"] for r in rows(store)] == ["sent"] * 3 + ["sending"] + ["pending"] * 6
-        report = run_send(settings, store, now=NOW + timedelta(minutes=1))
+        report = send(settings, store, now=NOW + timedelta(minutes=1))
         assert (report.planned, report.sent) == (0, 7)
         assert [r["status"] for r in rows(store)] == ["sent"] * 10
     files = sorted(Path(settings.outbox).iterdir())
@@ -186,14 +180,14 @@ def test_crash_after_the_file_was_written_does_not_write_it_again(settings: Sett
     add_paper(store, "2608.00001", 90)
     add_subscriber(store, "ada@example.org")
     with pytest.raises(Crash):
-        run_send(settings, store, now=NOW,
+        send(settings, store, now=NOW,
                  senders={"email": CrashAt(OutboxFolderSender(settings), 1, after_send=True)})
     store.close()
     [path] = Path(settings.outbox).iterdir()
     written = path.stat().st_mtime_ns
     with Store(settings.db) as store:
         assert rows(store)[0]["status"] == "sending"
-        assert run_send(settings, store, now=NOW).sent == 1
+        assert send(settings, store, now=NOW).sent == 1
         assert rows(store)[0]["status"] == "sent" and rows(store)[0]["attempts"] == 2
     assert path.stat().st_mtime_ns == written
 
@@ -204,22 +198,22 @@ async def test_transient_errors_back_off_and_give_up_after_max_attempts(
     add_paper(store, "2608.00001", 90)
     ada = add_subscriber(store, "ada@example.org")
     plan(store, settings, DAY, now=NOW)
-    sender = Scripted(ada=[TransientError("451 try later")] * delivery.MAX_ATTEMPTS)
+    sender = Scripted(ada=[TransientError("451 try later")] * outbox.MAX_ATTEMPTS)
     senders = {"email": sender}
     now = NOW
-    for attempt in range(1, delivery.MAX_ATTEMPTS):
+    for attempt in range(1, outbox.MAX_ATTEMPTS):
         report = await deliver_pending(store, senders, now=now)
         [row] = rows(store)
         assert (report.failed, row["status"], row["attempts"]) == (1, "failed", attempt)
         assert row["last_error"] == "TransientError: 451 try later"
-        wait = delivery.BACKOFF * 2 ** (attempt - 1)
+        wait = outbox.BACKOFF * 2 ** (attempt - 1)
         assert row["next_attempt_at"] == (now + wait).isoformat(timespec="seconds")
         # Not retried before its time.
         assert (await deliver_pending(store, senders, now=now + wait / 2)).failed == 0
         now += wait
     await deliver_pending(store, senders, now=now)
     [row] = rows(store)
-    assert row["status"] == "failed_permanent" and row["attempts"] == delivery.MAX_ATTEMPTS
+    assert row["status"] == "failed_permanent" and row["attempts"] == outbox.MAX_ATTEMPTS
     assert "gave up after 5 attempts" in row["last_error"]
     assert subscribers.get(store, ada.id).status == "active"  # our trouble, not their address
     assert sender.sent == []
@@ -258,6 +252,32 @@ async def test_unsubscribed_before_delivery_is_cancelled(settings: Settings, sto
     assert rows(store)[0]["status"] == "cancelled"
 
 
+async def test_a_removed_readers_rows_remain_and_nothing_more_is_sent(
+    settings: Settings, store: Store
+) -> None:
+    """`sub rm` never deletes outbox rows: the sent digest and its papers stay on record, a
+    pending one ends as 'cancelled', and the reader gets nothing more."""
+    add_paper(store, "2608.00001", 90)
+    ada = add_subscriber(store, "ada@example.org")
+    sender = Scripted()
+    plan(store, settings, DAY, now=NOW)
+    assert (await deliver_pending(store, {"email": sender}, now=NOW)).sent == 1
+    add_paper(store, "2608.00002", 90, date=NEXT_DAY)
+    plan(store, settings, NEXT_DAY, now=NOW + timedelta(days=1))
+    assert subscribers.remove(store, ada.id) is True
+    report = await deliver_pending(store, {"email": sender}, now=NOW + timedelta(days=1))
+    assert report.cancelled == 1 and len(sender.sent) == 1
+    assert [(r["digest_date"], r["status"]) for r in rows(store)] == [
+        (DAY, "sent"), (NEXT_DAY, "cancelled")]
+    assert rows(store)[1]["last_error"] == "subscriber is removed"
+    papers = store.db.query("select subscriber_id, arxiv_id from delivered_papers order by arxiv_id")
+    assert [(r["subscriber_id"], r["arxiv_id"]) for r in papers] == [
+        (ada.id, "2608.00001"), (ada.id, "2608.00002")]
+    assert outbox.last_sent(store, ada.id).digest_date == DAY
+    assert (await outbox.run_send(settings, store, {"email": sender},
+                                  now=NOW + timedelta(days=2), force=True)).planned == 0
+
+
 async def test_rows_of_an_unconfigured_channel_wait(settings: Settings, store: Store) -> None:
     add_paper(store, "2608.00001", 90)
     subscribers.add_or_update(store, channel="telegram", address="12345", topics=["post-training"])
@@ -284,7 +304,7 @@ def test_delivery_row_from_store(settings: Settings, store: Store) -> None:
     add_paper(store, "2608.00001", 90)
     add_subscriber(store, "ada@example.org")
     plan(store, settings, DAY, now=NOW)
-    [(row, channel)] = delivery.ready_rows(store, NOW)
+    [(row, channel)] = outbox.ready_rows(store, NOW)
     assert channel == "email" and isinstance(row, DeliveryRow)
     assert (row.paper_ids, row.attempts, row.more, row.status) == (["2608.00001"], 0, 0, "pending")
 
@@ -317,17 +337,15 @@ def test_transient_row_can_be_retried_from_cli_after_backoff(settings: Settings,
     add_paper(store, "2608.00001", 90)
     add_subscriber(store, "ada@example.org")
     plan(store, settings, DAY, now=NOW)
-    report = run_send(settings, store, now=NOW, senders={"email": Scripted(ada=[TransientError("x")])})
+    report = send(settings, store, now=NOW, senders={"email": Scripted(ada=[TransientError("x")])})
     assert report.failed == 1
-    later = NOW + delivery.BACKOFF
-    assert run_send(settings, store, now=later).sent == 1
+    later = NOW + outbox.BACKOFF
+    assert send(settings, store, now=later).sent == 1
 
 
 async def test_chat_resume_after_a_lang_change_sends_every_paper_once(store: Store) -> None:
     """Crash mid-digest, /lang en, restart: the en rendering packs entries at other split
     points, so resuming by message index would skip or repeat papers; by paper it cannot."""
-    import re
-
     from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
     from tests.fakes.telegram import FakeTelegram
 
@@ -346,15 +364,15 @@ async def test_chat_resume_after_a_lang_change_sends_every_paper_once(store: Sto
             return TelegramSender(build_bot(settings, FloodLimiter(**limits)))
 
         tg.fail_next(42, 502, "Bad Gateway", after=2)  # header and one part, then down
-        first = await delivery.run_send_async(settings, store, now=NOW, force=True,
+        first = await asend(settings, store, now=NOW, force=True,
                                               senders={"telegram": sender()})
         assert first.failed == 1 and len(tg.sent_to(42)) == 2
         before = set(re.findall(r"<code>(2608\.\d+)</code>", tg.sent_to(42)[1]["text"]))
         assert 0 < len(before) < 30
-        assert delivery.papers_sent(store, 1) == before
+        assert outbox.papers_sent(store, 1) == before
 
         subscribers.update_settings(store, sub.id, lang="en")
-        second = await delivery.run_send_async(settings, store, now=NOW + timedelta(hours=2),
+        second = await asend(settings, store, now=NOW + timedelta(hours=2),
                                                force=True, senders={"telegram": sender()})
         assert second.sent == 1
         texts = [m["text"] for m in tg.sent_to(42)]
@@ -373,13 +391,13 @@ def test_an_empty_selection_is_remembered_until_its_inputs_change(store: Store, 
     add_paper(store, "2608.00001", 40)  # under the threshold: nothing to send
     sub = add_subscriber(store, "ada@example.org")
     calls: list[int] = []
-    real = delivery.digests.select
+    real = digest.select
 
     def counting(store, subscriber, date, **kw):
         calls.append(subscriber.id)
         return real(store, subscriber, date, **kw)
 
-    monkeypatch.setattr(delivery.digests, "select", counting)
+    monkeypatch.setattr(digest, "select", counting)
     assert plan(store, settings, DAY, now=NOW) == [] and calls == [sub.id]
     assert plan(store, settings, DAY, now=NOW + timedelta(minutes=1)) == []
     assert calls == [sub.id]  # remembered, not selected again
@@ -397,3 +415,23 @@ def test_a_changed_threshold_reselects_an_empty_subscriber(store: Store, setting
     subscribers.add_or_update(store, channel="email", address=sub.address,
                               topics=["post-training"], threshold=40)
     assert len(plan(store, settings, DAY, now=NOW + timedelta(minutes=1))) == 1
+
+
+def test_only_the_outbox_writes_its_tables() -> None:
+    """`deliveries`, `delivery_parts` and `delivered_papers` are the outbox's: only it writes
+    them (besides the store's schema); reads elsewhere are the store's statistics and
+    selection's "never twice" (what a reader already received)."""
+    root = Path(digest.__file__).parent
+    tables = r"(deliveries|delivery_parts|delivered_papers)\b"
+    writes = re.compile(rf"(?i)(insert\s+into|update|delete\s+from)\s+{tables}|db\[[\"']{tables}[\"']\]")
+    reads = re.compile(rf"(?i)(from|join)\s+{tables}")
+    found: dict[str, set[str]] = {"write": set(), "read": set()}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("outbox/"):
+            continue
+        text = path.read_text()
+        found["write"] |= {rel} if writes.search(text) else set()
+        found["read"] |= {rel} if reads.search(text) else set()
+    assert found["write"] == {"store.py"}
+    assert found["read"] <= {"store.py", "digest.py"}

@@ -12,10 +12,10 @@ import pytest
 from digestbot import subscribers
 from digestbot.channels.email import EmailSender, SmtpConfig
 from digestbot.config import Settings, load_settings
-from digestbot.delivery import run_send
 from digestbot.errors import ConfigError
 from digestbot.store import Store
 from tests.fakes.digests import DAY, Crash, CrashAt, add_paper, add_subscriber
+from tests.fakes.outbox import send
 from tests.fakes.smtp import SmtpServer, self_signed_cert
 
 NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
@@ -43,7 +43,7 @@ def test_digest_email_on_the_wire(smtp: SmtpServer, store: Store) -> None:
     add_paper(store, "2608.00002", 95, title=HOSTILE)
     add_paper(store, "2608.00003", 59)  # under the threshold
     ada = add_subscriber(store, "ada@example.org")
-    report = run_send(settings, store, now=NOW)
+    report = send(settings, store, now=NOW)
     assert (report.sent, report.failed) == (1, 0)
     [got] = smtp.messages
     assert got.mail_from == "digest@example.org" and got.rcpt_tos == ["ada@example.org"]
@@ -83,7 +83,7 @@ def test_digest_email_on_the_wire(smtp: SmtpServer, store: Store) -> None:
 def test_without_public_url_only_mailto_and_no_one_click(smtp: SmtpServer, store: Store) -> None:
     add_paper(store, "2608.00001", 90)
     ada = add_subscriber(store, "ada@example.org")
-    run_send(smtp_settings(smtp), store, now=NOW)
+    send(smtp_settings(smtp), store, now=NOW)
     msg = smtp.messages[0].message
     assert msg["List-Unsubscribe"] == f"<mailto:digestbot@localhost?subject=unsubscribe-{ada.token}>"
     assert msg["List-Unsubscribe-Post"] is None  # RFC 8058 needs an HTTPS link
@@ -93,7 +93,7 @@ def test_without_public_url_only_mailto_and_no_one_click(smtp: SmtpServer, store
 def test_plain_http_public_url_gets_no_one_click_header(smtp: SmtpServer, store: Store) -> None:
     add_paper(store, "2608.00001", 90)
     add_subscriber(store, "ada@example.org")
-    run_send(smtp_settings(smtp, public_url="http://digest.example.org/"), store, now=NOW)
+    send(smtp_settings(smtp, public_url="http://digest.example.org/"), store, now=NOW)
     raw = smtp.messages[0].data.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nList-Unsubscribe: <http://digest.example.org/unsubscribe?token=" in raw
     assert b"List-Unsubscribe-Post" not in raw  # RFC 8058: one-click only over https
@@ -123,7 +123,7 @@ def test_one_connection_for_a_batch_and_reconnect_after_a_drop(
             await_peer.append(sender._idle[-1].transport.get_extra_info("sockname"))
 
     await_peer: list = []
-    report = run_send(settings, store, now=NOW, senders={"email": DropAfterFirst()})
+    report = send(settings, store, now=NOW, senders={"email": DropAfterFirst()})
     assert report.sent == 3
     assert sorted(m.rcpt_tos[0] for m in smtp.messages) == [
         "ada@example.org", "bob@example.org", "cyd@example.org"]
@@ -136,12 +136,12 @@ def test_451_then_success_on_the_next_send(smtp: SmtpServer, store: Store) -> No
     ada = add_subscriber(store, "ada@example.org")
     smtp.script("ada@example.org", "451 4.7.1 greylisted, try again later")
     settings = smtp_settings(smtp)
-    report = run_send(settings, store, now=NOW)
+    report = send(settings, store, now=NOW)
     [row] = deliveries(store)
     assert (report.failed, row["status"], row["attempts"]) == (1, "failed", 1)
     assert "451" in row["last_error"] and "greylisted" in row["last_error"]
-    assert run_send(settings, store, now=NOW + timedelta(minutes=1)).sent == 0  # backing off
-    assert run_send(settings, store, now=NOW + timedelta(minutes=6)).sent == 1
+    assert send(settings, store, now=NOW + timedelta(minutes=1)).sent == 0  # backing off
+    assert send(settings, store, now=NOW + timedelta(minutes=6)).sent == 1
     assert [m.rcpt_tos for m in smtp.messages] == [["ada@example.org"]]
     assert deliveries(store)[0]["status"] == "sent"
     assert subscribers.get(store, ada.id).status == "active"
@@ -154,7 +154,7 @@ def test_550_marks_the_subscriber_bounced_and_others_still_get_theirs(
     gone = add_subscriber(store, "gone@example.org")
     add_subscriber(store, "ada@example.org")
     smtp.script("gone@example.org", "550 5.1.1 no such user")
-    report = run_send(smtp_settings(smtp), store, now=NOW)
+    report = send(smtp_settings(smtp), store, now=NOW)
     assert (report.sent, report.permanent) == (1, 1)
     assert [m.rcpt_tos for m in smtp.messages] == [["ada@example.org"]]
     bounced = subscribers.get(store, gone.id)
@@ -172,10 +172,10 @@ def test_crash_after_three_of_ten_then_restart_sends_the_other_seven_once(
         for i in range(10):
             add_subscriber(store, f"reader{i}@example.org")
         with pytest.raises(Crash):
-            run_send(settings, store, now=NOW, senders={"email": CrashAt(EmailSender(settings), 4)})
+            send(settings, store, now=NOW, senders={"email": CrashAt(EmailSender(settings), 4)})
     assert len(smtp.messages) == 3
     with Store(settings.db) as store:  # a new process
-        report = run_send(settings, store, now=NOW + timedelta(minutes=1))
+        report = send(settings, store, now=NOW + timedelta(minutes=1))
         assert (report.planned, report.sent) == (0, 7)
     received = sorted(m.rcpt_tos[0] for m in smtp.messages)
     assert received == sorted(f"reader{i}@example.org" for i in range(10))  # each exactly once
@@ -189,10 +189,10 @@ def test_crash_after_the_server_accepted_resends_with_the_same_message_id(
         add_paper(store, "2608.00001", 90)
         add_subscriber(store, "ada@example.org")
         with pytest.raises(Crash):
-            run_send(settings, store, now=NOW,
+            send(settings, store, now=NOW,
                      senders={"email": CrashAt(EmailSender(settings), 1, after_send=True)})
     with Store(settings.db) as store:
-        assert run_send(settings, store, now=NOW).sent == 1
+        assert send(settings, store, now=NOW).sent == 1
         message_id = deliveries(store)[0]["message_id"]
     # SMTP cannot tell what the server kept: the copy carries the same Message-ID.
     assert [m.message["Message-ID"] for m in smtp.messages] == [message_id, message_id]
@@ -219,7 +219,7 @@ def test_tls_and_login(tls, implicit: bool, store: Store) -> None:
         settings = load_settings(smtp_url=srv.url)
         assert srv.url.startswith("smtps://" if implicit else "smtp://")
         sender = EmailSender(settings, tls_context=client_ctx)
-        assert run_send(settings, store, now=NOW, senders={"email": sender}).sent == 1
+        assert send(settings, store, now=NOW, senders={"email": sender}).sent == 1
     assert [m.rcpt_tos for m in srv.messages] == [["ada@example.org"]]
 
 
@@ -229,7 +229,7 @@ def test_wrong_password_is_transient_and_never_shown(tls, store: Store) -> None:
     ada = add_subscriber(store, "ada@example.org")
     with SmtpServer(tls_context=server_ctx, login=("bot", "right")) as srv:
         settings = load_settings(smtp_url=srv.url.replace("bot:right", "bot:Wr0ngS3cret"))
-        report = run_send(settings, store, now=NOW,
+        report = send(settings, store, now=NOW,
                           senders={"email": EmailSender(settings, tls_context=client_ctx)})
     [row] = deliveries(store)
     assert report.failed == 1 and row["status"] == "failed"
@@ -243,7 +243,7 @@ def test_unreachable_server_is_transient_without_the_password(store: Store, capl
     add_subscriber(store, "ada@example.org")
     closed = SmtpServer()  # never started: nothing listens on its port
     settings = load_settings(smtp_url=f"smtp://bot:T0pS3cret@127.0.0.1:{closed.port}")
-    assert run_send(settings, store, now=NOW).failed == 1
+    assert send(settings, store, now=NOW).failed == 1
     [row] = deliveries(store)
     assert f"127.0.0.1:{closed.port}" in row["last_error"]
     assert "T0pS3cret" not in row["last_error"] and "T0pS3cret" not in caplog.text

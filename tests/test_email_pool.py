@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 
 from digestbot.channels import email
-from digestbot.delivery import run_send
 from digestbot.store import Store
 from tests.fakes.digests import add_paper, add_subscriber
+from tests.fakes.outbox import send
 from tests.fakes.smtp import SmtpServer
 from tests.test_email import NOW, deliveries, smtp, smtp_settings  # noqa: F401 - fixture
 
@@ -30,7 +30,7 @@ def test_a_batch_over_several_connections_sends_each_digest_once(
         return await connect(self)
 
     monkeypatch.setattr(email.EmailSender, "_connect", counting_connect)
-    report = run_send(smtp_settings(smtp), store, now=NOW)
+    report = send(smtp_settings(smtp), store, now=NOW)
     assert (report.sent, report.failed) == (8, 1)
     received = Counter(m.rcpt_tos[0] for m in smtp.messages)
     assert received == Counter(a for a in readers if a != "reader4@example.org")

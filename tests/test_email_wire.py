@@ -12,9 +12,9 @@ import pytest
 from digestbot import subscribers
 from digestbot.channels.email import NAME_ADDRESS_BYTES, file_safe
 from digestbot.config import load_settings
-from digestbot.delivery import run_send
 from digestbot.store import Store
 from tests.fakes.digests import add_paper, add_subscriber
+from tests.fakes.outbox import send as run_send
 from tests.fakes.smtp import SmtpServer
 
 NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pytest
 from digestbot import render
 from digestbot.channels.email import build_message, flatten
 from digestbot.config import load_settings
-from digestbot.delivery import DeliveryRow
 from digestbot.models import TopicHit
+from digestbot.outbox import DeliveryRow
 from tests.test_render import AGENTS, POST_TRAINING, make_digest, make_entry
 
 HOSTILE = '<script>alert(1)</script> & "LaTeX" $\\Delta$ < 5'

@@ -1,6 +1,6 @@
 """Slack digests: Block Kit within Slack's limits, escaping, and delivery through the outbox.
 
-Delivery runs the real outbox (`run_send_async`) with the real slack-sdk clients pointed at
+Delivery runs the real outbox (`outbox.run_send`) with the real slack-sdk clients pointed at
 a local Slack Web API and webhook endpoint (tests/fakes/slack.py). Pacing is switched off
 (interval 0) except in the test that asserts it.
 """
@@ -19,7 +19,6 @@ from digestbot import subscribers
 from digestbot.channels.slack import SlackSender, _sdk_log, make_sender, web_client
 from digestbot.cli import main
 from digestbot.config import load_settings
-from digestbot.delivery import run_send_async
 from digestbot.models import (
     Announcement,
     Author,
@@ -40,6 +39,7 @@ from digestbot.render.slack import (
     render_slack,
 )
 from digestbot.topics import get_topic
+from tests.fakes.outbox import asend
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 
 HOSTILE = "Ping <!channel> & <http://evil.example|click here> <@U123> > all"
@@ -241,7 +241,7 @@ def posts_to(slack: FakeSlack, channel: str) -> list[dict]:
 
 async def test_long_digest_posts_summary_then_thread_replies(slack, slack_settings, store):
     seed_day(store, 40, "C0TEST123")
-    report = await run_send_async(slack_settings, store, now=NOW, force=True,
+    report = await asend(slack_settings, store, now=NOW, force=True,
                                   senders={"slack": sender_for(slack_settings)})
     assert report.sent == 1
     posts = posts_to(slack, "C0TEST123")
@@ -259,7 +259,7 @@ async def test_long_digest_posts_summary_then_thread_replies(slack, slack_settin
 
 async def test_sequential_mode_posts_top_level_messages(slack, slack_settings, store):
     seed_day(store, 20, "C0TEST123")
-    await run_send_async(slack_settings, store, now=NOW, force=True,
+    await asend(slack_settings, store, now=NOW, force=True,
                          senders={"slack": sender_for(slack_settings, mode="sequential")})
     posts = posts_to(slack, "C0TEST123")
     assert len(posts) == 3 and not any(p.get("thread_ts") for p in posts)
@@ -268,7 +268,7 @@ async def test_sequential_mode_posts_top_level_messages(slack, slack_settings, s
 async def test_429_waits_for_retry_after_then_goes_on(slack, slack_settings, store):
     seed_day(store, 3, "C0TEST123")
     slack.fail_next("chat.postMessage", status=429, retry_after=1)
-    report = await run_send_async(slack_settings, store, now=NOW, force=True,
+    report = await asend(slack_settings, store, now=NOW, force=True,
                                   senders={"slack": sender_for(slack_settings)})
     assert report.sent == 1 and slack.too_many_requests == 1
     assert len(posts_to(slack, "C0TEST123")) == 1
@@ -281,7 +281,7 @@ async def test_429_waits_for_retry_after_then_goes_on(slack, slack_settings, sto
 async def test_dead_channel_marks_blocked_and_others_continue(slack, slack_settings, store, error):
     seed_day(store, 3, "C0GONE123", "C0LIVE123")
     slack.channel_errors["C0GONE123"] = error
-    report = await run_send_async(slack_settings, store, now=NOW, force=True,
+    report = await asend(slack_settings, store, now=NOW, force=True,
                                   senders={"slack": sender_for(slack_settings)})
     assert (report.sent, report.permanent) == (1, 1)
     gone = subscribers.by_address(store, "slack", "C0GONE123")
@@ -293,7 +293,7 @@ async def test_dead_channel_marks_blocked_and_others_continue(slack, slack_setti
 async def test_other_errors_are_transient(slack, slack_settings, store):
     seed_day(store, 3, "C0TEST123")
     slack.fail_next("chat.postMessage", "internal_error")
-    report = await run_send_async(slack_settings, store, now=NOW, force=True,
+    report = await asend(slack_settings, store, now=NOW, force=True,
                                   senders={"slack": sender_for(slack_settings)})
     assert report.failed == 1
     assert subscribers.by_address(store, "slack", "C0TEST123").status == "active"
@@ -319,11 +319,11 @@ async def test_restart_mid_digest_resumes_in_the_same_thread(slack, slack_settin
 
     monkeypatch.setattr(first.pacer, "wait", dies_before_the_third)
     with pytest.raises(Crash):
-        await run_send_async(slack_settings, store, now=NOW, force=True, senders={"slack": first})
+        await asend(slack_settings, store, now=NOW, force=True, senders={"slack": first})
     assert len(slack.posted) == 2
     assert next(iter(store.db.query("select status from deliveries")))["status"] == "sending"
 
-    report = await run_send_async(slack_settings, store, now=NOW + timedelta(minutes=1),
+    report = await asend(slack_settings, store, now=NOW + timedelta(minutes=1),
                                   force=True, senders={"slack": sender_for(slack_settings)})
     assert report.sent == 1
     posts = posts_to(slack, "C0TEST123")
@@ -334,7 +334,7 @@ async def test_restart_mid_digest_resumes_in_the_same_thread(slack, slack_settin
 
 async def test_pacing_keeps_a_second_between_posts_to_a_channel(slack, slack_settings, store):
     seed_day(store, 40, "C0TEST123")
-    await run_send_async(slack_settings, store, now=NOW, force=True,
+    await asend(slack_settings, store, now=NOW, force=True,
                          senders={"slack": sender_for(slack_settings, interval=0.2)})
     times = [t for m, _, t in slack.calls if m == "chat.postMessage"]
     assert len(times) == 4
@@ -351,7 +351,7 @@ async def test_webhook_subscriber_without_bot_token(slack, store):
     sender = make_sender(settings)
     assert sender is not None and sender.client is None
     sender.pacer.interval = 0
-    report = await run_send_async(settings, store, now=NOW, force=True, senders={"slack": sender})
+    report = await asend(settings, store, now=NOW, force=True, senders={"slack": sender})
     assert report.sent == 1
     received = slack.hooks["team-a"]
     assert len(received) == 3  # summary and two parts, one after another
@@ -365,7 +365,7 @@ async def test_webhook_429_waits_for_retry_after_and_never_logs_the_url(slack, s
     url = slack.hook_url("T0SECRET-B0SECRET-hooksecret")
     seed_day(store, 3, "C0HOOK123", webhook=url)
     slack.fail_next_hook("T0SECRET-B0SECRET-hooksecret", retry_after=1)
-    report = await run_send_async(settings, store, now=NOW, force=True,
+    report = await asend(settings, store, now=NOW, force=True,
                                   senders={"slack": make_sender(settings)})
     assert report.sent == 1 and len(slack.hooks["T0SECRET-B0SECRET-hooksecret"]) == 1
     refused, accepted = slack.hook_times["T0SECRET-B0SECRET-hooksecret"]
@@ -383,7 +383,7 @@ async def test_bot_token_stays_out_of_debug_logs(slack, slack_settings, store, c
     caplog.set_level(logging.DEBUG)
     seed_day(store, 3, "C0TEST123")
     slack.fail_next("chat.postMessage", status=429, retry_after=1)
-    await run_send_async(slack_settings, store, now=NOW, force=True,
+    await asend(slack_settings, store, now=NOW, force=True,
                          senders={"slack": sender_for(slack_settings)})
     assert len(slack.posted) == 1 and BOT_TOKEN not in caplog.text
 
@@ -421,7 +421,7 @@ async def test_dead_webhook_marks_blocked(slack, store):
     settings = load_settings(slack_api_url=slack.api_url)
     seed_day(store, 2, "C0HOOK123", webhook=slack.hook_url("gone"))
     slack.hook_errors["gone"] = (410, "channel_is_archived")
-    report = await run_send_async(settings, store, now=NOW, force=True,
+    report = await asend(settings, store, now=NOW, force=True,
                                   senders={"slack": make_sender(settings)})
     assert report.permanent == 1
     sub = subscribers.by_address(store, "slack", "C0HOOK123")

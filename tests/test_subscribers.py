@@ -64,8 +64,16 @@ def test_settings_status_and_removal(store: Store) -> None:
     store.db["delivered_papers"].insert({"subscriber_id": sub.id, "arxiv_id": "2608.00001",
                                          "version": 1, "delivery_id": None})
     assert subscribers.remove(store, sub.id) is True
-    assert subscribers.get(store, sub.id) is None and store.db["delivered_papers"].count == 0
+    assert subscribers.get(store, sub.id) is None
+    assert subscribers.by_address(store, "telegram", "12345") is None
+    assert subscribers.list_all(store) == []
+    # The outbox's record stays (rows are never deleted); the reader is gone as a subscriber.
+    assert store.db["delivered_papers"].count == 1
     assert subscribers.remove(store, sub.id) is False
+    # The address may subscribe again: a fresh subscriber, never the removed one's id.
+    again = subscribers.add_or_update(store, channel="telegram", address="12345",
+                                      topics=["agents"])
+    assert again.id != sub.id and again.token != sub.token
 
 
 @pytest.mark.parametrize(("func", "raw", "message"), [

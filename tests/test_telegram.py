@@ -1,7 +1,7 @@
 """The Telegram bot end to end: the real python-telegram-bot Application against a local Bot API.
 
 Commands go in as updates the fake serves to the bot's long poll; replies come back as the
-sendMessage calls the fake records. Digests go through the real outbox (`run_send_async`).
+sendMessage calls the fake records. Digests go through the real outbox (`outbox.run_send`).
 Flood limits are switched off in most tests (they assert behaviour, not pacing); the
 limiter has its own test against the fake's enforced limits.
 """
@@ -22,7 +22,6 @@ from digestbot import subscribers
 from digestbot.bots.telegram import parse_command, start_bot
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.config import load_settings
-from digestbot.delivery import run_send_async
 from digestbot.models import (
     Announcement,
     Author,
@@ -38,6 +37,7 @@ from digestbot.models import (
 from digestbot.render.telegram import render_telegram
 from digestbot.topics import custom_topic, get_topic
 from tests.fakes.digests import TOPIC, add_paper
+from tests.fakes.outbox import asend
 from tests.fakes.telegram import FakeTelegram
 
 # PTB itself warns while building RetryAfter; the warning is about its future API, not ours.
@@ -311,7 +311,7 @@ def texts(tg, chat_id: int) -> list[str]:
 
 async def test_digest_delivery_is_valid_html_without_previews(tg, tg_settings, store, sender):
     seed_day(store, "42", 5)
-    report = await run_send_async(tg_settings, store, now=NOW, force=True,
+    report = await asend(tg_settings, store, now=NOW, force=True,
                                   senders={"telegram": sender})
     assert report.sent == 1
     sent = tg.sent_to(42)
@@ -330,7 +330,7 @@ async def test_429_is_waited_out_and_nothing_repeats(tg, tg_settings, store):
     sender = TelegramSender(build_bot(tg_settings, limiter))
     seed_day(store, "42", 3)
     tg.fail_next(42, 429, "Too Many Requests: retry after 1", after=1, retry_after=1)
-    report = await run_send_async(tg_settings, store, now=NOW, force=True,
+    report = await asend(tg_settings, store, now=NOW, force=True,
                                   senders={"telegram": sender})
     assert report.sent == 1 and limiter.retried == 1
     assert len(texts(tg, 42)) == len(set(texts(tg, 42))) >= 2
@@ -341,7 +341,7 @@ async def test_429_is_waited_out_and_nothing_repeats(tg, tg_settings, store):
 async def test_403_marks_the_subscriber_blocked(tg, tg_settings, store, sender):
     seed_day(store, "42", 2)
     tg.fail_next(42, 403, "Forbidden: bot was blocked by the user")
-    report = await run_send_async(tg_settings, store, now=NOW, force=True,
+    report = await asend(tg_settings, store, now=NOW, force=True,
                                   senders={"telegram": sender})
     assert report.permanent == 1 and texts(tg, 42) == []
     assert subscribers.by_address(store, "telegram", "42").status == "blocked"
@@ -358,7 +358,7 @@ async def test_unreachable_api_is_a_retry_and_the_token_stays_out_of_logs(store,
         caplog.set_level(logging.DEBUG, logger=name)
     seed_day(store, "42", 2)
     sender = TelegramSender(build_bot(settings, FloodLimiter(**NO_LIMITS)))
-    report = await run_send_async(settings, store, now=NOW, force=True,
+    report = await asend(settings, store, now=NOW, force=True,
                                   senders={"telegram": sender})
     assert report.failed == 1
     [row] = store.db["deliveries"].rows
@@ -371,7 +371,7 @@ async def test_migrated_group_is_followed_to_its_new_id(tg, tg_settings, store, 
     seed_day(store, "-4001", 2)
     tg.fail_next(-4001, 400, "Bad Request: group chat was upgraded to a supergroup chat",
                  migrate_to_chat_id=-1004001)
-    report = await run_send_async(tg_settings, store, now=NOW, force=True,
+    report = await asend(tg_settings, store, now=NOW, force=True,
                                   senders={"telegram": sender})
     assert report.sent == 1 and texts(tg, -4001) == [] and len(texts(tg, -1004001)) >= 2
     assert subscribers.by_address(store, "telegram", "-1004001") is not None
@@ -385,7 +385,7 @@ async def test_migrated_group_that_subscribed_again_keeps_one_subscription(tg, t
                               status="pending")  # planned for nothing today
     tg.fail_next(-4001, 400, "Bad Request: group chat was upgraded to a supergroup chat",
                  migrate_to_chat_id=-1004001)
-    report = await run_send_async(tg_settings, store, now=NOW, force=True,
+    report = await asend(tg_settings, store, now=NOW, force=True,
                                   senders={"telegram": sender})
     assert report.permanent == 1 and texts(tg, -1004001) == []
     assert subscribers.by_address(store, "telegram", "-4001").status == "bounced"
@@ -395,7 +395,7 @@ async def test_migrated_group_that_subscribed_again_keeps_one_subscription(tg, t
 async def test_restart_mid_digest_resumes_at_the_next_message(tg, tg_settings, store, sender):
     seed_day(store, "42", 40)
     tg.fail_next(42, 502, "Bad Gateway", after=2)
-    first = await run_send_async(tg_settings, store, now=NOW, force=True,
+    first = await asend(tg_settings, store, now=NOW, force=True,
                                  senders={"telegram": sender})
     assert first.failed == 1 and len(texts(tg, 42)) == 2
     # A new process: new store connection, new sender; the row is retried after its backoff.
@@ -403,7 +403,7 @@ async def test_restart_mid_digest_resumes_at_the_next_message(tg, tg_settings, s
 
     with Store(tg_settings.db) as again:
         fresh = TelegramSender(build_bot(tg_settings, FloodLimiter(**NO_LIMITS)))
-        second = await run_send_async(tg_settings, again, now=NOW + timedelta(hours=2),
+        second = await asend(tg_settings, again, now=NOW + timedelta(hours=2),
                                       force=True, senders={"telegram": fresh})
     assert second.sent == 1
     got = texts(tg, 42)

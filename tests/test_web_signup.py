@@ -13,9 +13,10 @@ import pytest
 
 from digestbot import signing, subscribers
 from digestbot.channels.email import build_message
-from digestbot.delivery import DeliveryRow
 from digestbot.models import Digest
+from digestbot.outbox import DeliveryRow
 from digestbot.web_signup import ADDRESS_LIMIT, IP_LIMIT
+from tests.fakes.outbox import asend
 from tests.fakes.site import csrf_of, link_in, outbox_messages, running_site
 
 FORM = {"email": "Ada@Example.org", "topic": ["post-training", "reasoning"], "threshold": "70",
@@ -138,13 +139,12 @@ async def test_resignup_resends_and_reveals_nothing() -> None:
 
 
 async def test_pending_subscribers_get_no_digest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from digestbot import delivery
     from tests.fakes.digests import DAY, add_paper
 
     async with running_site() as site:
         add_paper(site.store, "2608.00001", 90)
         await _signup(site, email="wait@example.org", topic=["post-training"])
-        report = await delivery.run_send_async(site.settings, site.store, force=True, date=DAY)
+        report = await asend(site.settings, site.store, force=True, date=DAY)
         assert report.sent == 0
         assert list(site.store.db.query("select * from deliveries")) == []
 
@@ -153,7 +153,7 @@ async def test_pending_subscribers_get_no_digest(monkeypatch: pytest.MonkeyPatch
         page = await site.client.get(link)
         await site.client.post("/confirm", data={"token": link.split("token=")[1],
                                                  "csrf": csrf_of(page.text)})
-        report = await delivery.run_send_async(site.settings, site.store, force=True, date=DAY)
+        report = await asend(site.settings, site.store, force=True, date=DAY)
         assert report.sent == 1
 
 

@@ -31,10 +31,10 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from digestbot import commands, delivery
+from digestbot import commands, outbox
 from digestbot.channels.slack import SlackSender, _sdk_log, api_error, web_client, webhook_client
 from digestbot.config import Settings
-from digestbot.errors import DigestbotError
+from digestbot.errors import DigestbotError, PermanentError, TransientError
 from digestbot.render import clip
 from digestbot.render.slack import ACTIONS_ELEMENTS, BUTTON_CHARS, MAX_BLOCKS, escape, fit, section
 from digestbot.store import Store
@@ -114,15 +114,16 @@ class SlackCommands:
     async def deliver(self, payload: dict[str, Any], reply: commands.Reply) -> None:
         """`/arxiv digest`: the outbox row now, or the last digest again; say so if it fails."""
         if reply.delivery_id is not None:
-            report = await delivery.deliver_row(self.store, self.sender, reply.delivery_id)
+            report = await outbox.deliver_row(self.store, self.sender, reply.delivery_id)
             if report.sent:
                 return
-            error = self.store.db["deliveries"].get(reply.delivery_id)["last_error"] or ""
+            row = outbox.get_row(self.store, reply.delivery_id)
+            error = (row.last_error if row else None) or ""
         elif reply.digest is not None:
             try:
                 await self.sender.post_again(reply.digest)
                 return
-            except (delivery.TransientError, delivery.PermanentError) as exc:
+            except (TransientError, PermanentError) as exc:
                 error = str(exc)
         else:
             return

@@ -22,7 +22,7 @@ from telegram.ext import (
     filters,
 )
 
-from digestbot import commands, delivery
+from digestbot import commands, outbox
 from digestbot.channels.telegram import (
     NO_PREVIEW,
     POOL_SIZE,
@@ -145,7 +145,7 @@ class _Bot:
         await context.bot.send_message(chat_id, last, reply_markup=_keyboard(reply),
                                        link_preview_options=NO_PREVIEW)
         if reply.delivery_id is not None:
-            report = await delivery.deliver_row(self.store, self.sender, reply.delivery_id)
+            report = await outbox.deliver_row(self.store, self.sender, reply.delivery_id)
             if not report.sent:
                 lang = commands.reply_lang(self.store, "telegram", str(chat_id))
                 await context.bot.send_message(chat_id, label(

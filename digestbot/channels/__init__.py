@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from digestbot.config import Settings
-    from digestbot.delivery import ChannelSender
+    from digestbot.outbox import ChannelSender
 
 
 # channel name (subscribers.channel) → module with `make_sender`

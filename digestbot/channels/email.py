@@ -5,7 +5,7 @@ RFC 2047 encoded Chinese subjects, see `_Policy`): multipart/alternative with a 
 and an inlined HTML part, and the List-* headers (RFC 2369, 2919, 8058) that give mail clients their
 one-click unsubscribe button.
 
-Duplicates after a crash (see `digestbot.delivery`): the outbox folder can tell — a file with
+Duplicates after a crash (see `digestbot.outbox`): the outbox folder can tell — a file with
 this delivery's Message-ID is already there — so it does not write twice. SMTP cannot ask a
 server what it accepted, so a row found in `sending` is sent again with the same Message-ID,
 which receiving clients use to fold the copies into one.
@@ -32,9 +32,9 @@ import aiosmtplib
 
 from digestbot import render, signing, web
 from digestbot.config import Settings
-from digestbot.delivery import DeliveryRow, PermanentError, TransientError
-from digestbot.errors import ConfigError
+from digestbot.errors import ConfigError, PermanentError, TransientError
 from digestbot.models import Digest
+from digestbot.outbox import DeliveryRow
 from digestbot.store import Store
 
 SMTP_TIMEOUT = 30.0

@@ -3,7 +3,7 @@
 A channel id is posted to with the bot token through slack-sdk's AsyncWebClient (`base_url` =
 `DIGESTBOT_SLACK_API_URL`); a subscriber with an incoming-webhook URL is posted to through
 AsyncWebhookClient instead (webhooks return no `ts`, so they cannot thread: their parts go one
-after another). Each message is recorded with `delivery.mark_part` (its `ts`; the summary's
+after another). Each message is recorded with `outbox.mark_part` (its `ts`; the summary's
 `ts` also as `deliveries.thread_ts`), so a restart goes on at the next unsent message, inside
 the same thread. At most one message a second per channel; a 429 waits out `Retry-After`
 (slack-sdk's retry handler) and then counts as transient. `channel_not_found`,
@@ -29,8 +29,9 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from digestbot import delivery
+from digestbot import outbox
 from digestbot.config import Settings
+from digestbot.errors import PermanentError, TransientError
 from digestbot.models import Digest
 from digestbot.render.slack import MODES, SlackMessage, render_slack
 from digestbot.store import Store
@@ -138,20 +139,20 @@ class SlackSender:
         self.mode = mode
         self.pacer = _Pacer(interval)
 
-    async def send(self, store: Store, delivery_row: delivery.DeliveryRow, digest: Digest) -> None:
+    async def send(self, store: Store, delivery_row: outbox.DeliveryRow, digest: Digest) -> None:
         row_id = delivery_row.id
         messages = render_slack(digest, self._mode(digest))
-        store.db["deliveries"].update(row_id, {"parts_total": len(messages)})
+        outbox.set_parts_total(store, row_id, len(messages))
 
         def record(seq: int, ts: str | None) -> None:
             if seq == 0 and ts:
-                store.db["deliveries"].update(row_id, {"thread_ts": ts})
+                outbox.set_thread_ts(store, row_id, ts)
             # Split points depend only on the entry count, fixed by the row's paper_ids, so
             # resuming by index is safe here; the ids keep the outbox uniform with Telegram.
-            delivery.mark_part(store, row_id, seq, ts, paper_ids=messages[seq].paper_ids)
+            outbox.mark_part(store, row_id, seq, ts, paper_ids=messages[seq].paper_ids)
 
-        await self._post_all(digest, messages, record, delivery.parts_done(store, row_id),
-                             delivery_row.thread_ts or _part_ts(store, row_id, 0))
+        await self._post_all(digest, messages, record, outbox.parts_done(store, row_id),
+                             delivery_row.thread_ts or outbox.part_external_id(store, row_id, 0))
 
     async def post_again(self, digest: Digest) -> None:
         """A digest asked for again (`/arxiv digest again`): posted as `send` would, unrecorded."""
@@ -185,7 +186,7 @@ class SlackSender:
 
     async def _post(self, channel: str, message: SlackMessage, thread_ts: str | None) -> str:
         if self.client is None:
-            raise delivery.TransientError(
+            raise TransientError(
                 "SLACK_BOT_TOKEN is not set and this subscriber has no webhook; set the token "
                 "or `digestbot sub add --slack CHANNEL --slack-webhook URL`")
         try:
@@ -195,10 +196,10 @@ class SlackSender:
         except SlackApiError as exc:
             error = api_error(exc)
             if error in BLOCKING_ERRORS:
-                raise delivery.PermanentError(f"slack: {error}", status="blocked") from None
-            raise delivery.TransientError(f"slack: {error}") from None
+                raise PermanentError(f"slack: {error}", status="blocked") from None
+            raise TransientError(f"slack: {error}") from None
         except (TimeoutError, OSError) as exc:
-            raise delivery.TransientError(f"slack: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"slack: {type(exc).__name__}: {exc}") from None
         return str(response["ts"])
 
     async def _post_webhook(self, url: str, message: SlackMessage) -> None:
@@ -207,20 +208,13 @@ class SlackSender:
                 text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False)
         except (TimeoutError, OSError) as exc:
             # The URL is a credential: name the failure, never the address.
-            raise delivery.TransientError(f"slack webhook: {type(exc).__name__}") from None
+            raise TransientError(f"slack webhook: {type(exc).__name__}") from None
         if response.status_code == 200:
             return
         error = (response.body or "").strip()[:100] or f"HTTP {response.status_code}"
         if error in WEBHOOK_BLOCKING_ERRORS:
-            raise delivery.PermanentError(f"slack webhook: {error}", status="blocked")
-        raise delivery.TransientError(f"slack webhook: HTTP {response.status_code} {error}")
-
-
-def _part_ts(store: Store, delivery_id: int, seq: int) -> str | None:
-    rows = list(store.db.query(
-        "select external_id from delivery_parts where delivery_id = ? and seq = ? and status = 'sent'",
-        [delivery_id, seq]))
-    return rows[0]["external_id"] if rows else None
+            raise PermanentError(f"slack webhook: {error}", status="blocked")
+        raise TransientError(f"slack webhook: HTTP {response.status_code} {error}")
 
 
 def make_sender(settings: Settings) -> SlackSender | None:

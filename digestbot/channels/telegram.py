@@ -27,9 +27,9 @@ from telegram.error import (
 from telegram.ext import BaseRateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
-from digestbot import delivery, subscribers
+from digestbot import outbox, subscribers
 from digestbot.config import Settings
-from digestbot.errors import DigestbotError, UsageError
+from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
 from digestbot.models import Digest
 from digestbot.render.telegram import render_parts
 from digestbot.store import Store
@@ -221,9 +221,9 @@ class TelegramSender:
                 await initialize(self.bot)  # getMe; a no-op once done
             except (NetworkError, RetryAfter, DigestbotError) as exc:
                 # Telegram unreachable or the token refused: the row waits for its retry.
-                raise delivery.TransientError(f"telegram: {exc}") from None
-        done = delivery.parts_done(store, delivery_row.id)
-        parts = render_parts(digest, skip=delivery.papers_sent(store, delivery_row.id))
+                raise TransientError(f"telegram: {exc}") from None
+        done = outbox.parts_done(store, delivery_row.id)
+        parts = render_parts(digest, skip=outbox.papers_sent(store, delivery_row.id))
         if 0 in done:
             parts = parts[1:]  # the header went out before the restart
         subscriber = digest.subscriber
@@ -231,7 +231,7 @@ class TelegramSender:
         # New parts are numbered after the recorded ones, which keep their rows.
         for seq, (text, paper_ids) in enumerate(parts, max(done, default=-1) + 1):
             message, chat_id = await self.post(store, subscriber.id, chat_id, text)
-            delivery.mark_part(store, delivery_row.id, seq, str(message.message_id),
+            outbox.mark_part(store, delivery_row.id, seq, str(message.message_id),
                                paper_ids=paper_ids)
 
     async def post(self, store: Store, subscriber_id: int, chat_id: int | str,
@@ -250,7 +250,7 @@ class TelegramSender:
             if owner is not None and owner.id != subscriber_id:
                 # The supergroup already subscribed itself (someone used /subscribe there after
                 # the upgrade): it gets its own digests, the old group's address is gone.
-                raise delivery.PermanentError(
+                raise PermanentError(
                     f"telegram: chat migrated to {new_id}, which is subscriber #{owner.id}"
                 ) from None
             log.info("chat %s migrated to %s; subscriber #%s follows", chat_id, new_id,
@@ -258,14 +258,14 @@ class TelegramSender:
             subscribers.update_settings(store, subscriber_id, address=str(new_id))
             return await self.post(store, subscriber_id, new_id, text)
         except Forbidden as exc:
-            raise delivery.PermanentError(f"telegram: {exc.message}", status="blocked") from None
+            raise PermanentError(f"telegram: {exc.message}", status="blocked") from None
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
-                raise delivery.PermanentError(f"telegram: {exc.message}", status="blocked") from None
-            raise delivery.TransientError(f"telegram: {exc.message}") from None
+                raise PermanentError(f"telegram: {exc.message}", status="blocked") from None
+            raise TransientError(f"telegram: {exc.message}") from None
         except (RetryAfter, NetworkError) as exc:
             # RetryAfter lands here only once the limiter's retries are used up.
-            raise delivery.TransientError(f"telegram: {exc.message}") from None
+            raise TransientError(f"telegram: {exc.message}") from None
 
 
 def _chat_id(address: str) -> int | str:

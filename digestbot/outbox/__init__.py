@@ -1,0 +1,55 @@
+"""The outbox: every digest is a row before it is sent, so nothing is lost and nothing goes twice.
+
+A delivery is one row per (subscriber, digest date) in `deliveries`:
+
+    pending ──► sending ──► sent
+                   │
+                   ├──► failed            (transient; retried after a backoff, bounded)
+                   └──► failed_permanent  (the address is dead, or attempts ran out)
+    pending/failed ──► cancelled          (the subscriber left before we got to it)
+
+This package is the only owner of `deliveries`, `delivery_parts` and `delivered_papers`:
+`rows` holds their SQL, `plan` writes a row (and its papers) before anything is sent,
+`send` moves rows on through the `ChannelSender` the entry point passes in.
+
+A crash between "accepted" and "marked sent" leaves a row in `sending`. The next run sends it
+again *through the same sender with the same row*, and the sender uses what the protocol
+offers to avoid a duplicate: the `.eml` outbox sees its file (with this Message-ID) already
+there; chat senders skip the papers of the parts recorded with `mark_part`; SMTP cannot ask a
+server what it accepted, so the email goes again with the *same* Message-ID, which mail
+clients (Gmail, Thunderbird, Apple Mail) use to fold duplicates. Rows are never deleted, so
+the digest itself is never lost — not even when its subscriber is removed.
+"""
+
+from digestbot.outbox.plan import EMPTY_KEY, due_subscribers, is_due, plan, plan_for
+from digestbot.outbox.rows import (
+    DeliveryReport,
+    DeliveryRow,
+    create_row,
+    day_row,
+    get_row,
+    last_sent,
+    mark_part,
+    papers_sent,
+    part_external_id,
+    parts_done,
+    planned_for,
+    ready_rows,
+    set_parts_total,
+    set_thread_ts,
+)
+from digestbot.outbox.send import (
+    BACKOFF,
+    MAX_ATTEMPTS,
+    ChannelSender,
+    deliver_pending,
+    deliver_row,
+    run_send,
+)
+
+__all__ = [
+    "BACKOFF", "EMPTY_KEY", "MAX_ATTEMPTS", "ChannelSender", "DeliveryReport", "DeliveryRow",
+    "create_row", "day_row", "deliver_pending", "deliver_row", "due_subscribers", "get_row",
+    "is_due", "last_sent", "mark_part", "papers_sent", "part_external_id", "parts_done", "plan",
+    "plan_for", "planned_for", "ready_rows", "run_send", "set_parts_total", "set_thread_ts",
+]

@@ -1,0 +1,241 @@
+"""The outbox's tables — `deliveries`, `delivery_parts`, `delivered_papers` — and all their SQL.
+
+No other module reads or writes these tables except through the functions here (selection's
+"never twice" anti-join in `digest` is the one read left beside them; see `digest.select`).
+Rows are never deleted: a removed subscriber's rows stay, pending ones end as 'cancelled'.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from digestbot.config import Settings
+from digestbot.models import Digest, Subscriber
+from digestbot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryRow:
+    """One outbox row.
+
+    `status` is the state before this attempt: 'sending' means an earlier attempt was cut
+    off and may have reached the far side — a sender resumes rather than repeats.
+    """
+
+    id: int
+    subscriber_id: int
+    digest_date: str
+    status: str
+    paper_ids: list[str]
+    attempts: int = 0
+    more: int = 0
+    message_id: str | None = None
+    last_error: str | None = None
+    parts_total: int | None = None
+    parts_sent: int | None = None
+    thread_ts: str | None = None
+    next_attempt_at: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    sent_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DeliveryRow:
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in names}
+        values["paper_ids"] = json.loads(row["paper_ids"] or "[]")
+        values["attempts"] = row["attempts"] or 0
+        values["more"] = row.get("more") or 0
+        return cls(**values)
+
+
+@dataclass
+class DeliveryReport:
+    """What one `send` did, for the command line, logs and tests."""
+
+    planned: int = 0
+    sent: int = 0
+    failed: int = 0
+    permanent: int = 0
+    cancelled: int = 0
+    empty: int = 0  # due, but nothing new passed their thresholds
+    not_due: int = 0  # their local send time has not come yet
+    waiting: Counter[str] = field(default_factory=Counter)  # channel → rows with no sender
+    would_send: list[str] = field(default_factory=list)  # dry run: one line per digest
+
+    def summary(self) -> str:
+        parts = [f"sent {self.sent}", f"failed {self.failed}"]
+        if self.permanent:
+            parts.append(f"failed permanently {self.permanent}")
+        if self.cancelled:
+            parts.append(f"cancelled {self.cancelled}")
+        if self.empty + self.not_due:
+            parts.append(f"nothing due for {self.empty + self.not_due}")
+        if self.not_due:
+            parts[-1] += f" ({self.not_due} not yet at their send time)"
+        parts += [f"{n} {ch} waiting (channel not configured)" for ch, n in self.waiting.items()]
+        return "投递 / delivery: " + ", ".join(parts)
+
+
+# -- reading rows ---------------------------------------------------------------------------
+
+
+def get_row(store: Store, row_id: int) -> DeliveryRow | None:
+    rows = list(store.db.query("select * from deliveries where id = ?", [row_id]))
+    return DeliveryRow.from_row(rows[0]) if rows else None
+
+
+def day_row(store: Store, subscriber_id: int, date: str) -> DeliveryRow | None:
+    """The subscriber's row for the digest of `date` (at most one: a unique index)."""
+    rows = list(store.db.query(
+        "select * from deliveries where subscriber_id = ? and digest_date = ?",
+        [subscriber_id, date]))
+    return DeliveryRow.from_row(rows[0]) if rows else None
+
+
+def last_sent(store: Store, subscriber_id: int) -> DeliveryRow | None:
+    """The subscriber's latest digest that went out."""
+    rows = list(store.db.query(
+        "select * from deliveries where subscriber_id = ? and status = 'sent'"
+        " order by digest_date desc limit 1", [subscriber_id]))
+    return DeliveryRow.from_row(rows[0]) if rows else None
+
+
+def planned_for(store: Store, date: str) -> set[int]:
+    """Subscribers who already have a row for `date`, whatever its status."""
+    return {r["subscriber_id"] for r in store.db.query(
+        "select subscriber_id from deliveries where digest_date = ?", [date])}
+
+
+def ready_rows(store: Store, now: datetime) -> list[tuple[DeliveryRow, str]]:
+    """Rows to attempt now with their subscriber's channel, oldest first."""
+    rows = store.db.query(
+        "select d.*, s.channel from deliveries d join subscribers s on s.id = d.subscriber_id"
+        " where d.status in ('pending', 'sending')"
+        " or (d.status = 'failed' and (d.next_attempt_at is null or d.next_attempt_at <= ?))"
+        " order by d.digest_date, d.id",
+        [iso(now)],
+    )
+    return [(DeliveryRow.from_row(r), r["channel"]) for r in rows]
+
+
+# -- writing rows ---------------------------------------------------------------------------
+
+
+def create_row(store: Store, settings: Settings, digest: Digest, now: datetime) -> int | None:
+    """The row and its paper list in one transaction; None if another process got there first."""
+    sub = digest.subscriber
+    stamp = iso(now)
+    try:
+        with store.db.atomic():
+            row_id = store.db["deliveries"].insert({
+                "subscriber_id": sub.id, "digest_date": digest.date, "status": "pending",
+                "attempts": 0, "paper_ids": json.dumps([e.paper.id for e in digest.entries]),
+                "more": digest.more, "message_id": _message_id(settings, sub, digest.date),
+                "created_at": stamp, "updated_at": stamp,
+            }).last_pk
+            store.db["delivered_papers"].insert_all(
+                ({"subscriber_id": sub.id, "arxiv_id": e.paper.id, "version": e.paper.version,
+                  "delivery_id": row_id} for e in digest.entries),
+                # A paper already recorded (a race with another planner) stays with its first row.
+                ignore=True,
+            )
+    except sqlite3.IntegrityError:
+        # The unique (subscriber, date) index: a concurrent `send` planned this one.
+        log.info("delivery for subscriber #%s on %s already planned elsewhere", sub.id, digest.date)
+        return None
+    return row_id
+
+
+def _message_id(settings: Settings, sub: Subscriber, date: str) -> str | None:
+    """Chosen before the first attempt so every retry of this email carries the same one."""
+    if sub.channel != "email":
+        return None
+    # Short enough to stay on one header line; the random part keeps it unique even if
+    # the database is recreated and ids start over.
+    return f"<digest.{date}.{sub.id}.{secrets.token_hex(6)}@{settings.mail_domain}>"
+
+
+def update(store: Store, row_id: int, now: datetime, **values: Any) -> None:
+    with store.db.atomic():
+        store.db["deliveries"].update(row_id, {**values, "updated_at": iso(now)})
+
+
+# -- per-part progress (chat channels) ------------------------------------------------------
+
+
+def parts_done(store: Store, delivery_id: int) -> set[int]:
+    """Sequence numbers of the messages of this delivery already accepted by the chat service."""
+    return {r["seq"] for r in store.db.query(
+        "select seq from delivery_parts where delivery_id = ? and status = 'sent'", [delivery_id])}
+
+
+def papers_sent(store: Store, delivery_id: int) -> set[str]:
+    """Paper ids carried by the messages of this delivery already accepted.
+
+    A resume skips these papers rather than message indexes: re-rendering after a /lang
+    change (or a new enrichment) packs entries differently, so index N no longer holds the
+    same papers.
+    """
+    out: set[str] = set()
+    for r in store.db.query(
+        "select paper_ids from delivery_parts where delivery_id = ? and status = 'sent'",
+        [delivery_id],
+    ):
+        out.update(json.loads(r["paper_ids"] or "[]"))
+    return out
+
+
+def part_external_id(store: Store, delivery_id: int, seq: int) -> str | None:
+    """What the chat service called message `seq` once accepted (Telegram message_id, Slack ts)."""
+    rows = list(store.db.query(
+        "select external_id from delivery_parts where delivery_id = ? and seq = ? and status = 'sent'",
+        [delivery_id, seq]))
+    return rows[0]["external_id"] if rows else None
+
+
+def mark_part(
+    store: Store, delivery_id: int, seq: int, external_id: str | None,
+    *, paper_ids: Iterable[str] = (),
+) -> None:
+    """Record that message `seq` went out (Telegram message_id, Slack ts) with the papers it
+    carried (none for a header), so a resume sends neither it nor its papers again."""
+    with store.db.atomic():
+        store.db["delivery_parts"].upsert(
+            {"delivery_id": delivery_id, "seq": seq, "status": "sent",
+             "external_id": external_id, "sent_at": iso(datetime.now(UTC)),
+             "paper_ids": json.dumps(list(paper_ids))},
+            pk=("delivery_id", "seq"),
+        )
+        store.db.execute(
+            "update deliveries set parts_sent = (select count(*) from delivery_parts"
+            " where delivery_id = ? and status = 'sent') where id = ?", [delivery_id, delivery_id])
+
+
+def set_parts_total(store: Store, delivery_id: int, total: int) -> None:
+    """How many messages this chat digest takes, for `status` and a resume."""
+    store.db["deliveries"].update(delivery_id, {"parts_total": total})
+
+
+def set_thread_ts(store: Store, delivery_id: int, ts: str) -> None:
+    """The Slack thread the digest's later messages reply in (the summary message's ts)."""
+    store.db["deliveries"].update(delivery_id, {"thread_ts": ts})
+
+
+def aware(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC, so a caller's slip cannot shift everyone's send time."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    return aware(moment).astimezone(UTC).isoformat(timespec="seconds")

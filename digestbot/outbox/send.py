@@ -1,0 +1,199 @@
+"""Moving rows on: claim, send through a channel's sender, mark sent or failed, retry.
+
+Each channel (email, Telegram, Slack) is a `ChannelSender` that knows its own protocol; the
+entry points build them and pass them in (the outbox never imports a channel). A row is
+marked `sent` only after the far side accepted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from digestbot import digest as digests
+from digestbot import subscribers
+from digestbot.config import Settings
+from digestbot.errors import PermanentError, TransientError
+from digestbot.models import Digest
+from digestbot.outbox.plan import plan_into, preview_into
+from digestbot.outbox.rows import (
+    DeliveryReport,
+    DeliveryRow,
+    aware,
+    get_row,
+    iso,
+    ready_rows,
+    update,
+)
+from digestbot.store import Store
+
+log = logging.getLogger(__name__)
+
+# Transient failures are retried after 5, 10, 20, 40 minutes; the fifth failure is final.
+MAX_ATTEMPTS = 5
+BACKOFF = timedelta(minutes=5)
+
+
+class ChannelSender(Protocol):
+    """Sends one digest over one channel; `channel` is 'email', 'telegram' or 'slack'.
+
+    `send` returns once the far side accepted everything, or raises `TransientError` /
+    `PermanentError`. Any other exception counts as transient (and is logged with its
+    traceback). A sender may also define `async def aclose()`; it is awaited after a batch.
+    """
+
+    channel: str
+
+    async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None: ...
+
+
+async def run_send(
+    settings: Settings,
+    store: Store,
+    senders: dict[str, ChannelSender],
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    date: str | None = None,
+) -> DeliveryReport:
+    """Plan the latest announcement's digests for due subscribers, then deliver every ready row.
+
+    Catch-up needs no loop over past dates: `digest.select` already folds papers announced
+    since a subscriber's last sent digest into today's, so someone back after downtime gets
+    one digest rather than a pile; rows of earlier dates still pending or failed are retried
+    by `deliver_pending` whatever their date. The senders are closed afterwards.
+    """
+    now = aware(now or datetime.now(UTC))
+    report = DeliveryReport()
+    date = date or store.latest_announcement_date()
+    if date and dry_run:
+        preview_into(store, date, now, force, report)
+    elif date:
+        plan_into(store, settings, date, now=now, force=force, report=report)
+    try:
+        return await deliver_pending(store, senders, dry_run=dry_run, now=now, report=report)
+    finally:
+        for sender in senders.values():
+            closer = getattr(sender, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+
+
+async def deliver_pending(
+    store: Store,
+    senders: dict[str, ChannelSender],
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    report: DeliveryReport | None = None,
+) -> DeliveryReport:
+    """Attempt every ready row: one worker per channel, so a slow chat never holds up email.
+
+    Within a channel at most the sender's `concurrency` rows are in flight (SMTP keeps a few
+    connections open, chat senders pace each chat themselves); a failure marks that row and
+    the batch goes on.
+    """
+    now = aware(now or datetime.now(UTC))
+    report = report or DeliveryReport()
+    queues: dict[str, list[DeliveryRow]] = defaultdict(list)
+    for row, channel in ready_rows(store, now):
+        if channel in senders:
+            queues[channel].append(row)
+        else:
+            report.waiting[channel] += 1
+    if dry_run:
+        for channel, rows in queues.items():
+            report.would_send += [
+                f"retry {channel} #{r.subscriber_id} {r.digest_date}: {len(r.paper_ids)} papers"
+                f" (status {r.status}, attempt {r.attempts + 1})" for r in rows]
+        return report
+    await asyncio.gather(*(
+        _drain(store, senders[channel], rows, report, now) for channel, rows in queues.items()
+    ))
+    return report
+
+
+async def deliver_row(
+    store: Store, sender: ChannelSender, row_id: int, *, now: datetime | None = None
+) -> DeliveryReport:
+    """Attempt one row now, whatever else is queued (a chat's `/digest`)."""
+    now = aware(now or datetime.now(UTC))
+    report = DeliveryReport()
+    row = get_row(store, row_id)
+    if row is None:
+        raise KeyError(f"no outbox row #{row_id}")
+    await _deliver_one(store, sender, row, report, now)
+    return report
+
+
+async def _drain(
+    store: Store, sender: ChannelSender, rows: list[DeliveryRow], report: DeliveryReport,
+    now: datetime,
+) -> None:
+    # The batch's digests share the day's papers: read each once for all of them.
+    library = digests.Library(store)
+    # A chat sender paces itself per chat and serves many chats at once (`concurrency`):
+    # one chat at a time would make 1,000 Telegram digests take an hour at 1 message/s.
+    width = getattr(sender, "concurrency", 1)
+    if width <= 1:
+        for row in rows:
+            await _deliver_one(store, sender, row, report, now, library)
+        return
+    gate = asyncio.Semaphore(width)
+
+    async def one(row: DeliveryRow) -> None:
+        async with gate:
+            await _deliver_one(store, sender, row, report, now, library)
+
+    await asyncio.gather(*(one(row) for row in rows))
+
+
+async def _deliver_one(
+    store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
+    library: digests.Library | None = None,
+) -> None:
+    sub = subscribers.get(store, row.subscriber_id)
+    if sub is None or sub.status != "active":
+        status = sub.status if sub else "removed"
+        update(store, row.id, now, status="cancelled", last_error=f"subscriber is {status}")
+        report.cancelled += 1
+        return
+    # Counted before the attempt, so a row that crashes the process every time still runs
+    # out of attempts instead of looping forever.
+    attempts = row.attempts + 1
+    update(store, row.id, now, status="sending", attempts=attempts)
+    try:
+        digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
+                                 library=library)
+        await sender.send(store, row, digest)
+    except PermanentError as exc:
+        update(store, row.id, now, status="failed_permanent", last_error=str(exc)[:500])
+        subscribers.set_status(store, sub.id, exc.status, reason=str(exc)[:500])
+        log.warning("%s #%s %s: permanent failure, subscriber now %s: %s",
+                    sender.channel, sub.id, row.digest_date, exc.status, exc)
+        report.permanent += 1
+    except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
+        if not isinstance(exc, TransientError):
+            log.exception("%s #%s %s: unexpected error", sender.channel, sub.id, row.digest_date)
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        if attempts >= MAX_ATTEMPTS:
+            update(store, row.id, now, status="failed_permanent",
+                   last_error=f"gave up after {attempts} attempts; {error}")
+            report.permanent += 1
+        else:
+            retry = now + BACKOFF * 2 ** (attempts - 1)
+            update(store, row.id, now, status="failed", last_error=error,
+                   next_attempt_at=iso(retry))
+            report.failed += 1
+        log.warning("%s #%s %s: attempt %d failed: %s", sender.channel, sub.id,
+                    row.digest_date, attempts, error)
+    else:
+        update(store, row.id, now, status="sent", sent_at=iso(now), last_error=None,
+               next_attempt_at=None)
+        report.sent += 1
