@@ -16,7 +16,7 @@ from datetime import date as Date
 from datetime import timedelta
 from typing import Any
 
-from digestbot import render, signing, subscribers, topics, web
+from digestbot import render, signing, subscribers, topics
 from digestbot.config import Settings
 from digestbot.enrich.pipeline import get_enrichment
 from digestbot.errors import UsageError
@@ -290,7 +290,7 @@ def _preview_text(settings: Settings, digest: Digest, fmt: str) -> str:
     if fmt in ("html", "text"):
         # The same links as the real email, so the footer can be checked too.
         email = render.render_email(
-            digest, unsubscribe_url=web.unsubscribe_url(settings, digest.subscriber.token),
+            digest, unsubscribe_url=signing.unsubscribe_url(settings, digest.subscriber.token),
             preferences_url=signing.preferences_url(settings, digest.subscriber),
         )
         return email.html if fmt == "html" else f"Subject: {email.subject}\n\n{email.text}"

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from digestbot import render, signing, web
+from digestbot import render, signing
 from digestbot.config import Settings
 from digestbot.delivery import DeliveryRow, PermanentError, TransientError
 from digestbot.errors import ConfigError
@@ -89,7 +89,7 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
     sub = digest.subscriber
     from_addr = settings.mail_address
     domain = settings.mail_domain
-    web_unsubscribe = web.unsubscribe_url(settings, sub.token)
+    web_unsubscribe = signing.unsubscribe_url(settings, sub.token)
     rendered = render.render_email(
         digest, unsubscribe_url=web_unsubscribe,
         preferences_url=signing.preferences_url(settings, sub),
