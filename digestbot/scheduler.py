@@ -52,6 +52,7 @@ from digestbot.enrich.pipeline import PipelineReport, run_pipeline
 from digestbot.errors import DigestbotError, FeedError, NetworkError
 from digestbot.sources import arxiv
 from digestbot.store import Store
+from digestbot.web import make_app
 
 log = logging.getLogger(__name__)
 
@@ -531,8 +532,6 @@ class _HttpHandle:
 
 async def _start_http(settings: Settings, host: str) -> _HttpHandle:
     from aiohttp import web
-
-    from digestbot.web import make_app
 
     runner = web.AppRunner(make_app(settings), handle_signals=False)
     await runner.setup()
