@@ -53,6 +53,7 @@ from digestbot.errors import DigestbotError, FeedError, NetworkError
 from digestbot.outbox import run_send
 from digestbot.sources import arxiv
 from digestbot.store import Store
+from digestbot.web import make_app
 
 log = logging.getLogger(__name__)
 
@@ -534,8 +535,6 @@ class _HttpHandle:
 
 async def _start_http(settings: Settings, host: str) -> _HttpHandle:
     from aiohttp import web
-
-    from digestbot.web import make_app
 
     runner = web.AppRunner(make_app(settings), handle_signals=False)
     await runner.setup()

@@ -1,4 +1,5 @@
-"""Signed, expiring links (confirm, preferences) and CSRF tokens, keyed by DIGESTBOT_SECRET.
+"""Every link the product builds (unsubscribe, confirm, preferences), the signed, expiring
+tokens they carry, and CSRF tokens, keyed by DIGESTBOT_SECRET.
 
 A token is `payload.expiry.signature`: the payload and expiry travel in the clear, the
 signature is HMAC-SHA256 over (purpose, payload, expiry) with the configured secret. The
@@ -112,18 +113,27 @@ def check_csrf(secret: bytes, cookie: str | None, field: str | None) -> bool:
     return hmac.compare_digest(field.encode(), csrf_token(secret, cookie).encode())
 
 
-# -- the links emails carry -------------------------------------------------------------------
+# -- the links the product builds ------------------------------------------------------------
+
+
+def link_path(path: str, token: str, **extra: str) -> str:
+    """`{path}?token=…[&name=value…]`, the site-relative shape of every link with a token."""
+    return f"{path}?{urlencode({'token': token, **extra})}"
 
 
 def public_link(settings: Settings, path: str, token: str) -> str | None:
     """`{DIGESTBOT_PUBLIC_URL}{path}?token=…`, the shape of every link a message carries."""
     if not settings.public_url:
         return None
-    return f"{settings.public_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+    return f"{settings.public_url.rstrip('/')}{link_path(path, token)}"
 
 
 def unsubscribe_url(settings: Settings, token: str) -> str | None:
-    """The link put in emails and chat footers; None without DIGESTBOT_PUBLIC_URL."""
+    """The link put in emails and chat footers; None without DIGESTBOT_PUBLIC_URL.
+
+    It carries the subscriber's stored random token, not a signed one: it must keep working
+    for one-click unsubscribes from old emails and on a site that has no secret.
+    """
     return public_link(settings, "/unsubscribe", token) if token else None
 
 
@@ -131,6 +141,10 @@ def confirm_url(settings: Settings, subscriber: Subscriber, *, now: float | None
     """The double opt-in link; None without DIGESTBOT_PUBLIC_URL (no address to send)."""
     token = sign(secret_of(settings), CONFIRM, str(subscriber.id), CONFIRM_TTL, now=now)
     return public_link(settings, "/confirm", token)
+
+
+def _preferences_token(settings: Settings, subscriber: Subscriber, now: float | None) -> str:
+    return sign(secret_of(settings), PREFERENCES, str(subscriber.id), PREFERENCES_TTL, now=now)
 
 
 def preferences_url(
@@ -143,5 +157,11 @@ def preferences_url(
     """
     if not settings.public_url or not settings.secret:
         return None
-    token = sign(secret_of(settings), PREFERENCES, str(subscriber.id), PREFERENCES_TTL, now=now)
-    return public_link(settings, "/preferences", token)
+    return public_link(settings, "/preferences", _preferences_token(settings, subscriber, now))
+
+
+def preferences_path(settings: Settings, subscriber: Subscriber, *, now: float | None = None
+                     ) -> str:
+    """A same-site link to the preferences page with a fresh token (`SecretMissing` without
+    a secret: the web pages check for one first)."""
+    return link_path("/preferences", _preferences_token(settings, subscriber, now))

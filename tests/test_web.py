@@ -11,10 +11,12 @@ import httpx
 import pytest
 from aiohttp import web as aioweb
 
-from digestbot import subscribers
-from digestbot.config import Settings
+from digestbot import signing, subscribers
+from digestbot.config import Settings, load_settings
+from digestbot.models import Subscriber
+from digestbot.signing import unsubscribe_url
 from digestbot.store import Store
-from digestbot.web import make_app, unsubscribe_url
+from digestbot.web import make_app
 from tests.fakes.digests import add_subscriber
 from tests.fakes.smtp import free_port
 
@@ -94,6 +96,18 @@ def test_unsubscribe_url_needs_a_public_url(settings: Settings) -> None:
     assert unsubscribe_url(settings, "tok") is None
     public = load_settings(public_url="https://d.example.org/bot/")
     assert unsubscribe_url(public, "a-b_c") == "https://d.example.org/bot/unsubscribe?token=a-b_c"
+
+
+def test_same_site_links_have_the_shape_of_the_public_ones() -> None:
+    settings = load_settings(public_url="https://d.example.org/bot", secret="s" * 32)
+    ada = Subscriber(id=7, channel="email", address="ada@example.org")
+    path = signing.preferences_path(settings, ada, now=1_000_000)
+    assert signing.preferences_url(settings, ada, now=1_000_000) == f"https://d.example.org/bot{path}"
+    token = path.removeprefix("/preferences?token=")
+    assert signing.verify(signing.secret_of(settings), signing.PREFERENCES, token,
+                          now=1_000_001) == "7"
+    assert signing.link_path("/preferences", "a b", done="save") == \
+        "/preferences?token=a+b&done=save"
 
 
 async def test_access_log_hides_tokens(client, store: Store, caplog: pytest.LogCaptureFixture

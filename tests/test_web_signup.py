@@ -15,7 +15,7 @@ from digestbot import signing, subscribers
 from digestbot.channels.email import build_message
 from digestbot.models import Digest
 from digestbot.outbox import DeliveryRow
-from digestbot.web_signup import ADDRESS_LIMIT, IP_LIMIT
+from digestbot.web.forms import ADDRESS_LIMIT, IP_LIMIT
 from tests.fakes.outbox import asend
 from tests.fakes.site import csrf_of, link_in, outbox_messages, running_site
 

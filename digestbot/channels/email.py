@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiosmtplib
 
-from digestbot import render, signing, web
+from digestbot import render, signing
 from digestbot.config import Settings
 from digestbot.errors import ConfigError, PermanentError, TransientError
 from digestbot.models import Digest
@@ -113,7 +113,7 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
     sub = digest.subscriber
     from_addr = settings.mail_address
     domain = settings.mail_domain
-    web_unsubscribe = web.unsubscribe_url(settings, sub.token)
+    web_unsubscribe = signing.unsubscribe_url(settings, sub.token)
     rendered = render.render_email(
         digest, unsubscribe_url=web_unsubscribe,
         preferences_url=signing.preferences_url(settings, sub),

@@ -40,7 +40,7 @@ HANDLERS: dict[str, str] = {
     "send": "digestbot.cli.deliver:cmd_send",
     "once": "digestbot.scheduler:cmd_once",
     "run": "digestbot.scheduler:cmd_run",
-    "serve": "digestbot.web:cmd_serve",
+    "serve": "digestbot.cli.serve:cmd_serve",
     "stats": "digestbot.cli:cmd_stats",
     "inbound": "digestbot.cli.inbound:cmd_inbound",
 }

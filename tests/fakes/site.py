@@ -21,9 +21,10 @@ import httpx
 from aiohttp import web as aioweb
 from aiohttp.test_utils import TestServer
 
-from digestbot import web, web_signup
+from digestbot import web
 from digestbot.config import Settings, load_settings
 from digestbot.store import Store
+from digestbot.web import forms
 from tests.fakes.smtp import free_port
 
 SECRET = "test-secret-5f1c0a7e9b2d4c6e8a0b"
@@ -57,7 +58,7 @@ async def running_site(**overrides: Any) -> AsyncIterator[Site]:
     settings = load_settings(**{k: v for k, v in values.items() if v is not None})
     app = web.make_app(settings)
     clock = Clock()
-    app[web_signup.STATE].now = clock
+    app[forms.STATE].now = clock
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     store = Store(settings.db)

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from aiohttp import web as aioweb
+from aiohttp import web
 
-from digestbot import render, topics, web
+from digestbot import render, topics
+from digestbot.enrich import topic_scores
 from digestbot.enrich.pipeline import get_enrichment
-from digestbot.models import Announcement, DigestEntry, Topic, TopicHit
+from digestbot.models import DigestEntry, Topic, TopicHit
 from digestbot.store import Store
 from digestbot.subscribers import DEFAULT_THRESHOLD
+from digestbot.web.common import SETTINGS, STORE, notice, page
 
 # Announcement days an Atom feed spans, and the most entries it carries.
 FEED_DAYS = 7
@@ -32,20 +34,6 @@ FEED_MAX_ENTRIES = 200
 # Public pages may be cached briefly by browsers and proxies; they change once a day.
 PUBLIC_CACHE = "public, max-age=300"
 
-routes = aioweb.RouteTableDef()
-
-# The version whose score counts: the one announced, else the latest scored (as digest.py).
-_SCORED = """
-select a.date, a.arxiv_id, a.announce_type, a.version, a.source, s.topic, s.score, s.reason
-from announcements a
-join scores s on s.arxiv_id = a.arxiv_id
- and s.version = coalesce(
-   (select s2.version from scores s2
-    where s2.arxiv_id = a.arxiv_id and s2.version = a.version and s2.topic = s.topic),
-   (select max(s2.version) from scores s2 where s2.arxiv_id = a.arxiv_id and s2.topic = s.topic))
-where {where} and s.score >= :min
-"""
-
 
 @dataclass(frozen=True)
 class TopicCount:
@@ -53,47 +41,21 @@ class TopicCount:
     count: int
 
 
-def setup(app: aioweb.Application) -> None:
-    app.add_routes(routes)
-
-
 def topic_entries(store: Store, topic: Topic, day: str, min_score: int) -> list[DigestEntry]:
     """The papers of `day` scoring ≥ `min_score` for `topic`, best first, ties by id."""
-    rows = store.db.query(
-        _SCORED.format(where="a.date = :date and s.topic = :topic")
-        + " order by s.score desc, a.arxiv_id",
-        {"date": day, "topic": topic.slug, "min": min_score},
-    )
-    return _entries(store, topic, list(rows))
+    return _entries(store, topic, topic_scores.on_day(store, topic.slug, day, min_score))
 
 
 def recent_entries(store: Store, topic: Topic, min_score: int) -> list[DigestEntry]:
     """The topic's papers over the last `FEED_DAYS` announcement days, newest day first."""
     days = store.announcement_dates()[-FEED_DAYS:]
-    if not days:
-        return []
-    marks = ",".join(f":d{i}" for i in range(len(days)))
-    rows = store.db.query(
-        _SCORED.format(where=f"a.date in ({marks}) and s.topic = :topic")
-        + " order by a.date desc, s.score desc, a.arxiv_id limit :limit",
-        {**{f"d{i}": d for i, d in enumerate(days)}, "topic": topic.slug, "min": min_score,
-         "limit": FEED_MAX_ENTRIES},
-    )
-    return _entries(store, topic, list(rows))
-
-
-def day_counts(store: Store, day: str, min_score: int) -> dict[str, int]:
-    """topic slug → papers of `day` scoring ≥ `min_score`."""
-    rows = store.db.query(
-        f"select topic, count(*) n from ({_SCORED.format(where='a.date = :date')}) group by topic",
-        {"date": day, "min": min_score},
-    )
-    return {r["topic"]: r["n"] for r in rows}
+    return _entries(store, topic, topic_scores.on_days(store, topic.slug, days, min_score,
+                                                       FEED_MAX_ENTRIES))
 
 
 def overview(store: Store, day: str, min_score: int = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
     """The catalogue tree with each topic's count for `day`: areas → groups → TopicCount."""
-    counts = day_counts(store, day, min_score)
+    counts = topic_scores.counts_on_day(store, day, min_score)
     return [
         {"area": area, "groups": [
             {"group": group, "topics": [TopicCount(t, counts.get(t.slug, 0)) for t in group.topics]}
@@ -103,19 +65,19 @@ def overview(store: Store, day: str, min_score: int = DEFAULT_THRESHOLD) -> list
     ]
 
 
-def _entries(store: Store, topic: Topic, rows: list[dict[str, Any]]) -> list[DigestEntry]:
-    papers = store.papers(r["arxiv_id"] for r in rows)
+def _entries(store: Store, topic: Topic, scored: list[topic_scores.AnnouncedScore]
+             ) -> list[DigestEntry]:
+    papers = store.papers(item.announcement.arxiv_id for item in scored)
     out = []
-    for r in rows:
-        paper = papers.get(r["arxiv_id"])
+    for item in scored:
+        paper = papers.get(item.announcement.arxiv_id)
         if paper is None:
             continue
         out.append(DigestEntry(
             paper=paper,
-            announcement=Announcement(r["date"], r["arxiv_id"], r["announce_type"], r["version"],
-                                      r["source"]),
-            hits=[TopicHit(topic.slug, render.topic_name(topic, "both"), r["score"],
-                           r["reason"] or "")],
+            announcement=item.announcement,
+            hits=[TopicHit(topic.slug, render.topic_name(topic, "both"), item.score.score,
+                           item.score.reason)],
             enrichment=get_enrichment(store, paper.id, paper.version),
         ))
     return out
@@ -131,7 +93,7 @@ def _day(text: str) -> str | None:
         return None
 
 
-def _min_score(request: aioweb.Request) -> int:
+def _min_score(request: web.Request) -> int:
     raw = request.query.get("min", "")
     if re.fullmatch(r"\d{1,3}", raw) and int(raw) <= 100:
         return int(raw)
@@ -157,14 +119,14 @@ def _place(topic: Topic) -> dict[str, Any]:
     return {"area": None, "group": None}
 
 
-def _missing() -> aioweb.Response:
+def _missing() -> web.Response:
     """404 for a day or topic that does not exist (not_found.html is about emailed links)."""
-    return web.page("notice.html", status=404, title_zh="没有这个页面", title_en="No such page",
-                    text_zh="日期或主题不存在。", text_en="That date or topic does not exist.",
-                    link="/d", link_text="最新一期 / Latest day")
+    return notice("没有这个页面", "No such page", "日期或主题不存在。",
+                  "That date or topic does not exist.", status=404, link="/d",
+                  link_text="最新一期 / Latest day")
 
 
-def _public(response: aioweb.StreamResponse) -> aioweb.StreamResponse:
+def _public(response: web.StreamResponse) -> web.StreamResponse:
     response.headers["Cache-Control"] = PUBLIC_CACHE
     return response
 
@@ -187,55 +149,51 @@ def picker_context(store: Store, day: str | None, topic: Topic | None) -> dict[s
 # -- routes -----------------------------------------------------------------------------------
 
 
-@routes.get("/d")
-async def pick(request: aioweb.Request) -> aioweb.StreamResponse:
+async def pick(request: web.Request) -> web.StreamResponse:
     """The picker's GET form: `/d?date=…&topic=…` → the page's own address."""
-    store = request.app[web.STORE]
+    store = request.app[STORE]
     day = _day(request.query.get("date", "")) or store.latest_announcement_date()
     if day is None:
-        return web.page("day_index.html", status=404, tree=[], min_score=DEFAULT_THRESHOLD,
+        return page("day_index.html", status=404, tree=[], min_score=DEFAULT_THRESHOLD,
                         announced=False, **picker_context(store, None, None))
     topic = _topic(store, request.query.get("topic", "").strip())
     target = f"/d/{day}/{topic.slug}" if topic else f"/d/{day}"
-    raise aioweb.HTTPSeeOther(target)
+    raise web.HTTPSeeOther(target)
 
 
-@routes.get(r"/d/{day:\d{4}-\d{2}-\d{2}}")
-async def day_page(request: aioweb.Request) -> aioweb.StreamResponse:
-    store = request.app[web.STORE]
+async def day_page(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
     day = _day(request.match_info["day"])
     if day is None:
         return _missing()
     min_score = _min_score(request)
     announced = bool(store.announcements_on(day))
-    return _public(web.page(
+    return _public(page(
         "day_index.html", status=200 if announced else 404,
         tree=overview(store, day, min_score), min_score=min_score, announced=announced,
         **picker_context(store, day, None),
     ))
 
 
-@routes.get(r"/d/{day:\d{4}-\d{2}-\d{2}}/{topic}")
-async def topic_page(request: aioweb.Request) -> aioweb.StreamResponse:
-    store = request.app[web.STORE]
+async def topic_page(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
     day = _day(request.match_info["day"])
     topic = _topic(store, request.match_info["topic"])
     if day is None or topic is None:
         return _missing()
     if request.match_info["topic"] != topic.slug:
-        raise aioweb.HTTPMovedPermanently(f"/d/{day}/{topic.slug}")
+        raise web.HTTPMovedPermanently(f"/d/{day}/{topic.slug}")
     min_score = _min_score(request)
     entries = topic_entries(store, topic, day, min_score)
     announced = bool(store.announcements_on(day))
-    return _public(web.page(
+    return _public(page(
         "day.html", status=200 if announced else 404, entries=entries, min_score=min_score,
         header=topic, nothing=not announced, **_place(topic), **picker_context(store, day, topic),
     ))
 
 
-@routes.get("/feed/{topic}.xml")
-async def feed(request: aioweb.Request) -> aioweb.StreamResponse:
-    store = request.app[web.STORE]
+async def feed(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
     topic = _topic(store, request.match_info["topic"])
     if topic is None:
         return _missing()
@@ -247,13 +205,13 @@ async def feed(request: aioweb.Request) -> aioweb.StreamResponse:
         self_url=f"{base}/feed/{topic.slug}.xml",
         updated=_feed_updated(entries), entry_html=_entry_html,
     )
-    return _public(aioweb.Response(text=_xml_safe(xml), content_type="application/atom+xml",
+    return _public(web.Response(text=_xml_safe(xml), content_type="application/atom+xml",
                                    charset="utf-8"))
 
 
-def _base_url(request: aioweb.Request) -> str:
+def _base_url(request: web.Request) -> str:
     """Absolute links for the feed: DIGESTBOT_PUBLIC_URL, else the address we were asked at."""
-    public = request.app[web.SETTINGS].public_url
+    public = request.app[SETTINGS].public_url
     return public.rstrip("/") if public else f"{request.scheme}://{request.host}"
 
 
