@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from digestbot.sources import parsers
+from digestbot.sources import detect, parsers
 from digestbot.sources.arxiv import SAMPLE_FEED
 from digestbot.store import Store
 
@@ -48,7 +48,7 @@ def main(n: int = 2000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         start = time.perf_counter()
-        batch = parsers.parse_any(data)
+        batch = detect.parse_any(data)
         parsed = time.perf_counter()
         saved = store.save_batch(batch)
         done = time.perf_counter()

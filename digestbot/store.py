@@ -179,6 +179,11 @@ class Store:
                 if not exists:
                     self.db["announcements"].insert(asdict(ann))
                     counts["announcements_new"] += 1
+                elif ann.version is not None:
+                    # A listing left the version unknown; RSS or the API now says which.
+                    self.db.execute(
+                        "update announcements set version = ? where date = ? and arxiv_id = ?"
+                        " and version is null", [ann.version, ann.date, ann.arxiv_id])
         return counts
 
     def _merge_paper(self, paper: Paper) -> str | None:
@@ -195,7 +200,7 @@ class Store:
             self.db["papers"].insert({**row, "fetched_at": now_iso()})
             return "papers_new"
         merged = dict(old)
-        newer = paper.version > (old["version"] or 0)
+        newer = paper.version is not None and paper.version > (old["version"] or 0)
         for key, value in row.items():
             if value in (None, "", "[]"):
                 continue

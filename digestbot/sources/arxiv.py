@@ -28,8 +28,10 @@ from digestbot.clock import announcement_date, expected_announcement_date, next_
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, FeedError, NetworkError, UsageError
 from digestbot.models import ANNOUNCE_LABELS_ZH, ANNOUNCE_TYPES, Author, FeedBatch, Paper
-from digestbot.sources import parsers
+from digestbot.sources import detect, parsers
+from digestbot.sources.authors import clean_author
 from digestbot.sources.http import PoliteClient, wait_turn
+from digestbot.sources.listing import parse_listing
 from digestbot.store import Store, chunks
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,10 @@ def _ingest_files(settings: Settings, store: Store, feeds: list[str], date: str 
     with PoliteClient(settings.arxiv_delay) as client:
         for location in feeds:
             data = _read(location, client)
-            batches.append(parsers.parse_any(data, date=date, categories=settings.categories,
-                                             name=Path(location).name or location))
+            batch = detect.parse_any(data, date=date, categories=settings.categories,
+                                     name=Path(location).name or location)
+            _warn_if_capped(batch, Path(location).name or location)
+            batches.append(batch)
     return _combine([_store(store, batch, batch.source) for batch in batches])
 
 
@@ -111,7 +115,6 @@ def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api
             else:
                 if not no_api and batch.papers:
                     batch = api_fill(settings, store, batch)
-                batch = resolve_versions(store, batch)
                 result = _store(store, batch, name)
             results.append(result)
             if result.status == "ok" and result.new_announcements:
@@ -142,6 +145,9 @@ def _get(client: PoliteClient, url: str, params: dict[str, str] | None = None) -
     response = client.get(url, params=params)
     if response.status_code >= 500 or response.status_code == 429:
         raise NetworkError(f"{url} answered HTTP {response.status_code} after retries")
+    if response.status_code == 400 and b"Feed error for query" in response.content[:4096]:
+        # rss.arxiv.org explains a bad category in an error feed: its reason beats "HTTP 400".
+        detect.parse_any(response.content, name=url)
     if response.status_code != 200:
         raise FeedError(f"{url} answered HTTP {response.status_code} instead of a feed")
     return response.content
@@ -164,21 +170,42 @@ def _fetch_listing(settings: Settings, client: PoliteClient, date: str | None) -
     batches = []
     for cat in settings.categories:
         data = _get(client, f"{settings.arxiv_list_url}{cat}/new", {"skip": "0", "show": "2000"})
-        batches.append(parsers.parse_listing(data, date=date, categories=settings.categories))
+        batches.append(parse_listing(data, date=date, categories=settings.categories))
+    return _merge("listing", batches)
+
+
+def _merge(source: str, batches: list[FeedBatch]) -> FeedBatch:
+    """Several categories' pages or feeds of one evening as one batch."""
     dates = {b.date for b in batches if not b.empty}
     if len(dates) > 1:
-        raise FeedError(f"listing pages disagree on the date ({', '.join(sorted(dates))}); "
+        raise FeedError(f"{source} disagree on the date ({', '.join(sorted(dates))}); "
                         "arXiv is turning over, try again in a minute")
-    papers = {p.id: p for b in batches for p in b.papers}
-    anns = parsers.dedupe(a for b in batches for a in b.announcements)
-    return FeedBatch("listing", dates.pop() if dates else batches[0].date, list(papers.values()),
-                     anns, empty=not papers)
+    return parsers.combine(source, dates.pop() if dates else batches[0].date,
+                           [p for b in batches for p in b.papers],
+                           [a for b in batches for a in b.announcements],
+                           truncated=any(b.truncated for b in batches))
 
 
 def _fetch_rss(settings: Settings, client: PoliteClient, date: str | None) -> FeedBatch:
-    # One request for every category: arXiv's feed takes them `+`-joined.
-    data = _get(client, settings.arxiv_rss_url + "+".join(settings.categories))
-    return parsers.parse_any(data, date=date, categories=settings.categories, name="RSS feed")
+    """One feed per category: rss.arxiv.org cuts a feed at 2,000 items (replacements first),
+    so a `cs.CL+cs.AI+cs.LG` request on a busy day would lose papers without a word."""
+    batches = []
+    for cat in settings.categories:
+        data = _get(client, settings.arxiv_rss_url + cat)
+        batch = detect.parse_any(data, date=date, categories=settings.categories,
+                                 name=f"RSS feed {cat}")
+        _warn_if_capped(batch, f"RSS feed {cat}")
+        batches.append(batch)
+    log.info("RSS: %d categories requested one feed each (%s) to stay under the %d-item cap",
+             len(batches), ", ".join(settings.categories), parsers.FEED_CAP)
+    return _merge("rss", batches)
+
+
+def _warn_if_capped(batch: FeedBatch, what: str) -> None:
+    if batch.truncated:
+        log.warning("%s has %d items, arXiv's cap: it may be cut (replacements, and any at v6+, "
+                    "are left out first); the listing pages and the API fill what it lacks",
+                    what, len(batch.announcements))
 
 
 # -- the API (arxiv package) --------------------------------------------------------------
@@ -217,7 +244,7 @@ def result_to_paper(result: arxiv.Result) -> Paper:
     return Paper(
         id=arxiv_id, version=version, title=parsers.squash(result.title),
         abstract=parsers.squash(result.summary),
-        authors=[Author(a.name, tuple(a.affiliation)) for a in result.authors],
+        authors=[clean_author(Author(a.name, tuple(a.affiliation))) for a in result.authors],
         categories=list(result.categories), primary_category=result.primary_category or None,
         comment=result.comment, journal_ref=result.journal_ref, doi=result.doi,
         published=result.published.isoformat(), updated=result.updated.isoformat(),
@@ -258,8 +285,8 @@ def _needs_api(store: Store, batch: FeedBatch) -> list[str]:
     """
     stored = store.papers([p.id for p in batch.papers])
     ids = [p.id for p in batch.papers
-           if p.id not in stored or not stored[p.id].published
-           or stored[p.id].version < p.version or p.version == 0]
+           if p.id not in stored or not stored[p.id].published or p.version is None
+           or (stored[p.id].version or 0) < p.version]
     if batch.date:
         day = [a.arxiv_id for a in store.announcements_on(batch.date)]
         ids += [i for i, p in store.papers(day).items() if not p.published and i not in ids]
@@ -281,45 +308,35 @@ def api_fill(settings: Settings, store: Store, batch: FeedBatch) -> FeedBatch:
     in_batch = {p.id for p in papers}
     papers += [p for i, p in found.items() if i not in in_batch]  # earlier misses
     versions = {p.id: p.version for p in papers}
-    anns = [replace(a, version=versions[a.arxiv_id]) if a.version == 0 else a
+    anns = [replace(a, version=versions[a.arxiv_id]) if a.version is None else a
             for a in batch.announcements]
     log.info("API filled %d of %d papers", len(found), len(ids))
     return replace(batch, papers=papers, announcements=anns)
 
 
 def merge_api(feed: Paper, api: Paper) -> Paper:
-    """The feed's paper with what the API knows; a lagging API index never downgrades it."""
-    if api.version < feed.version:
+    """The feed's paper with what the API knows; a lagging API index never downgrades it.
+
+    The API's names are UTF-8 as the authors typed them, so they win over the feed's TeX; the
+    feed's affiliations are kept when the API has none and the two lists match one to one.
+    """
+    if feed.version is not None and api.version is not None and api.version < feed.version:
         return replace(feed, published=feed.published or api.published,
                        doi=feed.doi or api.doi, journal_ref=feed.journal_ref or api.journal_ref)
-    authors = api.authors if api.authors and (
-        any(a.affiliations for a in api.authors) or not feed.authors) else feed.authors
+    authors = feed.authors
+    if api.authors:
+        authors = api.authors
+        if not any(a.affiliations for a in api.authors) and len(api.authors) == len(feed.authors):
+            authors = [replace(a, affiliations=f.affiliations)
+                       for a, f in zip(api.authors, feed.authors, strict=True)]
     return replace(
-        feed, version=max(feed.version, api.version), authors=authors,
+        feed, version=max(v for v in (feed.version, api.version, 0) if v is not None) or None,
+        authors=authors,
         categories=api.categories or feed.categories,
         primary_category=api.primary_category or feed.primary_category,
         comment=api.comment or feed.comment, journal_ref=api.journal_ref or feed.journal_ref,
         doi=api.doi or feed.doi, published=api.published, updated=api.updated,
     )
-
-
-def resolve_versions(store: Store, batch: FeedBatch) -> FeedBatch:
-    """Give listing replacements without a version one, when the API could not.
-
-    A replacement is at least one past what we hold (2 if we hold nothing); an announcement
-    already stored for the day keeps its version, so a second fetch does not bump it again.
-    """
-    unknown = [p.id for p in batch.papers if p.version == 0]
-    if not unknown:
-        return batch
-    stored = store.papers(unknown)
-    done = {a.arxiv_id: a.version for a in store.announcements_on(batch.date or "")}
-    guess = {i: done.get(i) or max((stored[i].version + 1) if i in stored else 2, 2)
-             for i in unknown}
-    papers = [replace(p, version=guess[p.id]) if p.version == 0 else p for p in batch.papers]
-    anns = [replace(a, version=guess[a.arxiv_id]) if a.version == 0 else a
-            for a in batch.announcements]
-    return replace(batch, papers=papers, announcements=anns)
 
 
 # -- catch-up through the API -------------------------------------------------------------
