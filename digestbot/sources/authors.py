@@ -27,6 +27,7 @@ from digestbot.models import Author
 # Where a name ends at the outermost level: a comma (optionally followed by "and"), or "and".
 _SEPARATOR = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 _SUFFIX = re.compile(r"^(?:Jr|Sr|II|III|IV)\.?$")
+_ET_AL = re.compile(r"^et\.? al\.?$", re.I)
 # "(1)", "(1,2)", "(1 and 2)", "(5, on behalf of the team)": affiliation markers, not names.
 _MARKERS = re.compile(r"^\s*\d+(?:\s*(?:,|and)\s*\d+)*")
 # "(1) IAS, (2) Princeton": the legend numbered markers point into.
@@ -106,6 +107,8 @@ def split_authors(text: str) -> list[Author]:
                 markers += re.findall(r"\d+", m.group(0))
             elif group:
                 affiliations.append(group)
+        if _ET_AL.match(name):
+            continue  # "…, et al": not a person, and no affiliation of anyone's
         if not name and raw:
             # "(MIT)" or a legend on its own: it belongs to the author before it.
             raw[-1][1].extend(affiliations)
