@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from digestbot.errors import FeedError, NetworkError
-from digestbot.sources.arxiv import SAMPLE_FEED, fetch, submission_announced
+from digestbot.sources.api import submission_announced
+from digestbot.sources.arxiv import SAMPLE_FEED, fetch
 from tests.fakes.arxiv import FakeArxiv, fixture
 from tests.fakes.http import Response
 

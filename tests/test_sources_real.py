@@ -19,7 +19,8 @@ from digestbot.enrich.pdf import FirstPages
 from digestbot.errors import FeedError
 from digestbot.models import Author, Paper
 from digestbot.sources import detect, parsers
-from digestbot.sources.arxiv import fetch, merge_api
+from digestbot.sources.api import merge_api
+from digestbot.sources.arxiv import fetch
 from digestbot.sources.authors import split_authors, tex_to_unicode
 from digestbot.sources.listing import parse_listing
 from digestbot.store import Store
