@@ -296,11 +296,14 @@ def _merge_row(old: dict[str, Any], row: dict[str, Any], version: int | None) ->
     """
     merged = dict(old)
     newer = version is not None and version > (old["version"] or 0)
+    # `published` only comes from the API: its first arrival brings the authors' UTF-8 names,
+    # which beat a feed's (TeX-converted) spelling stored earlier.
+    api_names = bool(row.get("published")) and not old.get("published")
     for key, value in row.items():
         if value in (None, "", "[]"):
             continue
-        richer_authors = key == "authors" and _has_affiliations(value) and not (
-            _has_affiliations(old[key]))
+        richer_authors = key == "authors" and (api_names or (
+            _has_affiliations(value) and not _has_affiliations(old[key])))
         if newer or not old[key] or richer_authors:
             merged[key] = value
     merged.pop("fetched_at", None)

@@ -143,6 +143,17 @@ def test_api_utf8_names_win_and_feed_affiliations_stay():
     assert merge_api(feed, dataclasses.replace(api, authors=with_aff)).authors == with_aff
 
 
+def test_api_names_replace_feed_names_already_stored(settings, store):
+    fetch(settings, store, feeds=[str(RSS)])  # the feed's names first (API failed, say)
+    feed = store.get_paper("2303.00985")
+    api = dataclasses.replace(feed, authors=[Author(a.name.upper()) for a in feed.authors],
+                              published="2023-03-01T19:00:02+00:00")
+    store.save_batch(dataclasses.replace(detect.parse_any(RSS.read_bytes()), papers=[api],
+                                         announcements=[]))
+    row = store.get_paper("2303.00985")
+    assert names(row.authors) == names(api.authors) and row.published
+
+
 # -- 3. error feeds --------------------------------------------------------------------------
 
 
