@@ -41,16 +41,22 @@ ANNOUNCE_LABELS_EN: dict[AnnounceType, str] = {
 
 @dataclass(frozen=True)
 class Author:
+    """One author, Unicode name; affiliations as the feed or API stated them (never guessed)."""
+
     name: str
     affiliations: tuple[str, ...] = ()
 
 
 @dataclass
 class Paper:
-    """One arXiv paper at its latest known version. `id` carries no version suffix."""
+    """One arXiv paper at its latest known version. `id` carries no version suffix.
+
+    `version` is None when the source did not say (a listing replacement without its HTML
+    link) until RSS or the API does: a guessed version would name the wrong PDF.
+    """
 
     id: str
-    version: int
+    version: int | None
     title: str
     abstract: str
     authors: list[Author] = field(default_factory=list)
@@ -68,8 +74,13 @@ class Paper:
         return f"https://arxiv.org/abs/{self.id}"
 
     @property
+    def versioned_id(self) -> str:
+        """'2608.11232v2', or the bare id while the version is unknown."""
+        return f"{self.id}v{self.version}" if self.version else self.id
+
+    @property
     def pdf_url(self) -> str:
-        return f"https://arxiv.org/pdf/{self.id}v{self.version}"
+        return f"https://arxiv.org/pdf/{self.versioned_id}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class Announcement:
     date: str
     arxiv_id: str
     announce_type: AnnounceType
-    version: int
+    version: int | None
     source: str
 
 
@@ -93,6 +104,8 @@ class FeedBatch:
     announcements: list[Announcement] = field(default_factory=list)
     # Set when a source answered but had nothing to announce (weekend, holiday).
     empty: bool = False
+    # Set when a feed holds arXiv's cap of items and so may have been cut.
+    truncated: bool = False
 
 
 @dataclass

@@ -10,8 +10,9 @@ from lxml import etree
 
 from digestbot.cli import main
 from digestbot.errors import FeedError
-from digestbot.sources import parsers
+from digestbot.sources import detect, listing, parsers
 from digestbot.sources.arxiv import SAMPLE_FEED, fetch
+from digestbot.sources.authors import tex_to_unicode
 from tests.conftest import SHARED_ARXIV, needs_shared
 from tests.fakes.arxiv import fixture
 
@@ -54,11 +55,12 @@ def test_reingest_is_a_no_op(settings, store):
 
 
 def test_listing_page_types_versions_and_fields():
-    batch = parsers.parse_any(fixture("listing_cs.CL_new.html"), categories=["cs.CL"])
+    batch = detect.parse_any(fixture("listing_cs.CL_new.html"), categories=["cs.CL"])
     assert batch.date == "2026-11-18"
     kinds = {a.arxiv_id: (a.announce_type, a.version) for a in batch.announcements}
     assert kinds == {"2611.91001": ("new", 1), "2611.91002": ("new", 1),
-                     "2611.91003": ("cross", 1), "2609.98765": ("replace", 0),
+                     # No HTML link, no version: unknown until RSS/API says (issue 13.5).
+                     "2611.91003": ("cross", None), "2609.98765": ("replace", None),
                      "2608.97531": ("replace-cross", 2)}
     paper = {p.id: p for p in batch.papers}["2611.91001"]
     assert paper.title == "Verifier-Guided GRPO for $k$-Step Reasoning"
@@ -72,10 +74,10 @@ def test_listing_count_mismatch_is_a_parse_failure():
     page = fixture("listing_cs.CL_new.html").replace(
         b"New submissions (showing 2 of 2 entries)", b"New submissions (showing 3 of 3 entries)")
     with pytest.raises(FeedError, match="showing 3 of 3 entries but 2 were parsed"):
-        parsers.parse_listing(page)
+        listing.parse_listing(page)
     partial = fixture("listing_cs.CL_new.html").replace(b"showing 2 of 2", b"showing 2 of 40")
     with pytest.raises(FeedError, match="2 of 40"):
-        parsers.parse_listing(partial)
+        listing.parse_listing(partial)
 
 
 def arxiv_browse_headings(page: bytes) -> bytes:
@@ -91,40 +93,40 @@ def arxiv_browse_headings(page: bytes) -> bytes:
 def test_listing_with_arxiv_browse_template_headings():
     page = arxiv_browse_headings(fixture("listing_cs.CL_new.html"))
     assert b"Showing new listings" not in page and b"submissions for Wednesday" in page
-    batch = parsers.parse_listing(page, categories=["cs.CL"])
+    batch = listing.parse_listing(page, categories=["cs.CL"])
     assert batch.date == "2026-11-18"
     assert Counter(a.announce_type for a in batch.announcements) == {
         "new": 2, "cross": 1, "replace": 1, "replace-cross": 1}
     # The template's form of a page cut short is still a parse failure, not fewer papers.
     cut = page.replace(b"(showing 2 of 2 entries )", b"(continued, showing last 2 of 9 entries )", 1)
     with pytest.raises(FeedError, match="showing 2 of 9 entries"):
-        parsers.parse_listing(cut)
+        listing.parse_listing(cut)
 
 
 def test_truncated_listing_is_a_parse_failure():
     page = fixture("listing_cs.CL_new.html")
     # Cut inside the last abstract: the counts still match, only the missing end tells.
     with pytest.raises(FeedError, match="cut off before </html>"):
-        parsers.parse_listing(page[: page.rindex(b"scientific figures")])
+        listing.parse_listing(page[: page.rindex(b"scientific figures")])
     # Cut (and closed again) after the first section: the index still lists the others.
     first = page[: page.index(b"</dl>") + 5] + b"</body></html>"
     with pytest.raises(FeedError, match="index lists cross, replace but the page has no such"):
-        parsers.parse_listing(first)
+        listing.parse_listing(first)
 
 
 def test_listing_without_updates_is_empty():
     page = (b"<html><body><h3>Showing new listings for Friday, 20 November 2026</h3>"
             b"<p>No updates today.</p></body></html>")
-    batch = parsers.parse_listing(page)
+    batch = listing.parse_listing(page)
     assert batch.empty and batch.date == "2026-11-20"
 
 
 def test_atom_feed_and_old_rdf():
-    atom = parsers.parse_any(fixture("atom_feed.xml"))
+    atom = detect.parse_any(fixture("atom_feed.xml"))
     assert (atom.source, atom.date) == ("atom", "2026-11-18")
     assert [(a.announce_type, a.version) for a in atom.announcements] == [
         ("new", 1), ("replace-cross", 2)]
-    rdf = parsers.parse_any(fixture("rdf_old.xml"))
+    rdf = detect.parse_any(fixture("rdf_old.xml"))
     # Stamped Tue 2 Nov 2021 20:30 ET: arXiv's mailing of Wednesday 3 November.
     assert (rdf.source, rdf.date) == ("rdf", "2021-11-03")
     assert [a.announce_type for a in rdf.announcements] == ["new", "replace", "cross"]
@@ -134,12 +136,12 @@ def test_atom_feed_and_old_rdf():
 
 
 def test_api_answer_metadata_and_date(settings, store):
-    batch = parsers.parse_any(fixture("api_answer.xml"))
+    batch = detect.parse_any(fixture("api_answer.xml"))
     assert batch.date is None and not batch.announcements
     p = {p.id: p for p in batch.papers}
     assert p["2611.91001"].authors[1].affiliations == ("ETH Zürich",)
     assert p["2611.91002"].doi == "10.18653/v1/2026.findings-acl.1234"
-    dated = parsers.parse_any(fixture("api_answer.xml"), date="2026-11-18", categories=["cs.CL"])
+    dated = detect.parse_any(fixture("api_answer.xml"), date="2026-11-18", categories=["cs.CL"])
     assert Counter(a.announce_type for a in dated.announcements) == {
         "new": 2, "cross": 1, "replace": 1, "replace-cross": 1}
 
@@ -236,14 +238,19 @@ def test_real_rss_every_item_stored(settings, store, capsys):
         paper, ann = papers[arxiv_id], by_id[arxiv_id]
         assert ann.announce_type == item.findtext("arxiv:announce_type", namespaces=ns)
         assert ann.version == paper.version == version
-        assert [a.name for a in paper.authors] == [
-            n.strip() for n in item.findtext("dc:creator", namespaces=ns).split(",")]
+        # This day's feed has no affiliations, so a plain comma split is the truth; its TeX
+        # names (`O\u{g}uz`, `T\"ufekcio\u{g}lu`) are stored as Unicode (issue 13.2).
+        assert [a.name for a in paper.authors] == [tex_to_unicode(n.strip()) for n in item.findtext(
+            "dc:creator", namespaces=ns).split(",")]
         assert paper.categories == [c.text for c in item.iter("category")]
         assert paper.doi == item.findtext("arxiv:DOI", namespaces=ns)
         assert paper.journal_ref == item.findtext("arxiv:journal_reference", namespaces=ns)
         assert paper.license == item.findtext("dc:rights", namespaces=ns)
         assert paper.title == " ".join(item.findtext("title").split())
     assert papers["2608.11232"].abstract.startswith("Evaluating LLM coding agents")
+    tex_names = [a.name for p in papers.values() for a in p.authors]
+    assert "Oğuz Akif Tüfekcioğlu" in tex_names and "Tuğçe Kızıltepe" in tex_names
+    assert not [n for n in tex_names if "\\" in n or "{" in n]
     assert any("$\\Delta$" in p.title for p in papers.values())
     # This feed is pure ASCII: arXiv keeps TeX escapes as the authors wrote them.
     assert "accuracy rates all above 80\\%" in papers["2408.06849"].abstract

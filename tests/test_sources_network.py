@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, datetime
 
 import pytest
 
 from digestbot.errors import FeedError, NetworkError
-from digestbot.sources.arxiv import SAMPLE_FEED, fetch, submission_announced
+from digestbot.sources.api import submission_announced
+from digestbot.sources.arxiv import SAMPLE_FEED, fetch
 from tests.fakes.arxiv import FakeArxiv, fixture
 from tests.fakes.http import Response
 
@@ -61,11 +63,15 @@ def test_api_failure_keeps_listing_and_next_fetch_retries(settings, store, arxiv
     assert first.status == "ok" and first.new_announcements == 5
     grpo = store.get_paper("2611.91001")
     assert grpo.published is None and grpo.comment == "12 pages, 4 figures"
-    # Unknown replacement version: at least v2 until the API says otherwise.
-    assert store.get_paper("2609.98765").version == 2
+    # Unknown replacement version: unknown (None), never guessed, until the API says.
+    assert store.get_paper("2609.98765").version is None
+    assert {a.arxiv_id: a.version for a in store.announcements_on("2026-11-18")}[
+        "2609.98765"] is None
     second = fetch(cfg, store, now=NIGHT)
     assert second.new_announcements == 0
     assert store.get_paper("2611.91001").published and store.get_paper("2609.98765").version == 3
+    assert {a.arxiv_id: a.version for a in store.announcements_on("2026-11-18")}[
+        "2609.98765"] == 3
 
 
 def test_no_api_skips_it(settings, store, arxiv_fake):
@@ -84,12 +90,15 @@ def test_listing_broken_falls_back_to_rss(settings, store, arxiv_fake):
     assert [r.path for r in server.requests] == ["/list/cs.CL/new", "/rss/cs.CL"]
 
 
-def test_one_rss_request_for_all_categories(settings, store, arxiv_fake):
+def test_one_rss_request_per_category(settings, store, arxiv_fake, caplog):
+    # A combined cs.CL+cs.AI+cs.LG feed is cut at 2,000 items on a busy day (issue 13.6).
     fake, server = arxiv_fake
     cfg = dataclasses.replace(point(settings, server.url), categories=["cs.CL", "cs.AI", "cs.LG"],
                               sources=["rss"])
-    fetch(cfg, store, no_api=True, now=datetime(2026, 11, 17, 6, 0, tzinfo=UTC))
-    assert [r.path for r in server.requests] == ["/rss/cs.CL+cs.AI+cs.LG"]
+    with caplog.at_level(logging.INFO, logger="digestbot.sources.arxiv"):
+        fetch(cfg, store, no_api=True, now=datetime(2026, 11, 17, 6, 0, tzinfo=UTC))
+    assert [r.path for r in server.requests] == ["/rss/cs.CL", "/rss/cs.AI", "/rss/cs.LG"]
+    assert "3 categories requested one feed each" in caplog.text
 
 
 def test_retries_503_and_429_with_retry_after(settings, store, arxiv_fake):

@@ -1,7 +1,8 @@
-"""The text the institutions are taken from: API affiliations, else the PDF's first page.
+"""The text the institutions are taken from: feed/API affiliations, else the PDF's first page.
 
-The arXiv API carries affiliations for a minority of papers; when it does they are used
-as they are. Otherwise the PDF (`{arxiv_pdf_url}{id}v{n}`) is downloaded through the same
+The feeds (`Name (Affiliation)` in dc:creator, the listing's author line) and the arXiv API
+carry affiliations for a minority of papers; when they do they are used as they are and no
+PDF is fetched. Otherwise the PDF (`{arxiv_pdf_url}{id}v{n}`) is downloaded through the same
 polite, process-wide throttled client as every other arXiv request, page 1 is extracted with
 pypdf, and the text is cached in `first_pages` so a paper's PDF is fetched once. Any failure
 (network, not a PDF, a PDF pypdf cannot read) gives "" — the paper is shown without
@@ -29,7 +30,7 @@ MAX_CHARS = 6000
 
 
 def affiliations_text(paper: Paper) -> str:
-    """`Author: affiliation; affiliation` lines from the API metadata, "" when there are none."""
+    """`Author: affiliation; affiliation` lines from the feed/API metadata, "" when none."""
     lines = [f"{a.name}: {'; '.join(a.affiliations)}" for a in paper.authors if a.affiliations]
     return "\n".join(lines)
 
@@ -48,9 +49,10 @@ def extract_first_page(data: bytes) -> str:
     return "\n".join(line for line in lines if line)[:MAX_CHARS]
 
 
-def download_first_page(client: PoliteClient, base_url: str, arxiv_id: str, version: int) -> str:
-    """Blocking: fetch the PDF of that version and extract page 1 (raises on failure)."""
-    response = client.get(f"{base_url}{arxiv_id}v{version}")
+def download_first_page(client: PoliteClient, base_url: str, arxiv_id: str,
+                        version: int | None) -> str:
+    """Blocking: fetch the PDF of that version (the latest while unknown), extract page 1."""
+    response = client.get(f"{base_url}{arxiv_id}" + (f"v{version}" if version else ""))
     if response.status_code != 200:
         raise PdfError(f"HTTP {response.status_code}")
     return extract_first_page(response.content)
@@ -94,7 +96,7 @@ class FirstPages:
                                                self.settings.arxiv_pdf_url, paper.id, paper.version)
             # PdfError is a DigestbotError too: any failure means no first page, not a crash.
             except DigestbotError as exc:
-                log.warning("no first page for %sv%d: %s", paper.id, paper.version, exc)
+                log.warning("no first page for %s: %s", paper.versioned_id, exc)
                 return ""
         self.store.db["first_pages"].upsert(
             {"arxiv_id": paper.id, "version": paper.version, "text": text, "source": "pdf",

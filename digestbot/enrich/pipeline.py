@@ -223,7 +223,7 @@ async def _ask_recorded(store: Store, llm: LLMClient, report: PipelineReport, ki
     if result.value is None:
         report.failures += 1
         if result.called:
-            log.warning("%s %sv%d fell back to offline: %s", kind, paper.id, paper.version,
+            log.warning("%s %s fell back to offline: %s", kind, paper.versioned_id,
                         result.error)
     return result.value
 

@@ -104,7 +104,7 @@ def score_system(topics: Sequence[Topic]) -> str:
 
 def _paper_block(paper: Paper) -> str:
     return (
-        f"arXiv id: {paper.id}v{paper.version}\n"
+        f"arXiv id: {paper.versioned_id}\n"
         f"Title: {' '.join(paper.title.split())}\n"
         f"Categories: {', '.join(paper.categories) or 'unknown'}\n"
         f"Abstract: {' '.join(paper.abstract.split())[:MAX_ABSTRACT_CHARS]}"

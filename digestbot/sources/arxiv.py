@@ -13,33 +13,33 @@ import argparse
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import arxiv
-import requests
 
-from digestbot import USER_AGENT
-from digestbot.clock import announcement_date, expected_announcement_date, next_fetch_time
+from digestbot.clock import expected_announcement_date
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, FeedError, NetworkError, UsageError
-from digestbot.models import ANNOUNCE_LABELS_ZH, ANNOUNCE_TYPES, Author, FeedBatch, Paper
-from digestbot.sources import parsers
-from digestbot.sources.http import PoliteClient, wait_turn
-from digestbot.store import Store, chunks
+from digestbot.models import ANNOUNCE_LABELS_ZH, ANNOUNCE_TYPES, FeedBatch, Paper
+from digestbot.sources import detect, parsers
+from digestbot.sources.api import (
+    api_client,
+    api_errors,
+    api_fill,
+    result_to_paper,
+    submission_announced,
+)
+from digestbot.sources.http import PoliteClient
+from digestbot.sources.listing import parse_listing
+from digestbot.store import Store
 
 log = logging.getLogger(__name__)
 
 SAMPLE_FEED: Path = Path(__file__).resolve().parent.parent / "data" / "sample-announcement.xml"
 
-API_BATCH = 100  # ids per API request (arXiv's guidance for id_list queries)
-API_TIMEOUT = 30.0
-# arXiv's submission deadline is 14:00 ET, six hours before the 20:00 announcement.
-_DEADLINE_LEAD = timedelta(hours=6)
 
 
 @dataclass
@@ -79,8 +79,10 @@ def _ingest_files(settings: Settings, store: Store, feeds: list[str], date: str 
     with PoliteClient(settings.arxiv_delay) as client:
         for location in feeds:
             data = _read(location, client)
-            batches.append(parsers.parse_any(data, date=date, categories=settings.categories,
-                                             name=Path(location).name or location))
+            batch = detect.parse_any(data, date=date, categories=settings.categories,
+                                     name=Path(location).name or location)
+            _warn_if_capped(batch, Path(location).name or location)
+            batches.append(batch)
     return _combine([_store(store, batch, batch.source) for batch in batches])
 
 
@@ -111,7 +113,6 @@ def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api
             else:
                 if not no_api and batch.papers:
                     batch = api_fill(settings, store, batch)
-                batch = resolve_versions(store, batch)
                 result = _store(store, batch, name)
             results.append(result)
             if result.status == "ok" and result.new_announcements:
@@ -142,6 +143,9 @@ def _get(client: PoliteClient, url: str, params: dict[str, str] | None = None) -
     response = client.get(url, params=params)
     if response.status_code >= 500 or response.status_code == 429:
         raise NetworkError(f"{url} answered HTTP {response.status_code} after retries")
+    if response.status_code == 400 and b"Feed error for query" in response.content[:4096]:
+        # rss.arxiv.org explains a bad category in an error feed: its reason beats "HTTP 400".
+        detect.parse_any(response.content, name=url)
     if response.status_code != 200:
         raise FeedError(f"{url} answered HTTP {response.status_code} instead of a feed")
     return response.content
@@ -164,162 +168,42 @@ def _fetch_listing(settings: Settings, client: PoliteClient, date: str | None) -
     batches = []
     for cat in settings.categories:
         data = _get(client, f"{settings.arxiv_list_url}{cat}/new", {"skip": "0", "show": "2000"})
-        batches.append(parsers.parse_listing(data, date=date, categories=settings.categories))
+        batches.append(parse_listing(data, date=date, categories=settings.categories))
+    return _merge("listing", batches)
+
+
+def _merge(source: str, batches: list[FeedBatch]) -> FeedBatch:
+    """Several categories' pages or feeds of one evening as one batch."""
     dates = {b.date for b in batches if not b.empty}
     if len(dates) > 1:
-        raise FeedError(f"listing pages disagree on the date ({', '.join(sorted(dates))}); "
+        raise FeedError(f"{source} disagree on the date ({', '.join(sorted(dates))}); "
                         "arXiv is turning over, try again in a minute")
-    papers = {p.id: p for b in batches for p in b.papers}
-    anns = parsers.dedupe(a for b in batches for a in b.announcements)
-    return FeedBatch("listing", dates.pop() if dates else batches[0].date, list(papers.values()),
-                     anns, empty=not papers)
+    return parsers.combine(source, dates.pop() if dates else batches[0].date,
+                           [p for b in batches for p in b.papers],
+                           [a for b in batches for a in b.announcements],
+                           truncated=any(b.truncated for b in batches))
 
 
 def _fetch_rss(settings: Settings, client: PoliteClient, date: str | None) -> FeedBatch:
-    # One request for every category: arXiv's feed takes them `+`-joined.
-    data = _get(client, settings.arxiv_rss_url + "+".join(settings.categories))
-    return parsers.parse_any(data, date=date, categories=settings.categories, name="RSS feed")
+    """One feed per category: rss.arxiv.org cuts a feed at 2,000 items (replacements first),
+    so a `cs.CL+cs.AI+cs.LG` request on a busy day would lose papers without a word."""
+    batches = []
+    for cat in settings.categories:
+        data = _get(client, settings.arxiv_rss_url + cat)
+        batch = detect.parse_any(data, date=date, categories=settings.categories,
+                                 name=f"RSS feed {cat}")
+        _warn_if_capped(batch, f"RSS feed {cat}")
+        batches.append(batch)
+    log.info("RSS: %d categories requested one feed each (%s) to stay under the %d-item cap",
+             len(batches), ", ".join(settings.categories), parsers.FEED_CAP)
+    return _merge("rss", batches)
 
 
-# -- the API (arxiv package) --------------------------------------------------------------
-
-
-class _PoliteSession(requests.Session):
-    """The `arxiv` client's session: our User-Agent, a timeout, and the shared throttle.
-
-    arxiv.Client sends its own User-Agent and no timeout; arXiv asks bots to name themselves,
-    and a hung API call must not hold a fetch for ever.
-    """
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        headers = {**(kwargs.pop("headers", None) or {}), "user-agent": USER_AGENT}
-        kwargs.setdefault("timeout", API_TIMEOUT)
-        wait_turn(self.delay)
-        return super().request(method, url, *args, headers=headers, **kwargs)
-
-
-def api_client(settings: Settings, page_size: int = API_BATCH) -> arxiv.Client:
-    """An arxiv.Client aimed at settings.arxiv_api_url, throttled with every other request."""
-    # The shared throttle spaces requests, so the client's own delay would only double it.
-    client = arxiv.Client(page_size=page_size, delay_seconds=0, num_retries=2)
-    # arxiv 4.x builds every page URL from this format string (a class attribute).
-    client.query_url_format = settings.arxiv_api_url + "?{}"
-    client._session = _PoliteSession(settings.arxiv_delay)
-    return client
-
-
-def result_to_paper(result: arxiv.Result) -> Paper:
-    arxiv_id, version = parsers.split_id(result.entry_id)
-    return Paper(
-        id=arxiv_id, version=version, title=parsers.squash(result.title),
-        abstract=parsers.squash(result.summary),
-        authors=[Author(a.name, tuple(a.affiliation)) for a in result.authors],
-        categories=list(result.categories), primary_category=result.primary_category or None,
-        comment=result.comment, journal_ref=result.journal_ref, doi=result.doi,
-        published=result.published.isoformat(), updated=result.updated.isoformat(),
-    )
-
-
-@contextmanager
-def _api_errors() -> Iterator[None]:
-    """The `arxiv` client's exceptions as our one-line NetworkError/FeedError."""
-    try:
-        yield
-    except arxiv.HTTPError as exc:
-        raise NetworkError(f"arXiv API answered HTTP {exc.status}") from None
-    except requests.RequestException as exc:
-        raise NetworkError(f"arXiv API unreachable ({type(exc).__name__})") from None
-    except arxiv.ArxivError as exc:
-        raise FeedError(f"arXiv API: {exc}") from None
-
-
-def api_papers(settings: Settings, ids: list[str]) -> dict[str, Paper]:
-    """Metadata for `ids`, ≤ 100 per request. Raises NetworkError/FeedError on failure."""
-    client = api_client(settings)
-    out: dict[str, Paper] = {}
-    with _api_errors():
-        for chunk in chunks(ids, API_BATCH):
-            search = arxiv.Search(id_list=chunk, max_results=len(chunk))
-            for result in client.results(search):
-                paper = result_to_paper(result)
-                out[paper.id] = paper
-    return out
-
-
-def _needs_api(store: Store, batch: FeedBatch) -> list[str]:
-    """Papers of this batch the API has not filled yet, plus earlier misses of the same day.
-
-    `published` only comes from the API, so a NULL there marks "ask again" and a failed API
-    pass is retried by the next fetch without any bookkeeping of its own.
-    """
-    stored = store.papers([p.id for p in batch.papers])
-    ids = [p.id for p in batch.papers
-           if p.id not in stored or not stored[p.id].published
-           or stored[p.id].version < p.version or p.version == 0]
-    if batch.date:
-        day = [a.arxiv_id for a in store.announcements_on(batch.date)]
-        ids += [i for i, p in store.papers(day).items() if not p.published and i not in ids]
-    return ids
-
-
-def api_fill(settings: Settings, store: Store, batch: FeedBatch) -> FeedBatch:
-    """The batch with API metadata merged in; on failure the batch as it was (logged)."""
-    ids = _needs_api(store, batch)
-    if not ids:
-        return batch
-    try:
-        found = api_papers(settings, ids)
-    except DigestbotError as exc:
-        log.warning("API pass failed, keeping %s metadata (retried next fetch): %s",
-                    batch.source, exc)
-        return batch
-    papers = [merge_api(p, found[p.id]) if p.id in found else p for p in batch.papers]
-    in_batch = {p.id for p in papers}
-    papers += [p for i, p in found.items() if i not in in_batch]  # earlier misses
-    versions = {p.id: p.version for p in papers}
-    anns = [replace(a, version=versions[a.arxiv_id]) if a.version == 0 else a
-            for a in batch.announcements]
-    log.info("API filled %d of %d papers", len(found), len(ids))
-    return replace(batch, papers=papers, announcements=anns)
-
-
-def merge_api(feed: Paper, api: Paper) -> Paper:
-    """The feed's paper with what the API knows; a lagging API index never downgrades it."""
-    if api.version < feed.version:
-        return replace(feed, published=feed.published or api.published,
-                       doi=feed.doi or api.doi, journal_ref=feed.journal_ref or api.journal_ref)
-    authors = api.authors if api.authors and (
-        any(a.affiliations for a in api.authors) or not feed.authors) else feed.authors
-    return replace(
-        feed, version=max(feed.version, api.version), authors=authors,
-        categories=api.categories or feed.categories,
-        primary_category=api.primary_category or feed.primary_category,
-        comment=api.comment or feed.comment, journal_ref=api.journal_ref or feed.journal_ref,
-        doi=api.doi or feed.doi, published=api.published, updated=api.updated,
-    )
-
-
-def resolve_versions(store: Store, batch: FeedBatch) -> FeedBatch:
-    """Give listing replacements without a version one, when the API could not.
-
-    A replacement is at least one past what we hold (2 if we hold nothing); an announcement
-    already stored for the day keeps its version, so a second fetch does not bump it again.
-    """
-    unknown = [p.id for p in batch.papers if p.version == 0]
-    if not unknown:
-        return batch
-    stored = store.papers(unknown)
-    done = {a.arxiv_id: a.version for a in store.announcements_on(batch.date or "")}
-    guess = {i: done.get(i) or max((stored[i].version + 1) if i in stored else 2, 2)
-             for i in unknown}
-    papers = [replace(p, version=guess[p.id]) if p.version == 0 else p for p in batch.papers]
-    anns = [replace(a, version=guess[a.arxiv_id]) if a.version == 0 else a
-            for a in batch.announcements]
-    return replace(batch, papers=papers, announcements=anns)
+def _warn_if_capped(batch: FeedBatch, what: str) -> None:
+    if batch.truncated:
+        log.warning("%s has %d items, arXiv's cap: it may be cut (replacements, and any at v6+, "
+                    "are left out first); the listing pages and the API fill what it lacks",
+                    what, len(batch.announcements))
 
 
 # -- catch-up through the API -------------------------------------------------------------
@@ -333,7 +217,7 @@ def _catch_up(settings: Settings, store: Store, since: str, now: datetime) -> Fe
     client = api_client(settings, page_size=500)
     search = arxiv.Search(query=query, max_results=None,
                           sort_by=arxiv.SortCriterion.LastUpdatedDate)
-    with _api_errors():
+    with api_errors():
         papers = [result_to_paper(r) for r in client.results(search)]
     by_date: dict[str, list[Paper]] = {}
     for paper in papers:
@@ -346,12 +230,6 @@ def _catch_up(settings: Settings, store: Store, since: str, now: datetime) -> Fe
         return FetchResult("empty", None, source="api",
                            message=f"自 {since} 无更新 / nothing updated since {since}")
     return _combine(results)
-
-
-def submission_announced(stamp: str) -> str:
-    """The announcement date of a version submitted at `stamp` (14:00 ET deadline)."""
-    submitted = datetime.fromisoformat(stamp)
-    return announcement_date(next_fetch_time(submitted + _DEADLINE_LEAD))
 
 
 # -- storing and reporting ----------------------------------------------------------------

@@ -1,8 +1,7 @@
-"""Parsers for everything arXiv announces with: listing pages, RSS 2.0, Atom feeds, API answers.
+"""Parsers for arXiv's XML: RSS 2.0, Atom feeds, API answers, the old RDF feed.
 
-`parse_any` sniffs the format of the raw bytes, so `digestbot fetch --feed FILE_OR_URL` needs
-no flag, and hands a listing's bytes or the parsed XML root to the parser that makes the
-`FeedBatch`. Parsers are pure (no store, no network): they raise `FeedError` with a one-line
+`detect.parse_any` sniffs a file's format and hands the parsed XML root here (listing pages go
+to `listing`); authors go through the one rule in `authors`. Parsers are pure (no store, no network): they raise `FeedError` with a one-line
 reason instead of returning a partial batch, because a truncated download must never look like
 a quiet day.
 
@@ -24,6 +23,7 @@ from lxml import etree
 from digestbot.clock import ANNOUNCE_AT, ET, announcement_date
 from digestbot.errors import FeedError
 from digestbot.models import ANNOUNCE_TYPES, Announcement, Author, FeedBatch, Paper
+from digestbot.sources.authors import clean_author, split_authors
 
 NS = {
     "atom": "http://www.w3.org/2005/Atom",
@@ -38,7 +38,11 @@ NS = {
 _ANNOUNCE_RE = re.compile(
     r"^\s*arXiv:(?P<id>\S+?)v(?P<v>\d+)\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?",
 )
-_ID_VERSION_RE = re.compile(r"(?P<id>(?:[a-z\-]+(?:\.[A-Z]{2})?/\d{7}|\d{4}\.\d{4,5}))v(?P<v>\d+)$")
+ID_VERSION_RE = re.compile(r"(?P<id>(?:[a-z\-]+(?:\.[A-Z]{2})?/\d{7}|\d{4}\.\d{4,5}))v(?P<v>\d+)$")
+# arXiv's highest version so far is in the dozens; anything this long is not a version.
+MAX_VERSION = 9999
+# rss.arxiv.org serves at most this many items per feed, dropping replacements first.
+FEED_CAP = 2000
 # Priority when one paper shows up several times in one announcement (several categories'
 # pages, or a combined feed): its own-category appearance wins over a cross-list.
 _TYPE_RANK = {"new": 0, "replace": 1, "cross": 2, "replace-cross": 3}
@@ -49,6 +53,13 @@ _TYPE_RANK = {"new": 0, "replace": 1, "cross": 2, "replace-cross": 3}
 _DTD_RE = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.I)
 
 
+def version_number(digits: str, where: str) -> int:
+    """A version number, or a one-line FeedError for a hostile one (v0, v99999999999…)."""
+    if len(digits) > 4 or not 1 <= int(digits) <= MAX_VERSION:
+        raise FeedError(f"{where}: implausible version v{digits[:12]}")
+    return int(digits)
+
+
 def _parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=False
@@ -57,6 +68,10 @@ def _parser() -> etree.XMLParser:
 
 def parse_xml(data: bytes, what: str) -> etree._Element:
     """Well-formed, DTD-free XML or a FeedError that says which."""
+    # arXiv serves UTF-8. UTF-16/32 (with or without a BOM) would hide a DOCTYPE from the
+    # byte scan below, so any NUL byte or wide BOM is refused before lxml sees the bytes.
+    if b"\x00" in data or data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FeedError(f"{what}: refused: not UTF-8 (UTF-16/32?); arXiv serves UTF-8")
     if _DTD_RE.search(data):
         raise FeedError(f"{what}: refused: declares a DTD or entities (arXiv feeds never do)")
     try:
@@ -65,6 +80,9 @@ def parse_xml(data: bytes, what: str) -> etree._Element:
         raise FeedError(f"{what}: not well-formed XML (truncated download?): {exc}") from None
     if root is None:
         raise FeedError(f"{what}: empty document")
+    # Belt and braces for any other declared encoding the byte scan cannot read.
+    if root.getroottree().docinfo.doctype:
+        raise FeedError(f"{what}: refused: declares a DTD or entities (arXiv feeds never do)")
     return root
 
 
@@ -87,15 +105,10 @@ def squash(text: str) -> str:
 
 def split_id(value: str) -> tuple[str, int]:
     """'oai:arXiv.org:2608.11232v1', 'http://arxiv.org/abs/hep-th/9901001v2' → (id, version)."""
-    m = _ID_VERSION_RE.search(value.strip())
+    m = ID_VERSION_RE.search(value.strip())
     if not m:
-        raise FeedError(f"cannot read an arXiv id with version from {value!r}")
-    return m["id"], int(m["v"])
-
-
-def _authors(names: str) -> list[Author]:
-    # arXiv writes dc:creator as one comma-separated string, in author order.
-    return [Author(n) for n in (p.strip() for p in names.split(",")) if n]
+        raise FeedError(f"cannot read an arXiv id with version from {value[:80]!r}")
+    return m["id"], version_number(m["v"], m["id"])
 
 
 def et_date(when: datetime) -> str:
@@ -120,25 +133,61 @@ def _iso_date(value: str | None) -> str | None:
         raise FeedError(f"unreadable date {value!r}") from None
 
 
+def _rank(a: Announcement) -> tuple[int, int]:
+    # The highest known version wins (a feed listing one id twice must not pair v2's text
+    # with a "new v1" announcement); at equal versions the own-category type beats a cross.
+    return (a.version or 0, -_TYPE_RANK[a.announce_type])
+
+
 def dedupe(announcements: Iterable[Announcement]) -> list[Announcement]:
-    """One announcement per (date, paper): the own-category type beats a cross-list."""
+    """One announcement per (date, paper): highest version, then own category over cross."""
     best: dict[tuple[str, str], Announcement] = {}
     for a in announcements:
         key = (a.date, a.arxiv_id)
-        if key not in best or _TYPE_RANK[a.announce_type] < _TYPE_RANK[best[key].announce_type]:
+        if key not in best or _rank(a) > _rank(best[key]):
             best[key] = a
     return list(best.values())
 
 
-def _batch(source: str, date: str | None, papers: list[Paper],
-           types: list[str]) -> FeedBatch:
+def combine(source: str, date: str | None, papers: Iterable[Paper],
+            announcements: Iterable[Announcement], *, truncated: bool = False) -> FeedBatch:
+    """One batch from several pages or feeds: each paper as its winning announcement has it."""
+    anns = dedupe(announcements)
+    chosen = {a.arxiv_id: a.version for a in anns}
+    by_id: dict[str, Paper] = {}
+    for p in papers:
+        held = by_id.get(p.id)
+        if held is None or (p.version == chosen.get(p.id) and held.version != chosen.get(p.id)):
+            by_id[p.id] = p
+    return FeedBatch(source=source, date=date, papers=list(by_id.values()), announcements=anns,
+                     empty=not by_id, truncated=truncated)
+
+
+def batch(source: str, date: str | None, papers: list[Paper], types: list[str], *,
+           truncated: bool = False) -> FeedBatch:
     if papers and date is None:
         raise FeedError(f"{source}: the file carries no announcement date; pass --date YYYY-MM-DD")
     anns = [Announcement(date, p.id, t, p.version, source)  # type: ignore[arg-type]
             for p, t in zip(papers, types, strict=True)]
-    unique = {p.id: p for p in papers}
-    return FeedBatch(source=source, date=date, papers=list(unique.values()),
-                     announcements=dedupe(anns), empty=not papers)
+    return combine(source, date, papers, anns, truncated=truncated)
+
+
+def in_categories(primary: str | None, categories: Iterable[str]) -> bool:
+    """Is a paper with this primary category one of ours? An archive (`astro-ph`, `cs`)
+    covers its subcategories (`astro-ph.CO`, `cs.CL`), so those are not cross-lists."""
+    if not primary:
+        return False
+    return any(primary == c or ("." not in c and primary.startswith(c + "."))
+               for c in categories)
+
+
+def _error_feed(title: str | None, description: str | None) -> None:
+    """rss.arxiv.org answers a bad category with a feed titled 'Feed error for query: URL'
+    (arxiv-feed serialize_error; HTTP 400 live, 200 from a saved copy): an error, not a
+    quiet day."""
+    if title and title.startswith("Feed error for query"):
+        query = title.rsplit("/", 1)[-1] or title
+        raise FeedError(f"arXiv feed error for {query}: {squash(description or 'no reason given')}")
 
 
 def _check_type(value: str | None, where: str) -> str:
@@ -154,6 +203,7 @@ def parse_rss(root: etree._Element, *, date: str | None = None) -> FeedBatch:
     channel = root.find("channel")
     if channel is None:
         raise FeedError("RSS feed: no <rss><channel> (an error page instead of a feed?)")
+    _error_feed(_text(channel, "title"), _text(channel, "description"))
     feed_date = _rfc822_date(_text(channel, "pubDate")) or date
     papers, types = [], []
     for item in channel.iterfind("item"):
@@ -163,14 +213,14 @@ def parse_rss(root: etree._Element, *, date: str | None = None) -> FeedBatch:
         where = f"RSS item {guid or _text(item, 'link')}"
         if not m:
             raise FeedError(f"{where}: description lacks 'arXiv:ID Announce Type: …'")
-        arxiv_id, version = split_id(guid) if guid else (m["id"], int(m["v"]))
+        arxiv_id, version = split_id(guid) if guid else (m["id"], version_number(m["v"], m["id"]))
         kind = _check_type(_text(item, "arxiv:announce_type") or m["type"], where)
         cats = [c.text.strip() for c in item.iterfind("category") if c.text]
         papers.append(Paper(
             id=arxiv_id, version=version,
             title=squash(item.findtext("title") or ""),
             abstract=desc[m.end():].strip(),
-            authors=_authors(_text(item, "dc:creator") or ""),
+            authors=split_authors(_text(item, "dc:creator") or ""),
             categories=cats,
             # arXiv lists a paper's categories primary first.
             primary_category=cats[0] if cats else None,
@@ -180,7 +230,7 @@ def parse_rss(root: etree._Element, *, date: str | None = None) -> FeedBatch:
         ))
         types.append(kind)
         feed_date = feed_date or _rfc822_date(_text(item, "pubDate"))
-    return _batch("rss", feed_date, papers, types)
+    return batch("rss", feed_date, papers, types, truncated=len(papers) >= FEED_CAP)
 
 
 # -- Atom: the rss.arxiv.org/atom feed and API answers ------------------------------------
@@ -193,6 +243,7 @@ def parse_atom(root: etree._Element, *, date: str | None = None,
     An API answer is metadata only, or announcements too when `date` says which mailing.
     """
     entries = root.findall("atom:entry", NS)
+    _error_feed(_text(root, "atom:title"), _text(root, "atom:subtitle"))
     if any(e.find("arxiv:announce_type", NS) is not None for e in entries) or (
         "rss.arxiv.org" in (_text(root, "atom:id") or "")
     ):
@@ -216,14 +267,14 @@ def _parse_atom_announcement(root: etree._Element, entries: list[etree._Element]
             id=arxiv_id, version=version,
             title=squash(_text(entry, "atom:title") or ""),
             abstract=summary[m.end():].strip() if m else summary,
-            authors=_authors(_text(entry, "dc:creator") or ""),
+            authors=split_authors(_text(entry, "dc:creator") or ""),
             categories=cats, primary_category=cats[0] if cats else None,
             doi=_text(entry, "arxiv:DOI"), journal_ref=_text(entry, "arxiv:journal_reference"),
             license=_text(entry, "dc:rights"),
         ))
         types.append(kind)
         feed_date = _iso_date(_text(entry, "atom:published")) or feed_date
-    return _batch("atom", feed_date, papers, types)
+    return batch("atom", feed_date, papers, types, truncated=len(papers) >= FEED_CAP)
 
 
 def api_papers(root: etree._Element) -> list[Paper]:
@@ -241,8 +292,8 @@ def api_papers(root: etree._Element) -> list[Paper]:
             title=squash(_text(entry, "atom:title") or ""),
             abstract=squash(_text(entry, "atom:summary") or ""),
             authors=[
-                Author(squash(a.findtext("atom:name", "", NS)),
-                       tuple(squash(f.text) for f in a.iterfind("arxiv:affiliation", NS) if f.text))
+                clean_author(Author(a.findtext("atom:name", "", NS), tuple(
+                    f.text for f in a.iterfind("arxiv:affiliation", NS) if f.text)))
                 for a in entry.iterfind("atom:author", NS)
             ],
             categories=[c.get("term") for c in entry.iterfind("atom:category", NS) if c.get("term")],
@@ -258,7 +309,8 @@ def api_papers(root: etree._Element) -> list[Paper]:
 
 def api_announce_type(paper: Paper, categories: Iterable[str]) -> str:
     """v1 is new, vN a replacement; cross when the primary category is not one of ours."""
-    ours = paper.primary_category in set(categories) if categories else True
+    cats = list(categories)
+    ours = in_categories(paper.primary_category, cats) if cats else True
     if paper.version == 1:
         return "new" if ours else "cross"
     return "replace" if ours else "replace-cross"
@@ -268,7 +320,7 @@ def api_batch(papers: list[Paper], date: str | None, categories: Iterable[str]) 
     if date is None:
         return FeedBatch(source="api", date=None, papers=papers, empty=not papers)
     cats = list(categories)
-    return _batch("api", date, papers, [api_announce_type(p, cats) for p in papers])
+    return batch("api", date, papers, [api_announce_type(p, cats) for p in papers])
 
 
 # -- old RSS 1.0 / RDF feed (export.arxiv.org/rss, retired 2024) --------------------------
@@ -298,193 +350,20 @@ def parse_rdf(root: etree._Element, *, date: str | None = None) -> FeedBatch:
         if not m:
             raise FeedError(f"RDF item {item.get(RDF_ABOUT)}: unreadable title")
         primary = m["cat"]
-        ours = not archive or primary == archive or primary.startswith(archive + ".")
+        ours = not archive or in_categories(primary, [archive])
         kind = {"UPDATED": "replace" if ours else "replace-cross", "CROSS LISTED": "cross"}.get(
             m["mark"] or "", "new")
         creators = _html_text(item.findtext("dc:creator", "", NS))
         papers.append(Paper(
-            id=m["id"], version=int(m["v"]), title=squash(m["title"]),
+            id=m["id"], version=version_number(m["v"], m["id"]), title=squash(m["title"]),
             abstract=squash(_html_text(item.findtext("rss1:description", "", NS))),
-            authors=_authors(creators), categories=[primary], primary_category=primary,
+            authors=split_authors(creators), categories=[primary], primary_category=primary,
         ))
         types.append(kind)
-    return _batch("rdf", feed_date, papers, types)
+    return batch("rdf", feed_date, papers, types)
 
 
 def _html_text(fragment: str) -> str:
     if not fragment.strip():
         return ""
     return lxml.html.fragment_fromstring(fragment, create_parent="div").text_content()
-
-
-# -- listing page (arxiv.org/list/{cat}/new) ----------------------------------------------
-
-# arxiv-browse's template writes "New submissions for Wednesday, 18 November 2026 (showing 2 of
-# 2 entries )"; the live site drops the "for <date>" part. Both count, and so do the "first" and
-# "continued, … last" forms of a page cut short, which then fail the count check below.
-_SECTION_RE = re.compile(
-    r"^(?P<kind>New submissions|Cross submissions|Cross-lists|Replacement submissions|Replacements)"
-    r"(?:\s+for\s+\w+,\s+(?P<d>\d{1,2}\s+\w+\s+\d{2,4}))?"
-    r"\s*\((?:continued,\s+)?showing (?:first |last )?(?P<shown>\d+) of (?P<total>\d+) entries\s*\)",
-    re.I,
-)
-_LISTING_DATE_RE = re.compile(
-    r"(?:new listings for|New submissions for)\s+\w+,\s+(?P<d>\d{1,2}\s+\w+\s+\d{2,4})", re.I,
-)
-_RECENT_RE = re.compile(r"^\w{3}, \d{1,2} \w{3} \d{4} \(showing", re.I)
-# The links at the top of a /new page, one per non-empty section (arxiv-browse index_for_types).
-_INDEX_LABELS = frozenset({"New submissions", "Cross-lists", "Replacements"})
-_CATEGORY_RE = re.compile(r"\(([a-z\-]+(?:\.[A-Za-z\-]+)?)\)\s*$")
-
-
-def _listing_date(text: str) -> str:
-    raw = " ".join(text.split())
-    for fmt in ("%d %B %Y", "%d %b %Y", "%d %b %y", "%d %B %y"):
-        try:
-            return datetime.strptime(raw, fmt).date().isoformat()
-        except ValueError:
-            continue
-    raise FeedError(f"listing page: unreadable date {raw!r}")
-
-
-def _section_kind(label: str) -> str:
-    label = label.lower()
-    return "new" if label.startswith("new") else "cross" if label.startswith("cross") else "replace"
-
-
-def parse_listing(data: bytes, *, date: str | None = None,
-                  categories: Iterable[str] = ()) -> FeedBatch:
-    """A `/list/{cat}/new` page; its "showing X of Y entries" must match what was parsed.
-
-    HTML parsers repair a cut-off page silently, so truncation is checked for explicitly: the
-    page must end with </html>, and every section its index lists must be there.
-    """
-    if b"</html>" not in data[-4096:].lower():
-        raise FeedError("listing page: cut off before </html> (truncated download?)")
-    try:
-        # arXiv serves UTF-8; lxml would guess Latin-1 for bytes without a meta charset.
-        doc = lxml.html.document_fromstring(data.decode("utf-8", "replace"))
-    except (etree.ParserError, ValueError) as exc:
-        raise FeedError(f"listing page: unreadable HTML ({exc})") from None
-    context = doc.xpath("string(//a[starts-with(@id, 'recent-')]/@id)")[len("recent-"):]
-    local = {context} if context else set(categories)
-    page_date = date
-    sections: list[tuple[str, int, int]] = []  # kind, shown, total
-    seen: dict[str, int] = {}
-    papers, types = [], []
-    pending: tuple[str, int | None, str] | None = None  # id, version, kind of the last <dt>
-    for el in doc.iter("h3", "dt", "dd"):
-        text = " ".join(el.text_content().split())
-        if el.tag == "h3":
-            # Sections first: their "for <date>" form would also match the date heading.
-            if m := _SECTION_RE.match(text):
-                kind = _section_kind(m["kind"])
-                sections.append((kind, int(m["shown"]), int(m["total"])))
-                seen.setdefault(kind, 0)
-                if m["d"]:
-                    page_date = _listing_date(m["d"])
-            elif m := _LISTING_DATE_RE.search(text):
-                page_date = _listing_date(m["d"])
-            elif _RECENT_RE.match(text):
-                raise FeedError("this is a /recent listing (no announce types); "
-                                "use /list/{cat}/new?skip=0&show=2000")
-        elif el.tag == "dt":
-            if not sections:
-                raise FeedError("listing page: an entry before any section heading")
-            arxiv_id = (el.xpath("string(.//a[@title='Abstract']/@id)") or "").strip()
-            if not arxiv_id:
-                raise FeedError(f"listing page: an entry without an arXiv id ({text[:60]!r})")
-            html_link = el.xpath("string(.//a[@title='View HTML']/@href)")
-            version = split_id(html_link)[1] if _ID_VERSION_RE.search(html_link or "") else None
-            pending = (arxiv_id, version, sections[-1][0])
-        elif el.tag == "dd" and pending:
-            arxiv_id, version, kind = pending
-            pending = None
-            paper = _listing_paper(el, arxiv_id, version, kind)
-            if kind == "replace" and local and paper.primary_category not in local:
-                kind = "replace-cross"
-            papers.append(paper)
-            types.append(kind)
-            seen[sections[-1][0]] += 1
-    for kind, shown, total in sections:
-        if seen.get(kind, 0) != shown or shown != total:
-            raise FeedError(f"listing page: {kind} section says showing {shown} of {total} "
-                            f"entries but {seen.get(kind, 0)} were parsed")
-    indexed = {_section_kind(t) for t in doc.xpath("//li/a[contains(@href, '#item')]/text()")
-               if t.strip() in _INDEX_LABELS}
-    if missing := indexed - {kind for kind, _, _ in sections}:
-        raise FeedError(f"listing page: the index lists {', '.join(sorted(missing))} but the "
-                        "page has no such section (truncated download?)")
-    no_updates = "No updates today" in doc.text_content()
-    if not sections and not no_updates:
-        raise FeedError("listing page: no New/Cross/Replacement sections (not a /new listing?)")
-    return _batch("listing", page_date, papers, types)
-
-
-def _listing_paper(dd: lxml.html.HtmlElement, arxiv_id: str, version: int | None,
-                   kind: str) -> Paper:
-    def field(cls: str) -> str | None:
-        nodes = dd.find_class(cls)
-        if not nodes:
-            return None
-        node = nodes[0]
-        for d in node.find_class("descriptor"):
-            d.drop_tree()
-        return squash(node.text_content()) or None
-
-    subjects = (field("list-subjects") or "").split(";")
-    cats = [m[1] for s in subjects if (m := _CATEGORY_RE.search(s.strip()))]
-    abstract = dd.xpath("string(.//p[contains(@class, 'mathjax')])")
-    return Paper(
-        id=arxiv_id,
-        # New and cross-listed papers are announced at v1 unless the page says otherwise;
-        # a replacement's version is unknown here (0) until the API or the store supplies it.
-        version=version or (0 if kind == "replace" else 1),
-        title=field("list-title") or "",
-        abstract=abstract.strip(),
-        authors=[Author(squash(a.text_content())) for a in dd.xpath(
-            ".//div[contains(@class, 'list-authors')]//a")],
-        categories=cats,
-        primary_category=cats[0] if cats else None,
-        comment=field("list-comments"),
-        journal_ref=field("list-journal-ref"),
-        doi=field("list-doi"),
-    )
-
-
-# -- format detection ---------------------------------------------------------------------
-
-
-def sniff(data: bytes) -> str:
-    """'listing' (HTML) or 'xml' (parse_any tells the XML formats apart by their root)."""
-    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if not head:
-        raise FeedError("empty file or response")
-    if head.startswith(b"<!doctype html") or b"<html" in head[:512]:
-        return "listing"
-    if not head.startswith(b"<"):
-        raise FeedError("not XML or HTML (an error message instead of a feed?): "
-                        f"{data[:80].decode('utf-8', 'replace').strip()!r}")
-    return "xml"
-
-
-def parse_any(data: bytes, *, date: str | None = None, categories: Iterable[str] = (),
-              name: str = "feed") -> FeedBatch:
-    """Detect the format and parse it; OAI-PMH and unknown XML are refused by name."""
-    try:
-        if sniff(data) == "listing":
-            return parse_listing(data, date=date, categories=categories)
-        root = parse_xml(data, "document")
-        tag = etree.QName(root).localname
-        ns = etree.QName(root).namespace
-        if root.tag == "rss":  # RSS 2.0 has no namespace
-            return parse_rss(root, date=date)
-        if tag == "feed" and ns == NS["atom"]:
-            return parse_atom(root, date=date, categories=categories)
-        if tag == "RDF" and ns == NS["rdf"]:
-            return parse_rdf(root, date=date)
-        if tag == "OAI-PMH":
-            raise FeedError("OAI-PMH is not supported; use an RSS, Atom, API or listing file")
-        raise FeedError(f"unknown XML format (root <{tag}>); expected RSS, Atom, API or RDF")
-    except FeedError as exc:
-        raise FeedError(f"{name}: {exc}") from None
