@@ -29,10 +29,12 @@ run: $(STAMP)
 ## Run the whole test suite (pytest exit 5, "no tests collected", counts as failure here)
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 ## Refresh the locks to the newest versions the ranges allow; `make test` then proves the upgrade
 lock: $(STAMP)
