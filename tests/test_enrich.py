@@ -15,12 +15,9 @@ from digestbot import subscribers
 from digestbot.cli import main
 from digestbot.config import Settings, load_settings
 from digestbot.enrich import offline, prompts
-from digestbot.enrich.pipeline import (
-    MAX_FAILED_CALLS,
-    OFFLINE_MODEL,
-    get_enrichment,
-    run_pipeline,
-)
+from digestbot.enrich.calls import MAX_FAILED_CALLS
+from digestbot.enrich.enrichment import OFFLINE_MODEL, get_enrichment
+from digestbot.enrich.pipeline import run_pipeline
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, Reply, blank
