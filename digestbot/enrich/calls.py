@@ -40,6 +40,7 @@ class PipelineReport:
     enrich_calls: int = 0
     cached: int = 0  # scoring and enrichment work found in the cache
     failures: int = 0  # papers that fell back to offline after an LLM failure
+    waiting: int = 0  # papers left for a later run: their version is not known yet
     # Wall time of each phase, for operators' logs and bench/enrich.py's wall ÷ ideal.
     score_seconds: float = 0.0
     enrich_seconds: float = 0.0
@@ -51,7 +52,8 @@ class PipelineReport:
                 f"scored {self.scored} ({self.score_calls} LLM calls), "
                 f"enriched {self.enriched}/{self.enrich_selected} selected "
                 f"({self.enrich_calls} LLM calls), {self.cached} cached, "
-                f"{self.failures} failures")
+                f"{self.failures} failures"
+                + (f", {self.waiting} waiting for their version" if self.waiting else ""))
 
 
 def _n(count: int, noun: str) -> str:

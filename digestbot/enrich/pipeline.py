@@ -51,15 +51,22 @@ async def run_pipeline_async(settings: Settings, store: Store, *, date: str | No
     """`run_pipeline` for callers already in an event loop (`store` belongs to its thread).
 
     Papers announced on `date` are scored against the active topics plus `topics` (names),
-    then the ones above a subscriber's threshold (all with `all_papers`) are enriched.
+    then the ones above a subscriber's threshold (all with `all_papers`) are enriched; papers
+    whose version is not known yet are left for a later run (`report.waiting`).
     """
     day = date or store.latest_announcement_date()
     report = PipelineReport(date=day)
     if day is None:
         return report
-    papers = day_papers(store, day, limit)
+    announced = day_papers(store, day, limit)
+    # Work is cached per (arxiv_id, version): a paper whose version is still unknown (a listing
+    # replacement the API has not described yet) has no key, and SQLite would let a NULL into
+    # one, so a re-run could store it again. It waits: the API pass fills the version in and
+    # the next run scores and enriches it.
+    papers = [p for p in announced if p.version is not None]
     active = sorted(catalogue.active_topics(store, topics), key=lambda t: t.slug)
-    report.papers, report.topics = len(papers), len(active)
+    report.papers, report.topics = len(announced), len(active)
+    report.waiting = len(announced) - len(papers)
     llm = LLMClient(settings) if settings.llm_enabled and not offline else None
     first_pages = FirstPages(settings, store)
     try:

@@ -105,6 +105,9 @@ def _offline_scores(paper: Paper, topics: Sequence[Topic]) -> list[Score]:
 
 
 def _save_scores(store: Store, scores: Sequence[Score], cache: bool) -> None:
+    # A score of a version not known yet (`digestbot score` on such a day) is returned but
+    # not stored: a NULL in the key would never be found again and a re-run would add another.
+    scores = [s for s in scores if s.version is not None]
     if not cache or not scores:
         return
     created = now_iso()
