@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from digestbot import subscribers, topics
-from digestbot.enrich.pipeline import get_enrichment
+from digestbot.enrich.enrichment import get_enrichment
 from digestbot.models import (
     Announcement,
     Digest,

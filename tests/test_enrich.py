@@ -15,12 +15,9 @@ from digestbot import subscribers
 from digestbot.cli import main
 from digestbot.config import Settings, load_settings
 from digestbot.enrich import offline, prompts
-from digestbot.enrich.pipeline import (
-    MAX_FAILED_CALLS,
-    OFFLINE_MODEL,
-    get_enrichment,
-    run_pipeline,
-)
+from digestbot.enrich.calls import MAX_FAILED_CALLS
+from digestbot.enrich.enrichment import OFFLINE_MODEL, get_enrichment
+from digestbot.enrich.pipeline import run_pipeline
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, Reply, blank
@@ -35,7 +32,7 @@ def llm_settings(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings()
 
 
-def add_papers(store: Store, titles: list[str], *, date: str = DAY, version: int = 1,
+def add_papers(store: Store, titles: list[str], *, date: str = DAY, version: int | None = 1,
                affiliations: bool = True) -> list[Paper]:
     """Papers 2608.0000N with these titles, announced on `date`; API affiliations by default
     so no PDF is needed."""
@@ -145,6 +142,37 @@ def test_a_replaced_version_is_scored_and_enriched_again(
     assert (report.score_calls, report.enrich_calls) == (1, 1)
     assert get_enrichment(store, "2608.00001", 2).title_zh.endswith("revised")
     assert get_enrichment(store, "2608.00001", 1) is not None  # the old version's stays
+
+
+def test_a_paper_whose_version_is_unknown_waits_for_the_api_to_say(
+        llm_settings: Settings, store: Store, fake: FakeOpenAI) -> None:
+    """Work is keyed by version: with none known yet nothing is stored (no NULL-version rows
+    a re-run would add again); the run after the API pass fills it in does the work."""
+    add_papers(store, TITLES[:2], version=None)
+    subscribe(store, 1, ["post-training"])
+    for _ in range(2):
+        report = run_pipeline(llm_settings, store, all_papers=True)
+        assert (report.papers, report.waiting, report.scored, report.enriched) == (2, 2, 0, 0)
+        assert "2 waiting for their version" in report.summary()
+    assert fake.bodies == [] and calls(store) == []
+    assert store.db["scores"].count == store.db["enrichments"].count == 0
+    add_papers(store, TITLES[:2], version=3)  # the API pass: same day, the version now known
+    report = run_pipeline(llm_settings, store, all_papers=True)
+    assert (report.waiting, report.score_calls, report.enrich_calls) == (0, 2, 2)
+    assert "waiting" not in report.summary()
+    assert {r["version"] for r in store.db["scores"].rows} == {3}
+    assert get_enrichment(store, "2608.00001", 3) is not None
+    assert run_pipeline(llm_settings, store, all_papers=True).cached == 4  # nothing new
+
+
+def test_the_score_command_stores_no_score_of_an_unknown_version(
+        store: Store, capsys) -> None:
+    add_papers(store, TITLES[:1], version=None)
+    for _ in range(2):
+        assert main(["score", "--topic", "post-training", "--offline"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["id"] for x in lines] == ["2608.00001", "2608.00001"]
+    assert store.db["scores"].count == 0
 
 
 def test_an_enrichment_that_keeps_failing_is_given_up_and_the_offline_one_stays(

@@ -10,8 +10,9 @@ from fpdf import FPDF
 from digestbot import subscribers
 from digestbot.config import load_settings
 from digestbot.enrich import prompts
+from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.pdf import extract_first_page
-from digestbot.enrich.pipeline import get_enrichment, run_pipeline
+from digestbot.enrich.pipeline import run_pipeline
 from digestbot.errors import PdfError
 from digestbot.store import Store
 from tests.fakes.http import FakeServer, Request, Response

@@ -1,0 +1,159 @@
+"""Enrichment: one LLM call per selected paper version (Chinese title, summaries, Chinese
+abstract, institutions grounded in the first page), cached per (arxiv_id, version,
+prompt_version, model); a replaced version is a new key and is enriched again. Also the
+read of the enrichment to show for a version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+
+from digestbot import topics as catalogue
+from digestbot.enrich import offline, prompts
+from digestbot.enrich.calls import (
+    Key,
+    PipelineReport,
+    ask_recorded,
+    failed_often,
+    rows_for,
+    run_all,
+)
+from digestbot.enrich.llm import LLMClient
+from digestbot.enrich.pdf import FirstPages
+from digestbot.errors import AnswerError
+from digestbot.models import Enrichment, Institution, Paper
+from digestbot.store import Store, now_iso
+
+log = logging.getLogger(__name__)
+
+OFFLINE_MODEL = "offline"
+
+
+async def enrich_papers(store: Store, papers: Sequence[Paper], llm: LLMClient | None,
+                        first_pages: FirstPages, report: PipelineReport) -> None:
+    done = _enriched_keys(store, papers, llm)
+    todo = []
+    for paper in papers:
+        if (paper.id, paper.version) in done:
+            report.cached += 1
+        else:
+            todo.append(paper)
+    if llm is None:
+        for paper in todo:
+            save_enrichment(store, offline_enrichment(paper))
+        report.enriched += len(todo)
+        return
+
+    async def one(paper: Paper) -> None:
+        enrichment = await _llm_enrichment(store, llm, first_pages, paper, report)
+        save_enrichment(store, enrichment)
+        report.enriched += 1
+
+    await run_all(one(paper) for paper in todo)
+
+
+async def _llm_enrichment(store: Store, llm: LLMClient, first_pages: FirstPages, paper: Paper,
+                          report: PipelineReport) -> Enrichment:
+    page = await first_pages.get(paper)
+
+    def check(answer: prompts.EnrichAnswer) -> None:
+        # A summary passed off as the translation is the typical failure; Chinese runs at
+        # roughly a third of the English character count, a summary far below that.
+        if not catalogue.is_cjk(answer.abstract_zh):
+            raise AnswerError("abstract_zh must be a Chinese translation")
+        if len(answer.abstract_zh) < 0.15 * len(paper.abstract):
+            raise AnswerError("abstract_zh is a summary; translate the whole abstract")
+
+    answer = await ask_recorded(
+        store, llm, report, "enrich", paper,
+        [{"role": "system", "content": prompts.enrich_system()},
+         {"role": "user", "content": prompts.enrich_user(paper, page)}],
+        prompts.EnrichAnswer, name="paper_enrichment", check=check)
+    if answer is None:
+        return offline_enrichment(paper)
+    return Enrichment(
+        arxiv_id=paper.id, version=paper.version, title_zh=answer.title_zh.strip(),
+        summary_zh=answer.summary_zh.strip(), abstract_zh=answer.abstract_zh.strip(),
+        institutions=grounded_institutions(answer.institutions, page),
+        model=llm.model, prompt_version=prompts.PROMPT_VERSION,
+        summary_en=answer.summary_en.strip(),
+    )
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\W+", "", text.casefold())
+
+
+def grounded_institutions(found: Sequence[prompts.InstitutionAnswer], page: str) -> list[Institution]:
+    """Keep only institutions whose name occurs in the first-page text (never a guess).
+
+    Compared without case, spaces and punctuation, so PDF line breaks and hyphenation
+    ("Uni-\\nversity") do not hide a real name.
+    """
+    text = _squash(page)
+    out: list[Institution] = []
+    seen: set[str] = set()
+    for inst in found:
+        key = _squash(inst.name)
+        if key and key in text and key not in seen:
+            seen.add(key)
+            out.append(Institution(inst.name.strip(), inst.name_zh.strip()))
+        elif key not in seen:
+            log.debug("dropped institution %r: not on the first page", inst.name)
+    return out
+
+
+def offline_enrichment(paper: Paper) -> Enrichment:
+    """No LLM: the abstract's first sentence as the one-liner, Chinese fields empty."""
+    return Enrichment(arxiv_id=paper.id, version=paper.version, model=OFFLINE_MODEL,
+                      prompt_version=prompts.PROMPT_VERSION,
+                      summary_en=offline.first_sentence(paper.abstract))
+
+
+def save_enrichment(store: Store, e: Enrichment) -> None:
+    store.db["enrichments"].upsert({
+        "arxiv_id": e.arxiv_id, "version": e.version, "prompt_version": e.prompt_version,
+        "model": e.model, "title_zh": e.title_zh, "summary_zh": e.summary_zh,
+        "summary_en": e.summary_en, "abstract_zh": e.abstract_zh,
+        "institutions": _institutions_json(e.institutions), "created_at": now_iso(),
+    }, pk=("arxiv_id", "version", "prompt_version", "model"))
+
+
+def _institutions_json(items: Sequence[Institution]) -> str:
+    return json.dumps([{"name": i.name, "name_zh": i.name_zh} for i in items], ensure_ascii=False)
+
+
+def _enriched_keys(store: Store, papers: Sequence[Paper], llm: LLMClient | None) -> set[Key]:
+    """Versions that need no new enrichment: offline, any at all (an offline run never shadows
+    a model's work); with the LLM, this prompt and model's, or any for a version whose calls
+    failed too often (retrying would only fail again)."""
+    rows = rows_for(store, "enrichments", [p.id for p in papers])
+    enriched = {(r["arxiv_id"], r["version"]) for r in rows}
+    if llm is None:
+        return enriched
+    current = {(r["arxiv_id"], r["version"]) for r in rows
+               if r["model"] == llm.model and r["prompt_version"] == prompts.PROMPT_VERSION}
+    return current | (enriched & failed_often(store, "enrich"))
+
+
+def get_enrichment(store: Store, arxiv_id: str, version: int) -> Enrichment | None:
+    """The enrichment to show for that version: a model's before offline, then the current
+    prompt's, then the newest."""
+    rows = list(store.db.query(
+        "select * from enrichments where arxiv_id = ? and version = ?"
+        " order by model = ? asc, prompt_version = ? desc, created_at desc, rowid desc limit 1",
+        [arxiv_id, version, OFFLINE_MODEL, prompts.PROMPT_VERSION]))
+    if not rows:
+        return None
+    row = rows[0]
+    return Enrichment(
+        arxiv_id=row["arxiv_id"], version=row["version"], title_zh=row["title_zh"] or "",
+        summary_zh=row["summary_zh"] or "", abstract_zh=row["abstract_zh"] or "",
+        institutions=[Institution(i["name"], i.get("name_zh", ""))
+                      for i in json.loads(row["institutions"] or "[]")],
+        model=row["model"], prompt_version=row["prompt_version"] or "",
+        summary_en=row["summary_en"] or "",
+    )
