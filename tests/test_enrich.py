@@ -19,11 +19,11 @@ from digestbot.enrich.pipeline import (
     MAX_FAILED_CALLS,
     OFFLINE_MODEL,
     get_enrichment,
-    run_pipeline,
 )
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, Reply, blank
+from tests.fakes.pipeline import run_pipeline
 
 DAY = "2026-08-13"
 KEY = OPENAI_TEST_KEY

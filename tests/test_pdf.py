@@ -11,11 +11,12 @@ from digestbot import subscribers
 from digestbot.config import load_settings
 from digestbot.enrich import prompts
 from digestbot.enrich.pdf import extract_first_page
-from digestbot.enrich.pipeline import get_enrichment, run_pipeline
+from digestbot.enrich.pipeline import get_enrichment
 from digestbot.errors import PdfError
 from digestbot.store import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.openai import FakeOpenAI, ok
+from tests.fakes.pipeline import run_pipeline
 from tests.test_enrich import add_papers
 
 

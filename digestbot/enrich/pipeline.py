@@ -76,20 +76,13 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def run_pipeline(settings: Settings, store: Store, *, date: str | None = None,
-                 topics: Sequence[str] = (), all_papers: bool = False, limit: int | None = None,
-                 offline: bool = False) -> PipelineReport:
-    """Score and enrich one announcement day (default: the latest). Blocking; see below."""
-    return asyncio.run(run_pipeline_async(settings, store, date=date, topics=topics,
-                                          all_papers=all_papers, limit=limit, offline=offline))
+async def run_pipeline(settings: Settings, store: Store, *, date: str | None = None,
+                       topics: Sequence[str] = (), all_papers: bool = False,
+                       limit: int | None = None, offline: bool = False) -> PipelineReport:
+    """Score and enrich one announcement day (default: the latest).
 
-
-async def run_pipeline_async(settings: Settings, store: Store, *, date: str | None = None,
-                             topics: Sequence[str] = (), all_papers: bool = False,
-                             limit: int | None = None, offline: bool = False) -> PipelineReport:
-    """`run_pipeline` for callers already in an event loop (`store` belongs to its thread).
-
-    Papers announced on `date` are scored against the active topics plus `topics` (names),
+    Run it on the thread that opened `store` (sqlite connections belong to one thread); the
+    CLI and the service's worker thread call it with asyncio.run. Papers announced on `date` are scored against the active topics plus `topics` (names),
     then the ones above a subscriber's threshold (all with `all_papers`) are enriched.
     """
     day = date or store.latest_announcement_date()
