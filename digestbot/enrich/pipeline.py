@@ -81,9 +81,10 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
                        limit: int | None = None, offline: bool = False) -> PipelineReport:
     """Score and enrich one announcement day (default: the latest).
 
-    Run it on the thread that opened `store` (sqlite connections belong to one thread); the
-    CLI and the service's worker thread call it with asyncio.run. Papers announced on `date` are scored against the active topics plus `topics` (names),
-    then the ones above a subscriber's threshold (all with `all_papers`) are enriched.
+    Papers announced on `date` are scored against the active topics plus `topics` (names),
+    then the ones above a subscriber's threshold (all with `all_papers`) are enriched. Run it
+    on the thread that opened `store` (sqlite connections belong to one thread): the CLI and
+    the service's worker thread call it with asyncio.run.
     """
     day = date or store.latest_announcement_date()
     report = PipelineReport(date=day)

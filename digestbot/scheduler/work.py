@@ -85,11 +85,10 @@ def in_daemon_thread(fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any,
                      **kwargs: Any) -> Awaitable[T]:
     """Run the coroutine function `fn` on a new event loop in a daemon thread, and await it.
 
-    Its own thread because its work blocks (the fetch, the offline scorer, sqlite) and must
-    not stall the bots and the HTTP app, and it opens its own Store there, since sqlite
-    connections belong to one thread. A daemon thread because it never holds up process exit:
-    a shutdown must finish within seconds, and a pipeline half-way through enriching cannot be
-    interrupted; its writes are transactions, so abandoning it loses nothing but time.
+    `fn` opens its own Store there (sqlite connections belong to one thread). Unlike
+    asyncio.to_thread the thread never holds up process exit: a shutdown must finish within
+    seconds, and a pipeline half-way through enriching cannot be interrupted; its writes are
+    transactions, so abandoning it loses nothing but time.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
