@@ -21,7 +21,7 @@ paper scored before anything is enriched), last 14.5 min; 600 emails, 2,400 Tele
 Slack messages either way.
 
 Why the first delivery waits for the whole scoring pass, and is not sped up by reordering in
-scheduler.py: a digest holds every paper of the day above the reader's threshold, best match
+scheduler/: a digest holds every paper of the day above the reader's threshold, best match
 first, and each paper goes to a reader at most once — so no reader's digest is final before
 every paper is scored for their topics, and one request scores a paper for all topics at once.
 Sending digests between chunks of the pipeline would send partial digests and push the rest of

@@ -16,6 +16,7 @@ Not part of the test suite: it takes a couple of minutes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import logging
 import os
@@ -74,7 +75,7 @@ def scenario(fake: FakeOpenAI, workdir: Path, args: argparse.Namespace,
     with Store(db) as store:
         seed(store, args.papers, n_subscribers)
         started = time.monotonic()
-        report = run_pipeline(settings, store)
+        report = asyncio.run(run_pipeline(settings, store))
         wall = time.monotonic() - started
     return report, wall
 

@@ -1,4 +1,4 @@
-"""Subscribers and their topic subscriptions: store queries, input validation, `digestbot sub`.
+"""Subscribers and their topic subscriptions: store queries and input validation.
 
 The validators are shared by every front door (CLI, Telegram and Slack commands, the web
 preferences page), so a bad time zone gets the same bilingual message wherever it is typed.
@@ -8,8 +8,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import secrets
 from dataclasses import fields
@@ -19,8 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import email_validator
 
-from digestbot import topics
-from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import (
     CHANNELS,
@@ -349,88 +345,6 @@ def _touch(store: Store, subscriber_id: int) -> None:
     store.db.execute("update subscribers set updated_at = ? where id = ?", [now_iso(), subscriber_id])
 
 
-# -- digestbot sub add / list / rm ------------------------------------------------------------
-
-
-def cmd_sub_add(settings: Settings, args: argparse.Namespace) -> int:
-    channel, raw_address = next(
-        (c, getattr(args, c)) for c in CHANNELS if getattr(args, c, None) is not None
-    )
-    # Everything is validated before the first write.
-    address = validate_address(channel, raw_address)
-    threshold = validate_threshold(args.threshold)
-    tz = validate_tz(args.tz) if args.tz is not None else None
-    send_at = validate_time(args.at) if args.at is not None else None
-    lang = validate_lang(args.lang) if args.lang is not None else None
-    max_papers = validate_max_papers(args.max) if args.max is not None else None
-    webhook = args.slack_webhook
-    if webhook is not None:
-        if channel != "slack":
-            raise UsageError("--slack-webhook 只能与 --slack 一起用 / --slack-webhook needs --slack")
-        webhook = validate_webhook_url(webhook)
-    with Store(settings.db) as store:
-        known = {name: topics.lookup(name, store) for name in args.topic}
-        unknown = [name for name, topic in known.items() if topic is None]
-        if unknown and not args.custom:
-            raise UsageError(topics.unknown_topic_message(unknown[0]) + ";或加 --custom 作为自定义主题 / "
-                             "or add --custom to make it a custom topic")
-        existed = by_address(store, channel, address) is not None
-        with store.db.atomic():
-            slugs = [
-                (topic or topics.custom_topic(store, name)).slug for name, topic in known.items()
-            ]
-            sub = add_or_update(
-                store, channel=channel, address=address, topics=list(dict.fromkeys(slugs)),
-                threshold=threshold, tz=tz, send_at=send_at, lang=lang, max_papers=max_papers,
-                webhook_url=webhook,
-            )
-        subs = subscriptions(store, sub.id)
-    verb = "已更新 / updated" if existed else "已添加 / added"
-    print(f"{verb} subscriber #{sub.id}: {sub.channel} {sub.address} — "
-          f"{_topics_summary(subs)}; {sub.lang}, {sub.send_at} {sub.tz}, max {sub.max_papers}")
-    return 0
-
-
-def _topics_summary(subs: list[Subscription]) -> str:
-    return ", ".join(f"{s.topic} ≥{s.threshold}" for s in subs) or "-"
-
-
-def subscriber_json(sub: Subscriber, subs: list[Subscription]) -> dict[str, Any]:
-    """A subscriber for `sub list --json`; the token and webhook URL are secrets and left out."""
-    return {
-        "id": sub.id, "channel": sub.channel, "address": sub.address, "status": sub.status,
-        "status_reason": sub.status_reason, "lang": sub.lang, "tz": sub.tz,
-        "send_at": sub.send_at, "max_papers": sub.max_papers,
-        "webhook": bool(sub.webhook_url), "created_at": sub.created_at,
-        "updated_at": sub.updated_at,
-        "topics": [{"topic": s.topic, "threshold": s.threshold} for s in subs],
-    }
-
-
-def cmd_sub_list(settings: Settings, args: argparse.Namespace) -> int:
-    with Store(settings.db) as store:
-        rows = [(s, subscriptions(store, s.id)) for s in list_all(store)]
-    if args.json:
-        print(json.dumps([subscriber_json(s, subs) for s, subs in rows], ensure_ascii=False, indent=2))
-        return 0
-    if not rows:
-        print("还没有订阅者 / no subscribers yet: add one with `digestbot sub add --email ADDR --topic 后训练`")
-        return 0
-    table = [("id", "channel", "address", "status", "lang", "send at", "max", "topics")]
-    table += [
-        (str(s.id), s.channel, s.address, s.status, s.lang, f"{s.send_at} {s.tz}",
-         str(s.max_papers), _topics_summary(subs))
-        for s, subs in rows
-    ]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    return 0
-
-
-def cmd_sub_rm(settings: Settings, args: argparse.Namespace) -> int:
-    with Store(settings.db) as store:
-        if not remove(store, args.id):
-            raise UsageError(f"没有编号为 {args.id} 的订阅者 / no subscriber #{args.id} (see `digestbot sub list`)")
-    print(f"已删除 / removed subscriber #{args.id}")
-    return 0
+def anyone_subscribed(store: Store) -> bool:
+    """Whether anyone ever subscribed: a removed subscriber's row stays, so they count."""
+    return store.db["subscribers"].count > 0

@@ -8,24 +8,20 @@ distinct text so every subscriber of the same words shares one topic and its cac
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import hashlib
-import json
 import logging
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Topic
 from digestbot.store import Store, now_iso
@@ -366,50 +362,3 @@ def unknown_topic_message(name: str) -> str:
         message += f";你是不是想找 / did you mean: {hints}"
     return message + "(`digestbot topics` 列出全部 / lists all)"
 
-
-# -- digestbot topics -------------------------------------------------------------------------
-
-
-def catalogue_json(catalogue: Catalogue, custom: Iterable[Topic] = ()) -> dict[str, Any]:
-    def topic_json(t: Topic) -> dict[str, Any]:
-        return {"slug": t.slug, "name_zh": t.name_zh, "name_en": t.name_en,
-                "aliases": t.aliases, "description": t.description, "categories": t.categories}
-
-    return {
-        "areas": [
-            {"name_zh": a.name_zh, "name_en": a.name_en, "groups": [
-                {"name_zh": g.name_zh, "name_en": g.name_en, "description": g.description,
-                 "categories": list(g.categories), "topics": [topic_json(t) for t in g.topics]}
-                for g in a.groups
-            ]}
-            for a in catalogue.areas
-        ],
-        "custom": [{"slug": t.slug, "text": t.description} for t in custom],
-    }
-
-
-def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    """Print the catalogue tree (and custom topics, if a database already exists)."""
-    catalogue = load_catalogue()
-    custom: list[Topic] = []
-    # Listing topics must not create a database as a side effect.
-    if Path(settings.db).exists():
-        with Store(settings.db) as store:
-            custom = custom_topics(store)
-    if args.json:
-        print(json.dumps(catalogue_json(catalogue, custom), ensure_ascii=False, indent=2))
-        return 0
-    for area in catalogue.areas:
-        print(f"{area.name_zh} / {area.name_en}")
-        for group in area.groups:
-            print(f"  {group.name_zh} — {group.description}  [{', '.join(group.categories)}]")
-            for t in group.topics:
-                print(f"    {t.name_zh} · {t.name_en}  ({t.slug})")
-        print()
-    if custom:
-        print(CUSTOM_AREA)
-        for t in custom:
-            print(f"    {t.description}  ({t.slug})")
-    print(f"共 {len(catalogue.topics)} 个主题 / {len(catalogue.topics)} topics;"
-          "订阅时可用中文名、英文名、别名或 slug / subscribe by any name, alias or slug")
-    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 
 import pytest
@@ -28,6 +29,14 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
 
 def test_every_contract_command_has_a_handler():
     assert set(CONTRACT) <= set(HANDLERS)
+
+
+@pytest.mark.parametrize("command", sorted(HANDLERS))
+def test_every_handler_is_in_the_cli_package_and_resolves(command):
+    """The dispatch is by name (for a quick --help), so a typo would only show when run."""
+    module, func = HANDLERS[command].split(":")
+    assert module.startswith("digestbot.cli."), "stages never hold a command's handler"
+    assert callable(getattr(importlib.import_module(module), func))
 
 
 @pytest.mark.parametrize("command", CONTRACT)

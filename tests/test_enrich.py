@@ -17,10 +17,10 @@ from digestbot.config import Settings, load_settings
 from digestbot.enrich import offline, prompts
 from digestbot.enrich.calls import MAX_FAILED_CALLS
 from digestbot.enrich.enrichment import OFFLINE_MODEL, get_enrichment
-from digestbot.enrich.pipeline import run_pipeline
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, Reply, blank
+from tests.fakes.pipeline import run_pipeline
 
 DAY = "2026-08-13"
 KEY = OPENAI_TEST_KEY

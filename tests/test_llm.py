@@ -17,10 +17,10 @@ from digestbot.cli import main
 from digestbot.config import load_settings
 from digestbot.enrich import offline, prompts
 from digestbot.enrich.llm import AUTH_ERROR, BREAKER_ERRORS, LLMClient, extract_json
-from digestbot.enrich.pipeline import run_pipeline
 from digestbot.errors import DigestbotError
 from digestbot.store import Store
 from tests.fakes.openai import FakeOpenAI, Reply, blank, ok, refusal, slow, status, truncated
+from tests.fakes.pipeline import run_pipeline
 from tests.test_enrich import KEY, add_papers, calls
 
 GOOD = {"scores": [{"topic": "post-training", "score": 88, "reason_zh": "GRPO后训练"}]}

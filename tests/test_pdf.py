@@ -12,11 +12,11 @@ from digestbot.config import load_settings
 from digestbot.enrich import prompts
 from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.pdf import extract_first_page
-from digestbot.enrich.pipeline import run_pipeline
 from digestbot.errors import PdfError
 from digestbot.store import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.openai import FakeOpenAI, ok
+from tests.fakes.pipeline import run_pipeline
 from tests.test_enrich import add_papers
 
 

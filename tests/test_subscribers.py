@@ -45,6 +45,7 @@ def test_duplicate_updates_instead_of_duplicating(store: Store) -> None:
 
 
 def test_settings_status_and_removal(store: Store) -> None:
+    assert not subscribers.anyone_subscribed(store)
     sub = subscribers.add_or_update(store, channel="telegram", address="12345",
                                     topics=["post-training", "agents"])
     changed = subscribers.update_settings(store, sub.id, tz="Europe/Berlin", send_at="7:05",
@@ -70,6 +71,8 @@ def test_settings_status_and_removal(store: Store) -> None:
     # The outbox's record stays (rows are never deleted); the reader is gone as a subscriber.
     assert store.db["delivered_papers"].count == 1
     assert subscribers.remove(store, sub.id) is False
+    # `enrich` on a fresh install enriches everything; a removed reader still means "not fresh".
+    assert subscribers.anyone_subscribed(store)
     # The address may subscribe again: a fresh subscriber, never the removed one's id.
     again = subscribers.add_or_update(store, channel="telegram", address="12345",
                                       topics=["agents"])

@@ -1,7 +1,10 @@
-"""`digestbot` subcommands: parse arguments, load settings, hand over to the stage modules.
+"""`digestbot` subcommands: parse arguments, load settings, run the command's handler.
 
-Each command's handler lives with its stage (`sources.arxiv.cmd_fetch`, `enrich.cmd_score`…)
-and is imported only when its command runs, so `digestbot --help` stays fast.
+The handlers live in this package, one module per family of commands (`cli.fetch`,
+`cli.subscribers`…): each parses nothing itself, calls the library (stages and the scheduler
+return report objects and never print) and prints what a person reads. A handler's module is
+imported only when its command runs: importing every stage takes seconds (openai, aiohttp,
+python-telegram-bot…), `digestbot --help` a fraction of one.
 """
 
 from __future__ import annotations
@@ -11,272 +14,45 @@ import importlib
 import json
 import logging
 import os
-import secrets
 import sys
-import textwrap
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from digestbot import __version__
-from digestbot.config import Settings, load_settings, render_config
+from digestbot.cli.parser import build_parser
+from digestbot.config import Settings, load_settings
 from digestbot.errors import DigestbotError, UsageError
-from digestbot.store import Store
+
+__all__ = ["HANDLERS", "build_parser", "main", "setup_logging"]
 
 log = logging.getLogger("digestbot")
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
-# command → "module:function"; the modules own their stage's logic.
+# command → "module:function", every one in this package.
 HANDLERS: dict[str, str] = {
-    "init": "digestbot.cli:cmd_init",
-    "fetch": "digestbot.sources.arxiv:cmd_fetch",
-    "enrich": "digestbot.enrich:cmd_enrich",
-    "score": "digestbot.enrich:cmd_score",
-    "topics": "digestbot.topics:cmd_topics",
-    "sub add": "digestbot.subscribers:cmd_sub_add",
-    "sub list": "digestbot.subscribers:cmd_sub_list",
-    "sub rm": "digestbot.subscribers:cmd_sub_rm",
+    "init": "digestbot.cli.admin:cmd_init",
+    "fetch": "digestbot.cli.fetch:cmd_fetch",
+    "enrich": "digestbot.cli.enrich:cmd_enrich",
+    "score": "digestbot.cli.enrich:cmd_score",
+    "topics": "digestbot.cli.subscribers:cmd_topics",
+    "sub add": "digestbot.cli.subscribers:cmd_sub_add",
+    "sub list": "digestbot.cli.subscribers:cmd_sub_list",
+    "sub rm": "digestbot.cli.subscribers:cmd_sub_rm",
     "preview": "digestbot.cli.deliver:cmd_preview",
     "send": "digestbot.cli.deliver:cmd_send",
-    "once": "digestbot.scheduler:cmd_once",
-    "run": "digestbot.scheduler:cmd_run",
+    "once": "digestbot.cli.once:cmd_once",
+    "run": "digestbot.cli.serve:cmd_run",
     "serve": "digestbot.cli.serve:cmd_serve",
-    "stats": "digestbot.cli:cmd_stats",
+    "stats": "digestbot.cli.admin:cmd_stats",
     "inbound": "digestbot.cli.inbound:cmd_inbound",
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so bad usage is one line and exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
-
-
-def _date(value: str) -> str:
-    from datetime import date
-
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 1, got {n}")
-    return n
-
-
-def _describe(summary: str, *paragraphs: str) -> str:
-    """A command's `--help` text: the bilingual one-liner, then what it does, wrapped."""
-    return "\n\n".join([summary, *(textwrap.fill(p, 88) for p in paragraphs)])
-
-
-def _command(sub: argparse._SubParsersAction, name: str, summary: str,
-             *paragraphs: str) -> argparse.ArgumentParser:
-    """A subcommand listed with `summary` whose own `--help` explains it in full."""
-    return sub.add_parser(name, help=summary, description=_describe(summary, *paragraphs),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="digestbot",
-        description=_describe(
-            "arXiv 每日学术速递 — an arXiv daily digest bot",
-            "Fetches the day's arXiv announcement, scores every paper against subscribers' "
-            "topics, enriches the ones someone will receive (Chinese title, one-line summary, "
-            "Chinese abstract, institutions) and delivers digests by email, Telegram and Slack. "
-            "Each command's own --help explains it.",
-        ),
-        epilog=_describe(
-            "配置 / configuration:",
-            "digestbot.toml (or the file named by DIGESTBOT_CONFIG) and the environment, which "
-            "wins; `digestbot init --print` lists every key with its environment name.",
-            "Exit status: 0 success, 2 bad usage or configuration, 1 failure (network, feed, "
-            "delivery), always with a one-line message that says what to do.",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--version", action="version", version=f"digestbot {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    s = _command(
-        sub, "init", "创建配置与数据库 / create a commented digestbot.toml and the database",
-        "Writes every setting with its default and its environment variable (the environment "
-        "wins over the file), plus a fresh secret for signed unsubscribe and preference links, "
-        "then creates the SQLite database with all migrations applied. An existing file is kept "
-        "unless --force is given.",
-    )
-    s.add_argument("--config", default=None, help="where to write the file (default: DIGESTBOT_CONFIG or ./digestbot.toml)")
-    s.add_argument("--print", action="store_true", help="print the commented file instead of writing it")
-    s.add_argument("--force", action="store_true", help="overwrite an existing file")
-
-    s = _command(
-        sub, "fetch", "获取今日公告 / ingest tonight's arXiv announcement (or saved files)",
-        "Asks the sources in the configured order (`sources`, default: the listing pages "
-        "/list/{cat}/new, which change at 20:00 US Eastern, then the RSS feed, rebuilt about "
-        "4 hours later), then fills comments, DOI, journal ref, dates and affiliations from "
-        "the arXiv API. A failed API pass keeps what the listing or feed gave and is retried by "
-        "the next fetch. A feed still serving an earlier batch is reported as stale, and a "
-        "weekend or holiday as 'no announcement'; neither stores anything.",
-        "--feed ingests saved RSS/Atom/API/listing files or URLs instead (the format is "
-        "detected; no other network). --since catches up after downtime through the API. "
-        "Ingesting the same announcement twice changes nothing; a truncated or malformed "
-        "download is refused with one line and stores nothing. Requests to arXiv are spaced "
-        "by arxiv_delay (3 s).",
-    )
-    s.add_argument("--feed", action="append", metavar="FILE_OR_URL",
-                   help="ingest a saved RSS/Atom/API/listing file or URL (repeatable; no other network)")
-    s.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
-                   help="announcement date to record when a file carries none (API answers)")
-    s.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
-                   help="catch up after downtime through the arXiv API (v1 = new, vN = replace)")
-    s.add_argument("--no-api", action="store_true", help="skip the API metadata pass")
-
-    s = _command(
-        sub, "enrich", "打分并增强 / score the day's papers and enrich those subscribers will get",
-        "Scores every paper of the day against every active topic (with the LLM when "
-        "OPENAI_API_KEY is set, otherwise with the offline keyword scorer), then adds a "
-        "Chinese title, a one-line summary, a Chinese abstract and institutions to the papers "
-        "some subscriber will receive. Each paper version is scored and enriched once and "
-        "cached, so running it again costs nothing.",
-    )
-    s.add_argument("--limit", type=_positive, metavar="N", help="at most N papers")
-    s.add_argument("--all", action="store_true", help="enrich every paper of the day, subscribed or not")
-    s.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="announcement date (default: latest)")
-    s.add_argument("--offline", action="store_true", help="use the offline scorer, no LLM")
-    s.add_argument("--topic", action="append", default=[], metavar="TOPIC",
-                   help="also score this topic, subscribed or not (repeatable)")
-
-    s = _command(
-        sub, "score", "按专题打分 / score papers against one topic; JSONL out",
-        'Prints one line {"id", "topic", "score", "reason"} (score 0–100) per paper of the '
-        'day, or scores the {"id", "title", "abstract"} lines of --jsonl FILE instead.',
-    )
-    s.add_argument("--topic", required=True, help="topic name, alias or slug (e.g. 后训练)")
-    s.add_argument("--jsonl", metavar="FILE", help='score {"id","title","abstract"} lines instead of the store')
-    s.add_argument("--offline", action="store_true", help="force the offline scorer")
-    s.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="announcement date (default: latest)")
-
-    s = _command(
-        sub, "topics", "专题目录 / print the topic catalogue",
-        "The built-in topics with Chinese and English names, aliases and arXiv categories, "
-        "plus custom topics. A name, alias or slug works wherever a topic is asked for.",
-    )
-    s.add_argument("--json", action="store_true", help="as JSON")
-
-    s = _command(sub, "sub", "管理订阅者 / manage subscribers: add, list, rm",
-                 "`digestbot sub ACTION --help` explains each action.")
-    ss = s.add_subparsers(dest="sub_command", metavar="ACTION", parser_class=_Parser)
-    a = _command(
-        ss, "add", "添加或更新订阅者 / add or update a subscriber",
-        "One address on one channel: an email address, a Telegram chat id or a Slack channel "
-        "id; adding an existing address updates it. The subscriber gets, once a day at --at "
-        "in --tz, the papers scoring at least --threshold on one of their topics, never the "
-        "same paper twice.",
-    )
-    who = a.add_mutually_exclusive_group(required=True)
-    who.add_argument("--email", metavar="ADDR", help="email address")
-    who.add_argument("--telegram", metavar="CHAT_ID", help="Telegram chat id")
-    who.add_argument("--slack", metavar="CHANNEL_ID", help="Slack channel id (C…)")
-    a.add_argument("--slack-webhook", metavar="URL", help="post to an incoming webhook instead of the bot token")
-    a.add_argument("--topic", action="append", required=True, help="topic (repeatable)")
-    a.add_argument("--custom", action="store_true", help="unknown topic names become custom topics")
-    a.add_argument("--threshold", default="60", metavar="N", help="minimum match 0–100 (default 60)")
-    a.add_argument("--tz", default=None, metavar="ZONE", help="IANA time zone (default Asia/Shanghai)")
-    a.add_argument("--at", default=None, metavar="HH:MM", help="local send time (default 08:30)")
-    a.add_argument("--lang", choices=["zh", "en", "both"], default=None,
-                   help="digest language (default zh)")
-    a.add_argument("--max", type=_positive, default=None, metavar="N",
-                   help="max papers per digest (default 50)")
-    lst = _command(ss, "list", "列出订阅者 / list subscribers",
-                   "Each subscriber's id, channel, address, status, language, send time and topics.")
-    lst.add_argument("--json", action="store_true", help="as JSON")
-    rm = _command(ss, "rm", "删除订阅者 / remove a subscriber",
-                  "Removes the subscriber and their subscriptions (ids from `digestbot sub list`).")
-    rm.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
-
-    s = _command(
-        sub, "preview", "预览摘要 / print a subscriber's digest without sending it",
-        "Renders what the subscriber gets for the day (default: the latest announcement) as "
-        "email HTML or text, Telegram HTML or Slack blocks. Sends nothing, records nothing.",
-    )
-    s.add_argument("--subscriber", type=_positive, required=True, metavar="ID", help="subscriber id")
-    s.add_argument("--format", choices=["html", "text", "telegram", "slack"], default="text",
-                   help="which rendering (default text)")
-    s.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="announcement date (default: latest)")
-
-    s = _command(
-        sub, "send", "投递摘要 / deliver due digests",
-        "Sends every digest whose subscriber's send time has come, through the outbox: a crash "
-        "or a second run resumes without duplicates or gaps. Without DIGESTBOT_SMTP_URL, emails "
-        "are written as .eml files to DIGESTBOT_OUTBOX.",
-    )
-    s.add_argument("--now", action="store_true", help="ignore subscribers' send times")
-    s.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
-
-    s = _command(
-        sub, "once", "跑一遍 / fetch → score → enrich → send --now, then exit (cron-friendly)",
-        "One whole day's run. --demo is the first-run mode of `make run`: with no subscriber "
-        "it adds demo@localhost for the default topic, and when arXiv cannot be reached it "
-        "uses the bundled sample announcement.",
-    )
-    s.add_argument("--feed", action="append", metavar="FILE_OR_URL", help="ingest files instead of fetching")
-    s.add_argument("--no-api", action="store_true", help="skip the API metadata pass")
-    s.add_argument("--demo", action="store_true",
-                   help="first-run mode: with no subscribers add a demo one for the default topic; "
-                   "if arXiv is unreachable use the bundled sample announcement")
-
-    s = _command(
-        sub, "run", "常驻运行 / scheduler + Telegram + Slack + HTTP app, until SIGTERM",
-        "Fetches each announcement as it appears (Sunday–Thursday 20:00 US Eastern), scores "
-        "and enriches it, and sends each subscriber's digest at their local time; beside it "
-        "run the Telegram and Slack bots (when their tokens are set) and the HTTP app on "
-        "DIGESTBOT_HTTP_PORT. Stops cleanly on SIGTERM or Ctrl-C.",
-    )
-    s.add_argument("--now", metavar="ISO_TIME", help="start the clock here (testing)")
-    s.add_argument("--speed", type=float, default=1.0, help="clock speed-up factor (testing)")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="address of the HTTP app (0.0.0.0 in a container)")
-
-    s = _command(
-        sub, "serve", "网页服务 / the HTTP app alone (unsubscribe, preferences, daily pages)",
-        "Signed unsubscribe and preference links, email signup, daily pages and /healthz, "
-        "without the scheduler or the bots.",
-    )
-    s.add_argument("--port", type=int, default=None, help="port (default DIGESTBOT_HTTP_PORT, 8080)")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
-
-    s = _command(
-        sub, "stats", "统计 / papers, enrichments, LLM tokens and cost, deliveries",
-        "Counts from the database: papers and announcements by type, scores, enriched papers, "
-        "LLM calls, failures and tokens (with an estimated cost), subscribers and deliveries "
-        "by status.",
-    )
-    s.add_argument("--json", action="store_true",
-                   help="one JSON object: papers, announcements, enriched, llm, subscribers, deliveries")
-
-    s = _command(
-        sub, "inbound", "邮件退订 / handle a mailed unsubscribe request (for a mail server's pipe)",
-        "Reads one email (standard input, or --file) whose subject is the unsubscribe-<token> "
-        "that every digest's List-Unsubscribe mailto link sets, and unsubscribes that reader "
-        "as the web link would. A token nobody holds exits 0, so the mail server bounces "
-        "nothing; a mail that is no unsubscribe request exits 2.",
-    )
-    s.add_argument("--file", metavar="FILE", help="read the message from FILE, not standard input")
-    return p
-
-
 def _resolve(command: str) -> Handler:
-    """Import the stage only when its command runs, so `--help` stays quick."""
+    """Import the handler's module only when its command runs, so `--help` stays quick.
+
+    importlib here is no cycle dodge: every handler module sits in this package, above
+    everything it calls; it only defers the cost of importing the stages.
+    """
     module_name, func_name = HANDLERS[command].split(":")
     return getattr(importlib.import_module(module_name), func_name)
 
@@ -342,49 +118,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    """Write a commented config (with a fresh signing secret) and create the database."""
-    secret = settings.secret.get() if settings.secret else secrets.token_urlsafe(32)
-    text = render_config(secret)
-    if args.print:
-        print(text)
-        return 0
-    path = Path(args.config) if args.config else (settings.config_path or Path("digestbot.toml"))
-    if path.exists() and not args.force:
-        print(f"{path} exists; kept it (use --force to overwrite)")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o600)  # it holds the signing secret
-        print(f"wrote {path}")
-    with Store(settings.db):
-        pass
-    print(f"database ready: {settings.db}")
-    return 0
-
-
-def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
-    with Store(settings.db) as store:
-        stats = store.stats()
-    llm = stats["llm"]
-    uncached = max(llm["prompt_tokens"] - llm["cached_tokens"], 0)
-    stats["llm"]["cost_usd"] = round(
-        (uncached * settings.llm_price_input + llm["cached_tokens"] * settings.llm_price_cached
-         + llm["completion_tokens"] * settings.llm_price_output) / 1_000_000, 4)
-    if args.json:
-        print(json.dumps(stats, ensure_ascii=False, indent=2))
-        return 0
-    print(f"papers        {stats['papers']}  ({stats['announcement_dates']} announcement days)")
-    print("announcements " + _pairs(stats["announcements"]))
-    print(f"scores        {stats['scores']}")
-    print(f"enriched      {stats['enriched']}")
-    print(f"llm           {llm['calls']} calls, {llm['failures']} failures, "
-          f"{llm['prompt_tokens']} prompt ({llm['cached_tokens']} cached) + "
-          f"{llm['completion_tokens']} completion tokens ≈ ${llm['cost_usd']}")
-    print("subscribers   " + _pairs(stats["subscribers"]))
-    print("deliveries    " + _pairs(stats["deliveries"]))
-    return 0
-
-
-def _pairs(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"

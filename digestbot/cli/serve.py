@@ -1,10 +1,15 @@
-"""`digestbot serve`: the HTTP app alone, without the scheduler or the bots."""
+"""`digestbot serve`: the HTTP app alone; `digestbot run`: the whole service (`scheduler`)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import sys
 
-from digestbot import web
+from digestbot import scheduler, web
+from digestbot.clock import Clock, parse_now
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
 
@@ -20,4 +25,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise DigestbotError(
             f"cannot listen on {args.host}:{port} ({exc.strerror or exc}); "
             "choose another with --port or DIGESTBOT_HTTP_PORT") from None
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """The service until SIGTERM or Ctrl-C; a second one on the same database is refused."""
+    clock = Clock(parse_now(args.now), args.speed)
+    with scheduler.instance_lock(settings.db):
+        asyncio.run(scheduler.serve(settings, clock, host=args.host))
+    # A pipeline thread that is still running is abandoned (its transactions roll back);
+    # don't let interpreter shutdown wait for thread pools it may have started.
+    if scheduler.workers_alive():
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0

@@ -37,22 +37,16 @@ from digestbot.store import Store
 log = logging.getLogger(__name__)
 
 
-def run_pipeline(settings: Settings, store: Store, *, date: str | None = None,
-                 topics: Sequence[str] = (), all_papers: bool = False, limit: int | None = None,
-                 offline: bool = False) -> PipelineReport:
-    """Score and enrich one announcement day (default: the latest). Blocking; see below."""
-    return asyncio.run(run_pipeline_async(settings, store, date=date, topics=topics,
-                                          all_papers=all_papers, limit=limit, offline=offline))
-
-
-async def run_pipeline_async(settings: Settings, store: Store, *, date: str | None = None,
-                             topics: Sequence[str] = (), all_papers: bool = False,
-                             limit: int | None = None, offline: bool = False) -> PipelineReport:
-    """`run_pipeline` for callers already in an event loop (`store` belongs to its thread).
+async def run_pipeline(settings: Settings, store: Store, *, date: str | None = None,
+                       topics: Sequence[str] = (), all_papers: bool = False,
+                       limit: int | None = None, offline: bool = False) -> PipelineReport:
+    """Score and enrich one announcement day (default: the latest).
 
     Papers announced on `date` are scored against the active topics plus `topics` (names),
     then the ones above a subscriber's threshold (all with `all_papers`) are enriched; papers
-    whose version is not known yet are left for a later run (`report.waiting`).
+    whose version is not known yet are left for a later run (`report.waiting`). Run it on the
+    thread that opened `store` (sqlite connections belong to one thread): the CLI and the
+    service's worker thread call it with asyncio.run.
     """
     day = date or store.latest_announcement_date()
     report = PipelineReport(date=day)

@@ -1,4 +1,4 @@
-"""`digestbot fetch`: tonight's arXiv announcement into the store.
+"""Tonight's arXiv announcement into the store (`digestbot fetch` prints its `FetchResult`).
 
 Sources, earliest first (DESIGN.md, "Facts to respect"): the listing pages `/list/{cat}/new`
 turn over at 20:00 ET, the RSS feed only at midnight ET, the API index later still. So a fetch
@@ -9,9 +9,7 @@ transaction; a source that fails leaves the store as it was and the next source 
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +37,6 @@ from digestbot.store import Store
 log = logging.getLogger(__name__)
 
 SAMPLE_FEED: Path = Path(__file__).resolve().parent.parent / "data" / "sample-announcement.xml"
-
 
 
 @dataclass
@@ -308,36 +305,4 @@ def _combine(results: list[FetchResult]) -> FetchResult:
         "+".join(dict.fromkeys(r.source for r in results)),
         " · ".join(r.message for r in results),
     )
-
-
-# -- CLI ----------------------------------------------------------------------------------
-
-
-def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
-    if args.since and args.feed:
-        raise UsageError("--since asks the API; it cannot be combined with --feed")
-    with Store(settings.db) as store, _Progress("正在获取 arXiv… / fetching arXiv…"):
-        result = fetch(settings, store, feeds=args.feed, date=args.date,
-                       no_api=args.no_api, since=args.since)
-    print(result.message)
-    return 0
-
-
-class _Progress:
-    """A rich spinner on a terminal; nothing under CI or when piped."""
-
-    def __init__(self, text: str) -> None:
-        self._status = None
-        if sys.stderr.isatty():
-            from rich.console import Console
-
-            self._status = Console(stderr=True).status(text)
-
-    def __enter__(self) -> None:
-        if self._status:
-            self._status.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._status:
-            self._status.__exit__(*exc)
 

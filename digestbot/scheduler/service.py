@@ -1,0 +1,203 @@
+"""The jobs of `digestbot run`: a fetch at arXiv's announcement and a delivery tick a minute.
+
+APScheduler drives a fetch job at arXiv's announcement (Sunday–Thursday 20:00
+America/New_York, retried until the day's batch is seen) and a delivery tick every minute.
+Every decision reads an injectable `Clock`, so a day can be replayed in seconds
+(`run --now … --speed …`) and the calendar rules (`digestbot.clock`) are plain functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from digestbot.channels import build_senders
+from digestbot.clock import (
+    DELIVERY_TICK,
+    ET,
+    Clock,
+    ScaledTrigger,
+    announcement_trigger,
+    expected_announcement_date,
+    last_announcement,
+    next_attempt,
+    next_fetch_time,
+)
+from digestbot.config import Settings
+from digestbot.outbox import run_send
+from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
+from digestbot.store import Store
+
+# One logger for the whole scheduler package: operators filter on it.
+log = logging.getLogger("digestbot.scheduler")
+
+
+class Service:
+    """The jobs of `digestbot run`, callable directly (tests) or from APScheduler.
+
+    One asyncio.Lock makes the pipeline and deliveries take turns: a digest is never selected
+    while the day's papers are half scored, and a delivery tick that finds the pipeline busy
+    skips (the pipeline triggers a delivery itself when it is done).
+    """
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.scheduler: AsyncIOScheduler | None = None
+        self.stopping = False
+        self._work = asyncio.Lock()
+        self._covered: tuple[Any, ...] | None = None  # subscriptions the scores were made for
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # The jobs -------------------------------------------------------------------------
+
+    async def fetch_cycle(self, since: str | None = None) -> datetime | None:
+        """One fetch attempt → pipeline → delivery; schedules the next attempt, returns it."""
+        if self.stopping:
+            return None
+        started = self.clock.now()
+        async with self._tracked(), self._work:
+            covered = _subscription_fingerprint(self.store)
+            outcome: FetchOutcome = await in_daemon_thread(
+                fetch_and_enrich, self.settings, started, since=since)
+            if outcome.reports:
+                self._covered = covered
+        now = self.clock.now()
+        nxt = next_attempt(now, outcome.seen)
+        tail = f"; next attempt {nxt.astimezone(ET):%a %H:%M} ET" if nxt else ""
+        # arXiv unreachable is said here, once per attempt (the sources log theirs at debug).
+        log.log(logging.WARNING if outcome.error else logging.INFO, "%s; announcement %s %s%s",
+                outcome.summary(), outcome.expected, "seen" if outcome.seen else "not seen", tail)
+        if nxt is None and not outcome.seen and not self.stopping:
+            log.info("no announcement for %s (holiday?); next fetch %s ET", outcome.expected,
+                     f"{next_fetch_time(now).astimezone(ET):%a %Y-%m-%d %H:%M}")
+        if nxt and self.scheduler and not self.stopping:
+            self.scheduler.add_job(self.fetch_cycle, self._trigger(DateTrigger(run_date=nxt)),
+                                   id="fetch-retry", replace_existing=True, name="fetch retry")
+        if outcome.reports:
+            await self.deliver_tick()
+        return nxt
+
+    async def deliver_tick(self) -> Any:
+        """Send every due digest (their local send time passed; the outbox prevents repeats)."""
+        if self.stopping or self._work.locked():
+            return None
+        async with self._tracked(), self._work:
+            await self._score_new_subscriptions()
+            report = await run_send(self.settings, self.store, build_senders(self.settings),
+                                    now=self.clock.now())
+        _log_delivery(report)
+        return report
+
+    async def catch_up(self) -> None:
+        """At start: fetch what downtime missed, or join tonight's fetching where it stands."""
+        now = self.clock.now()
+        expected = expected_announcement_date(now)
+        latest = self.store.latest_announcement_date()
+        in_window = next_attempt(now, seen=False) is not None
+        if latest is not None and latest >= expected and not in_window:
+            log.info("catch-up: up to date (latest announcement %s)", latest)
+            await self.deliver_tick()
+            return
+        # More than tonight's batch missing: only the API reaches back (fetch --since).
+        previous = expected_announcement_date(last_announcement(now) - timedelta(seconds=1))
+        since = latest if latest is not None and latest < previous else None
+        log.info("catch-up: latest announcement %s, expected %s%s", latest or "none", expected,
+                 f"; fetching since {since}" if since else "")
+        await self.fetch_cycle(since=since)
+        await self.deliver_tick()
+
+    # Plumbing -------------------------------------------------------------------------
+
+    def install(self, scheduler: AsyncIOScheduler) -> None:
+        """(Re)create the jobs; the job store is memory, so a restart starts from this code."""
+        self.scheduler = scheduler
+        scheduler.add_job(
+            self.fetch_cycle, self._trigger(announcement_trigger()),
+            id="fetch", name="fetch at the announcement", replace_existing=True)
+        scheduler.add_job(
+            self.deliver_tick, self._trigger(IntervalTrigger(
+                seconds=DELIVERY_TICK.total_seconds(), start_date=self.clock.now() + DELIVERY_TICK)),
+            id="deliver", name="delivery tick", replace_existing=True)
+
+    def _trigger(self, inner: Any) -> Any:
+        return inner if self.clock.is_real else ScaledTrigger(inner, self.clock)
+
+    def start_catch_up(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.catch_up(), name="catch-up")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @contextlib.asynccontextmanager
+    async def _tracked(self) -> Any:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def stop(self, grace: float) -> None:
+        """Take no new work; give work in flight `grace` seconds, then cancel it.
+
+        A cancelled delivery leaves its outbox row as it was (pending or sending): the next
+        start resumes it, and nothing the server accepted is sent again.
+        """
+        self.stopping = True
+        running = self.scheduler is not None and self.scheduler.running
+        if running:
+            # pause, not shutdown: APScheduler's shutdown cancels the jobs in flight at once.
+            self.scheduler.pause()
+        me = asyncio.current_task()
+        busy = [t for t in self._tasks if t is not me and not t.done()]
+        if busy:
+            log.info("waiting up to %.0f s for %d job(s) in flight", grace, len(busy))
+            _done, pending = await asyncio.wait(busy, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+                log.warning("handed back %d unfinished job(s); they resume at the next start",
+                            len(pending))
+        if running:
+            self.scheduler.shutdown(wait=False)
+
+    async def _score_new_subscriptions(self) -> None:
+        """New subscribers and changed topics or thresholds get scores before anything is sent.
+
+        The pipeline does only missing work (scores and enrichments are cached), so running it
+        for the latest announcement is cheap when nothing is new.
+        """
+        fingerprint = _subscription_fingerprint(self.store)
+        latest = self.store.latest_announcement_date()
+        if fingerprint == self._covered or latest is None:
+            return
+        reports = await in_daemon_thread(enrich_dates, self.settings, [latest])
+        self._covered = fingerprint
+        for day, report in reports.items():
+            log.info("subscriptions changed; pipeline %s: %s", day, report.summary())
+
+
+def _subscription_fingerprint(store: Store) -> tuple[Any, ...]:
+    row = next(iter(store.db.query(
+        "select count(*) n, coalesce(sum(s.threshold), 0) t, max(s.created_at) c,"
+        " max(u.updated_at) u from subscriptions s join subscribers u on u.id = s.subscriber_id"
+        " where u.status = 'active'")))
+    return tuple(row.values())
+
+
+def _log_delivery(report: Any) -> None:
+    """One line per delivery tick that did something; idle ticks (1,440 a day) only at debug."""
+    text = report.summary() if report is not None else "nothing due"
+    busy = any(getattr(report, name, 0) for name in ("planned", "sent", "failed", "permanent"))
+    log.log(logging.INFO if busy else logging.DEBUG, "deliver: %s", text)
