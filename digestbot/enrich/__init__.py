@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 
 from digestbot.config import Settings
+from digestbot.enrich.calls import Key, PipelineReport
 from digestbot.enrich.llm import LLMClient
-from digestbot.enrich.pipeline import Key, PipelineReport, score_papers
+from digestbot.enrich.scoring import score_papers
 from digestbot.errors import UsageError
 from digestbot.models import Paper, Score, Topic
 from digestbot.store import Store

@@ -19,7 +19,6 @@ module is the day's plan that runs them in order.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
