@@ -9,6 +9,7 @@ silently falls back to a default.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tomllib
@@ -75,7 +76,7 @@ def _float_min(lo: float) -> Callable[[str, Any], float]:
             value = float(str(raw).strip())
         except ValueError:
             raise ConfigError(f"{key}: expected a number ≥ {lo}, got {raw!r}") from None
-        if value < lo:
+        if not math.isfinite(value) or value < lo:  # float() takes "nan" and "inf"
             raise ConfigError(f"{key}: expected a number ≥ {lo}, got {value}")
         return value
 
@@ -150,6 +151,10 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
 def _mail(key: str, raw: Any) -> str:
     """`addr@host` or `Display Name <addr@host>` (the name may be Chinese and have spaces)."""
     value = _str(key, raw)
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        # A line break here would end the From header early: every send would fail (or
+        # smuggle a header), so it is refused at load, not at the first send.
+        raise ConfigError(f"{key}: must not contain line breaks or control characters")
     name, addr = parseaddr(value)
     if not re.fullmatch(r"[^<>@\s]+@[^<>@\s]+", addr) or (name and "<" not in value):
         raise ConfigError(

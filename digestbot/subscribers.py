@@ -76,10 +76,19 @@ def validate_threshold(raw: str | int) -> int:
     return int(text)
 
 
+# Files in the tz database that are not places: `localtime` is whatever the server runs in,
+# `Factory` is a placeholder ("-00"), `posixrules` a template for POSIX TZ strings. A reader's
+# digest time must not move with the server, so none of them is a reader's zone.
+_NOT_A_PLACE = frozenset({"localtime", "factory", "posixrules", "posix/localtime",
+                          "right/localtime", "posix/factory", "right/factory"})
+
+
 def validate_tz(raw: str) -> str:
     """An IANA time zone name such as Asia/Shanghai or Europe/Berlin."""
     name = raw.strip()
     try:
+        if name.lower() in _NOT_A_PLACE:
+            raise ValueError(name)
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(

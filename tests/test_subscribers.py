@@ -176,3 +176,9 @@ def test_cli_unknown_topic_suggests_and_custom_creates(store: Store, capsys) -> 
     slugs = [s.topic for s in subscribers.subscriptions(store, sub.id)]
     assert slugs[0] == "post-training" and slugs[1].startswith("custom-")
     assert store.db["custom_topics"].count == 1
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory", "posixrules", "LOCALTIME"])
+def test_tz_database_files_that_are_not_places_are_refused(name: str) -> None:
+    with pytest.raises(UsageError, match="unknown time zone"):
+        subscribers.validate_tz(name)
