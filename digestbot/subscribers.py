@@ -249,9 +249,26 @@ def remove_subscription(store: Store, subscriber_id: int, topic: str | None) -> 
 
 
 def set_status(store: Store, id: int, status: SubscriberStatus, reason: str | None = None) -> None:
-    store.db["subscribers"].update(
-        id, {"status": _check_status(status), "status_reason": reason, "updated_at": now_iso()}
-    )
+    with store.db.atomic():
+        current = get(store, id)
+        changes = _leaving_changes(current, status) if current else {}
+        store.db["subscribers"].update(id, {
+            "status": _check_status(status), "status_reason": reason, "updated_at": now_iso(),
+            **changes,
+        })
+
+
+def _leaving_changes(current: Subscriber, new: SubscriberStatus) -> dict[str, Any]:
+    """Link changes that go with a status change: unsubscribing kills every signed link handed
+    out so far (the unsubscribe link itself keeps answering "already unsubscribed"); coming
+    back gets a new unsubscribe token, so links from the old subscription's emails are dead.
+    """
+    old = current.status
+    if new in ("unsubscribed", REMOVED) and old not in ("unsubscribed", REMOVED):
+        return {"link_gen": current.link_gen + 1}
+    if old == "unsubscribed" and new != "unsubscribed":
+        return {"token": secrets.token_urlsafe(32)}
+    return {}
 
 
 def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
@@ -323,7 +340,8 @@ def add_or_update(
             sub_id = existing.id
             changes = {k: v for k, v in settings.items() if v is not None}
             if status != existing.status:
-                changes.update(status=status, status_reason=None)
+                changes.update(status=status, status_reason=None,
+                               **_leaving_changes(existing, status))
             store.db["subscribers"].update(sub_id, {**changes, "updated_at": now})
         for slug in topics:
             set_subscription(store, sub_id, slug, threshold)
@@ -344,12 +362,14 @@ def remove(store: Store, id: int) -> bool:
     nothing. Their outbox rows stay: pending ones are cancelled when the outbox reaches them.
     """
     with store.db.atomic():
-        if get(store, id) is None:
+        current = get(store, id)
+        if current is None:
             return False
         store.db.execute("delete from subscriptions where subscriber_id = ?", [id])
         store.db["subscribers"].update(id, {
             "status": REMOVED, "status_reason": None, "address": f"{REMOVED}:{id}",
             "token": secrets.token_urlsafe(32), "webhook_url": None, "updated_at": now_iso(),
+            **_leaving_changes(current, REMOVED),
         })
     return True
 

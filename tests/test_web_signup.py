@@ -131,10 +131,14 @@ async def test_resignup_resends_and_reveals_nothing() -> None:
                                            "known@example.org"]
         assert link_in(mails[-1], "/preferences")  # the owner gets their preferences link
 
-        # Still pending: the latest form wins and the confirmation is sent again.
-        await _signup(site, email="fresh@example.org", topic=["agents"])
+        # Still pending: the confirmation is sent again, and the first signup's choices
+        # stay (whoever types the address cannot swap them before the owner confirms).
+        before = _state(site)
+        await _signup(site, email="fresh@example.org", topic=["agents"], tz="Asia/Tokyo")
+        assert _state(site) == before
         pending = subscribers.by_address(site.store, "email", "fresh@example.org")
-        assert [s.topic for s in subscribers.subscriptions(site.store, pending.id)] == ["agents"]
+        assert [s.topic for s in subscribers.subscriptions(site.store, pending.id)] == [
+            "post-training", "reasoning"]
         assert link_in(outbox_messages(site.settings)[-1], "/confirm")
 
 
@@ -280,6 +284,11 @@ async def test_preferences_change_pause_resume_unsubscribe() -> None:
                                                               "action": action})
             assert r.status_code == 303, action
             assert subscribers.get(site.store, sub.id).status == status
+            # Unsubscribing kills every link handed out before; the page it leads to
+            # carries a fresh one (with which the reader may resume).
+            token = r.headers["location"].split("token=")[1].split("&")[0]
+        assert (await site.client.get(url)).status_code == 410
+        url = f"/preferences?token={token}"
 
         site.clock.now += signing.PREFERENCES_TTL + 1
         assert (await site.client.get(url)).status_code == 410
@@ -289,6 +298,7 @@ async def test_digest_email_footer_links_to_preferences() -> None:
     async with running_site() as site:
         await _signup(site)
         sub = subscribers.by_address(site.store, "email", "ada@example.org")
+        subscribers.set_status(site.store, sub.id, "active")  # digests go to confirmed readers
         digest = Digest(subscriber=sub, date="2026-08-13", topics=[], entries=[])
         row = DeliveryRow(id=1, subscriber_id=sub.id, digest_date="2026-08-13", status="pending",
                           paper_ids=[])

@@ -118,17 +118,21 @@ def _parse_signup(form: Mapping[str, Any], topic_slugs: list[str]) -> Signup:
 
 
 def _apply_signup(store: Store, signup: Signup) -> tuple[Subscriber, bool]:
-    """(subscriber, already): a new or unconfirmed signup is (re)written as pending;
-    a confirmed subscriber is left exactly as they are (`already` = True)."""
+    """(subscriber, already): a new signup, or one for an address that left, is written as
+    pending; a pending one is left as its first signup made it (the confirmation is sent
+    again: a stranger typing the address cannot swap the owner's choices before they
+    confirm); a confirmed subscriber is left exactly as they are (`already` = True)."""
     existing = subscribers.by_address(store, "email", signup.email)
     if existing is not None and existing.status in ("active", "paused", "blocked"):
         return existing, True
+    if existing is not None and existing.status == "pending":
+        return existing, False
     with store.db.atomic():
         slugs = [t.slug for t in signup.topics]
         if signup.custom:
             slugs.append(topics.custom_topic(store, signup.custom).slug)
         if existing is not None:
-            # The latest form wins for someone not (or no longer) confirmed.
+            # The latest form wins for someone no longer subscribed (unsubscribed, bounced).
             subscribers.remove_subscription(store, existing.id, None)
         sub = subscribers.add_or_update(
             store, channel="email", address=signup.email, topics=list(dict.fromkeys(slugs)),
@@ -207,9 +211,12 @@ async def confirm_form(request: web.Request) -> web.Response:
     sub, problem = forms.token_subscriber(request, signing.CONFIRM, token)
     if sub is None:
         return problem  # type: ignore[return-value]
-    if sub.status != "pending":
-        return _after_confirm(request, sub)
-    return forms.form_page(request, "confirm.html", token=token, address=shown_address(sub))
+    if sub.status not in ("pending", "active", "paused"):
+        return forms.invalid()
+    # Already confirmed: still only a page with a button. Mail scanners follow GET links, so
+    # a GET never hands out a preferences link; the POST does, to whoever presses the button.
+    return forms.form_page(request, "confirm.html", token=token, address=shown_address(sub),
+                           already=sub.status != "pending")
 
 
 async def confirm(request: web.Request) -> web.Response:
