@@ -245,6 +245,43 @@ async def test_behind_a_proxy_each_reader_has_their_own_ip_limit() -> None:
         assert r.status_code == 429
 
 
+async def test_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
+    # The site is reached over loopback; here loopback is not the configured proxy (as for a
+    # LAN client of `serve --host 0.0.0.0`), so inventing X-Forwarded-For buys nothing.
+    async with running_site(trusted_proxies="10.0.0.1, 192.168.0.0/16") as site:
+        per_ip, _ = IP_LIMIT
+        home = await site.client.get("/")
+        codes = []
+        for i in range(per_ip + 1):
+            form = {**FORM, "email": f"a{i}@example.org", "csrf": csrf_of(home.text)}
+            r = await site.client.post("/subscribe", data=form,
+                                       headers={"X-Forwarded-For": f"203.0.113.{i}"})
+            codes.append(r.status_code)
+        assert codes == [200] * per_ip + [429]
+
+
+def test_trusted_proxies_is_a_list_of_addresses() -> None:
+    from digestbot.config import load_settings
+    from digestbot.errors import ConfigError
+
+    assert load_settings({}).trusted_proxies == ["127.0.0.1", "::1"]
+    env = {"DIGESTBOT_TRUSTED_PROXIES": "10.0.0.1, 172.16.0.0/12,::1"}
+    assert load_settings(env).trusted_proxies == ["10.0.0.1", "172.16.0.0/12", "::1"]
+    assert load_settings({"DIGESTBOT_TRUSTED_PROXIES": ""}).trusted_proxies == []
+    with pytest.raises(ConfigError, match="DIGESTBOT_TRUSTED_PROXIES: 'proxy.lan'"):
+        load_settings({"DIGESTBOT_TRUSTED_PROXIES": "proxy.lan"})
+
+
+async def test_tagged_addresses_share_their_mailbox_limit() -> None:
+    async with running_site() as site:
+        per_address, _ = ADDRESS_LIMIT
+        codes = [(await _signup(site, email=f"ada+{i}@example.org")).status_code
+                 for i in range(per_address + 1)]
+        assert codes == [200] * per_address + [429]
+        assert (await _signup(site, email="ada@example.org")).status_code == 429
+        assert (await _signup(site, email="bob+1@example.org")).status_code == 200
+
+
 async def test_preferences_change_pause_resume_unsubscribe() -> None:
     async with running_site() as site:
         await _signup(site)

@@ -38,18 +38,30 @@ def _client_ip(request: web.Request) -> str:
 
     Deployed as documented (a TLS proxy on the host, the app on 127.0.0.1 or behind Docker's
     loopback port), every request arrives from the proxy, so the peer alone would make the
-    per-IP limit one limit for the whole site. When the peer is a loopback or private
-    address, the last X-Forwarded-For entry (the one the nearest proxy appended, which a
-    client cannot choose) names the reader instead; a public peer is taken as it is.
+    per-IP limit one limit for the whole site. When the peer is one of
+    DIGESTBOT_TRUSTED_PROXIES (loopback by default), the last X-Forwarded-For entry (the one
+    that proxy appended, which a client cannot choose) names the reader instead; any other
+    peer is taken as it is, so a LAN client of `serve --host 0.0.0.0` cannot pick its own.
     """
     peer = request.remote or "-"
     forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
     try:
-        trusted = ipaddress.ip_address(peer).is_private
+        peer_ip = ipaddress.ip_address(peer)
         ipaddress.ip_address(forwarded)
+        if isinstance(peer_ip, ipaddress.IPv6Address) and peer_ip.ipv4_mapped:
+            peer_ip = peer_ip.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
     except ValueError:
         return peer
+    proxies = request.app[SETTINGS].trusted_proxies
+    trusted = any(peer_ip in ipaddress.ip_network(p, strict=False) for p in proxies)
     return forwarded if trusted else peer
+
+
+def _mailbox(email: str) -> str:
+    """The mailbox an address delivers to, for the per-address limit: `name+tag@` is `name@`
+    at every provider that supports tags, so tags do not buy more confirmation emails."""
+    local, _, domain = email.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 # -- GET / : overview and signup form ---------------------------------------------------------
@@ -164,7 +176,7 @@ async def subscribe(request: web.Request) -> web.Response:
         signup = _parse_signup(form, form.getall("topic", []))
     except UsageError as exc:
         return _home(request, status=400, error=str(exc), values=values)
-    if not state.per_address.allow(signup.email, now):
+    if not state.per_address.allow(_mailbox(signup.email), now):
         return _too_many()
     sub, already = _apply_signup(request.app[STORE], signup)
     try:
