@@ -40,6 +40,7 @@ DEFAULT_SEND_AT = "08:30"
 DEFAULT_LANG: Lang = "zh"
 DEFAULT_MAX_PAPERS = 50
 MAX_PAPERS_LIMIT = 500
+MAX_CUSTOM_TOPICS = 10
 
 _SETTINGS_FIELDS = ("tz", "send_at", "lang", "max_papers", "address", "webhook_url")
 
@@ -225,8 +226,21 @@ def subscriptions(store: Store, subscriber_id: int) -> list[Subscription]:
 
 
 def set_subscription(store: Store, subscriber_id: int, topic: str, threshold: int) -> None:
-    """Subscribe to `topic` (a slug) or change its threshold; keeps the original created_at."""
+    """Subscribe to `topic` (a slug) or change its threshold; keeps the original created_at.
+
+    A reader has at most MAX_CUSTOM_TOPICS custom topics: each one is scored against every
+    paper, so a hundred would make every scoring prompt many times larger. Every front door
+    (chat, web, CLI) comes through here and shows the UsageError.
+    """
     threshold = validate_threshold(threshold)
+    if topic.startswith(topics.CUSTOM_PREFIX):
+        others = store.db.execute(
+            "select count(*) from subscriptions where subscriber_id = ? and topic like ?"
+            " and topic != ?", [subscriber_id, topics.CUSTOM_PREFIX + "%", topic]).fetchone()[0]
+        if others >= MAX_CUSTOM_TOPICS:
+            raise UsageError(
+                zh=f"每位读者最多 {MAX_CUSTOM_TOPICS} 个自定义主题，请先退订一个",
+                en=f"at most {MAX_CUSTOM_TOPICS} custom topics per reader; unsubscribe one first")
     store.db.execute(
         "insert into subscriptions (subscriber_id, topic, threshold, created_at)"
         " values (?, ?, ?, ?) on conflict (subscriber_id, topic)"

@@ -309,6 +309,27 @@ async def test_preferences_change_pause_resume_unsubscribe() -> None:
         shown = await site.client.get(r.headers["location"])
         assert "已保存" in shown.text and "代码大模型安全" in shown.text
 
+        # At most MAX_CUSTOM_TOPICS custom topics per reader, with a clear message.
+        for i in range(subscribers.MAX_CUSTOM_TOPICS - 1):
+            r = await site.client.post("/preferences", data={
+                **save, "topic": list(subs),
+                **{f"thr.{t}": str(v) for t, v in subs.items()},
+                "custom": f"custom interest {i}"})
+            assert r.status_code == 303
+            subs = {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)}
+        full = dict(subs)
+        r = await site.client.post("/preferences", data={
+            **save, "topic": list(subs), **{f"thr.{t}": str(v) for t, v in subs.items()},
+            "custom": "one too many"})
+        assert r.status_code == 400 and "最多 10 个自定义主题" in r.text
+        assert "at most 10 custom topics" in r.text
+        subs = {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)}
+        assert subs == full
+        # Back to where the test was, for what follows.
+        r = await site.client.post("/preferences", data=save)
+        assert r.status_code == 303
+        subs = {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)}
+
         bad = await site.client.post("/preferences", data={**save, "thr.agents": "101"})
         assert bad.status_code == 400 and 'role="alert"' in bad.text
         assert {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)} == subs
