@@ -93,6 +93,7 @@ async def test_unsubscribing_kills_signed_links_and_coming_back_the_unsubscribe_
         assert _no_longer_valid(await site.client.get(prefs))
         r = await site.client.post("/unsubscribe", data={"token": unsub})
         assert r.status_code == 404 and subscribers.get(site.store, sub.id).status == "active"
+        assert "已失效" in r.text and "no longer valid" in r.text
 
 
 async def test_a_pending_reader_cannot_become_active_without_confirming() -> None:
