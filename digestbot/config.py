@@ -8,7 +8,9 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import math
 import os
 import re
 import tomllib
@@ -75,7 +77,7 @@ def _float_min(lo: float) -> Callable[[str, Any], float]:
             value = float(str(raw).strip())
         except ValueError:
             raise ConfigError(f"{key}: expected a number ≥ {lo}, got {raw!r}") from None
-        if value < lo:
+        if not math.isfinite(value) or value < lo:  # float() takes "nan" and "inf"
             raise ConfigError(f"{key}: expected a number ≥ {lo}, got {value}")
         return value
 
@@ -137,6 +139,18 @@ def _list(allowed: tuple[str, ...] | None = None, pattern: str | None = None):
     return parse
 
 
+def _networks(key: str, raw: Any) -> list[str]:
+    """IP addresses and CIDR ranges ("127.0.0.1, 10.0.0.0/8"); empty trusts none."""
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    values = [str(i).strip() for i in items if str(i).strip()]
+    for v in values:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {v!r} is not an IP address or CIDR range") from None
+    return values
+
+
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
     def parse(key: str, raw: Any) -> str:
         value = _str(key, raw)
@@ -150,6 +164,10 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
 def _mail(key: str, raw: Any) -> str:
     """`addr@host` or `Display Name <addr@host>` (the name may be Chinese and have spaces)."""
     value = _str(key, raw)
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        # A line break here would end the From header early: every send would fail (or
+        # smuggle a header), so it is refused at load, not at the first send.
+        raise ConfigError(f"{key}: must not contain line breaks or control characters")
     name, addr = parseaddr(value)
     if not re.fullmatch(r"[^<>@\s]+@[^<>@\s]+", addr) or (name and "<" not in value):
         raise ConfigError(
@@ -199,6 +217,8 @@ KEYS: tuple[Key, ...] = (
     _k("mail_from", _mail, "digestbot@localhost", "From address"),
     _k("public_url", _opt_url("http", "https"), None, "base URL for unsubscribe links"),
     _k("http_port", _int_in(0, 65535), 8080, "port of the HTTP app in run/serve"),
+    _k("trusted_proxies", _networks, ["127.0.0.1", "::1"],
+       "proxies whose X-Forwarded-For is believed (IPs/CIDRs, comma-separated)"),
     _k("telegram_bot_token", _secret, None, "Telegram bot token", "TELEGRAM_BOT_TOKEN"),
     _k("telegram_api_url", _url("http", "https"), "https://api.telegram.org/bot", "Bot API base"),
     _k("slack_bot_token", _secret, None, "Slack bot token", "SLACK_BOT_TOKEN"),

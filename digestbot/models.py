@@ -176,6 +176,9 @@ class Subscriber:
     updated_at: str = ""
     status_reason: str | None = None
     webhook_url: str | None = None
+    # Signed links (confirm, preferences) carry it; it goes up when the reader unsubscribes
+    # or is removed, so every link handed out before dies (`signing`, `subscribers`).
+    link_gen: int = 0
 
 
 @dataclass(frozen=True)

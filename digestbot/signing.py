@@ -4,8 +4,11 @@ tokens they carry, and CSRF tokens, keyed by DIGESTBOT_SECRET.
 A token is `payload.expiry.signature`: the payload and expiry travel in the clear, the
 signature is HMAC-SHA256 over (purpose, payload, expiry) with the configured secret. The
 purpose is part of the MAC so a confirm token can never be replayed as a preferences token.
-Nothing is stored: a token is valid while it verifies and has not expired, and callers check
-the subscriber's current status on top (a confirm link does nothing once confirmed).
+Nothing is stored per token: a token is valid while it verifies and has not expired, and
+callers check the subscriber's current status on top (a confirm link does nothing once
+confirmed). The payload names the subscriber and their link generation (`subject`): when a
+reader unsubscribes or is removed the generation moves on and every link handed out before
+is dead ("no longer valid"), even if the id or the address comes back.
 
 Without a secret nothing is signed: `SecretMissing` tells the web pages to refuse rather than
 fall back to a guessable or per-process key (which would silently kill every emailed link at
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from urllib.parse import urlencode
 
@@ -137,14 +141,27 @@ def unsubscribe_url(settings: Settings, token: str) -> str | None:
     return public_link(settings, "/unsubscribe", token) if token else None
 
 
+def subject(subscriber: Subscriber) -> str:
+    """What a signed link names: "id:generation" (generation 0 as the bare id, the payload
+    of links mailed before generations existed, so those stay valid until the reader leaves)."""
+    gen = subscriber.link_gen
+    return f"{subscriber.id}:{gen}" if gen else str(subscriber.id)
+
+
+def parse_subject(payload: str) -> tuple[int, int] | None:
+    """(id, generation) of a verified payload; None for one that names no subscriber."""
+    match = re.fullmatch(r"(\d{1,18})(?::(\d{1,18}))?", payload)
+    return (int(match[1]), int(match[2] or 0)) if match else None
+
+
 def confirm_url(settings: Settings, subscriber: Subscriber, *, now: float | None = None) -> str | None:
     """The double opt-in link; None without DIGESTBOT_PUBLIC_URL (no address to send)."""
-    token = sign(secret_of(settings), CONFIRM, str(subscriber.id), CONFIRM_TTL, now=now)
+    token = sign(secret_of(settings), CONFIRM, subject(subscriber), CONFIRM_TTL, now=now)
     return public_link(settings, "/confirm", token)
 
 
 def _preferences_token(settings: Settings, subscriber: Subscriber, now: float | None) -> str:
-    return sign(secret_of(settings), PREFERENCES, str(subscriber.id), PREFERENCES_TTL, now=now)
+    return sign(secret_of(settings), PREFERENCES, subject(subscriber), PREFERENCES_TTL, now=now)
 
 
 def preferences_url(
@@ -160,8 +177,8 @@ def preferences_url(
     return public_link(settings, "/preferences", _preferences_token(settings, subscriber, now))
 
 
-def preferences_path(settings: Settings, subscriber: Subscriber, *, now: float | None = None
-                     ) -> str:
+def preferences_path(settings: Settings, subscriber: Subscriber, *, now: float | None = None,
+                     **extra: str) -> str:
     """A same-site link to the preferences page with a fresh token (`SecretMissing` without
     a secret: the web pages check for one first)."""
-    return link_path("/preferences", _preferences_token(settings, subscriber, now))
+    return link_path("/preferences", _preferences_token(settings, subscriber, now), **extra)

@@ -124,6 +124,13 @@ def m003_delivery_parts_papers(db: sqlite_utils.Database) -> None:
     db["delivery_parts"].add_column("paper_ids", str)
 
 
+@migrations()
+def m004_subscriber_link_gen(db: sqlite_utils.Database) -> None:
+    """The generation signed links are bound to (`Subscriber.link_gen`): 0 for everyone, as
+    links mailed before it existed carry none and stay valid until the reader leaves."""
+    db["subscribers"].add_column("link_gen", int, not_null_default=0)
+
+
 class Store:
     """One connection to the database, migrated on open."""
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import email_validator
 
+from digestbot import topics
 from digestbot.errors import UsageError
 from digestbot.models import (
     CHANNELS,
@@ -36,6 +37,7 @@ DEFAULT_SEND_AT = "08:30"
 DEFAULT_LANG: Lang = "zh"
 DEFAULT_MAX_PAPERS = 50
 MAX_PAPERS_LIMIT = 500
+MAX_CUSTOM_TOPICS = 10
 
 _SETTINGS_FIELDS = ("tz", "send_at", "lang", "max_papers", "address", "webhook_url")
 
@@ -72,10 +74,19 @@ def validate_threshold(raw: str | int) -> int:
     return int(text)
 
 
+# Files in the tz database that are not places: `localtime` is whatever the server runs in,
+# `Factory` is a placeholder ("-00"), `posixrules` a template for POSIX TZ strings. A reader's
+# digest time must not move with the server, so none of them is a reader's zone.
+_NOT_A_PLACE = frozenset({"localtime", "factory", "posixrules", "posix/localtime",
+                          "right/localtime", "posix/factory", "right/factory"})
+
+
 def validate_tz(raw: str) -> str:
     """An IANA time zone name such as Asia/Shanghai or Europe/Berlin."""
     name = raw.strip()
     try:
+        if name.lower() in _NOT_A_PLACE:
+            raise ValueError(name)
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(
@@ -212,8 +223,21 @@ def subscriptions(store: Store, subscriber_id: int) -> list[Subscription]:
 
 
 def set_subscription(store: Store, subscriber_id: int, topic: str, threshold: int) -> None:
-    """Subscribe to `topic` (a slug) or change its threshold; keeps the original created_at."""
+    """Subscribe to `topic` (a slug) or change its threshold; keeps the original created_at.
+
+    A reader has at most MAX_CUSTOM_TOPICS custom topics: each one is scored against every
+    paper, so a hundred would make every scoring prompt many times larger. Every front door
+    (chat, web, CLI) comes through here and shows the UsageError.
+    """
     threshold = validate_threshold(threshold)
+    if topic.startswith(topics.CUSTOM_PREFIX):
+        others = store.db.execute(
+            "select count(*) from subscriptions where subscriber_id = ? and topic like ?"
+            " and topic != ?", [subscriber_id, topics.CUSTOM_PREFIX + "%", topic]).fetchone()[0]
+        if others >= MAX_CUSTOM_TOPICS:
+            raise UsageError(
+                zh=f"每位读者最多 {MAX_CUSTOM_TOPICS} 个自定义主题，请先退订一个",
+                en=f"at most {MAX_CUSTOM_TOPICS} custom topics per reader; unsubscribe one first")
     store.db.execute(
         "insert into subscriptions (subscriber_id, topic, threshold, created_at)"
         " values (?, ?, ?, ?) on conflict (subscriber_id, topic)"
@@ -236,9 +260,26 @@ def remove_subscription(store: Store, subscriber_id: int, topic: str | None) -> 
 
 
 def set_status(store: Store, id: int, status: SubscriberStatus, reason: str | None = None) -> None:
-    store.db["subscribers"].update(
-        id, {"status": _check_status(status), "status_reason": reason, "updated_at": now_iso()}
-    )
+    with store.db.atomic():
+        current = get(store, id)
+        changes = _leaving_changes(current, status) if current else {}
+        store.db["subscribers"].update(id, {
+            "status": _check_status(status), "status_reason": reason, "updated_at": now_iso(),
+            **changes,
+        })
+
+
+def _leaving_changes(current: Subscriber, new: SubscriberStatus) -> dict[str, Any]:
+    """Link changes that go with a status change: unsubscribing kills every signed link handed
+    out so far (the unsubscribe link itself keeps answering "already unsubscribed"); coming
+    back gets a new unsubscribe token, so links from the old subscription's emails are dead.
+    """
+    old = current.status
+    if new in ("unsubscribed", REMOVED) and old not in ("unsubscribed", REMOVED):
+        return {"link_gen": current.link_gen + 1}
+    if old == "unsubscribed" and new != "unsubscribed":
+        return {"token": secrets.token_urlsafe(32)}
+    return {}
 
 
 def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
@@ -310,7 +351,8 @@ def add_or_update(
             sub_id = existing.id
             changes = {k: v for k, v in settings.items() if v is not None}
             if status != existing.status:
-                changes.update(status=status, status_reason=None)
+                changes.update(status=status, status_reason=None,
+                               **_leaving_changes(existing, status))
             store.db["subscribers"].update(sub_id, {**changes, "updated_at": now})
         for slug in topics:
             set_subscription(store, sub_id, slug, threshold)
@@ -331,12 +373,14 @@ def remove(store: Store, id: int) -> bool:
     nothing. Their outbox rows stay: pending ones are cancelled when the outbox reaches them.
     """
     with store.db.atomic():
-        if get(store, id) is None:
+        current = get(store, id)
+        if current is None:
             return False
         store.db.execute("delete from subscriptions where subscriber_id = ?", [id])
         store.db["subscribers"].update(id, {
             "status": REMOVED, "status_reason": None, "address": f"{REMOVED}:{id}",
             "token": secrets.token_urlsafe(32), "webhook_url": None, "updated_at": now_iso(),
+            **_leaving_changes(current, REMOVED),
         })
     return True
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import logging
 import re
 import tomllib
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -241,6 +243,47 @@ _STOPWORDS = frozenset(
 )
 
 
+CUSTOM_PREFIX = "custom-"
+# A chat's "create custom topic" button parks its text under a short key (a button carries
+# 64 bytes); a text nobody clicked within PARKED_DAYS is dropped, and so is a custom topic
+# that nobody subscribes to and nothing was scored for (a signup never confirmed).
+_PARKED = "pending_custom:"
+PARKED_DAYS = 7
+
+
+def park_custom_text(store: Store, text: str) -> str:
+    """Park `text` for a button; returns its key (the same text, the same key)."""
+    text = " ".join(text.split())
+    key = hashlib.sha1(normalize(text).encode()).hexdigest()[:12]
+    with store.db.atomic():
+        prune_custom(store)
+        store.set_meta(_PARKED + key, json.dumps({"text": text, "at": now_iso()}))
+    return key
+
+
+def parked_custom_text(store: Store, key: str) -> str | None:
+    value = store.get_meta(_PARKED + key)
+    try:
+        parked = json.loads(value) if value is not None else None
+    except ValueError:
+        return value  # parked before texts carried their time: plain text
+    return parked["text"] if isinstance(parked, dict) else value
+
+
+def prune_custom(store: Store) -> None:
+    """Forget abandoned custom-topic texts: parked ones past PARKED_DAYS, custom topics a day
+    old with no subscription and no score."""
+    now = datetime.now(UTC)
+    store.db.execute(
+        "delete from meta where key like ? and coalesce(case when json_valid(value)"
+        " then json_extract(value, '$.at') end, '') < ?",
+        [_PARKED + "%", (now - timedelta(days=PARKED_DAYS)).isoformat(timespec="seconds")])
+    store.db.execute(
+        "delete from custom_topics where created_at < ? and slug not in"
+        " (select topic from subscriptions) and slug not in (select topic from scores)",
+        [(now - timedelta(days=1)).isoformat(timespec="seconds")])
+
+
 def custom_topic(store: Store, text: str) -> Topic:
     """Store `text` as a custom topic (once per normalized text) and return it."""
     text = " ".join(text.split())
@@ -253,7 +296,8 @@ def custom_topic(store: Store, text: str) -> Topic:
         )
     key = normalize(text)
     # The slug comes from the key, so the same words get the same slug in every database.
-    slug = "custom-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    slug = CUSTOM_PREFIX + hashlib.sha1(key.encode()).hexdigest()[:10]
+    prune_custom(store)  # new texts are what makes the table grow: tidy it as they come
     store.db["custom_topics"].insert(
         {"slug": slug, "text": text, "text_key": key, "created_at": now_iso()}, ignore=True
     )

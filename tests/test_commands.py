@@ -214,3 +214,55 @@ def test_digest_plans_one_outbox_row_and_needs_active_deliveries(store, settings
     assert store.db["deliveries"].count == 1
     run(store, settings, "pause")
     assert "/resume" in run(store, settings, "digest").text
+
+
+def _custom_via_button(store, settings, text: str, ctx: CommandContext = PRIVATE):
+    reply = run(store, settings, "subscribe", text, ctx)
+    if not reply.buttons:  # a text someone made a topic already is found by name
+        return reply
+    name, _, arg = reply.buttons[-1][0].action.partition(" ")
+    return run(store, settings, name, arg, ctx)
+
+
+def test_custom_topics_per_reader_are_capped(store, settings):
+    cap = subscribers.MAX_CUSTOM_TOPICS
+    for i in range(cap):
+        _custom_via_button(store, settings, f"第{i}个自定义主题 protein folding {i}")
+    assert len(topics_of(store)) == cap
+    before = snapshot(store)
+    reply = _custom_via_button(store, settings, "one more custom topic")
+    assert f"最多 {cap} 个自定义主题" in reply.text
+    assert snapshot(store) == before  # not even the topic text was stored
+    english = CommandContext("telegram", "43", now=NOW)
+    run(store, settings, "lang", "en", english)
+    for i in range(cap):
+        _custom_via_button(store, settings, f"第{i}个自定义主题 protein folding {i}", english)
+    assert f"at most {cap} custom topics" in _custom_via_button(
+        store, settings, "one more custom topic", english).text
+    # Catalogue topics are not custom: still fine.
+    assert "已订阅" in run(store, settings, "subscribe", "后训练").text
+
+
+def test_abandoned_custom_texts_are_cleaned_up(store, settings):
+    from digestbot import topics
+
+    reply = run(store, settings, "subscribe", "量子纠缠里的蒸馏")
+    name, _, arg = reply.buttons[-1][0].action.partition(" ")
+    old = store.db.execute("select key, value from meta where key like 'pending_custom:%'").fetchall()
+    assert len(old) == 1
+    # Nobody pressed the button for longer than texts are kept; the next parked text tidies up.
+    store.db.execute("update meta set value = json_set(value, '$.at', '2020-01-01T00:00:00+00:00')"
+                     " where key = ?", [old[0][0]])
+    run(store, settings, "subscribe", "另一个没人点的主题文本")
+    keys = [r[0] for r in store.db.execute("select key from meta where key like 'pending_custom:%'")]
+    assert old[0][0] not in keys and len(keys) == 1
+    assert "失效" in run(store, settings, name, arg).text
+
+    # A custom topic nobody subscribes to and nothing was scored for goes after a day.
+    kept = topics.custom_topic(store, "a topic someone reads")
+    subscribers.add_or_update(store, channel="telegram", address="42", topics=[kept.slug])
+    orphan = topics.custom_topic(store, "a signup never confirmed")
+    store.db.execute("update custom_topics set created_at = '2020-01-01T00:00:00+00:00'")
+    topics.custom_topic(store, "something new")
+    slugs = {r["slug"] for r in store.db["custom_topics"].rows}
+    assert kept.slug in slugs and orphan.slug not in slugs

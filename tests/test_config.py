@@ -55,6 +55,13 @@ def test_unknown_key_is_reported(tmp_path: Path) -> None:
         ({"DIGESTBOT_CATEGORIES": "cs.CL,Not A Cat"}, "not an arXiv category"),
         ({"DIGESTBOT_HTTP_PORT": "70000"}, "0–65535"),
         ({"DIGESTBOT_MAIL_FROM": "nobody"}, "expected an address"),
+        # A line break would end the From header early and fail (or forge) every send.
+        ({"DIGESTBOT_MAIL_FROM": "d@example.org\r\nBcc: all@example.org"}, "line breaks"),
+        ({"DIGESTBOT_MAIL_FROM": "arXiv\n <d@example.org>"}, "line breaks"),
+        # float() reads these; a delay that is never over (or NaN) is no delay.
+        ({"DIGESTBOT_ARXIV_DELAY": "nan"}, "DIGESTBOT_ARXIV_DELAY: expected a number"),
+        ({"DIGESTBOT_ARXIV_DELAY": "inf"}, "DIGESTBOT_ARXIV_DELAY: expected a number"),
+        ({"DIGESTBOT_LLM_PRICE_INPUT": "-inf"}, "expected a number"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], message: str) -> None:
@@ -84,6 +91,8 @@ def test_init_writes_commented_config_that_loads(isolated_env: Path, capsys) -> 
     s = load_settings({"DIGESTBOT_CONFIG": str(isolated_env / "digestbot.toml")})
     assert s.secret and len(s.secret.get()) >= 32
     assert Path(s.db).exists() or (isolated_env / "var" / "digestbot.db").exists()
+    # It holds the secret: created 0600 (not chmod'ed after the secret was written).
+    assert (isolated_env / "digestbot.toml").stat().st_mode & 0o777 == 0o600
     # a second init keeps the file (and its secret)
     assert main(["init"]) == 0
     assert (isolated_env / "digestbot.toml").read_text() == text
@@ -111,3 +120,25 @@ def test_mail_from_accepts_display_names(value: str) -> None:
 def test_mail_from_rejects_non_addresses(value: str) -> None:
     with pytest.raises(ConfigError, match="DIGESTBOT_MAIL_FROM"):
         load_settings({"DIGESTBOT_MAIL_FROM": value})
+
+
+def test_init_creates_the_config_0600_even_under_a_lax_umask(isolated_env: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    created: list[int] = []
+    real_open = os.open
+
+    def spy(path, flags, mode=0o777, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith("digestbot.toml") and flags & os.O_CREAT:
+            created.append(mode)
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    old = os.umask(0)
+    try:
+        assert main(["init"]) == 0
+    finally:
+        os.umask(old)
+    assert created == [0o600]
+    assert (isolated_env / "digestbot.toml").stat().st_mode & 0o777 == 0o600

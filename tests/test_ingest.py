@@ -176,6 +176,15 @@ def test_bad_input_is_refused_and_nothing_stored(settings, store, tmp_path, body
     assert table_counts(store) == {"papers": 0, "announcements": 0}
 
 
+def test_a_non_feed_file_is_refused_without_quoting_it(settings, store, tmp_path):
+    # `fetch --feed /etc/shadow` (run as root): the error names the problem, not the bytes.
+    path = tmp_path / "shadow"
+    path.write_bytes(b"root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
+    with pytest.raises(FeedError, match="not XML or HTML") as caught:
+        fetch(settings, store, feeds=[str(path)])
+    assert "root" not in str(caught.value) and "$6$" not in str(caught.value)
+
+
 def test_a_bad_item_leaves_nothing_half_written(settings, store, tmp_path):
     broken = SAMPLE_FEED.read_bytes().replace(b"Announce Type: cross", b"Announce Type: weird", 1)
     broken = broken.replace(b"<arxiv:announce_type>cross<", b"<arxiv:announce_type>weird<", 1)

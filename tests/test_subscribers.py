@@ -179,3 +179,23 @@ def test_cli_unknown_topic_suggests_and_custom_creates(store: Store, capsys) -> 
     slugs = [s.topic for s in subscribers.subscriptions(store, sub.id)]
     assert slugs[0] == "post-training" and slugs[1].startswith("custom-")
     assert store.db["custom_topics"].count == 1
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory", "posixrules", "LOCALTIME"])
+def test_tz_database_files_that_are_not_places_are_refused(name: str) -> None:
+    with pytest.raises(UsageError, match="unknown time zone"):
+        subscribers.validate_tz(name)
+
+
+def test_cli_caps_custom_topics_per_reader(store: Store, capsys) -> None:
+    cap = subscribers.MAX_CUSTOM_TOPICS
+    args = ["sub", "add", "--email", "a@example.org", "--custom"]
+    for i in range(cap):
+        args += ["--topic", f"custom interest number {i}"]
+    assert main(args) == 0
+    before = table_counts(store)
+    assert main(["sub", "add", "--email", "a@example.org", "--custom",
+                 "--topic", "one custom interest too many"]) == 2
+    err = capsys.readouterr().err
+    assert f"最多 {cap} 个自定义主题" in err and f"at most {cap} custom topics" in err
+    assert err.count("\n") == 1 and table_counts(store) == before

@@ -90,6 +90,35 @@ async def test_unknown_tokens_get_404_and_change_nothing(client, store: Store, t
     assert status_of(store, ada.id) == "active"
 
 
+SECURITY_HEADERS = ("Cache-Control", "Referrer-Policy", "X-Content-Type-Options",
+                    "X-Frame-Options", "Content-Security-Policy")
+
+
+async def test_errors_carry_the_security_headers(settings: Settings) -> None:
+    async def boom(request: aioweb.Request) -> aioweb.Response:
+        raise RuntimeError("a bug")
+
+    app = make_app(settings)
+    app.router.add_get("/boom", boom)
+    runner = aioweb.AppRunner(app)
+    await runner.setup()
+    site = aioweb.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            answers = [await http.get("/no-such-page"), await http.put("/healthz"),
+                       await http.get("/boom"), await http.get("/healthz")]
+    finally:
+        await runner.cleanup()
+    assert [r.status_code for r in answers] == [404, 405, 500, 200]
+    for r in answers:
+        missing = [h for h in SECURITY_HEADERS if h not in r.headers]
+        assert not missing, (r.status_code, missing)
+        assert r.headers["Cache-Control"] == "no-store"
+    assert "a bug" not in answers[2].text
+
+
 def test_unsubscribe_url_needs_a_public_url(settings: Settings) -> None:
     from digestbot.config import load_settings
 

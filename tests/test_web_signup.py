@@ -131,10 +131,14 @@ async def test_resignup_resends_and_reveals_nothing() -> None:
                                            "known@example.org"]
         assert link_in(mails[-1], "/preferences")  # the owner gets their preferences link
 
-        # Still pending: the latest form wins and the confirmation is sent again.
-        await _signup(site, email="fresh@example.org", topic=["agents"])
+        # Still pending: the confirmation is sent again, and the first signup's choices
+        # stay (whoever types the address cannot swap them before the owner confirms).
+        before = _state(site)
+        await _signup(site, email="fresh@example.org", topic=["agents"], tz="Asia/Tokyo")
+        assert _state(site) == before
         pending = subscribers.by_address(site.store, "email", "fresh@example.org")
-        assert [s.topic for s in subscribers.subscriptions(site.store, pending.id)] == ["agents"]
+        assert [s.topic for s in subscribers.subscriptions(site.store, pending.id)] == [
+            "post-training", "reasoning"]
         assert link_in(outbox_messages(site.settings)[-1], "/confirm")
 
 
@@ -241,6 +245,43 @@ async def test_behind_a_proxy_each_reader_has_their_own_ip_limit() -> None:
         assert r.status_code == 429
 
 
+async def test_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
+    # The site is reached over loopback; here loopback is not the configured proxy (as for a
+    # LAN client of `serve --host 0.0.0.0`), so inventing X-Forwarded-For buys nothing.
+    async with running_site(trusted_proxies="10.0.0.1, 192.168.0.0/16") as site:
+        per_ip, _ = IP_LIMIT
+        home = await site.client.get("/")
+        codes = []
+        for i in range(per_ip + 1):
+            form = {**FORM, "email": f"a{i}@example.org", "csrf": csrf_of(home.text)}
+            r = await site.client.post("/subscribe", data=form,
+                                       headers={"X-Forwarded-For": f"203.0.113.{i}"})
+            codes.append(r.status_code)
+        assert codes == [200] * per_ip + [429]
+
+
+def test_trusted_proxies_is_a_list_of_addresses() -> None:
+    from digestbot.config import load_settings
+    from digestbot.errors import ConfigError
+
+    assert load_settings({}).trusted_proxies == ["127.0.0.1", "::1"]
+    env = {"DIGESTBOT_TRUSTED_PROXIES": "10.0.0.1, 172.16.0.0/12,::1"}
+    assert load_settings(env).trusted_proxies == ["10.0.0.1", "172.16.0.0/12", "::1"]
+    assert load_settings({"DIGESTBOT_TRUSTED_PROXIES": ""}).trusted_proxies == []
+    with pytest.raises(ConfigError, match="DIGESTBOT_TRUSTED_PROXIES: 'proxy.lan'"):
+        load_settings({"DIGESTBOT_TRUSTED_PROXIES": "proxy.lan"})
+
+
+async def test_tagged_addresses_share_their_mailbox_limit() -> None:
+    async with running_site() as site:
+        per_address, _ = ADDRESS_LIMIT
+        codes = [(await _signup(site, email=f"ada+{i}@example.org")).status_code
+                 for i in range(per_address + 1)]
+        assert codes == [200] * per_address + [429]
+        assert (await _signup(site, email="ada@example.org")).status_code == 429
+        assert (await _signup(site, email="bob+1@example.org")).status_code == 200
+
+
 async def test_preferences_change_pause_resume_unsubscribe() -> None:
     async with running_site() as site:
         await _signup(site)
@@ -268,6 +309,27 @@ async def test_preferences_change_pause_resume_unsubscribe() -> None:
         shown = await site.client.get(r.headers["location"])
         assert "已保存" in shown.text and "代码大模型安全" in shown.text
 
+        # At most MAX_CUSTOM_TOPICS custom topics per reader, with a clear message.
+        for i in range(subscribers.MAX_CUSTOM_TOPICS - 1):
+            r = await site.client.post("/preferences", data={
+                **save, "topic": list(subs),
+                **{f"thr.{t}": str(v) for t, v in subs.items()},
+                "custom": f"custom interest {i}"})
+            assert r.status_code == 303
+            subs = {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)}
+        full = dict(subs)
+        r = await site.client.post("/preferences", data={
+            **save, "topic": list(subs), **{f"thr.{t}": str(v) for t, v in subs.items()},
+            "custom": "one too many"})
+        assert r.status_code == 400 and "最多 10 个自定义主题" in r.text
+        assert "at most 10 custom topics" in r.text
+        subs = {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)}
+        assert subs == full
+        # Back to where the test was, for what follows.
+        r = await site.client.post("/preferences", data=save)
+        assert r.status_code == 303
+        subs = {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)}
+
         bad = await site.client.post("/preferences", data={**save, "thr.agents": "101"})
         assert bad.status_code == 400 and 'role="alert"' in bad.text
         assert {s.topic: s.threshold for s in subscribers.subscriptions(site.store, sub.id)} == subs
@@ -280,6 +342,11 @@ async def test_preferences_change_pause_resume_unsubscribe() -> None:
                                                               "action": action})
             assert r.status_code == 303, action
             assert subscribers.get(site.store, sub.id).status == status
+            # Unsubscribing kills every link handed out before; the page it leads to
+            # carries a fresh one (with which the reader may resume).
+            token = r.headers["location"].split("token=")[1].split("&")[0]
+        assert (await site.client.get(url)).status_code == 410
+        url = f"/preferences?token={token}"
 
         site.clock.now += signing.PREFERENCES_TTL + 1
         assert (await site.client.get(url)).status_code == 410
@@ -289,6 +356,7 @@ async def test_digest_email_footer_links_to_preferences() -> None:
     async with running_site() as site:
         await _signup(site)
         sub = subscribers.by_address(site.store, "email", "ada@example.org")
+        subscribers.set_status(site.store, sub.id, "active")  # digests go to confirmed readers
         digest = Digest(subscriber=sub, date="2026-08-13", topics=[], entries=[])
         row = DeliveryRow(id=1, subscriber_id=sub.id, digest_date="2026-08-13", status="pending",
                           paper_ids=[])

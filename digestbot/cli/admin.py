@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -23,8 +24,12 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{path} exists; kept it (use --force to overwrite)")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o600)  # it holds the signing secret
+        # It holds the signing secret: created 0600 (and an old file made 0600 before the
+        # secret goes in), never readable by others even for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(text)
         print(f"wrote {path}")
     with Store(settings.db):
         pass

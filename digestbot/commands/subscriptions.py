@@ -7,7 +7,6 @@ transaction, so a bad argument changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from digestbot import subscribers, topics
@@ -34,7 +33,6 @@ TOPICS_PER_PAGE = 10
 _ITEM_SPLIT = re.compile(r"[,，、;；\n]+")
 # A trailing token that is meant as a threshold, valid or not ("80", "80%", "200", "-5", "7.5").
 _NUMBERISH = re.compile(r"-?\d+(?:\.\d+)?%?")
-_PENDING_CUSTOM = "pending_custom:"
 
 
 # -- /start -------------------------------------------------------------------------------------
@@ -107,10 +105,6 @@ def _split_items(arg: str) -> list[tuple[str, int | None]]:
     return items
 
 
-def _custom_key(text: str) -> str:
-    return hashlib.sha1(topics.normalize(text).encode()).hexdigest()[:12]
-
-
 def _suggest_reply(store: Store, name: str, threshold: int | None, lang: str) -> Reply:
     """Closest topics as buttons, plus one to make the text a custom topic."""
     if len(" ".join(name.split())) > topics.CUSTOM_MAX_CHARS:
@@ -120,8 +114,7 @@ def _suggest_reply(store: Store, name: str, threshold: int | None, lang: str) ->
     rows = [[Button(topic_name(t, lang), f"subscribe {t.slug}{suffix}")]
             for t in topics.suggest(name)]
     # The text can be longer than a button's 64-byte payload: park it under a short key.
-    key = _custom_key(name)
-    store.set_meta(_PENDING_CUSTOM + key, " ".join(name.split()))
+    key = topics.park_custom_text(store, name)
     rows.append([Button(label(lang, f"创建自定义主题「{name}」", f"Create custom topic “{name}”"),
                         f"custom {key}{suffix}")])
     text = say(lang, f"没有找到主题「{name}」。你是不是想订阅下面这些?也可以把它作为自定义主题。",
@@ -175,7 +168,7 @@ def cmd_subscribe(store: Store, settings: Settings, ctx: CommandContext, arg: st
 def cmd_custom(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:
     """The "create custom topic" button: the parked text becomes a topic and is subscribed."""
     key, _, raw_threshold = arg.partition(" ")
-    text = store.get_meta(_PENDING_CUSTOM + key)
+    text = topics.parked_custom_text(store, key)
     if text is None:
         return Reply(say(lang, "这个按钮已失效,请重新发送 /subscribe <主题>。",
                          "That button has expired; send /subscribe <topic> again."))

@@ -24,8 +24,10 @@ def sniff(data: bytes) -> str:
     if head.startswith(b"<!doctype html") or b"<html" in head[:512]:
         return "listing"
     if not head.startswith(b"<"):
-        raise FeedError("not XML or HTML (an error message instead of a feed?): "
-                        f"{data[:80].decode('utf-8', 'replace').strip()!r}")
+        # The bytes are not quoted: `--feed` reads any local file the user can (even
+        # /etc/shadow as root), and an error line ends up in logs and terminals.
+        raise FeedError(f"not XML or HTML ({len(data)} bytes; an error message or a "
+                        "non-feed file instead of a feed?)")
     return "xml"
 
 

@@ -54,6 +54,7 @@ def _hide_tokens(text: str) -> str:
 
 
 _HIDE_TOKENS = _HideTokens()
+log = logging.getLogger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -96,7 +97,21 @@ async def _open_store(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
-    response = await handler(request)
+    # Router misses (404, 405), redirects and crashes leave the handler as exceptions: they
+    # get the same headers as a 200 (a crash becomes a plain 500 here, logged).
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _add_security_headers(exc)  # raised on: aiohttp answers with the exception itself
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        response = web.Response(text="500 Internal Server Error", status=500)
+    _add_security_headers(response)
+    return response
+
+
+def _add_security_headers(response: web.StreamResponse) -> None:
     # The token is in the URL: keep it out of caches and other sites' Referer headers.
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -106,7 +121,6 @@ async def _security_headers(request: web.Request, handler: Any) -> web.StreamRes
         "Content-Security-Policy",
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
     )
-    return response
 
 
 def serve(settings: Settings, host: str, port: int) -> None:

@@ -181,14 +181,29 @@ def token_subscriber(request: web.Request, purpose: str, token: str
         return None, _expired(purpose)
     except signing.TokenError:
         return None, invalid()
-    sub = subscribers.get(request.app[STORE], int(payload)) if payload.isdigit() else None
-    return (sub, None) if sub is not None else (None, invalid())
+    named = signing.parse_subject(payload)
+    if named is None:
+        return None, invalid()
+    sub = subscribers.get(request.app[STORE], named[0])
+    if sub is None or sub.link_gen != named[1]:
+        # Genuine, but for a reader since removed or unsubscribed: it must not reach whoever
+        # holds that id or address now.
+        return None, stale()
+    return sub, None
 
 
 def invalid() -> web.Response:
     return notice("链接无效", "This link is not valid",
                   "请使用邮件中的完整链接，或重新订阅。",
                   "Use the full link from your email, or sign up again.", status=404,
+                  link="/", link_text="首页 / Home")
+
+
+def stale() -> web.Response:
+    return notice("此链接已失效", "This link is no longer valid",
+                  "这个订阅已退订或已删除，旧邮件中的链接不再有效。如需订阅，请重新注册。",
+                  "The subscription it belonged to was cancelled or removed; links from its "
+                  "emails no longer work. Sign up again to subscribe.", status=410,
                   link="/", link_text="首页 / Home")
 
 

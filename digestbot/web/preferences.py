@@ -25,7 +25,7 @@ from digestbot.errors import UsageError
 from digestbot.models import Subscriber
 from digestbot.store import Store
 from digestbot.web import forms
-from digestbot.web.common import STORE, page, shown_address
+from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,22 @@ def _preferences_page(request: web.Request, sub: Subscriber, token: str, *,
     )
 
 
+def _unconfirmed() -> web.Response:
+    # Only the confirm link activates: a pending reader holding a preferences token (an old
+    # one, or one minted for them) must not unsubscribe and "resume" their way past it.
+    return notice("请先确认订阅", "Confirm your subscription first",
+                  "请点击确认邮件中的链接完成订阅，之后即可管理订阅。",
+                  "Follow the link in the confirmation email; then you can manage it here.",
+                  status=403, link="/", link_text="首页 / Home")
+
+
 async def preferences(request: web.Request) -> web.Response:
     token = request.query.get("token", "")
     sub, problem = forms.token_subscriber(request, signing.PREFERENCES, token)
     if sub is None:
         return problem  # type: ignore[return-value]
+    if sub.status == "pending":
+        return _unconfirmed()
     return _preferences_page(request, sub, token, done=request.query.get("done"))
 
 
@@ -79,11 +90,13 @@ async def change_preferences(request: web.Request) -> web.Response:
     if isinstance(checked, web.Response):
         return checked
     form, sub, token = checked
+    if sub.status == "pending":
+        return _unconfirmed()
     store = request.app[STORE]
     action = form.get("action", "")
     # status change: (allowed from, new status); a button pressed twice changes nothing.
     moves = {"pause": (("active",), "paused"), "resume": (_RESUMABLE, "active"),
-             "unsubscribe": (("active", "paused", "bounced", "pending"), "unsubscribed")}
+             "unsubscribe": (("active", "paused", "bounced"), "unsubscribed")}
     done: dict[str, str] = {}
     try:
         if action == "save":
@@ -99,7 +112,12 @@ async def change_preferences(request: web.Request) -> web.Response:
     except UsageError as exc:
         return _preferences_page(request, sub, token, status=400, error=str(exc))
     log.info("subscriber #%s preferences: %s", sub.id, action)
-    # POST → redirect → GET, so a reload does not submit again.
+    # POST → redirect → GET, so a reload does not submit again. Unsubscribing killed the
+    # token in hand (and every other link): the page that offers "resume" gets a fresh one.
+    now = subscribers.get(store, sub.id)
+    if now is not None and now.link_gen != sub.link_gen:
+        raise web.HTTPSeeOther(signing.preferences_path(
+            request.app[SETTINGS], now, now=request.app[forms.STATE].now(), **done))
     raise web.HTTPSeeOther(signing.link_path("/preferences", token, **done))
 
 

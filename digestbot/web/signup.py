@@ -38,18 +38,30 @@ def _client_ip(request: web.Request) -> str:
 
     Deployed as documented (a TLS proxy on the host, the app on 127.0.0.1 or behind Docker's
     loopback port), every request arrives from the proxy, so the peer alone would make the
-    per-IP limit one limit for the whole site. When the peer is a loopback or private
-    address, the last X-Forwarded-For entry (the one the nearest proxy appended, which a
-    client cannot choose) names the reader instead; a public peer is taken as it is.
+    per-IP limit one limit for the whole site. When the peer is one of
+    DIGESTBOT_TRUSTED_PROXIES (loopback by default), the last X-Forwarded-For entry (the one
+    that proxy appended, which a client cannot choose) names the reader instead; any other
+    peer is taken as it is, so a LAN client of `serve --host 0.0.0.0` cannot pick its own.
     """
     peer = request.remote or "-"
     forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
     try:
-        trusted = ipaddress.ip_address(peer).is_private
+        peer_ip = ipaddress.ip_address(peer)
         ipaddress.ip_address(forwarded)
+        if isinstance(peer_ip, ipaddress.IPv6Address) and peer_ip.ipv4_mapped:
+            peer_ip = peer_ip.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
     except ValueError:
         return peer
+    proxies = request.app[SETTINGS].trusted_proxies
+    trusted = any(peer_ip in ipaddress.ip_network(p, strict=False) for p in proxies)
     return forwarded if trusted else peer
+
+
+def _mailbox(email: str) -> str:
+    """The mailbox an address delivers to, for the per-address limit: `name+tag@` is `name@`
+    at every provider that supports tags, so tags do not buy more confirmation emails."""
+    local, _, domain = email.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 # -- GET / : overview and signup form ---------------------------------------------------------
@@ -118,17 +130,21 @@ def _parse_signup(form: Mapping[str, Any], topic_slugs: list[str]) -> Signup:
 
 
 def _apply_signup(store: Store, signup: Signup) -> tuple[Subscriber, bool]:
-    """(subscriber, already): a new or unconfirmed signup is (re)written as pending;
-    a confirmed subscriber is left exactly as they are (`already` = True)."""
+    """(subscriber, already): a new signup, or one for an address that left, is written as
+    pending; a pending one is left as its first signup made it (the confirmation is sent
+    again: a stranger typing the address cannot swap the owner's choices before they
+    confirm); a confirmed subscriber is left exactly as they are (`already` = True)."""
     existing = subscribers.by_address(store, "email", signup.email)
     if existing is not None and existing.status in ("active", "paused", "blocked"):
         return existing, True
+    if existing is not None and existing.status == "pending":
+        return existing, False
     with store.db.atomic():
         slugs = [t.slug for t in signup.topics]
         if signup.custom:
             slugs.append(topics.custom_topic(store, signup.custom).slug)
         if existing is not None:
-            # The latest form wins for someone not (or no longer) confirmed.
+            # The latest form wins for someone no longer subscribed (unsubscribed, bounced).
             subscribers.remove_subscription(store, existing.id, None)
         sub = subscribers.add_or_update(
             store, channel="email", address=signup.email, topics=list(dict.fromkeys(slugs)),
@@ -160,7 +176,7 @@ async def subscribe(request: web.Request) -> web.Response:
         signup = _parse_signup(form, form.getall("topic", []))
     except UsageError as exc:
         return _home(request, status=400, error=str(exc), values=values)
-    if not state.per_address.allow(signup.email, now):
+    if not state.per_address.allow(_mailbox(signup.email), now):
         return _too_many()
     sub, already = _apply_signup(request.app[STORE], signup)
     try:
@@ -207,9 +223,12 @@ async def confirm_form(request: web.Request) -> web.Response:
     sub, problem = forms.token_subscriber(request, signing.CONFIRM, token)
     if sub is None:
         return problem  # type: ignore[return-value]
-    if sub.status != "pending":
-        return _after_confirm(request, sub)
-    return forms.form_page(request, "confirm.html", token=token, address=shown_address(sub))
+    if sub.status not in ("pending", "active", "paused"):
+        return forms.invalid()
+    # Already confirmed: still only a page with a button. Mail scanners follow GET links, so
+    # a GET never hands out a preferences link; the POST does, to whoever presses the button.
+    return forms.form_page(request, "confirm.html", token=token, address=shown_address(sub),
+                           already=sub.status != "pending")
 
 
 async def confirm(request: web.Request) -> web.Response:
