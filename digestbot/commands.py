@@ -26,6 +26,7 @@ from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber, Topic
 from digestbot.render.i18n import label
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 # Longer arguments are refused before any lookup: nobody types 500 characters of topic names,
@@ -572,7 +573,7 @@ def cmd_digest(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
         again = digests.rebuild(store, sub, last.digest_date, last.paper_ids, last.more)
         return Reply(label(lang, f"重新发送 {last.digest_date} 的摘要:",
                            f"The digest of {last.digest_date} again:"), digest=again)
-    date = store.latest_announcement_date()
+    date = latest_announcement_date(store)
     if date is None:
         return Reply(say(lang, "还没有抓取到任何 arXiv 公告。", "No arXiv announcement has been "
                          "fetched yet."))

@@ -25,6 +25,7 @@ from digestbot.models import (
     Topic,
     TopicHit,
 )
+from digestbot.sources.papers import get_papers
 from digestbot.store import Store
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
@@ -184,7 +185,7 @@ class Library:
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]
         if missing:
-            self._papers.update(self.store.papers(missing))
+            self._papers.update(get_papers(self.store, missing))
         return {pid: self._papers[pid] for pid in ids if pid in self._papers}
 
     def enrichment(self, paper: Paper) -> Enrichment | None:

@@ -52,6 +52,7 @@ from digestbot.enrich.pipeline import PipelineReport, run_pipeline
 from digestbot.errors import DigestbotError, FeedError, NetworkError
 from digestbot.outbox import run_send
 from digestbot.sources import arxiv
+from digestbot.sources.papers import announcement_dates, latest_announcement_date
 from digestbot.store import Store
 from digestbot.web import make_app
 
@@ -170,14 +171,14 @@ def fetch_and_enrich(settings: Settings, now: datetime, *, since: str | None = N
     """
     expected = expected_announcement_date(now)
     with Store(settings.db) as store:
-        before = set(store.announcement_dates())
+        before = set(announcement_dates(store))
         try:
             result = arxiv.fetch(settings, store, since=since, now=now)
         except (NetworkError, FeedError) as exc:
             return FetchOutcome(expected, _has(store, expected), error=str(exc))
         if result.status == "stale":
             log.warning("arXiv feed is stale (still the batch of %s): %s", result.date, result.message)
-        dates = set(store.announcement_dates()) - before
+        dates = set(announcement_dates(store)) - before
         if result.new_announcements and result.date:
             dates.add(result.date)
         reports = {d: run_pipeline(settings, store, date=d) for d in sorted(dates)}
@@ -185,7 +186,7 @@ def fetch_and_enrich(settings: Settings, now: datetime, *, since: str | None = N
 
 
 def _has(store: Store, expected: str) -> bool:
-    return (store.latest_announcement_date() or "") >= expected
+    return (latest_announcement_date(store) or "") >= expected
 
 
 def enrich_dates(settings: Settings, dates: list[str]) -> dict[str, PipelineReport]:
@@ -284,7 +285,7 @@ class Service:
         """At start: fetch what downtime missed, or join tonight's fetching where it stands."""
         now = self.clock.now()
         expected = expected_announcement_date(now)
-        latest = self.store.latest_announcement_date()
+        latest = latest_announcement_date(self.store)
         in_window = next_attempt(now, seen=False) is not None
         if latest is not None and latest >= expected and not in_window:
             log.info("catch-up: up to date (latest announcement %s)", latest)
@@ -362,7 +363,7 @@ class Service:
         for the latest announcement is cheap when nothing is new.
         """
         fingerprint = _subscription_fingerprint(self.store)
-        latest = self.store.latest_announcement_date()
+        latest = latest_announcement_date(self.store)
         if fingerprint == self._covered or latest is None:
             return
         reports = await in_daemon_thread(enrich_dates, self.settings, [latest])

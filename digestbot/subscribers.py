@@ -206,6 +206,12 @@ def list_all(store: Store, statuses: tuple[SubscriberStatus, ...] | None = None)
     return [_row_to_subscriber(r) for r in rows]
 
 
+def count_by_status(store: Store) -> dict[str, int]:
+    """Subscribers per status (removed ones included: they stay as tombstones), for stats."""
+    return {r["status"]: r["n"] for r in store.db.query(
+        "select status, count(*) n from subscribers group by status order by status")}
+
+
 def subscriptions(store: Store, subscriber_id: int) -> list[Subscription]:
     rows = store.db.query(
         "select subscriber_id, topic, threshold from subscriptions where subscriber_id = ?"

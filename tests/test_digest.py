@@ -9,6 +9,7 @@ import pytest
 from digestbot import digest, render, subscribers
 from digestbot.cli import main
 from digestbot.models import Announcement, Author, FeedBatch, Paper, Subscriber
+from digestbot.sources.papers import save_batch
 from digestbot.store import Store, now_iso
 
 DAY = "2026-08-13"
@@ -20,7 +21,7 @@ def add_paper(store: Store, pid: str, date: str = DAY, *, kind: str = "new", ver
     paper = Paper(id=pid, version=version, title=title or f"Title of {pid}",
                   abstract=f"Abstract of {pid}.", authors=[Author("Ada Lovelace")],
                   categories=["cs.CL"])
-    store.save_batch(FeedBatch(source="test", date=date, papers=[paper],
+    save_batch(store, FeedBatch(source="test", date=date, papers=[paper],
                                announcements=[Announcement(date, pid, kind, version, "test")]))
     for topic, score in (scores or {}).items():
         set_score(store, pid, version, topic, score)

@@ -38,6 +38,7 @@ from digestbot.render.slack import (
     render_payloads,
     render_slack,
 )
+from digestbot.sources.papers import save_batch
 from digestbot.topics import get_topic
 from tests.fakes.outbox import asend
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
@@ -225,7 +226,7 @@ def seed_day(store, n: int, *addresses: str, webhook: str | None = None) -> None
     """n papers announced on 2026-08-13, scored for post-training; one Slack subscriber each."""
     papers = [Paper(id=f"2608.{i:05d}", version=1, title=f"{HOSTILE} #{i}", abstract="A",
                     categories=["cs.CL"]) for i in range(n)]
-    store.save_batch(FeedBatch(source="test", date="2026-08-13", papers=papers, announcements=[
+    save_batch(store, FeedBatch(source="test", date="2026-08-13", papers=papers, announcements=[
         Announcement("2026-08-13", p.id, "new", 1, "test") for p in papers]))
     store.db["scores"].insert_all({"arxiv_id": p.id, "version": 1, "topic": "post-training",
                                    "score": 90 - i % 20, "reason": f"why {i}", "scorer": "test",

@@ -19,6 +19,7 @@ from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pipeline import PipelineReport, day_papers, run_pipeline, score_papers
 from digestbot.errors import DigestbotError, UsageError
 from digestbot.models import Paper, Topic
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 _ID_RE = re.compile(r"^(?P<id>.+?)(?:v(?P<version>\d+))?$")
@@ -56,7 +57,7 @@ def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
         if from_file is not None:
             papers, cache = from_file, False
         else:
-            day = args.date or store.latest_announcement_date()
+            day = args.date or latest_announcement_date(store)
             papers, cache = (day_papers(store, day) if day else []), True
             if not papers:
                 raise DigestbotError(

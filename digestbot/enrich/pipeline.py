@@ -33,6 +33,7 @@ from digestbot.enrich.llm import LLMClient, record_call
 from digestbot.enrich.pdf import FirstPages
 from digestbot.errors import AnswerError, DigestbotError
 from digestbot.models import Enrichment, Institution, Paper, Score, Topic
+from digestbot.sources.papers import announcements_on, get_papers, latest_announcement_date
 from digestbot.store import Store, chunks, now_iso
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ async def run_pipeline_async(settings: Settings, store: Store, *, date: str | No
     Papers announced on `date` are scored against the active topics plus `topics` (names),
     then the ones above a subscriber's threshold (all with `all_papers`) are enriched.
     """
-    day = date or store.latest_announcement_date()
+    day = date or latest_announcement_date(store)
     report = PipelineReport(date=day)
     if day is None:
         return report
@@ -122,10 +123,10 @@ async def run_pipeline_async(settings: Settings, store: Store, *, date: str | No
 
 def day_papers(store: Store, date: str, limit: int | None = None) -> list[Paper]:
     """The papers announced on `date`, at their latest stored version, in id order."""
-    ids = [a.arxiv_id for a in store.announcements_on(date)]
+    ids = [a.arxiv_id for a in announcements_on(store, date)]
     if limit is not None:
         ids = ids[:limit]
-    found = store.papers(ids)
+    found = get_papers(store, ids)
     return [found[i] for i in ids if i in found]
 
 

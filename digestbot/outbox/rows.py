@@ -232,6 +232,12 @@ def set_thread_ts(store: Store, delivery_id: int, ts: str) -> None:
     store.db["deliveries"].update(delivery_id, {"thread_ts": ts})
 
 
+def count_by_status(store: Store) -> dict[str, int]:
+    """Delivery rows per status, for stats."""
+    return {r["status"]: r["n"] for r in store.db.query(
+        "select status, count(*) n from deliveries group by status order by status")}
+
+
 def aware(moment: datetime) -> datetime:
     """Naive datetimes are taken as UTC, so a caller's slip cannot shift everyone's send time."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -29,6 +29,7 @@ from digestbot.outbox.rows import (
     ready_rows,
     update,
 )
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ async def run_send(
     """
     now = aware(now or datetime.now(UTC))
     report = DeliveryReport()
-    date = date or store.latest_announcement_date()
+    date = date or latest_announcement_date(store)
     if date and dry_run:
         preview_into(store, date, now, force, report)
     elif date:
