@@ -7,17 +7,30 @@ sqlite-utils connections belong to the thread that opened them, so each thread (
 asyncio loop's thread) opens its own `Store` on the same path; WAL lets readers and one
 writer work side by side. Multi-row writes go through `db.atomic()` so a failure leaves
 nothing half-written.
+
+It also holds the one redaction filter (`redact`, `protect`, `add_secrets`): every log record
+and every error text a stage stores (`deliveries.last_error`, `llm_calls.error`, subscriber
+status reasons, `fetch_log.detail`) passes through it, so a token or webhook URL that a peer
+echoes back in an error never reaches a log or a row.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+
+from digestbot.config import Secret, Settings
 
 migrations = Migrations("digestbot")
 
@@ -161,3 +174,127 @@ def chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
+
+
+# -- the one redaction filter ---------------------------------------------------------------
+
+MASK = "***"
+# Shorter registered values are left alone: masking a 4-letter password everywhere would turn
+# "passed" into "***ed" all over the logs. The URL-shaped patterns below still catch them.
+MIN_SECRET = 6
+# Credentials with a recognisable shape, masked even before anyone registered them: a token in
+# a query string (our signed links in aiohttp's access log, Socket Mode's `ticket=`), a JSON or
+# form `token`/`response_url` field (slack-sdk's debug payloads), Slack's webhook paths and
+# token prefixes, Telegram's `/bot<id>:<token>` path, and the password in `scheme://user:pw@`.
+_SHAPES = re.compile(
+    r"""(?P<keep>(?<![\w])["']?(?:token|response_url)["']?\s*[:=]\s*["']?|[?&;](?:token|ticket)="""
+    r"""|hooks\.slack\.com[\\/]+|/bot(?=\d+:)|://[^/\s:@]*:(?=[^@\s/]+@))"""
+    r"""(?:\d+:[\w-]+|[^\s"'&,;@]+)"""
+    r"""|\b(?:xox[abposre]|xapp)-[\w-]+""")
+
+
+class Redactor(logging.Filter):
+    """Masks every registered secret, and credential-shaped text, in log records and strings.
+
+    As a handler filter it also sees `extra` fields (aiohttp's access log hands formatters the
+    request line as `first_request_line`); as the log record factory (`protect` installs both)
+    it reaches records of every logger, third-party ones included, whatever handler (a test's
+    capture, a later `setup_logging`) ends up printing them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, *values: str | None) -> None:
+        """Register values to mask, with the spellings they travel in (percent-, JSON-escaped)."""
+        found = set()
+        for value in values:
+            if value and len(value) >= MIN_SECRET:
+                found |= {value, quote(value, safe=""), json.dumps(value)[1:-1],
+                          value.replace("/", "\\/")}
+        with self._lock:
+            if found - self._secrets:
+                self._secrets |= found
+                spelled = sorted(self._secrets, key=len, reverse=True)  # longest first
+                # Case-blind: some libraries lower-case an error text (PTB does), and a
+                # lower-cased token is still most of a token.
+                self._pattern = re.compile("|".join(map(re.escape, spelled)), re.IGNORECASE)
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+        return _SHAPES.sub(lambda m: (m.group("keep") or "") + MASK, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.scrub_record(record)
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and name not in ("msg", "exc_text"):
+                setattr(record, name, self.scrub(value))
+        return True
+
+    def scrub_record(self, record: logging.LogRecord) -> None:
+        """The message (args merged in when that hides something) and the traceback text."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is logging's to report, at emit time
+            return
+        clean = self.scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            if (clean := self.scrub(text)) != text:
+                record.exc_text = clean
+        elif record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+
+
+REDACTOR = Redactor()
+_make_record = logging.getLogRecordFactory()
+
+
+def _scrubbed_record(*args: object, **kwargs: object) -> logging.LogRecord:
+    record = _make_record(*args, **kwargs)
+    REDACTOR.scrub_record(record)
+    return record
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret masked: for error texts before they are stored."""
+    return REDACTOR.scrub(text) if text else text
+
+
+def add_secrets(*values: str | None) -> None:
+    """Register more secrets (a subscriber's webhook URL and its path) and install the filter."""
+    REDACTOR.add(*values)
+    for value in values:
+        if value and "://" in value:
+            path = value.split("://", 1)[1].partition("/")[2]
+            REDACTOR.add("/" + path if len(path) >= MIN_SECRET else None)
+    install_redaction()
+
+
+def protect(settings: Settings) -> None:
+    """Register every secret in `settings` (the SMTP URL's password too) and install the filter."""
+    for f in dataclasses.fields(settings):
+        secret = getattr(settings, f.name)
+        if isinstance(secret, Secret) and secret:
+            REDACTOR.add(secret.get())
+            if "://" in secret.get() and (password := urlsplit(secret.get()).password):
+                REDACTOR.add(password, unquote(password))
+    install_redaction()
+
+
+def install_redaction() -> None:
+    """Filter every record: as it is made (any logger) and on the root handlers (extras)."""
+    if logging.getLogRecordFactory() is not _scrubbed_record:
+        logging.setLogRecordFactory(_scrubbed_record)
+    # aiohttp's access logger hands formatters the request line again as `extra` fields, which
+    # the factory cannot see; a filter on the logger itself reaches them whatever the handler.
+    for where in (*logging.getLogger().handlers, logging.getLogger("aiohttp.access")):
+        if REDACTOR not in where.filters:
+            where.addFilter(REDACTOR)

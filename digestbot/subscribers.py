@@ -32,7 +32,7 @@ from digestbot.models import (
     SubscriberStatus,
     Subscription,
 )
-from digestbot.store import Store, now_iso
+from digestbot.store import Store, add_secrets, now_iso, redact
 
 DEFAULT_THRESHOLD = 60
 DEFAULT_TZ = "Asia/Shanghai"
@@ -162,6 +162,9 @@ _SUBSCRIBER_FIELDS = frozenset(f.name for f in fields(Subscriber))
 
 
 def _row_to_subscriber(row: dict[str, Any]) -> Subscriber:
+    # A webhook URL is a credential: known to the log filter from the moment it is read.
+    if row.get("webhook_url"):
+        add_secrets(row["webhook_url"])
     # Only the dataclass's fields: a later migration may add columns.
     return Subscriber(**{k: v for k, v in row.items() if k in _SUBSCRIBER_FIELDS})
 
@@ -246,6 +249,8 @@ def remove_subscription(store: Store, subscriber_id: int, topic: str | None) -> 
 
 
 def set_status(store: Store, id: int, status: SubscriberStatus, reason: str | None = None) -> None:
+    # The reason is often a peer's error text, which may echo a token: masked, then cut.
+    reason = redact(reason)[:500] if reason else reason
     store.db["subscribers"].update(
         id, {"status": _check_status(status), "status_reason": reason, "updated_at": now_iso()}
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 from digestbot import __version__
 from digestbot.config import Settings, load_settings, render_config
 from digestbot.errors import DigestbotError, UsageError
-from digestbot.store import Store
+from digestbot.store import REDACTOR, Store, protect
 
 log = logging.getLogger("digestbot")
 
@@ -287,6 +287,7 @@ def setup_logging(verbose: bool, as_json: bool) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(REDACTOR)  # the one redaction filter, extras (access log lines) included
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -311,7 +312,8 @@ class _JsonFormatter(logging.Formatter):
         out = {"time": self.formatTime(record), "level": record.levelname,
                "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            # exc_text is the traceback the redaction filter already masked, when it had to.
+            out["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -330,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(args.verbose, args.log_json)
         handler = _resolve(command)
         settings = load_settings()
+        protect(settings)  # before any stage can log or store a text that quotes a secret
         return handler(settings, args)
     except DigestbotError as exc:
         print(f"digestbot: error: {exc}", file=sys.stderr)

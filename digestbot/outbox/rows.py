@@ -19,7 +19,7 @@ from typing import Any
 
 from digestbot.config import Settings
 from digestbot.models import Digest, Subscriber
-from digestbot.store import Store
+from digestbot.store import Store, redact
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,14 @@ def _message_id(settings: Settings, sub: Subscriber, date: str) -> str | None:
     return f"<digest.{date}.{sub.id}.{secrets.token_hex(6)}@{settings.mail_domain}>"
 
 
+# How much of an error text a row keeps (the log line has the rest).
+ERROR_CHARS = 500
+
+
 def update(store: Store, row_id: int, now: datetime, **values: Any) -> None:
+    if values.get("last_error"):
+        # Masked before it is cut, so a cut cannot leave half a token unrecognised.
+        values["last_error"] = redact(values["last_error"])[:ERROR_CHARS]
     with store.db.atomic():
         store.db["deliveries"].update(row_id, {**values, "updated_at": iso(now)})
 

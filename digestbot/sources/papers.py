@@ -14,7 +14,7 @@ from typing import Any
 import sqlite_utils
 
 from digestbot.models import Announcement, Author, FeedBatch, Paper
-from digestbot.store import Store, chunks, now_iso
+from digestbot.store import Store, chunks, now_iso, redact
 
 
 def save_batch(store: Store, batch: FeedBatch) -> dict[str, int]:
@@ -112,7 +112,7 @@ def log_fetch(store: Store, source: str, date: str | None, status: str, items: i
               detail: str = "") -> None:
     store.db["fetch_log"].insert(
         {"at": now_iso(), "source": source, "date": date, "status": status,
-         "items": items, "detail": detail[:500]}
+         "items": items, "detail": redact(detail)[:500]}
     )
 
 
