@@ -43,7 +43,7 @@ from digestbot import digest, render, subscribers, topics  # noqa: E402
 from digestbot.channels.email import EmailSender  # noqa: E402
 from digestbot.config import load_settings  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
-from digestbot.outbox import deliver_pending, plan  # noqa: E402
+from digestbot.outbox import DeliveryHistory, deliver_pending, plan  # noqa: E402
 from digestbot.sources.papers import save_batch  # noqa: E402
 from digestbot.store import Store, now_iso  # noqa: E402
 
@@ -86,9 +86,9 @@ def select_and_render(store: Store) -> tuple[float, float, int, int]:
     """
     start, cpu = time.perf_counter(), time.process_time()
     rendered = entries = 0
-    library = digest.Library(store)
+    library, history = digest.Library(store), DeliveryHistory(store)
     for sub in subscribers.list_all(store):
-        d = digest.select(store, sub, DAY, library=library)
+        d = digest.select(store, sub, DAY, history=history, library=library)
         if d is None:
             continue
         render.render_email(d)

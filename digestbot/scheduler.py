@@ -249,7 +249,7 @@ class Service:
             return None
         started = self.clock.now()
         async with self._tracked(), self._work:
-            covered = _subscription_fingerprint(self.store)
+            covered = subscribers.active_fingerprint(self.store)
             outcome: FetchOutcome = await in_daemon_thread(
                 fetch_and_enrich, self.settings, started, since=since)
             if outcome.reports:
@@ -362,7 +362,7 @@ class Service:
         The pipeline does only missing work (scores and enrichments are cached), so running it
         for the latest announcement is cheap when nothing is new.
         """
-        fingerprint = _subscription_fingerprint(self.store)
+        fingerprint = subscribers.active_fingerprint(self.store)
         latest = latest_announcement_date(self.store)
         if fingerprint == self._covered or latest is None:
             return
@@ -370,14 +370,6 @@ class Service:
         self._covered = fingerprint
         for day, report in reports.items():
             log.info("subscriptions changed; pipeline %s: %s", day, report.summary())
-
-
-def _subscription_fingerprint(store: Store) -> tuple[Any, ...]:
-    row = next(iter(store.db.query(
-        "select count(*) n, coalesce(sum(s.threshold), 0) t, max(s.created_at) c,"
-        " max(u.updated_at) u from subscriptions s join subscribers u on u.id = s.subscriber_id"
-        " where u.status = 'active'")))
-    return tuple(row.values())
 
 
 def _log_delivery(report: Any) -> None:

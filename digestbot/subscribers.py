@@ -215,6 +215,32 @@ def count_by_status(store: Store) -> dict[str, int]:
         "select status, count(*) n from subscribers group by status order by status")}
 
 
+def has_webhooks(store: Store) -> bool:
+    """Does some Slack subscriber post through an incoming webhook (no bot token needed)?"""
+    return bool(list(store.db.query(
+        "select 1 from subscribers where channel = 'slack' and webhook_url is not null"
+        " and webhook_url != '' limit 1")))
+
+
+def fingerprint(store: Store) -> str:
+    """Changes whenever a subscription or a subscriber's settings change (for the outbox's
+    memory of empty selections)."""
+    row = next(iter(store.db.query(
+        "select (select count(*) || ':' || total(threshold) || ':' || coalesce(max(created_at), '')"
+        "  from subscriptions) t, (select coalesce(max(updated_at), '') from subscribers) u")))
+    return f"{row['t']}|{row['u']}"
+
+
+def active_fingerprint(store: Store) -> tuple[Any, ...]:
+    """Changes whenever an active subscriber's subscriptions change (the scheduler then scores
+    the new topics at once)."""
+    row = next(iter(store.db.query(
+        "select count(*) n, coalesce(sum(s.threshold), 0) t, max(s.created_at) c,"
+        " max(u.updated_at) u from subscriptions s join subscribers u on u.id = s.subscriber_id"
+        " where u.status = 'active'")))
+    return tuple(row.values())
+
+
 def subscriptions(store: Store, subscriber_id: int) -> list[Subscription]:
     rows = store.db.query(
         "select subscriber_id, topic, threshold from subscriptions where subscriber_id = ?"

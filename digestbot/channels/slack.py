@@ -27,7 +27,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from digestbot import outbox
+from digestbot import outbox, subscribers
 from digestbot.config import Settings
 from digestbot.errors import PermanentError, TransientError
 from digestbot.models import Digest
@@ -187,7 +187,5 @@ def make_sender(settings: Settings) -> SlackSender | None:
     if settings.slack_bot_token:
         return SlackSender(web_client(settings), mode=settings.slack_mode)
     with Store(settings.db) as store:
-        hooked = list(store.db.query(
-            "select 1 from subscribers where channel = 'slack' and webhook_url is not null"
-            " and webhook_url != '' limit 1"))
+        hooked = subscribers.has_webhooks(store)
     return SlackSender(None, mode=settings.slack_mode) if hooked else None

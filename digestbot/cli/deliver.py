@@ -56,7 +56,8 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
         if date is None:
             print("还没有任何公告 / no announcements yet: run `digestbot fetch` first")
             return 0
-        digest = _planned(store, subscriber, date) or digests.select(store, subscriber, date)
+        digest = _planned(store, subscriber, date) or digests.select(
+            store, subscriber, date, history=outbox.DeliveryHistory(store))
     if digest is None:
         print(f"订阅者 #{subscriber.id} 在 {date} 没有新论文 / "
               f"no new papers for subscriber #{subscriber.id} on {date}")

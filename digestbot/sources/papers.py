@@ -98,14 +98,35 @@ def announcements_on(store: Store, date: str) -> list[Announcement]:
     return [Announcement(**row) for row in rows]
 
 
-def announcement_dates(store: Store) -> list[str]:
-    rows = store.db.query("select distinct date from announcements order by date")
+def announcement_dates(store: Store, *, after: str = "", before: str = "9999") -> list[str]:
+    """Days with announcements, oldest first; only those strictly between `after` and `before`."""
+    rows = store.db.query("select distinct date from announcements where date > ? and date < ?"
+                          " order by date", [after, before])
     return [r["date"] for r in rows]
+
+
+def last_announcements(store: Store, ids: Iterable[str], until: str) -> dict[str, Announcement]:
+    """Each paper's last announcement up to `until` (a later one only if there is none)."""
+    out: dict[str, Announcement] = {}
+    for chunk in chunks(list(ids), 500):
+        marks = ",".join("?" * len(chunk))
+        for row in store.db.query(
+                f"select * from announcements where arxiv_id in ({marks})"
+                " order by date <= ?, date", [*chunk, until]):
+            out[row["arxiv_id"]] = Announcement(**row)
+    return out
 
 
 def latest_announcement_date(store: Store) -> str | None:
     # Asked on every delivery tick: max() reads one end of the (date, arxiv_id) key.
     return next(iter(store.db.query("select max(date) d from announcements")))["d"]
+
+
+def fingerprint(store: Store) -> str:
+    """Changes whenever an announcement is added (rowids only grow)."""
+    row = next(iter(store.db.query(
+        "select count(*) || ':' || coalesce(max(rowid), 0) a from announcements")))
+    return str(row["a"])
 
 
 def log_fetch(store: Store, source: str, date: str | None, status: str, items: int,
