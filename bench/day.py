@@ -51,6 +51,7 @@ from digestbot import subscribers  # noqa: E402
 from digestbot.cli import setup_logging  # noqa: E402
 from digestbot.clock import ET, Clock  # noqa: E402
 from digestbot.config import load_settings  # noqa: E402
+from digestbot.enrich.counts import counts as enrich_counts  # noqa: E402
 from digestbot.scheduler import Service  # noqa: E402
 from digestbot.store import Store  # noqa: E402
 from tests.fakes.arxiv_day import ArxivDay  # noqa: E402
@@ -161,7 +162,7 @@ async def simulate(args: argparse.Namespace, folder: Path) -> None:
                 await asyncio.sleep(0.6)  # one more monitor reading
                 stop.set()
                 await watcher
-                calls = store.stats()["llm"]["calls"]
+                calls = enrich_counts(store)["llm"]["calls"]
         finally:
             if llm is not None:
                 llm.__exit__(None, None, None)

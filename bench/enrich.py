@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from digestbot.config import load_settings  # noqa: E402
 from digestbot.enrich.pipeline import PipelineReport, run_pipeline  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
+from digestbot.sources.papers import save_batch  # noqa: E402
 from digestbot.store import Store, now_iso  # noqa: E402
 from tests.fakes.openai import FakeOpenAI  # noqa: E402
 
@@ -50,7 +51,7 @@ def seed(store: Store, n_papers: int, n_subscribers: int) -> None:
                     abstract=f"Paper {i} studies something. " * 20,
                     authors=[Author("Ada Lovelace", ("Tsinghua University",))],
                     categories=["cs.CL"]) for i in range(n_papers)]
-    store.save_batch(FeedBatch(source="bench", date=DAY, papers=papers, announcements=[
+    save_batch(store, FeedBatch(source="bench", date=DAY, papers=papers, announcements=[
         Announcement(DAY, p.id, "new", 1, "bench") for p in papers]))
     now = now_iso()
     # Every scenario has each topic's lowest threshold at 60, so the selection is the same.

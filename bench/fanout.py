@@ -43,7 +43,8 @@ from digestbot import digest, render, subscribers, topics  # noqa: E402
 from digestbot.channels.email import EmailSender  # noqa: E402
 from digestbot.config import load_settings  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
-from digestbot.outbox import deliver_pending, plan  # noqa: E402
+from digestbot.outbox import DeliveryHistory, deliver_pending, plan  # noqa: E402
+from digestbot.sources.papers import save_batch  # noqa: E402
 from digestbot.store import Store, now_iso  # noqa: E402
 
 DAY = "2026-08-13"
@@ -58,7 +59,7 @@ def populate(store: Store, n_subs: int, n_papers: int, n_topics: int, rng: rando
               categories=["cs.CL", "cs.LG"], comment="12 pages")
         for i in range(n_papers)
     ]
-    store.save_batch(FeedBatch(
+    save_batch(store, FeedBatch(
         source="bench", date=DAY, papers=papers,
         announcements=[Announcement(DAY, p.id, "new", 1, "bench") for p in papers]))
     # Most papers are far from most topics: a long tail with a few strong hits per topic.
@@ -85,9 +86,9 @@ def select_and_render(store: Store) -> tuple[float, float, int, int]:
     """
     start, cpu = time.perf_counter(), time.process_time()
     rendered = entries = 0
-    library = digest.Library(store)
+    library, history = digest.Library(store), DeliveryHistory(store)
     for sub in subscribers.list_all(store):
-        d = digest.select(store, sub, DAY, library=library)
+        d = digest.select(store, sub, DAY, history=history, library=library)
         if d is None:
             continue
         render.render_email(d)

@@ -19,6 +19,7 @@ from lxml import etree
 
 from digestbot.sources import detect, parsers
 from digestbot.sources.arxiv import SAMPLE_FEED
+from digestbot.sources.papers import save_batch
 from digestbot.store import Store
 
 REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "arxiv" / "rss_new_cs.CL_2026-08-13.xml"
@@ -58,7 +59,7 @@ def main(n: int = 2000) -> None:
         start = time.perf_counter()
         batch = detect.parse_any(data)
         parsed = time.perf_counter()
-        saved = store.save_batch(batch)
+        saved = save_batch(store, batch)
         done = time.perf_counter()
         store.close()
     assert saved["announcements_new"] == n, saved

@@ -1,20 +1,22 @@
 """What each subscriber gets: the papers of a day (plus any missed) that hit their topics.
 
-Selection reads only the store: announcements, the cached per-topic scores and what the
-subscriber already received (`delivered_papers`), so it costs a few indexed queries per
-subscriber and never an LLM call. Enrichment is looked up, not made: a paper without one
+Selection reads the announcements and the cached per-topic scores through their owners
+(`sources.papers`, `enrich.topic_scores`) and what the subscriber already received through
+the `History` the outbox passes in, so it costs a few indexed queries per subscriber and
+never an LLM call. Enrichment is looked up, not made: a paper without one
 is shown in English only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date as Date
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from digestbot import subscribers, topics
 from digestbot.enrich.enrichment import get_enrichment
+from digestbot.enrich.topic_scores import passing_in_window, subscribed_scores
 from digestbot.models import (
     Announcement,
     Digest,
@@ -25,33 +27,30 @@ from digestbot.models import (
     Topic,
     TopicHit,
 )
+from digestbot.sources.papers import announcement_dates, get_papers, last_announcements
 from digestbot.store import Store
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
 # and an unbounded window would flood someone returning after months.
 CATCH_UP_DAYS = 14
 
-# A paper's score for a topic: the version that was announced, else its latest scored version.
-# `{join}` is "join" (SQLite picks the order: for `select`, the topic's passing scores first)
-# or "cross join", which keeps the written order: for `rebuild`'s few paper ids, starting from
-# the announcements is ~15× faster than walking every score of the subscribed topics.
-_SCORED = """
-select a.arxiv_id, a.date, a.announce_type, a.version, a.source,
-       s.topic, s.score, s.reason, sub.threshold
-from announcements a
-{join} subscriptions sub on sub.subscriber_id = :sid
-{join} scores s on s.arxiv_id = a.arxiv_id and s.topic = sub.topic
- and s.version = coalesce(
-   (select s2.version from scores s2
-    where s2.arxiv_id = a.arxiv_id and s2.version = a.version and s2.topic = sub.topic),
-   (select max(s2.version) from scores s2
-    where s2.arxiv_id = a.arxiv_id and s2.topic = sub.topic))
-where {where}
-"""
+
+class History(Protocol):
+    """What a reader already got. The outbox owns that record (`outbox.DeliveryHistory`) and
+    passes it in: selection sits below the outbox and never reads its tables itself."""
+
+    def last_sent(self, subscriber_id: int, before: str) -> str | None:
+        """The latest digest date before `before` that went out to the subscriber."""
+        ...
+
+    def delivered(self, subscriber_id: int, arxiv_ids: Sequence[str]) -> set[str]:
+        """Those of `arxiv_ids` the subscriber has been sent (or has planned) already."""
+        ...
 
 
 def select(
-    store: Store, subscriber: Subscriber, date: str, *, library: Library | None = None
+    store: Store, subscriber: Subscriber, date: str, *, history: History,
+    library: Library | None = None,
 ) -> Digest | None:
     """The digest of `date` for `subscriber`, or None when nothing passes (no empty mail).
 
@@ -62,17 +61,11 @@ def select(
     the paper. Best score first, ties by id; beyond `max_papers` only counted. Pass one
     `library` for a batch of subscribers to read each paper once.
     """
-    params: dict[str, Any] = {"sid": subscriber.id}
-    in_dates = _in(params, "d", _window(store, subscriber, date))
-    # Judged by its latest announcement in the window: a v2 that lost relevance is not
-    # rescued by the v1 announced a few days earlier.
-    found = _latest_per_paper(store.db.query(_SCORED.format(join="join", where=(
-        f"a.date in ({in_dates}) and s.score >= sub.threshold"
-        " and not exists (select 1 from delivered_papers d"
-        "  where d.subscriber_id = :sid and d.arxiv_id = a.arxiv_id)"
-        " and not exists (select 1 from announcements later"
-        f"  where later.arxiv_id = a.arxiv_id and later.date > a.date and later.date in ({in_dates}))"
-    )), params))
+    window = _window(store, history, subscriber, date)
+    found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
+    # Never twice: a paper the reader got (in any version) is not offered again.
+    for pid in history.delivered(subscriber.id, list(found)) if found else ():
+        del found[pid]
     if not found:
         return None
     ranked = sorted(found, key=lambda pid: (-max(r["score"] for r in found[pid]), pid))
@@ -93,20 +86,8 @@ def rebuild(
     since, the entry still names its subscribed topics' scores as the reason).
     """
     ids = list(dict.fromkeys(paper_ids))
-    params: dict[str, Any] = {"sid": subscriber.id, "date": date}
-    in_ids = _in(params, "p", ids)
-    scored = _latest_per_paper(store.db.query(
-        _SCORED.format(join="cross join", where=f"a.arxiv_id in ({in_ids}) and a.date <= :date"),
-        params,
-    ))
-    # The paper's last announcement up to `date` (later ones only if there is none).
-    announced = {
-        row["arxiv_id"]: _announcement(row)
-        for row in store.db.query(
-            f"select * from announcements where arxiv_id in ({in_ids})"
-            " order by date <= :date, date", params,
-        )
-    }
+    scored = _latest_per_paper(subscribed_scores(store, subscriber.id, ids, date))
+    announced = last_announcements(store, ids, date)
     context = _Context(store, subscriber, library)
     picks = []
     for pid in ids:
@@ -118,20 +99,10 @@ def rebuild(
     return context.digest(date, picks, more=more)
 
 
-def _in(params: dict[str, Any], prefix: str, values: list[str]) -> str:
-    """Named placeholders for an IN list (sqlite3 cannot mix named and positional ones)."""
-    params.update({f"{prefix}{i}": v for i, v in enumerate(values)})
-    return ",".join(f":{prefix}{i}" for i in range(len(values)))
-
-
-def _window(store: Store, subscriber: Subscriber, date: str) -> list[str]:
+def _window(store: Store, history: History, subscriber: Subscriber, date: str) -> list[str]:
     """Announcement dates this digest covers: `date` and the uncovered days before it."""
     floor = (Date.fromisoformat(date) - timedelta(days=CATCH_UP_DAYS)).isoformat()
-    last_sent = next(iter(store.db.query(
-        "select max(digest_date) d from deliveries"
-        " where subscriber_id = ? and status = 'sent' and digest_date < ?",
-        [subscriber.id, date],
-    )))["d"]
+    last_sent = history.last_sent(subscriber.id, date)
     if last_sent:
         after = max(last_sent, floor)
     elif subscriber.created_at:
@@ -140,12 +111,8 @@ def _window(store: Store, subscriber: Subscriber, date: str) -> list[str]:
         after = max(joined.isoformat(), floor)
     else:
         after = date
-    rows = store.db.query(
-        "select distinct date from announcements where date > ? and date < ? order by date",
-        [after, date],
-    )
     # The date asked for is always covered, even for someone who subscribed after it.
-    return [r["date"] for r in rows] + [date]
+    return [*announcement_dates(store, after=after, before=date), date]
 
 
 def _latest_per_paper(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -184,7 +151,7 @@ class Library:
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]
         if missing:
-            self._papers.update(self.store.papers(missing))
+            self._papers.update(get_papers(self.store, missing))
         return {pid: self._papers[pid] for pid in ids if pid in self._papers}
 
     def enrichment(self, paper: Paper) -> Enrichment | None:

@@ -1,25 +1,36 @@
-"""The one SQLite file: schema, migrations and the queries shared by every stage.
+"""The one SQLite file: connection, schema and migrations, `meta`, and generic helpers.
+
+Each table's rows are read and written by the stage that owns it (sources, enrich,
+subscribers, outbox…); this module only creates the tables.
 
 sqlite-utils connections belong to the thread that opened them, so each thread (or the
 asyncio loop's thread) opens its own `Store` on the same path; WAL lets readers and one
 writer work side by side. Multi-row writes go through `db.atomic()` so a failure leaves
 nothing half-written.
+
+It also holds the one redaction filter (`redact`, `protect`, `add_secrets`): every log record
+and every error text a stage stores (`deliveries.last_error`, `llm_calls.error`, subscriber
+status reasons, `fetch_log.detail`) passes through it, so a token or webhook URL that a peer
+echoes back in an error never reaches a log or a row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import re
 import sqlite3
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from digestbot.models import Announcement, Author, FeedBatch, Paper
+from digestbot.config import Secret, Settings
 
 migrations = Migrations("digestbot")
 
@@ -164,162 +175,6 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
-    # -- papers and announcements -----------------------------------------------------------
-
-    def save_batch(self, batch: FeedBatch) -> dict[str, int]:
-        """Store a source's papers and announcements in one transaction; idempotent.
-
-        Returns counts of papers inserted/updated and announcements added, so callers can
-        say what changed (all zero when the same feed is ingested twice). Reads what is held
-        in a few queries and writes with executemany: a 2,000-item evening is one pass.
-        """
-        counts = {"papers_new": 0, "papers_updated": 0, "announcements_new": 0}
-        with self.db.atomic():
-            held = self._rows("papers", "id", [p.id for p in batch.papers])
-            pending: dict[str, tuple[str, dict[str, Any]]] = {}  # id → (insert|update, row)
-            stamp = now_iso()
-            for paper in batch.papers:
-                row = paper_to_row(paper)
-                kind, base = pending.get(paper.id, ("update", held.get(paper.id)))
-                if base is None:
-                    pending[paper.id] = ("insert", {**row, "fetched_at": stamp})
-                elif (merged := _merge_row(base, row, paper.version)) is not None:
-                    pending[paper.id] = (kind, {**merged, "fetched_at": stamp})
-            inserts = [r for k, r in pending.values() if k == "insert"]
-            updates = [r for k, r in pending.values() if k == "update"]
-            self._write("insert into papers", inserts)
-            if updates:
-                cols = [c for c in updates[0] if c != "id"]
-                self.db.conn.executemany(
-                    f"update papers set {', '.join(c + ' = ?' for c in cols)} where id = ?",
-                    [[r[c] for c in cols] + [r["id"]] for r in updates])
-            counts["papers_new"], counts["papers_updated"] = len(inserts), len(updates)
-            new_anns, versions = [], []
-            for date in {a.date for a in batch.announcements}:
-                day = {r["arxiv_id"]: r["version"] for r in self.db.query(
-                    "select arxiv_id, version from announcements where date = ?", [date])}
-                for ann in (a for a in batch.announcements if a.date == date):
-                    if ann.arxiv_id not in day:
-                        new_anns.append(asdict(ann))
-                        day[ann.arxiv_id] = ann.version
-                    elif day[ann.arxiv_id] is None and ann.version is not None:
-                        # A listing left the version unknown; RSS or the API now says which.
-                        versions.append((ann.version, ann.date, ann.arxiv_id))
-            self._write("insert into announcements", new_anns)
-            self.db.conn.executemany("update announcements set version = ? where date = ? and "
-                                     "arxiv_id = ? and version is null", versions)
-            counts["announcements_new"] = len(new_anns)
-        return counts
-
-    def _rows(self, table: str, key: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(ids, 500):
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"select * from {table} where {key} in ({marks})", chunk):
-                out[row[key]] = row
-        return out
-
-    def _write(self, verb: str, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            cols = list(rows[0])
-            self.db.conn.executemany(
-                f"{verb} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
-                [[r[c] for c in cols] for r in rows])
-
-    def get_paper(self, arxiv_id: str) -> Paper | None:
-        try:
-            return row_to_paper(self.db["papers"].get(arxiv_id))
-        except sqlite_utils.db.NotFoundError:
-            return None
-
-    def papers(self, ids: Iterable[str]) -> dict[str, Paper]:
-        ids = list(ids)
-        out: dict[str, Paper] = {}
-        for chunk in chunks(ids, 500):
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"select * from papers where id in ({marks})", chunk):
-                out[row["id"]] = row_to_paper(row)
-        return out
-
-    def announcements_on(self, date: str) -> list[Announcement]:
-        rows = self.db.query(
-            "select * from announcements where date = ? order by arxiv_id", [date]
-        )
-        return [Announcement(**row) for row in rows]
-
-    def announcement_dates(self) -> list[str]:
-        rows = self.db.query("select distinct date from announcements order by date")
-        return [r["date"] for r in rows]
-
-    def latest_announcement_date(self) -> str | None:
-        # Asked on every delivery tick: max() reads one end of the (date, arxiv_id) key.
-        return next(iter(self.db.query("select max(date) d from announcements")))["d"]
-
-    def log_fetch(self, source: str, date: str | None, status: str, items: int, detail: str = "") -> None:
-        self.db["fetch_log"].insert(
-            {"at": now_iso(), "source": source, "date": date, "status": status,
-             "items": items, "detail": detail[:500]}
-        )
-
-    # -- stats ------------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """The contract's `digestbot stats --json` object."""
-        db = self.db
-
-        def count(sql: str) -> int:
-            return next(iter(db.query(sql)))["n"]
-
-        def by(table: str, col: str) -> dict[str, int]:
-            return {r[col]: r["n"] for r in db.query(
-                f"select {col}, count(*) n from {table} group by {col} order by {col}")}
-
-        llm = next(iter(db.query(
-            "select count(*) calls, coalesce(sum(outcome not in ('ok', 'retried')), 0) failures,"
-            " coalesce(sum(prompt_tokens), 0) prompt_tokens,"
-            " coalesce(sum(completion_tokens), 0) completion_tokens,"
-            " coalesce(sum(cached_tokens), 0) cached_tokens from llm_calls"
-        )))
-        return {
-            "papers": count("select count(*) n from papers"),
-            "announcements": by("announcements", "announce_type"),
-            "announcement_dates": count("select count(distinct date) n from announcements"),
-            "scores": count("select count(*) n from scores"),
-            "enriched": count(
-                "select count(*) n from (select distinct arxiv_id, version from enrichments)"
-            ),
-            "llm": dict(llm),
-            "subscribers": by("subscribers", "status"),
-            "deliveries": by("deliveries", "status"),
-        }
-
-
-def _merge_row(old: dict[str, Any], row: dict[str, Any], version: int | None) -> dict[str, Any] | None:
-    """The stored row with this source's fields merged in; None when nothing changed.
-
-    A later version replaces the text; for the same version the first source wins and
-    later ones only fill gaps (RSS has no comments, the API has affiliations), so a
-    poorer source never blanks a richer one and re-ingesting changes nothing.
-    """
-    merged = dict(old)
-    newer = version is not None and version > (old["version"] or 0)
-    # `published` only comes from the API: its first arrival brings the authors' UTF-8 names,
-    # which beat a feed's (TeX-converted) spelling stored earlier.
-    api_names = bool(row.get("published")) and not old.get("published")
-    for key, value in row.items():
-        if value in (None, "", "[]"):
-            continue
-        richer_authors = key == "authors" and (api_names or (
-            _has_affiliations(value) and not _has_affiliations(old[key])))
-        if newer or not old[key] or richer_authors:
-            merged[key] = value
-    merged.pop("fetched_at", None)
-    return None if merged == {k: v for k, v in old.items() if k != "fetched_at"} else merged
-
-
-def _has_affiliations(authors_json: str) -> bool:
-    return any(a.get("affiliations") for a in json.loads(authors_json or "[]"))
-
 
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:
     """`items` in slices of at most `size` (SQLite's variable limit, the API's id_list cap)."""
@@ -327,21 +182,126 @@ def chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-def paper_to_row(paper: Paper) -> dict[str, Any]:
-    row = asdict(paper)
-    row["authors"] = json.dumps(
-        [{"name": a.name, "affiliations": list(a.affiliations)} for a in paper.authors],
-        ensure_ascii=False,
-    )
-    row["categories"] = json.dumps(paper.categories)
-    return row
+
+# -- the one redaction filter ---------------------------------------------------------------
+
+MASK = "***"
+# Shorter registered values are left alone: masking a 4-letter password everywhere would turn
+# "passed" into "***ed" all over the logs. The URL-shaped patterns below still catch them.
+MIN_SECRET = 6
+# Credentials with a recognisable shape, masked even before anyone registered them: a token in
+# a query string (our signed links in aiohttp's access log, Socket Mode's `ticket=`), a JSON or
+# form `token`/`response_url` field (slack-sdk's debug payloads), Slack's webhook paths and
+# token prefixes, Telegram's `/bot<id>:<token>` path, and the password in `scheme://user:pw@`.
+_SHAPES = re.compile(
+    r"""(?P<keep>(?<![\w])["']?(?:token|response_url)["']?\s*[:=]\s*["']?|[?&;](?:token|ticket)="""
+    r"""|hooks\.slack\.com[\\/]+|/bot(?=\d+:)|://[^/\s:@]*:(?=[^@\s/]+@))"""
+    r"""(?:\d+:[\w-]+|[^\s"'&,;@]+)"""
+    r"""|\b(?:xox[abposre]|xapp)-[\w-]+""")
 
 
-def row_to_paper(row: dict[str, Any]) -> Paper:
-    fields = {k: v for k, v in row.items() if k != "fetched_at"}
-    fields["authors"] = [
-        Author(a["name"], tuple(a.get("affiliations") or ()))
-        for a in json.loads(row["authors"] or "[]")
-    ]
-    fields["categories"] = json.loads(row["categories"] or "[]")
-    return Paper(**fields)
+class Redactor(logging.Filter):
+    """Masks every registered secret, and credential-shaped text, in log records and strings.
+
+    As a handler filter it also sees `extra` fields (aiohttp's access log hands formatters the
+    request line as `first_request_line`); as the log record factory (`protect` installs both)
+    it reaches records of every logger, third-party ones included, whatever handler (a test's
+    capture, a later `setup_logging`) ends up printing them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, *values: str | None) -> None:
+        """Register values to mask, with the spellings they travel in (percent-, JSON-escaped)."""
+        found = set()
+        for value in values:
+            if value and len(value) >= MIN_SECRET:
+                found |= {value, quote(value, safe=""), json.dumps(value)[1:-1],
+                          value.replace("/", "\\/")}
+        with self._lock:
+            if found - self._secrets:
+                self._secrets |= found
+                spelled = sorted(self._secrets, key=len, reverse=True)  # longest first
+                # Case-blind: some libraries lower-case an error text (PTB does), and a
+                # lower-cased token is still most of a token.
+                self._pattern = re.compile("|".join(map(re.escape, spelled)), re.IGNORECASE)
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+        return _SHAPES.sub(lambda m: (m.group("keep") or "") + MASK, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.scrub_record(record)
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and name not in ("msg", "exc_text"):
+                setattr(record, name, self.scrub(value))
+        return True
+
+    def scrub_record(self, record: logging.LogRecord) -> None:
+        """The message (args merged in when that hides something) and the traceback text."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is logging's to report, at emit time
+            return
+        clean = self.scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            if (clean := self.scrub(text)) != text:
+                record.exc_text = clean
+        elif record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+
+
+REDACTOR = Redactor()
+_make_record = logging.getLogRecordFactory()
+
+
+def _scrubbed_record(*args: object, **kwargs: object) -> logging.LogRecord:
+    record = _make_record(*args, **kwargs)
+    REDACTOR.scrub_record(record)
+    return record
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret masked: for error texts before they are stored."""
+    return REDACTOR.scrub(text) if text else text
+
+
+def add_secrets(*values: str | None) -> None:
+    """Register more secrets (a subscriber's webhook URL and its path) and install the filter."""
+    REDACTOR.add(*values)
+    for value in values:
+        if value and "://" in value:
+            path = value.split("://", 1)[1].partition("/")[2]
+            REDACTOR.add("/" + path if len(path) >= MIN_SECRET else None)
+    install_redaction()
+
+
+def protect(settings: Settings) -> None:
+    """Register every secret in `settings` (the SMTP URL's password too) and install the filter."""
+    for f in dataclasses.fields(settings):
+        secret = getattr(settings, f.name)
+        if isinstance(secret, Secret) and secret:
+            REDACTOR.add(secret.get())
+            if "://" in secret.get() and (password := urlsplit(secret.get()).password):
+                REDACTOR.add(password, unquote(password))
+    install_redaction()
+
+
+def install_redaction() -> None:
+    """Filter every record: as it is made (any logger) and on the root handlers (extras)."""
+    if logging.getLogRecordFactory() is not _scrubbed_record:
+        logging.setLogRecordFactory(_scrubbed_record)
+    # aiohttp's access logger hands formatters the request line again as `extra` fields, which
+    # the factory cannot see; a filter on the logger itself reaches them whatever the handler.
+    for where in (*logging.getLogger().handlers, logging.getLogger("aiohttp.access")):
+        if REDACTOR not in where.filters:
+            where.addFilter(REDACTOR)

@@ -29,7 +29,7 @@ from digestbot.models import (
     SubscriberStatus,
     Subscription,
 )
-from digestbot.store import Store, now_iso
+from digestbot.store import Store, add_secrets, now_iso, redact
 
 DEFAULT_THRESHOLD = 60
 DEFAULT_TZ = "Asia/Shanghai"
@@ -169,6 +169,9 @@ _SUBSCRIBER_FIELDS = frozenset(f.name for f in fields(Subscriber))
 
 
 def _row_to_subscriber(row: dict[str, Any]) -> Subscriber:
+    # A webhook URL is a credential: known to the log filter from the moment it is read.
+    if row.get("webhook_url"):
+        add_secrets(row["webhook_url"])
     # Only the dataclass's fields: a later migration may add columns.
     return Subscriber(**{k: v for k, v in row.items() if k in _SUBSCRIBER_FIELDS})
 
@@ -211,6 +214,38 @@ def list_all(store: Store, statuses: tuple[SubscriberStatus, ...] | None = None)
             f"select * from subscribers where status in ({marks}) order by id", list(statuses)
         )
     return [_row_to_subscriber(r) for r in rows]
+
+
+def count_by_status(store: Store) -> dict[str, int]:
+    """Subscribers per status (removed ones included: they stay as tombstones), for stats."""
+    return {r["status"]: r["n"] for r in store.db.query(
+        "select status, count(*) n from subscribers group by status order by status")}
+
+
+def has_webhooks(store: Store) -> bool:
+    """Does some Slack subscriber post through an incoming webhook (no bot token needed)?"""
+    return bool(list(store.db.query(
+        "select 1 from subscribers where channel = 'slack' and webhook_url is not null"
+        " and webhook_url != '' limit 1")))
+
+
+def fingerprint(store: Store) -> str:
+    """Changes whenever a subscription or a subscriber's settings change (for the outbox's
+    memory of empty selections)."""
+    row = next(iter(store.db.query(
+        "select (select count(*) || ':' || total(threshold) || ':' || coalesce(max(created_at), '')"
+        "  from subscriptions) t, (select coalesce(max(updated_at), '') from subscribers) u")))
+    return f"{row['t']}|{row['u']}"
+
+
+def active_fingerprint(store: Store) -> tuple[Any, ...]:
+    """Changes whenever an active subscriber's subscriptions change (the scheduler then scores
+    the new topics at once)."""
+    row = next(iter(store.db.query(
+        "select count(*) n, coalesce(sum(s.threshold), 0) t, max(s.created_at) c,"
+        " max(u.updated_at) u from subscriptions s join subscribers u on u.id = s.subscriber_id"
+        " where u.status = 'active'")))
+    return tuple(row.values())
 
 
 def subscriptions(store: Store, subscriber_id: int) -> list[Subscription]:
@@ -260,6 +295,8 @@ def remove_subscription(store: Store, subscriber_id: int, topic: str | None) -> 
 
 
 def set_status(store: Store, id: int, status: SubscriberStatus, reason: str | None = None) -> None:
+    # The reason is often a peer's error text, which may echo a token: masked, then cut.
+    reason = redact(reason)[:500] if reason else reason
     with store.db.atomic():
         current = get(store, id)
         changes = _leaving_changes(current, status) if current else {}

@@ -14,6 +14,7 @@ import pytest
 
 from digestbot import render, subscribers
 from digestbot.digest import select
+from digestbot.outbox import DeliveryHistory
 from tests.fakes.digests import DAY, add_paper
 from tests.fakes.site import running_site
 from tests.fakes.smtp import SmtpServer
@@ -98,7 +99,8 @@ async def _walk_through(page, site, smtp, shots: Path) -> None:
 
     # The digest email this reader would have got, with its footer's preferences link.
     subscribers.set_status(site.store, sub.id, "active")
-    digest = select(site.store, subscribers.get(site.store, sub.id), DAY)
+    digest = select(site.store, subscribers.get(site.store, sub.id), DAY,
+                    history=DeliveryHistory(site.store))
     email = render.render_email(digest, preferences_url=f"{site.url}/preferences?token=example")
     await _screenshot_html(page, email.html, shots / "digest-email.png")
 

@@ -9,6 +9,8 @@ import pytest
 from digestbot import digest, render, subscribers
 from digestbot.cli import main
 from digestbot.models import Announcement, Author, FeedBatch, Paper, Subscriber
+from digestbot.outbox import DeliveryHistory
+from digestbot.sources.papers import save_batch
 from digestbot.store import Store, now_iso
 
 DAY = "2026-08-13"
@@ -20,7 +22,7 @@ def add_paper(store: Store, pid: str, date: str = DAY, *, kind: str = "new", ver
     paper = Paper(id=pid, version=version, title=title or f"Title of {pid}",
                   abstract=f"Abstract of {pid}.", authors=[Author("Ada Lovelace")],
                   categories=["cs.CL"])
-    store.save_batch(FeedBatch(source="test", date=date, papers=[paper],
+    save_batch(store, FeedBatch(source="test", date=date, papers=[paper],
                                announcements=[Announcement(date, pid, kind, version, "test")]))
     for topic, score in (scores or {}).items():
         set_score(store, pid, version, topic, score)
@@ -56,6 +58,11 @@ def sent(store: Store, sub: Subscriber, date: str, ids: list[str] = (), status: 
                 {"subscriber_id": sub.id, "arxiv_id": pid, "version": 1, "delivery_id": row_id})
 
 
+def select(store: Store, sub: Subscriber, date: str):
+    """`digest.select` with the history the outbox passes in."""
+    return digest.select(store, sub, date, history=DeliveryHistory(store))
+
+
 def ids(d) -> list[str]:
     return [e.paper.id for e in d.entries] if d else []
 
@@ -69,7 +76,7 @@ def test_thresholds_any_topic_sorted_by_best_score(store: Store) -> None:
     add_paper(store, "2608.00006", scores={"agents": 69, "reasoning": 99})
     add_paper(store, "2608.00007")  # never scored
     sub = make_sub(store, topics={"post-training": 60, "agents": 70})
-    d = digest.select(store, sub, DAY)
+    d = select(store, sub, DAY)
     assert ids(d) == ["2608.00001", "2608.00003", "2608.00002", "2608.00004", "2608.00005"]
     both = d.entries[1]
     assert [(h.topic, h.topic_name, h.score) for h in both.hits] == [
@@ -84,7 +91,7 @@ def test_thresholds_any_topic_sorted_by_best_score(store: Store) -> None:
 def test_english_subscriber_gets_english_topic_names(store: Store) -> None:
     add_paper(store, "2608.00001", scores={"post-training": 90})
     sub = make_sub(store, lang="en")
-    assert digest.select(store, sub, DAY).entries[0].hits[0].topic_name == "Post-training"
+    assert select(store, sub, DAY).entries[0].hits[0].topic_name == "Post-training"
 
 
 def test_each_paper_at_most_once_ever(store: Store) -> None:
@@ -92,7 +99,7 @@ def test_each_paper_at_most_once_ever(store: Store) -> None:
     add_paper(store, "2608.00002", scores={"post-training": 80})
     sub = make_sub(store)
     sent(store, sub, "2026-08-12", ["2608.00001"])
-    assert ids(digest.select(store, sub, DAY)) == ["2608.00002"]
+    assert ids(select(store, sub, DAY)) == ["2608.00002"]
 
 
 def test_replaced_version_only_for_those_who_never_got_the_paper(store: Store) -> None:
@@ -101,8 +108,8 @@ def test_replaced_version_only_for_those_who_never_got_the_paper(store: Store) -
     got_it = make_sub(store, "old@example.org")
     sent(store, got_it, "2026-08-10", ["2608.00001"])
     missed_it = make_sub(store, "new@example.org", created="2026-08-12")
-    assert ids(digest.select(store, got_it, DAY)) == []
-    d = digest.select(store, missed_it, DAY)
+    assert ids(select(store, got_it, DAY)) == []
+    d = select(store, missed_it, DAY)
     assert ids(d) == ["2608.00001"]
     entry = d.entries[0]
     assert (entry.announcement.announce_type, entry.announcement.version) == ("replace", 2)
@@ -113,13 +120,13 @@ def test_the_announced_versions_score_counts(store: Store) -> None:
     add_paper(store, "2608.00001", "2026-08-10", scores={"post-training": 90})
     add_paper(store, "2608.00001", DAY, kind="replace", version=2, scores={"post-training": 40})
     sub = make_sub(store, created="2026-08-12")
-    assert digest.select(store, sub, DAY) is None
+    assert select(store, sub, DAY) is None
     # Both announcements in the window: the later one decides.
-    assert digest.select(store, make_sub(store, "b@example.org", created="2026-08-01"), DAY) is None
+    assert select(store, make_sub(store, "b@example.org", created="2026-08-01"), DAY) is None
     # Not yet scored at v2: the latest scored version stands in.
     add_paper(store, "2608.00002", "2026-08-10", scores={"post-training": 88})
     add_paper(store, "2608.00002", DAY, kind="replace", version=2)
-    assert ids(digest.select(store, sub, DAY)) == ["2608.00002"]
+    assert ids(select(store, sub, DAY)) == ["2608.00002"]
 
 
 def test_catch_up_since_last_sent_digest(store: Store) -> None:
@@ -129,7 +136,7 @@ def test_catch_up_since_last_sent_digest(store: Store) -> None:
     sub = make_sub(store)
     sent(store, sub, "2026-08-11", [])
     sent(store, sub, "2026-08-12", [], status="failed")  # a failed one does not count
-    d = digest.select(store, sub, DAY)
+    d = select(store, sub, DAY)
     # 08-10 was not delivered but is older than the last sent digest; 08-14 is later.
     assert ids(d) == ["2608.12001", "2608.13001"]
     assert {e.announcement.date for e in d.entries} == {"2026-08-12", DAY}
@@ -141,17 +148,17 @@ def test_catch_up_is_bounded(store: Store) -> None:
     add_paper(store, "2608.13001", DAY, scores={"post-training": 80})
     sub = make_sub(store, created="2026-06-01")
     sent(store, sub, "2026-07-01", [])
-    assert ids(digest.select(store, sub, DAY)) == ["2608.05001", "2608.13001"]
+    assert ids(select(store, sub, DAY)) == ["2608.05001", "2608.13001"]
 
 
 def test_new_subscriber_gets_the_day_but_nothing_from_before_joining(store: Store) -> None:
     add_paper(store, "2608.11001", "2026-08-11", scores={"post-training": 80})
     add_paper(store, "2608.12001", "2026-08-12", scores={"post-training": 80})
     add_paper(store, "2608.13001", DAY, scores={"post-training": 80})
-    assert ids(digest.select(store, make_sub(store, "b@example.org", created="2026-08-12"),
+    assert ids(select(store, make_sub(store, "b@example.org", created="2026-08-12"),
                              DAY)) == ["2608.12001", "2608.13001"]
     # Subscribed after the latest announcement: still that day's digest.
-    assert ids(digest.select(store, make_sub(store, "c@example.org", created="2026-08-20"),
+    assert ids(select(store, make_sub(store, "c@example.org", created="2026-08-20"),
                              DAY)) == ["2608.13001"]
 
 
@@ -159,25 +166,25 @@ def test_cap_counts_the_rest(store: Store) -> None:
     for i in range(5):
         add_paper(store, f"2608.0000{i}", scores={"post-training": 90 - i})
     sub = make_sub(store, max_papers=2)
-    d = digest.select(store, sub, DAY)
+    d = select(store, sub, DAY)
     assert ids(d) == ["2608.00000", "2608.00001"] and d.more == 3 and d.total == 5
 
 
 def test_empty_selection_is_none(store: Store) -> None:
     add_paper(store, "2608.00001", scores={"post-training": 30})
     sub = make_sub(store)
-    assert digest.select(store, sub, DAY) is None
-    assert digest.select(store, sub, "2026-09-01") is None
+    assert select(store, sub, DAY) is None
+    assert select(store, sub, "2026-09-01") is None
     subscribers.remove_subscription(store, sub.id, None)
     add_paper(store, "2608.00002", scores={"post-training": 99})
-    assert digest.select(store, sub, DAY) is None
+    assert select(store, sub, DAY) is None
 
 
 def test_rebuild_reproduces_the_planned_digest(store: Store) -> None:
     for i in range(4):
         add_paper(store, f"2608.0000{i}", scores={"post-training": 90 - i, "agents": 75})
     sub = make_sub(store, topics={"post-training": 60, "agents": 70}, max_papers=3)
-    planned = digest.select(store, sub, DAY)
+    planned = select(store, sub, DAY)
     sent(store, sub, DAY, ids(planned))  # as if sent, then the process died before rendering
     subscribers.set_subscription(store, sub.id, "post-training", 95)  # and thresholds changed
     again = digest.rebuild(store, sub, DAY, ids(planned), planned.more)

@@ -16,8 +16,10 @@ from digestbot.cli import main
 from digestbot.config import Settings, load_settings
 from digestbot.enrich import offline, prompts
 from digestbot.enrich.calls import MAX_FAILED_CALLS
+from digestbot.enrich.counts import counts as enrich_counts
 from digestbot.enrich.enrichment import OFFLINE_MODEL, get_enrichment
 from digestbot.models import Announcement, Author, FeedBatch, Paper
+from digestbot.sources.papers import get_paper, save_batch
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, Reply, blank
 from tests.fakes.pipeline import run_pipeline
@@ -44,7 +46,7 @@ def add_papers(store: Store, titles: list[str], *, date: str = DAY, version: int
         for i, title in enumerate(titles, 1)
     ]
     kind = "new" if version == 1 else "replace"
-    store.save_batch(FeedBatch(source="test", date=date, papers=papers, announcements=[
+    save_batch(store, FeedBatch(source="test", date=date, papers=papers, announcements=[
         Announcement(date, p.id, kind, version, "test") for p in papers]))
     return papers
 
@@ -198,7 +200,7 @@ def test_tokens_and_cached_tokens_reach_stats(
     subscribe(store, 1, ["post-training"])
     run_pipeline(llm_settings, store)
     rows = calls(store)
-    stats = store.stats()["llm"]
+    stats = enrich_counts(store)["llm"]
     assert stats["calls"] == len(rows) == 8 and stats["failures"] == 0
     assert stats["prompt_tokens"] == sum(r["prompt_tokens"] for r in rows) > 0
     assert stats["completion_tokens"] == sum(r["completion_tokens"] for r in rows) > 0
@@ -220,7 +222,7 @@ def test_deepseek_cache_hits_are_counted(monkeypatch, store: Store, fake: FakeOp
     assert {b["response_format"]["type"] for b in fake.bodies} == {"json_object"}
     assert all("prompt_tokens_details" not in u for u in fake.usages)
     reported = sum(u["prompt_cache_hit_tokens"] for u in fake.usages)
-    assert store.stats()["llm"]["cached_tokens"] == reported > 0
+    assert enrich_counts(store)["llm"]["cached_tokens"] == reported > 0
 
 
 def test_cost_estimate_uses_the_configured_prices(
@@ -228,7 +230,7 @@ def test_cost_estimate_uses_the_configured_prices(
     add_papers(store, TITLES)
     subscribe(store, 1, ["post-training"])
     run_pipeline(llm_settings, store)
-    llm = store.stats()["llm"]
+    llm = enrich_counts(store)["llm"]
     prompt, cached, completion = llm["prompt_tokens"], llm["cached_tokens"], llm["completion_tokens"]
     assert 0 < cached < prompt and completion > 0
     # USD per million tokens: fresh prompt tokens, cached prompt tokens, completion tokens.
@@ -275,7 +277,7 @@ def test_offline_without_a_key(settings: Settings, store: Store) -> None:
     for pid in ("2608.00001", "2608.00004"):  # the offline scorer finds post-training too
         e = get_enrichment(store, pid, 1)
         assert e.model == "offline" and e.summary_en == offline.first_sentence(
-            store.get_paper(pid).abstract) == f"We study {store.get_paper(pid).title.lower()}."
+            get_paper(store, pid).abstract) == f"We study {get_paper(store, pid).title.lower()}."
         assert (e.title_zh, e.summary_zh, e.abstract_zh, e.institutions) == ("", "", "", [])
 
 

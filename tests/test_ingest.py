@@ -13,6 +13,7 @@ from digestbot.errors import FeedError
 from digestbot.sources import detect, listing, parsers
 from digestbot.sources.arxiv import SAMPLE_FEED, fetch
 from digestbot.sources.authors import tex_to_unicode
+from digestbot.sources.papers import announcements_on, get_paper, get_papers
 from tests.conftest import SHARED_ARXIV, needs_shared
 from tests.fakes.arxiv import fixture
 
@@ -36,10 +37,10 @@ def test_sample_feed_ingests_offline(settings, store):
     assert (result.status, result.date, result.source) == ("ok", "2026-11-17", "rss")
     assert result.counts == {"new": 10, "cross": 2, "replace": 1, "replace-cross": 1}
     assert result.new_announcements == 14
-    assert store.get_paper("2611.90008").title.startswith("$\\Delta$-Attention")
-    assert "&" in store.get_paper("2611.90006").title
-    assert "<and>" in store.get_paper("2611.90012").title
-    replaced = store.get_paper("2609.98765")
+    assert get_paper(store, "2611.90008").title.startswith("$\\Delta$-Attention")
+    assert "&" in get_paper(store, "2611.90006").title
+    assert "<and>" in get_paper(store, "2611.90012").title
+    replaced = get_paper(store, "2609.98765")
     assert replaced.version == 3 and replaced.journal_ref.startswith("Proceedings of EMNLP")
 
 
@@ -234,12 +235,12 @@ def test_cli_fetch_exit_codes(capsys, tmp_path):
 def test_real_rss_every_item_stored(settings, store, capsys):
     assert main(["fetch", "--feed", str(RSS_CL), "--no-api"]) == 0
     assert "139 papers — 新提交 56, 交叉列表 36, 版本更新 47 (rss)" in capsys.readouterr().out
-    anns = store.announcements_on("2026-08-13")
+    anns = announcements_on(store, "2026-08-13")
     assert Counter(a.announce_type for a in anns) == {
         "new": 56, "cross": 36, "replace": 32, "replace-cross": 15}
     root = etree.parse(str(RSS_CL)).getroot()
     by_id = {a.arxiv_id: a for a in anns}
-    papers = store.papers(by_id)
+    papers = get_papers(store, by_id)
     assert len(papers) == 139
     ns = parsers.NS
     for item in root.iter("item"):
@@ -295,7 +296,7 @@ def test_real_bad_files_fail_cleanly(settings, store, name, why):
 def test_real_api_answers_fill_comments_and_affiliations(settings, store):
     fetch(settings, store, feeds=[str(SHARED_ARXIV / "api_query_search_all-testing_100entries_2026-04-12.xml")])
     fetch(settings, store, feeds=[str(SHARED_ARXIV / "api_query_legacy_idlist_astro-ph_9812133_affiliations_2019-01-04.xml")])
-    papers = store.papers(r["id"] for r in store.db["papers"].rows)
+    papers = get_papers(store, [r["id"] for r in store.db["papers"].rows])
     assert len(papers) == 101
     assert sum(1 for p in papers.values() if p.comment) == 97 + 1
     perlmutter = papers["astro-ph/9812133"]

@@ -16,6 +16,7 @@ from digestbot import subscribers
 from digestbot.cli import main
 from digestbot.config import load_settings
 from digestbot.enrich import offline, prompts
+from digestbot.enrich.counts import counts as enrich_counts
 from digestbot.enrich.llm import AUTH_ERROR, BREAKER_ERRORS, LLMClient, extract_json
 from digestbot.errors import DigestbotError
 from digestbot.store import Store
@@ -89,7 +90,7 @@ def test_failures_fall_back_to_offline_and_are_recorded(
     assert call["outcome"] == outcome and error in call["error"]
     assert score_row(store)["scorer"] == offline.SCORER
     assert score_row(store)["score"] >= 70  # the offline scorer's verdict, not a zero
-    assert store.stats()["llm"]["failures"] == 1
+    assert enrich_counts(store)["llm"]["failures"] == 1
 
 
 def test_a_failed_paper_is_retried_on_the_next_run_but_not_forever(

@@ -11,6 +11,7 @@ import pytest
 from digestbot.errors import FeedError, NetworkError
 from digestbot.sources.api import submission_announced
 from digestbot.sources.arxiv import SAMPLE_FEED, fetch
+from digestbot.sources.papers import announcement_dates, announcements_on, get_paper
 from tests.fakes.arxiv import FakeArxiv, fixture
 from tests.fakes.http import Response
 
@@ -47,12 +48,12 @@ def test_listing_then_api(settings, store, arxiv_fake):
     assert "digestbot" in listing.headers["user-agent"] and "digestbot" in api.headers["user-agent"]
     assert api.query["id_list"][0].split(",") == [
         "2611.91001", "2611.91002", "2611.91003", "2609.98765", "2608.97531"]
-    grpo = store.get_paper("2611.91001")
+    grpo = get_paper(store, "2611.91001")
     assert grpo.comment.endswith("code at https://example.org/vgrpo")
     assert grpo.authors[0].affiliations == ("Tsinghua University",) and grpo.published
     # The listing had no version for this replacement; the API supplied v3.
-    assert store.get_paper("2609.98765").version == 3
-    assert {a.arxiv_id: a.version for a in store.announcements_on("2026-11-18")}["2609.98765"] == 3
+    assert get_paper(store, "2609.98765").version == 3
+    assert {a.arxiv_id: a.version for a in announcements_on(store, "2026-11-18")}["2609.98765"] == 3
 
 
 def test_api_failure_keeps_listing_and_next_fetch_retries(settings, store, arxiv_fake):
@@ -61,16 +62,16 @@ def test_api_failure_keeps_listing_and_next_fetch_retries(settings, store, arxiv
     cfg = point(settings, server.url, sources=["listing"])
     first = fetch(cfg, store, now=NIGHT)
     assert first.status == "ok" and first.new_announcements == 5
-    grpo = store.get_paper("2611.91001")
+    grpo = get_paper(store, "2611.91001")
     assert grpo.published is None and grpo.comment == "12 pages, 4 figures"
     # Unknown replacement version: unknown (None), never guessed, until the API says.
-    assert store.get_paper("2609.98765").version is None
-    assert {a.arxiv_id: a.version for a in store.announcements_on("2026-11-18")}[
+    assert get_paper(store, "2609.98765").version is None
+    assert {a.arxiv_id: a.version for a in announcements_on(store, "2026-11-18")}[
         "2609.98765"] is None
     second = fetch(cfg, store, now=NIGHT)
     assert second.new_announcements == 0
-    assert store.get_paper("2611.91001").published and store.get_paper("2609.98765").version == 3
-    assert {a.arxiv_id: a.version for a in store.announcements_on("2026-11-18")}[
+    assert get_paper(store, "2611.91001").published and get_paper(store, "2609.98765").version == 3
+    assert {a.arxiv_id: a.version for a in announcements_on(store, "2026-11-18")}[
         "2609.98765"] == 3
 
 
@@ -147,7 +148,7 @@ def test_stale_feed_is_reported_not_stored(settings, store, arxiv_fake):
     fake.rss = fake.rss.replace(b"Tue, 17 Nov 2026", b"Wed, 18 Nov 2026")
     relabelled = fetch(cfg, store, no_api=True, now=NEXT_NIGHT)
     assert relabelled.status == "stale"
-    assert store.announcement_dates() == ["2026-11-17"]
+    assert announcement_dates(store) == ["2026-11-17"]
     logged = [r["status"] for r in store.db["fetch_log"].rows]
     assert logged == ["ok", "stale", "stale"]
 
@@ -165,8 +166,8 @@ def test_since_catches_up_through_the_api(settings, store, arxiv_fake):
     assert result.status == "ok"
     query = server.requests[0].query["search_query"][0]
     assert query.startswith("(cat:cs.CL) AND lastUpdatedDate:[202611150000 TO ")
-    kinds = {a.arxiv_id: (a.date, a.announce_type) for d in store.announcement_dates()
-             for a in store.announcements_on(d)}
+    kinds = {a.arxiv_id: (a.date, a.announce_type) for d in announcement_dates(store)
+             for a in announcements_on(store, d)}
     # Submitted Mon 16 Nov 15:11 ET (after the 14:00 deadline) → Tuesday evening's batch (Wed 18).
     assert kinds["2611.91003"] == ("2026-11-18", "cross")
     assert kinds["2609.98765"] == ("2026-11-18", "replace")

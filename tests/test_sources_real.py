@@ -23,6 +23,7 @@ from digestbot.sources.api import merge_api
 from digestbot.sources.arxiv import fetch
 from digestbot.sources.authors import split_authors, tex_to_unicode
 from digestbot.sources.listing import parse_listing
+from digestbot.sources.papers import announcements_on, get_paper, save_batch
 from digestbot.store import Store
 from tests.conftest import SHARED_ARXIV, needs_shared
 from tests.fakes.http import Response
@@ -97,7 +98,7 @@ def test_rss_affiliations_in_dc_creator(settings, store, capsys):
     assert by_id["2303.01115"].authors[0].affiliations == ("INAF-OaPD",)
     assert names(by_id["2303.00916"].authors)[-1] == "The CMB-S4 Collaboration"
     assert main(["fetch", "--feed", str(RSS), "--no-api"]) == 0
-    row = store.get_paper("2303.00985")
+    row = get_paper(store, "2303.00985")
     assert row.authors == kurihara and "JAXA ISAS)" not in names(row.authors)
 
 
@@ -112,8 +113,8 @@ def test_feed_affiliations_count_as_known_institutions_no_pdf(settings, store, p
     fetch(settings, store, feeds=[str(RSS)])
     first_pages = FirstPages(load_settings(), store)
     try:
-        text = asyncio.run(first_pages.get(store.get_paper("2303.00985")))
-        plain = asyncio.run(first_pages.get(store.get_paper("2303.00763")))
+        text = asyncio.run(first_pages.get(get_paper(store, "2303.00985")))
+        plain = asyncio.run(first_pages.get(get_paper(store, "2303.00763")))
     finally:
         first_pages.close()
     assert "Miki Kurihara: University of Tokyo, JAXA ISAS" in text
@@ -145,12 +146,12 @@ def test_api_utf8_names_win_and_feed_affiliations_stay():
 
 def test_api_names_replace_feed_names_already_stored(settings, store):
     fetch(settings, store, feeds=[str(RSS)])  # the feed's names first (API failed, say)
-    feed = store.get_paper("2303.00985")
+    feed = get_paper(store, "2303.00985")
     api = dataclasses.replace(feed, authors=[Author(a.name.upper()) for a in feed.authors],
                               published="2023-03-01T19:00:02+00:00")
-    store.save_batch(dataclasses.replace(detect.parse_any(RSS.read_bytes()), papers=[api],
+    save_batch(store, dataclasses.replace(detect.parse_any(RSS.read_bytes()), papers=[api],
                                          announcements=[]))
-    row = store.get_paper("2303.00985")
+    row = get_paper(store, "2303.00985")
     assert names(row.authors) == names(api.authors) and row.published
 
 
@@ -219,11 +220,11 @@ def test_listing_versions_unknown_until_rss_says(settings, store):
     assert versions["2303.00763"] == ("new", 1)
     assert versions["2303.00812"] == ("cross", None) and versions["2104.03145"][1] is None
     fetch(settings, store, feeds=[str(LISTING)])
-    paper = store.get_paper("2303.00812")
+    paper = get_paper(store, "2303.00812")
     assert paper.version is None and paper.pdf_url == "https://arxiv.org/pdf/2303.00812"
     fetch(settings, store, feeds=[str(RSS)])  # the same evening's RSS: the cross is v1
-    assert store.get_paper("2303.00812").version == 1
-    assert {a.arxiv_id: a.version for a in store.announcements_on("2023-03-03")}[
+    assert get_paper(store, "2303.00812").version == 1
+    assert {a.arxiv_id: a.version for a in announcements_on(store, "2023-03-03")}[
         "2303.00812"] == 1
 
 
@@ -281,9 +282,9 @@ def test_duplicate_id_keeps_the_higher_version_with_its_own_type(settings, store
     feed = tmp_path / "dup.xml"
     feed.write_text(data.replace(item, item + again))
     fetch(settings, store, feeds=[str(feed)])
-    ann = {a.arxiv_id: a for a in store.announcements_on("2023-03-03")}["2303.00763"]
+    ann = {a.arxiv_id: a for a in announcements_on(store, "2023-03-03")}["2303.00763"]
     assert (ann.announce_type, ann.version) == ("replace", 2)
-    assert store.get_paper("2303.00763").version == 2
+    assert get_paper(store, "2303.00763").version == 2
 
 
 def test_unknown_version_paper_shows_no_made_up_one():

@@ -3,6 +3,8 @@ import sqlite3
 import pytest
 
 from digestbot.models import Announcement, Author, FeedBatch, Paper
+from digestbot.sources.papers import counts as paper_counts
+from digestbot.sources.papers import get_paper, save_batch
 from digestbot.store import Store, migrations
 
 
@@ -24,39 +26,39 @@ def test_migrations_recorded_and_idempotent(tmp_path) -> None:
 
 
 def test_same_batch_twice_changes_nothing(store: Store) -> None:
-    first = store.save_batch(_batch())
+    first = save_batch(store, _batch())
     assert first == {"papers_new": 1, "papers_updated": 0, "announcements_new": 1}
     before = list(store.db.query("select * from papers"))
-    assert store.save_batch(_batch()) == {"papers_new": 0, "papers_updated": 0, "announcements_new": 0}
+    assert save_batch(store, _batch()) == {"papers_new": 0, "papers_updated": 0, "announcements_new": 0}
     assert list(store.db.query("select * from papers")) == before
 
 
 def test_poorer_source_fills_gaps_but_never_blanks(store: Store) -> None:
-    store.save_batch(_batch(comment="10 pages"))
+    save_batch(store, _batch(comment="10 pages"))
     api = FeedBatch("api", None, [Paper("2608.00001", 1, "A title", "An abstract",
                                         [Author("Ada", ("MIT",)), Author("Bo")], ["cs.CL"], "cs.CL",
                                         doi="10.1/x")])
-    store.save_batch(api)
-    p = store.get_paper("2608.00001")
+    save_batch(store, api)
+    p = get_paper(store, "2608.00001")
     assert p.comment == "10 pages" and p.doi == "10.1/x"
     assert p.authors[0].affiliations == ("MIT",)
 
 
 def test_replacement_adds_second_announcement_and_new_text(store: Store) -> None:
-    store.save_batch(_batch())
+    save_batch(store, _batch())
     b = _batch(version=2)
     b.papers[0].title = "A better title"
-    store.save_batch(b)
-    p = store.get_paper("2608.00001")
+    save_batch(store, b)
+    p = get_paper(store, "2608.00001")
     assert p.version == 2 and p.title == "A better title"
     types = [r["announce_type"] for r in store.db.query("select * from announcements order by date")]
     assert types == ["new", "replace"]
-    assert store.stats()["announcements"] == {"new": 1, "replace": 1}
+    assert paper_counts(store)["announcements"] == {"new": 1, "replace": 1}
 
 
 def test_failed_batch_leaves_nothing(store: Store) -> None:
     bad = _batch()
     bad.announcements.append(Announcement("2026-08-13", "9999.99999", "new", 1, "rss"))  # no paper: FK
     with pytest.raises(sqlite3.IntegrityError):
-        store.save_batch(bad)
-    assert store.stats()["papers"] == 0
+        save_batch(store, bad)
+    assert paper_counts(store)["papers"] == 0

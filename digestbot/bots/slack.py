@@ -32,7 +32,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from digestbot import commands, outbox
-from digestbot.channels.slack import SlackSender, _sdk_log, api_error, web_client, webhook_client
+from digestbot.channels.slack import SlackSender, api_error, web_client, webhook_client
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, PermanentError, TransientError
 from digestbot.render import clip
@@ -233,7 +233,7 @@ async def start_socket_mode(settings: Settings, store_path: str, *,
                              "and SLACK_BOT_TOKEN (xoxb-…)")
     web = web_client(settings)
     client = SocketModeClient(app_token=settings.slack_app_token.get(), web_client=web,
-                              ping_interval=ping_interval, logger=_sdk_log(log.name))
+                              ping_interval=ping_interval, logger=log)
     store = Store(store_path)
     handler = SlackCommands(settings, store, web)
     client.socket_mode_request_listeners.append(handler.on_request)

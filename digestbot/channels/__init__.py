@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from digestbot.store import protect
+
 if TYPE_CHECKING:
     from digestbot.config import Settings
     from digestbot.outbox import ChannelSender
@@ -29,6 +31,8 @@ CHANNEL_MODULES: dict[str, str] = {
 
 def build_senders(settings: Settings) -> dict[str, ChannelSender]:
     """A sender for every configured channel."""
+    # Before any sender can fail: an SMTP server or a chat API may quote a credential back.
+    protect(settings)
     senders: dict[str, ChannelSender] = {}
     for channel, module_name in CHANNEL_MODULES.items():
         sender = importlib.import_module(module_name).make_sender(settings)

@@ -9,8 +9,8 @@ the same thread. At most one message a second per channel; a 429 waits out `Retr
 (slack-sdk's retry handler) and then counts as transient. `channel_not_found`,
 `not_in_channel`, `is_archived`, `account_inactive`, `invalid_auth` (and their webhook
 equivalents) mark the subscriber blocked with the reason; other errors are transient and the
-batch goes on. slack-sdk's log lines go through `_RedactingLog`: a webhook URL is a credential
-and never reaches a log.
+batch goes on. A webhook URL is a credential: it is registered with the store's redaction
+filter before a client is made, so neither slack-sdk's log lines nor a stored error show it.
 
 The `/arxiv` slash command is `digestbot.bots.slack`; it uses these clients and this sender.
 """
@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from digestbot import outbox
+from digestbot import outbox, subscribers
 from digestbot.config import Settings
 from digestbot.errors import PermanentError, TransientError
 from digestbot.models import Digest
 from digestbot.render.slack import MODES, SlackMessage, render_slack
-from digestbot.store import Store
+from digestbot.store import Store, add_secrets, protect, redact
 
 log = logging.getLogger(__name__)
 
@@ -67,58 +65,24 @@ class _Pacer:
             self._last[key] = time.monotonic()
 
 
-# Credentials slack-sdk writes into its log lines: a Socket Mode payload's `response_url` and
-# legacy verification `token`, the one-time `ticket` of the WebSocket URL, Slack's hook paths.
-_CREDENTIAL = re.compile(
-    r"""((?<![\w])["']?(?:token|response_url)["']?\s*[:=]\s*["']?|ticket=|hooks\.slack\.com[\\/]+)"""
-    r"""[^\s"'&,]+""")
-
-
-class _RedactingLog(logging.LoggerAdapter):
-    """A logger for slack-sdk that leaves credentials out.
-
-    slack-sdk redacts the Authorization header, but logs an incoming webhook's URL (the
-    credential itself) at INFO on every 429 retry and at DEBUG on every post, and whole Socket
-    Mode payloads at DEBUG. It formats its messages itself (f-strings), so `msg` is the line.
-    """
-
-    def __init__(self, logger: logging.Logger, *secrets: str) -> None:
-        super().__init__(logger, {})
-        self.secrets = [s for s in secrets if s]
-
-    @property
-    def level(self) -> int:
-        # slack-sdk decides whether to build its debug lines from `logger.level`.
-        return self.logger.level
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[str, Any]:
-        text = str(msg)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return _CREDENTIAL.sub(r"\1***", text), kwargs
-
-
-def _sdk_log(name: str, *secrets: str) -> Any:
-    """slack-sdk's own logger `name`, redacted; its `logger=` parameters take an adapter fine."""
-    return _RedactingLog(logging.getLogger(name), *secrets)
-
-
 def web_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
     """The bot's Web API client against `slack_api_url`, waiting out 429s (Retry-After)."""
     if token is None and settings.slack_bot_token:
         token = settings.slack_bot_token.get()
+    protect(settings)
+    add_secrets(token)
     return AsyncWebClient(
         token=token, base_url=settings.slack_api_url, timeout=30,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
-        logger=_sdk_log("slack_sdk.web.async_base_client", token or ""),
     )
 
 
 def webhook_client(url: str, timeout: float = 30) -> AsyncWebhookClient:
-    """An incoming webhook or `response_url` client that waits out 429s and never logs the URL."""
+    """An incoming webhook or `response_url` client that waits out 429s and never logs the URL
+    (slack-sdk logs it at INFO on every 429 retry and at DEBUG on every post)."""
+    add_secrets(url)
     return AsyncWebhookClient(
-        url, timeout=timeout, retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
-        logger=_sdk_log("slack_sdk.webhook.async_client", url))
+        url, timeout=timeout, retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
 
 
 def api_error(exc: SlackApiError) -> str:
@@ -211,7 +175,8 @@ class SlackSender:
             raise TransientError(f"slack webhook: {type(exc).__name__}") from None
         if response.status_code == 200:
             return
-        error = (response.body or "").strip()[:100] or f"HTTP {response.status_code}"
+        # Masked before it is cut: a server may echo the URL, and half a URL is not recognised.
+        error = redact((response.body or "").strip())[:100] or f"HTTP {response.status_code}"
         if error in WEBHOOK_BLOCKING_ERRORS:
             raise PermanentError(f"slack webhook: {error}", status="blocked")
         raise TransientError(f"slack webhook: HTTP {response.status_code} {error}")
@@ -222,7 +187,5 @@ def make_sender(settings: Settings) -> SlackSender | None:
     if settings.slack_bot_token:
         return SlackSender(web_client(settings), mode=settings.slack_mode)
     with Store(settings.db) as store:
-        hooked = list(store.db.query(
-            "select 1 from subscribers where channel = 'slack' and webhook_url is not null"
-            " and webhook_url != '' limit 1"))
+        hooked = subscribers.has_webhooks(store)
     return SlackSender(None, mode=settings.slack_mode) if hooked else None

@@ -32,7 +32,7 @@ from digestbot.config import Settings
 from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
 from digestbot.models import Digest
 from digestbot.render.telegram import render_parts
-from digestbot.store import Store
+from digestbot.store import Store, protect
 
 log = logging.getLogger(__name__)
 
@@ -163,36 +163,13 @@ def file_url(settings: Settings) -> str:
 
 
 def bot_token(settings: Settings) -> str:
-    """The token, registered with the log redactor before anything can log a URL with it."""
+    """The token, registered with the log redactor before anything can log a URL with it
+    (Bot API URLs carry it, `…/bot<token>/getMe`, and PTB and httpx log them)."""
     if not settings.telegram_bot_token:
         raise UsageError("TELEGRAM_BOT_TOKEN is not set; get one from @BotFather")
     token = settings.telegram_bot_token.get()
-    _REDACTOR.tokens.add(token)
+    protect(settings)
     return token
-
-
-class _TokenRedactor(logging.Filter):
-    """Bot API URLs carry the token (`…/bot<token>/getMe`), and PTB and httpx log them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tokens: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.tokens:
-            message = record.getMessage()
-            redacted = message
-            for token in self.tokens:
-                redacted = redacted.replace(token, "***")
-            if redacted != message:
-                record.msg, record.args = redacted, ()
-        return True
-
-
-_REDACTOR = _TokenRedactor()
-# Logger filters do not apply to child loggers: these are the loggers that print the URL.
-for _name in ("httpx", "telegram.Bot", "telegram.ext.ExtBot"):
-    logging.getLogger(_name).addFilter(_REDACTOR)
 
 
 # -- the outbox's sender ------------------------------------------------------------------------

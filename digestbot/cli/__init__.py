@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from digestbot.cli.parser import build_parser
 from digestbot.config import Settings, load_settings
 from digestbot.errors import DigestbotError, UsageError
+from digestbot.store import REDACTOR, protect
 
 __all__ = ["HANDLERS", "build_parser", "main", "setup_logging"]
 
@@ -42,7 +43,7 @@ HANDLERS: dict[str, str] = {
     "once": "digestbot.cli.once:cmd_once",
     "run": "digestbot.cli.serve:cmd_run",
     "serve": "digestbot.cli.serve:cmd_serve",
-    "stats": "digestbot.cli.admin:cmd_stats",
+    "stats": "digestbot.cli.stats:cmd_stats",
     "inbound": "digestbot.cli.inbound:cmd_inbound",
 }
 
@@ -63,6 +64,7 @@ def setup_logging(verbose: bool, as_json: bool) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(REDACTOR)  # the one redaction filter, extras (access log lines) included
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -87,7 +89,8 @@ class _JsonFormatter(logging.Formatter):
         out = {"time": self.formatTime(record), "level": record.levelname,
                "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            # exc_text is the traceback the redaction filter already masked, when it had to.
+            out["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -106,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(args.verbose, args.log_json)
         handler = _resolve(command)
         settings = load_settings()
+        protect(settings)  # before any stage can log or store a text that quotes a secret
         return handler(settings, args)
     except DigestbotError as exc:
         print(f"digestbot: error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber
 from digestbot.render.slack import render_payloads
 from digestbot.render.telegram import render_telegram
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 
@@ -51,11 +52,12 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
                 f"没有编号为 {args.subscriber} 的订阅者 / no subscriber #{args.subscriber} "
                 "(see `digestbot sub list`)"
             )
-        date = args.date or store.latest_announcement_date()
+        date = args.date or latest_announcement_date(store)
         if date is None:
             print("还没有任何公告 / no announcements yet: run `digestbot fetch` first")
             return 0
-        digest = _planned(store, subscriber, date) or digests.select(store, subscriber, date)
+        digest = _planned(store, subscriber, date) or digests.select(
+            store, subscriber, date, history=outbox.DeliveryHistory(store))
     if digest is None:
         print(f"订阅者 #{subscriber.id} 在 {date} 没有新论文 / "
               f"no new papers for subscriber #{subscriber.id} on {date}")

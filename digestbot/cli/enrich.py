@@ -12,6 +12,7 @@ from digestbot import topics as catalogue
 from digestbot.config import Settings
 from digestbot.enrich.pipeline import day_papers, run_pipeline
 from digestbot.errors import DigestbotError, UsageError
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 
@@ -47,7 +48,7 @@ def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
         if from_file is not None:
             papers, cache = from_file, False
         else:
-            day = args.date or store.latest_announcement_date()
+            day = args.date or latest_announcement_date(store)
             papers, cache = (day_papers(store, day) if day else []), True
             if not papers:
                 raise DigestbotError(

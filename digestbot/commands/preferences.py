@@ -23,6 +23,7 @@ from digestbot.commands.core import (
 from digestbot.config import Settings
 from digestbot.models import Subscriber
 from digestbot.render.i18n import label, topic_name
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 # -- /list --------------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def cmd_digest(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
         again = digests.rebuild(store, sub, last.digest_date, last.paper_ids, last.more)
         return Reply(label(lang, f"重新发送 {last.digest_date} 的摘要:",
                            f"The digest of {last.digest_date} again:"), digest=again)
-    date = store.latest_announcement_date()
+    date = latest_announcement_date(store)
     if date is None:
         return Reply(say(lang, "还没有抓取到任何 arXiv 公告。", "No arXiv announcement has been "
                          "fetched yet."))

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 from digestbot.config import Settings
 from digestbot.enrich import prompts
 from digestbot.errors import AnswerError, DigestbotError
-from digestbot.store import Store, now_iso
+from digestbot.store import Store, now_iso, protect, redact
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,9 @@ class LLMClient:
                                  "use the offline scorer (--offline)")
         self.model = settings.llm_model
         self.mode = settings.llm_json
-        self._key = settings.openai_api_key.get()
+        protect(settings)  # an error body that quotes the key stays out of logs and llm_calls
         self._client = openai.AsyncOpenAI(
-            api_key=self._key,
+            api_key=settings.openai_api_key.get(),
             base_url=settings.openai_base_url,
             timeout=timeout,
             max_retries=max_retries,
@@ -133,7 +133,7 @@ class LLMClient:
             except (openai.AuthenticationError, openai.PermissionDeniedError):
                 raise DigestbotError(AUTH_ERROR) from None
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
-                error = self._scrub(_describe(exc))
+                error = redact(_describe(exc))
                 self._note_error(error)
                 return Outcome(None, "error", error, usage, _ms_since(started))
             self._errors_in_a_row = 0
@@ -144,7 +144,7 @@ class LLMClient:
                 if check:
                     check(value)
             except AnswerError as exc:
-                error = self._scrub(str(exc))
+                error = redact(str(exc))
                 log.info("unusable %s answer (attempt %d): %s", name, attempt, error)
                 convo += [{"role": "assistant", "content": content or "(empty)"},
                           {"role": "user", "content": prompts.retry_message(error)}]
@@ -169,9 +169,6 @@ class LLMClient:
             log.warning("%s; offline results for the rest of this run "
                         "(a server without structured outputs needs DIGESTBOT_LLM_JSON=object "
                         "or prompt)", self.down)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
 
 
 def _describe(exc: openai.OpenAIError) -> str:
@@ -244,5 +241,6 @@ def record_call(store: Store, kind: str, arxiv_id: str, version: int, model: str
         "kind": kind, "arxiv_id": arxiv_id, "version": version, "model": model,
         "prompt_tokens": result.usage.prompt, "completion_tokens": result.usage.completion,
         "cached_tokens": result.usage.cached, "latency_ms": result.latency_ms,
-        "outcome": result.outcome, "error": result.error, "created_at": now_iso(),
+        "outcome": result.outcome, "error": result.error and redact(result.error),
+        "created_at": now_iso(),
     })

@@ -31,6 +31,7 @@ from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pdf import FirstPages
 from digestbot.enrich.scoring import above_threshold, score_papers
 from digestbot.models import Paper
+from digestbot.sources.papers import announcements_on, get_papers, latest_announcement_date
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
     thread that opened `store` (sqlite connections belong to one thread): the CLI and the
     service's worker thread call it with asyncio.run.
     """
-    day = date or store.latest_announcement_date()
+    day = date or latest_announcement_date(store)
     report = PipelineReport(date=day)
     if day is None:
         return report
@@ -83,8 +84,8 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
 
 def day_papers(store: Store, date: str, limit: int | None = None) -> list[Paper]:
     """The papers announced on `date`, at their latest stored version, in id order."""
-    ids = [a.arxiv_id for a in store.announcements_on(date)]
+    ids = [a.arxiv_id for a in announcements_on(store, date)]
     if limit is not None:
         ids = ids[:limit]
-    found = store.papers(ids)
+    found = get_papers(store, ids)
     return [found[i] for i in ids if i in found]

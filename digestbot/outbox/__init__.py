@@ -23,8 +23,10 @@ the digest itself is never lost — not even when its subscriber is removed.
 
 from digestbot.outbox.plan import EMPTY_KEY, due_subscribers, is_due, plan, plan_for
 from digestbot.outbox.rows import (
+    DeliveryHistory,
     DeliveryReport,
     DeliveryRow,
+    count_by_status,
     create_row,
     day_row,
     get_row,
@@ -48,8 +50,8 @@ from digestbot.outbox.send import (
 )
 
 __all__ = [
-    "BACKOFF", "EMPTY_KEY", "MAX_ATTEMPTS", "ChannelSender", "DeliveryReport", "DeliveryRow",
-    "create_row", "day_row", "deliver_pending", "deliver_row", "due_subscribers", "get_row",
+    "BACKOFF", "EMPTY_KEY", "MAX_ATTEMPTS", "ChannelSender", "DeliveryHistory", "DeliveryReport", "DeliveryRow",
+    "count_by_status", "create_row", "day_row", "deliver_pending", "deliver_row", "due_subscribers", "get_row",
     "is_due", "last_sent", "mark_part", "papers_sent", "part_external_id", "parts_done", "plan",
     "plan_for", "planned_for", "ready_rows", "run_send", "set_parts_total", "set_thread_ts",
 ]

@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from digestbot import digest as digests
 from digestbot import subscribers
 from digestbot.config import Settings
+from digestbot.enrich import topic_scores
 from digestbot.models import Subscriber
-from digestbot.outbox.rows import DeliveryReport, aware, create_row, planned_for
+from digestbot.outbox.rows import DeliveryHistory, DeliveryReport, aware, create_row, planned_for
+from digestbot.sources import papers
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ def plan_for(
 
     None when nothing new passes their thresholds or the day already has a row.
     """
-    digest = digests.select(store, subscriber, date)
+    digest = digests.select(store, subscriber, date, history=DeliveryHistory(store))
     if digest is None or not digest.entries:
         return None
     return create_row(store, settings, digest, now)
@@ -85,6 +87,7 @@ def plan_into(
     """`plan`, counting into `report` (planned, empty, not yet due)."""
     created: list[int] = []
     library = digests.Library(store)  # each of the day's papers is read once, not per reader
+    history = DeliveryHistory(store)
     # Taken before selecting, so a score written meanwhile invalidates what we record now.
     stamp = _selection_inputs(store)
     empty = _known_empty(store, date, stamp)
@@ -92,7 +95,7 @@ def plan_into(
         if sub.id in empty:
             report.empty += 1
             continue
-        digest = digests.select(store, sub, date, library=library)
+        digest = digests.select(store, sub, date, history=history, library=library)
         if digest is None or not digest.entries:
             report.empty += 1
             empty.add(sub.id)
@@ -107,9 +110,9 @@ def plan_into(
 
 def preview_into(store: Store, date: str, now: datetime, force: bool, report: DeliveryReport) -> None:
     """Dry run: who would get how many papers; selection reads, it writes nothing."""
-    library = digests.Library(store)
+    library, history = digests.Library(store), DeliveryHistory(store)
     for sub in _candidates(store, date, now, force, report):
-        digest = digests.select(store, sub, date, library=library)
+        digest = digests.select(store, sub, date, history=history, library=library)
         if digest is None or not digest.entries:
             report.empty += 1
             continue
@@ -126,15 +129,10 @@ EMPTY_KEY = "delivery.nothing_to_send"
 
 def _selection_inputs(store: Store) -> str:
     """A fingerprint of what can make an empty selection non-empty: new announcements or
-    scores (rowids grow, REPLACE included; the sum catches in-place updates), changed
-    subscriptions or subscriber settings. Sent deliveries only ever shrink a selection."""
-    row = next(iter(store.db.query(
-        "select (select count(*) || ':' || coalesce(max(rowid), 0) from announcements) a,"
-        " (select count(*) || ':' || coalesce(max(rowid), 0) || ':' || total(score) from scores) s,"
-        " (select count(*) || ':' || total(threshold) || ':' || coalesce(max(created_at), '')"
-        "  from subscriptions) t,"
-        " (select coalesce(max(updated_at), '') from subscribers) u")))
-    return json.dumps(row, sort_keys=True)
+    scores, changed subscriptions or subscriber settings, each asked of its owner. Sent
+    deliveries only ever shrink a selection."""
+    return json.dumps({"a": papers.fingerprint(store), "s": topic_scores.fingerprint(store),
+                       "t": subscribers.fingerprint(store)}, sort_keys=True)
 
 
 def _known_empty(store: Store, date: str, stamp: str) -> set[int]:

@@ -1,7 +1,7 @@
 """The outbox's tables — `deliveries`, `delivery_parts`, `delivered_papers` — and all their SQL.
 
-No other module reads or writes these tables except through the functions here (selection's
-"never twice" anti-join in `digest` is the one read left beside them; see `digest.select`).
+No other module reads or writes these tables except through the functions here; selection's
+"never twice" reads them through `DeliveryHistory`, which the outbox hands to `digest.select`.
 Rows are never deleted: a removed subscriber's rows stay, pending ones end as 'cancelled'.
 """
 
@@ -12,14 +12,14 @@ import logging
 import secrets
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from digestbot.config import Settings
 from digestbot.models import Digest, Subscriber
-from digestbot.store import Store
+from digestbot.store import Store, chunks, redact
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,29 @@ def last_sent(store: Store, subscriber_id: int) -> DeliveryRow | None:
     return DeliveryRow.from_row(rows[0]) if rows else None
 
 
+class DeliveryHistory:
+    """What each reader already got, for `digest.select` (a `digest.History`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def last_sent(self, subscriber_id: int, before: str) -> str | None:
+        return next(iter(self.store.db.query(
+            "select max(digest_date) d from deliveries"
+            " where subscriber_id = ? and status = 'sent' and digest_date < ?",
+            [subscriber_id, before])))["d"]
+
+    def delivered(self, subscriber_id: int, arxiv_ids: Sequence[str]) -> set[str]:
+        # `delivered_papers` is written with the row at plan time, so "planned" counts too.
+        out: set[str] = set()
+        for chunk in chunks(list(arxiv_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out |= {r["arxiv_id"] for r in self.store.db.query(
+                "select arxiv_id from delivered_papers where subscriber_id = ?"
+                f" and arxiv_id in ({marks})", [subscriber_id, *chunk])}
+        return out
+
+
 def planned_for(store: Store, date: str) -> set[int]:
     """Subscribers who already have a row for `date`, whatever its status."""
     return {r["subscriber_id"] for r in store.db.query(
@@ -166,7 +189,14 @@ def _message_id(settings: Settings, sub: Subscriber, date: str) -> str | None:
     return f"<digest.{date}.{sub.id}.{secrets.token_hex(6)}@{settings.mail_domain}>"
 
 
+# How much of an error text a row keeps (the log line has the rest).
+ERROR_CHARS = 500
+
+
 def update(store: Store, row_id: int, now: datetime, **values: Any) -> None:
+    if values.get("last_error"):
+        # Masked before it is cut, so a cut cannot leave half a token unrecognised.
+        values["last_error"] = redact(values["last_error"])[:ERROR_CHARS]
     with store.db.atomic():
         store.db["deliveries"].update(row_id, {**values, "updated_at": iso(now)})
 
@@ -230,6 +260,12 @@ def set_parts_total(store: Store, delivery_id: int, total: int) -> None:
 def set_thread_ts(store: Store, delivery_id: int, ts: str) -> None:
     """The Slack thread the digest's later messages reply in (the summary message's ts)."""
     store.db["deliveries"].update(delivery_id, {"thread_ts": ts})
+
+
+def count_by_status(store: Store) -> dict[str, int]:
+    """Delivery rows per status, for stats."""
+    return {r["status"]: r["n"] for r in store.db.query(
+        "select status, count(*) n from deliveries group by status order by status")}
 
 
 def aware(moment: datetime) -> datetime:

@@ -29,6 +29,7 @@ from digestbot.outbox.rows import (
     ready_rows,
     update,
 )
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ async def run_send(
     """
     now = aware(now or datetime.now(UTC))
     report = DeliveryReport()
-    date = date or store.latest_announcement_date()
+    date = date or latest_announcement_date(store)
     if date and dry_run:
         preview_into(store, date, now, force, report)
     elif date:
@@ -173,15 +174,15 @@ async def _deliver_one(
                                  library=library)
         await sender.send(store, row, digest)
     except PermanentError as exc:
-        update(store, row.id, now, status="failed_permanent", last_error=str(exc)[:500])
-        subscribers.set_status(store, sub.id, exc.status, reason=str(exc)[:500])
+        update(store, row.id, now, status="failed_permanent", last_error=str(exc))
+        subscribers.set_status(store, sub.id, exc.status, reason=str(exc))
         log.warning("%s #%s %s: permanent failure, subscriber now %s: %s",
                     sender.channel, sub.id, row.digest_date, exc.status, exc)
         report.permanent += 1
     except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
         if not isinstance(exc, TransientError):
             log.exception("%s #%s %s: unexpected error", sender.channel, sub.id, row.digest_date)
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        error = f"{type(exc).__name__}: {exc}"
         if attempts >= MAX_ATTEMPTS:
             update(store, row.id, now, status="failed_permanent",
                    last_error=f"gave up after {attempts} attempts; {error}")

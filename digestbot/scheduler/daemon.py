@@ -116,7 +116,7 @@ async def _stop_parts(handles: list[tuple[str, _Handle]], settings: Settings) ->
     for task in done:
         if task.exception() is not None:
             log.warning("%s did not stop cleanly: %s", tasks[task],
-                        _redact(str(task.exception()), settings))
+                        task.exception())
 
 
 async def _start_parts(settings: Settings, host: str) -> list[tuple[str, _Handle]]:
@@ -149,7 +149,7 @@ async def _start_optional(name: str, start: Callable[[Settings, str], Awaitable[
         return await start(settings, settings.db)
     except Exception as exc:
         log.error("%s channel failed to start, running without it: %s", name,
-                  _redact(str(exc), settings))
+                  exc)
         return None
 
 
@@ -172,12 +172,3 @@ async def _start_http(settings: Settings, host: str) -> _HttpHandle:
                              "set DIGESTBOT_HTTP_PORT to a free port (0 turns the HTTP app off)") from None
     log.info("HTTP app on http://%s:%d (/healthz)", host, settings.http_port)
     return _HttpHandle(runner)
-
-
-def _redact(text: str, settings: Settings) -> str:
-    """Library errors may quote a token (PTB's InvalidToken does); never log one."""
-    for secret in (settings.telegram_bot_token, settings.slack_bot_token, settings.slack_app_token,
-                   settings.openai_api_key, settings.smtp_url, settings.secret):
-        if secret:
-            text = text.replace(secret.get(), "***")
-    return text

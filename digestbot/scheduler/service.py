@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from digestbot import subscribers
 from digestbot.channels import build_senders
 from digestbot.clock import (
     DELIVERY_TICK,
@@ -33,6 +34,7 @@ from digestbot.clock import (
 from digestbot.config import Settings
 from digestbot.outbox import run_send
 from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 # One logger for the whole scheduler package: operators filter on it.
@@ -65,7 +67,7 @@ class Service:
             return None
         started = self.clock.now()
         async with self._tracked(), self._work:
-            covered = _subscription_fingerprint(self.store)
+            covered = subscribers.active_fingerprint(self.store)
             outcome: FetchOutcome = await in_daemon_thread(
                 fetch_and_enrich, self.settings, started, since=since)
             if outcome.reports:
@@ -101,7 +103,7 @@ class Service:
         """At start: fetch what downtime missed, or join tonight's fetching where it stands."""
         now = self.clock.now()
         expected = expected_announcement_date(now)
-        latest = self.store.latest_announcement_date()
+        latest = latest_announcement_date(self.store)
         in_window = next_attempt(now, seen=False) is not None
         if latest is not None and latest >= expected and not in_window:
             log.info("catch-up: up to date (latest announcement %s)", latest)
@@ -178,22 +180,14 @@ class Service:
         The pipeline does only missing work (scores and enrichments are cached), so running it
         for the latest announcement is cheap when nothing is new.
         """
-        fingerprint = _subscription_fingerprint(self.store)
-        latest = self.store.latest_announcement_date()
+        fingerprint = subscribers.active_fingerprint(self.store)
+        latest = latest_announcement_date(self.store)
         if fingerprint == self._covered or latest is None:
             return
         reports = await in_daemon_thread(enrich_dates, self.settings, [latest])
         self._covered = fingerprint
         for day, report in reports.items():
             log.info("subscriptions changed; pipeline %s: %s", day, report.summary())
-
-
-def _subscription_fingerprint(store: Store) -> tuple[Any, ...]:
-    row = next(iter(store.db.query(
-        "select count(*) n, coalesce(sum(s.threshold), 0) t, max(s.created_at) c,"
-        " max(u.updated_at) u from subscriptions s join subscribers u on u.id = s.subscriber_id"
-        " where u.status = 'active'")))
-    return tuple(row.values())
 
 
 def _log_delivery(report: Any) -> None:

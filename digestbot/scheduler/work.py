@@ -21,6 +21,7 @@ from digestbot.config import Settings
 from digestbot.enrich.pipeline import PipelineReport, run_pipeline
 from digestbot.errors import FeedError, NetworkError
 from digestbot.sources import arxiv
+from digestbot.sources.papers import announcement_dates, latest_announcement_date
 from digestbot.store import Store
 
 # One logger for the whole scheduler package: operators filter on it.
@@ -57,14 +58,14 @@ async def fetch_and_enrich(settings: Settings, now: datetime, *,
     """
     expected = expected_announcement_date(now)
     with Store(settings.db) as store:
-        before = set(store.announcement_dates())
+        before = set(announcement_dates(store))
         try:
             result = arxiv.fetch(settings, store, since=since, now=now)
         except (NetworkError, FeedError) as exc:
             return FetchOutcome(expected, _has(store, expected), error=str(exc))
         if result.status == "stale":
             log.warning("arXiv feed is stale (still the batch of %s): %s", result.date, result.message)
-        dates = set(store.announcement_dates()) - before
+        dates = set(announcement_dates(store)) - before
         if result.new_announcements and result.date:
             dates.add(result.date)
         reports = {d: await run_pipeline(settings, store, date=d) for d in sorted(dates)}
@@ -72,7 +73,7 @@ async def fetch_and_enrich(settings: Settings, now: datetime, *,
 
 
 def _has(store: Store, expected: str) -> bool:
-    return (store.latest_announcement_date() or "") >= expected
+    return (latest_announcement_date(store) or "") >= expected
 
 
 async def enrich_dates(settings: Settings, dates: list[str]) -> dict[str, PipelineReport]:

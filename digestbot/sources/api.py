@@ -24,6 +24,7 @@ from digestbot.models import Author, FeedBatch, Paper
 from digestbot.sources import parsers
 from digestbot.sources.authors import clean_author
 from digestbot.sources.http import wait_turn
+from digestbot.sources.papers import announcements_on, get_papers
 from digestbot.store import Store, chunks
 
 log = logging.getLogger(__name__)
@@ -106,13 +107,13 @@ def _needs_api(store: Store, batch: FeedBatch) -> list[str]:
     `published` only comes from the API, so a NULL there marks "ask again" and a failed API
     pass is retried by the next fetch without any bookkeeping of its own.
     """
-    stored = store.papers([p.id for p in batch.papers])
+    stored = get_papers(store, [p.id for p in batch.papers])
     ids = [p.id for p in batch.papers
            if p.id not in stored or not stored[p.id].published or p.version is None
            or (stored[p.id].version or 0) < p.version]
     if batch.date:
-        day = [a.arxiv_id for a in store.announcements_on(batch.date)]
-        ids += [i for i, p in store.papers(day).items() if not p.published and i not in ids]
+        day = [a.arxiv_id for a in announcements_on(store, batch.date)]
+        ids += [i for i, p in get_papers(store, day).items() if not p.published and i not in ids]
     return ids
 
 

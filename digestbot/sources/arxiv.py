@@ -32,6 +32,12 @@ from digestbot.sources.api import (
 )
 from digestbot.sources.http import PoliteClient
 from digestbot.sources.listing import parse_listing
+from digestbot.sources.papers import (
+    announcements_on,
+    latest_announcement_date,
+    log_fetch,
+    save_batch,
+)
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -102,7 +108,7 @@ def _fetch_tonight(settings: Settings, store: Store, *, date: str | None, no_api
             try:
                 batch = fetchers[name](client)
             except DigestbotError as exc:
-                store.log_fetch(name, None, "error", 0, str(exc))
+                log_fetch(store, name, None, "error", 0, str(exc))
                 failed.append((name, exc))
                 continue
             if _is_stale(store, batch, expected):
@@ -237,17 +243,17 @@ def _is_stale(store: Store, batch: FeedBatch, expected: str) -> bool:
     if batch.empty or not batch.date:
         return False
     ids = {a.arxiv_id for a in batch.announcements}
-    held_same_day = {a.arxiv_id for a in store.announcements_on(batch.date)}
+    held_same_day = {a.arxiv_id for a in announcements_on(store, batch.date)}
     if batch.date < expected and ids <= held_same_day:
         return True
-    latest = store.latest_announcement_date()
+    latest = latest_announcement_date(store)
     if latest and latest < batch.date:
-        return ids == {a.arxiv_id for a in store.announcements_on(latest)}
+        return ids == {a.arxiv_id for a in announcements_on(store, latest)}
     return False
 
 
 def _stale(store: Store, batch: FeedBatch) -> FetchResult:
-    store.log_fetch(batch.source, batch.date, "stale", len(batch.announcements))
+    log_fetch(store, batch.source, batch.date, "stale", len(batch.announcements))
     return FetchResult(
         "stale", batch.date, _counts(batch), 0, batch.source,
         f"{batch.source} 仍是旧批次 / still serves an earlier batch ({len(batch.papers)} papers "
@@ -257,13 +263,13 @@ def _stale(store: Store, batch: FeedBatch) -> FetchResult:
 
 def _store(store: Store, batch: FeedBatch, source: str) -> FetchResult:
     if batch.empty:
-        store.log_fetch(source, batch.date, "empty", 0)
+        log_fetch(store, source, batch.date, "empty", 0)
         when = f"{batch.date}: " if batch.date else ""
         return FetchResult("empty", batch.date, {}, 0, source,
                            f"{when}今日无公告 / no announcement (weekend or holiday) ({source})")
-    saved = store.save_batch(batch)
+    saved = save_batch(store, batch)
     counts = _counts(batch)
-    store.log_fetch(source, batch.date, "ok", len(batch.announcements), str(saved))
+    log_fetch(store, source, batch.date, "ok", len(batch.announcements), str(saved))
     return FetchResult("ok", batch.date, counts, saved["announcements_new"], source,
                        summary_line(batch.date, counts, source, saved["announcements_new"],
                                     len(batch.papers)))

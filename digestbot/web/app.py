@@ -15,45 +15,16 @@ one thread) and every handler runs on that thread.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from digestbot.config import Settings
-from digestbot.store import Store
+from digestbot.store import Store, protect
 from digestbot.web import forms, pages, preferences, signup
 from digestbot.web.common import SETTINGS, STORE
 
-# A token's value in a logged URL (`?token=…`, `&token=…`), up to the next separator.
-_TOKEN_IN_URL = re.compile(r"([?&;]token=)[^&;\s\"']+")
-
-
-class _HideTokens(logging.Filter):
-    """Blanks token values in access log lines.
-
-    aiohttp logs each request's first line, query string included, at INFO (shown with
-    `digestbot -v`), and hands the same text to formatters as the `first_request_line`
-    extra. Unsubscribe, confirm and preferences links carry their credential in the query,
-    so every string on the record is scrubbed, whichever runner (`serve`, `run`, tests)
-    started the app.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        for name, value in list(vars(record).items()):
-            if isinstance(value, str) and "token=" in value:
-                setattr(record, name, _hide_tokens(value))
-        if isinstance(record.args, tuple):
-            record.args = tuple(_hide_tokens(a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-def _hide_tokens(text: str) -> str:
-    return _TOKEN_IN_URL.sub(r"\1***", text)
-
-
-_HIDE_TOKENS = _HideTokens()
 log = logging.getLogger(__name__)
 
 
@@ -80,7 +51,8 @@ ROUTES = [
 
 
 def make_app(settings: Settings) -> web.Application:
-    logging.getLogger("aiohttp.access").addFilter(_HIDE_TOKENS)  # once: addFilter dedupes
+    # aiohttp's access log quotes each request line, and our links carry `?token=` in it.
+    protect(settings)
     app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[forms.STATE] = forms.SignupState()

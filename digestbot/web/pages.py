@@ -23,6 +23,12 @@ from digestbot import render, topics
 from digestbot.enrich import topic_scores
 from digestbot.enrich.enrichment import get_enrichment
 from digestbot.models import DigestEntry, Topic, TopicHit
+from digestbot.sources.papers import (
+    announcement_dates,
+    announcements_on,
+    get_papers,
+    latest_announcement_date,
+)
 from digestbot.store import Store
 from digestbot.subscribers import DEFAULT_THRESHOLD
 from digestbot.web.common import SETTINGS, STORE, notice, page
@@ -48,7 +54,7 @@ def topic_entries(store: Store, topic: Topic, day: str, min_score: int) -> list[
 
 def recent_entries(store: Store, topic: Topic, min_score: int) -> list[DigestEntry]:
     """The topic's papers over the last `FEED_DAYS` announcement days, newest day first."""
-    days = store.announcement_dates()[-FEED_DAYS:]
+    days = announcement_dates(store)[-FEED_DAYS:]
     return _entries(store, topic, topic_scores.on_days(store, topic.slug, days, min_score,
                                                        FEED_MAX_ENTRIES))
 
@@ -67,7 +73,7 @@ def overview(store: Store, day: str, min_score: int = DEFAULT_THRESHOLD) -> list
 
 def _entries(store: Store, topic: Topic, scored: list[topic_scores.AnnouncedScore]
              ) -> list[DigestEntry]:
-    papers = store.papers(item.announcement.arxiv_id for item in scored)
+    papers = get_papers(store, [item.announcement.arxiv_id for item in scored])
     out = []
     for item in scored:
         paper = papers.get(item.announcement.arxiv_id)
@@ -139,7 +145,7 @@ def _neighbours(dates: list[str], day: str) -> tuple[str | None, str | None]:
 
 def picker_context(store: Store, day: str | None, topic: Topic | None) -> dict[str, Any]:
     """What `web/_picker.html` needs: the topic list, the day and its neighbours."""
-    dates = store.announcement_dates()
+    dates = announcement_dates(store)
     prev_day, next_day = _neighbours(dates, day) if day else (None, None)
     return {"catalogue": topics.load_catalogue(), "day": day, "topic": topic,
             "prev_day": prev_day, "next_day": next_day,
@@ -152,7 +158,7 @@ def picker_context(store: Store, day: str | None, topic: Topic | None) -> dict[s
 async def pick(request: web.Request) -> web.StreamResponse:
     """The picker's GET form: `/d?date=…&topic=…` → the page's own address."""
     store = request.app[STORE]
-    day = _day(request.query.get("date", "")) or store.latest_announcement_date()
+    day = _day(request.query.get("date", "")) or latest_announcement_date(store)
     if day is None:
         return page("day_index.html", status=404, tree=[], min_score=DEFAULT_THRESHOLD,
                         announced=False, **picker_context(store, None, None))
@@ -167,7 +173,7 @@ async def day_page(request: web.Request) -> web.StreamResponse:
     if day is None:
         return _missing()
     min_score = _min_score(request)
-    announced = bool(store.announcements_on(day))
+    announced = bool(announcements_on(store, day))
     return _public(page(
         "day_index.html", status=200 if announced else 404,
         tree=overview(store, day, min_score), min_score=min_score, announced=announced,
@@ -185,7 +191,7 @@ async def topic_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPMovedPermanently(f"/d/{day}/{topic.slug}")
     min_score = _min_score(request)
     entries = topic_entries(store, topic, day, min_score)
-    announced = bool(store.announcements_on(day))
+    announced = bool(announcements_on(store, day))
     return _public(page(
         "day.html", status=200 if announced else 404, entries=entries, min_score=min_score,
         header=topic, nothing=not announced, **_place(topic), **picker_context(store, day, topic),

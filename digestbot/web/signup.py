@@ -26,6 +26,7 @@ from digestbot.channels import email as email_channel
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Subscriber, Topic
+from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 from digestbot.web import forms, pages
 from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address
@@ -76,7 +77,7 @@ def _form_defaults() -> dict[str, Any]:
 def _home(request: web.Request, *, status: int = 200, error: str | None = None,
           values: dict[str, Any] | None = None) -> web.Response:
     store = request.app[STORE]
-    day = store.latest_announcement_date()
+    day = latest_announcement_date(store)
     context = {
         "day": day, "tree": pages.overview(store, day) if day else [],
         "min_score": subscribers.DEFAULT_THRESHOLD, "catalogue": topics.load_catalogue(),

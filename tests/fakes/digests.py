@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from digestbot import subscribers
 from digestbot.models import Announcement, Author, FeedBatch, Paper, Subscriber
+from digestbot.sources.papers import save_batch
 from digestbot.store import Store, now_iso
 
 DAY = "2026-08-13"
@@ -17,7 +18,7 @@ def add_paper(store: Store, pid: str, score: int, *, date: str = DAY, title: str
     paper = Paper(id=pid, version=1, title=title or f"Paper {pid} on preference optimization",
                   abstract=f"We study {pid}.", authors=[Author("Ada Lovelace")],
                   categories=["cs.CL"])
-    store.save_batch(FeedBatch(source="test", date=date, papers=[paper],
+    save_batch(store, FeedBatch(source="test", date=date, papers=[paper],
                                announcements=[Announcement(date, pid, "new", 1, "test")]))
     store.db["scores"].insert(
         {"arxiv_id": pid, "version": 1, "topic": topic, "score": score,

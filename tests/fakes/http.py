@@ -30,6 +30,11 @@ class Request:
     def form(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(self.body.decode()).items()}
 
+    def echo(self) -> str:
+        """This request as a debugging server quotes it back in an error: URL, headers, body."""
+        url = f"http://{self.headers.get('host', '')}{self.path}"
+        return f"{self.method} {url} headers={self.headers} body={self.body.decode(errors='replace')}"
+
 
 @dataclass
 class Response:

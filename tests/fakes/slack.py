@@ -45,6 +45,10 @@ class FakeSlack:
         # Scripted: channel → error word for every post to it; method → queued responses.
         self.channel_errors: dict[str, str] = {}
         self.hook_errors: dict[str, tuple[int, str]] = {}
+        # Webhooks and channels whose posts fail with an error that echoes the whole request
+        # (the webhook URL, the Authorization header), as a debugging server would.
+        self.echo_hooks: set[str] = set()
+        self.echo_channels: set[str] = set()
         # Arrival times of every post to a webhook, accepted or not.
         self.hook_times: dict[str, list[float]] = defaultdict(list)
         self._next: dict[str, deque[Response]] = defaultdict(deque)
@@ -124,6 +128,9 @@ class FakeSlack:
                 self.too_many_requests += 1
         if scripted is not None:
             return scripted
+        if method == "chat.postMessage" and args.get("channel") in self.echo_channels:
+            return Response.json({"ok": False, "error": "invalid_arguments",
+                                  "request": req.echo()})
         want = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != want:
             return _error("invalid_auth" if token else "not_authed")
@@ -140,6 +147,8 @@ class FakeSlack:
             scripted = self._next["hook:" + name].popleft() if self._next["hook:" + name] else None
         if scripted is not None:
             return scripted
+        if name in self.echo_hooks:
+            return Response(400, f"invalid_payload: {req.echo()}", {"Content-Type": "text/plain"})
         if name in self.hook_errors:
             status, word = self.hook_errors[name]
             return Response(status, word, {"Content-Type": "text/plain"})

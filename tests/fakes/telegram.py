@@ -53,6 +53,9 @@ class FakeTelegram:
         self.refusals: Counter[str] = Counter()  # which limit a 429 enforced
         # chat → (fail once this many messages were delivered to it, the error)
         self._failures: dict[int, deque[tuple[int, Response]]] = {}
+        # Chats whose messages fail with an error that echoes the whole request (URL with the
+        # token, headers, body), as a careless proxy or a debugging server would.
+        self.echo_errors: set[int] = set()
         self._cond = threading.Condition()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
@@ -154,6 +157,8 @@ class FakeTelegram:
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return _error(404, f"Not Found: method {method} is not faked")
+        if method in SENDING and int(params["chat_id"]) in self.echo_errors:
+            return _error(400, f"Bad Request: cannot handle {req.echo()}")
         if method in SENDING:
             refused = self._refuse(int(params["chat_id"]))
             if refused is not None:
