@@ -175,6 +175,13 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
+    def prune_meta(self, prefix: str, before: str) -> None:
+        """Drop the `prefix…` entries whose JSON value's `at` is before `before` (ISO time),
+        or that carry no time at all (written before entries did)."""
+        self.db.execute(
+            "delete from meta where key like ? and coalesce(case when json_valid(value)"
+            " then json_extract(value, '$.at') end, '') < ?", [prefix + "%", before])
+
 
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:
     """`items` in slices of at most `size` (SQLite's variable limit, the API's id_list cap)."""

@@ -274,10 +274,8 @@ def prune_custom(store: Store) -> None:
     """Forget abandoned custom-topic texts: parked ones past PARKED_DAYS, custom topics a day
     old with no subscription and no score."""
     now = datetime.now(UTC)
-    store.db.execute(
-        "delete from meta where key like ? and coalesce(case when json_valid(value)"
-        " then json_extract(value, '$.at') end, '') < ?",
-        [_PARKED + "%", (now - timedelta(days=PARKED_DAYS)).isoformat(timespec="seconds")])
+    store.prune_meta(_PARKED, (now - timedelta(days=PARKED_DAYS)).isoformat(timespec="seconds"))
+    # Reads subscriptions and scores in the same statement: one delete, no id list in Python.
     store.db.execute(
         "delete from custom_topics where created_at < ? and slug not in"
         " (select topic from subscriptions) and slug not in (select topic from scores)",
