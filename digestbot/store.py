@@ -8,6 +8,7 @@ nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -124,6 +125,38 @@ def m003_delivery_parts_papers(db: sqlite_utils.Database) -> None:
     db["delivery_parts"].add_column("paper_ids", str)
 
 
+# How long a write waits for another process's write to finish before it gives up.
+BUSY_TIMEOUT_S = 30.0
+
+
+class _Database(sqlite_utils.Database):
+    """sqlite-utils' Database whose transactions take the write lock when they begin.
+
+    A deferred `BEGIN` that reads and then writes cannot wait for a busy database: SQLite
+    answers "database is locked" at once rather than risk a deadlock, and busy_timeout never
+    applies. `BEGIN IMMEDIATE` queues for the write lock up front (busy_timeout applies), so
+    two processes writing at once wait their turn instead of failing.
+    """
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        if self.conn.in_transaction:  # nested: sqlite-utils' savepoint
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+
 class Store:
     """One connection to the database, migrated on open."""
 
@@ -131,13 +164,19 @@ class Store:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30)
-        self.db = sqlite_utils.Database(conn)
-        if self.path != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        migrations.apply(self.db)
+        # isolation_level IMMEDIATE: the transactions Python opens by itself before an
+        # INSERT/UPDATE/DELETE (sqlite-utils' single writes) also take the write lock first.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level="IMMEDIATE")
+        self.db = _Database(conn)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if self.path != ":memory:":
+                self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(self.db)
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.db.close()

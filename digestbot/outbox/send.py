@@ -19,11 +19,13 @@ from digestbot import subscribers
 from digestbot.config import Settings
 from digestbot.errors import PermanentError, TransientError
 from digestbot.models import Digest
+from digestbot.outbox.claims import row_lock
 from digestbot.outbox.plan import plan_into, preview_into
 from digestbot.outbox.rows import (
     DeliveryReport,
     DeliveryRow,
     aware,
+    claim,
     get_row,
     iso,
     ready_rows,
@@ -158,16 +160,29 @@ async def _deliver_one(
     store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
     library: digests.Library | None = None,
 ) -> None:
+    # Held from the claim until the outcome is written: a second process (another `send`, a
+    # `once`, `run`) skips this row meanwhile, and takes a 'sending' row over only once its
+    # owner is dead (see `claims`).
+    with row_lock(store, row.id) as mine:
+        if mine:
+            await _attempt(store, sender, row, report, now, library)
+
+
+async def _attempt(
+    store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
+    library: digests.Library | None,
+) -> None:
     sub = subscribers.get(store, row.subscriber_id)
     if sub is None or sub.status != "active":
         status = sub.status if sub else "removed"
-        update(store, row.id, now, status="cancelled", last_error=f"subscriber is {status}")
-        report.cancelled += 1
+        if claim(store, row, now, status="cancelled", last_error=f"subscriber is {status}"):
+            report.cancelled += 1
         return
     # Counted before the attempt, so a row that crashes the process every time still runs
     # out of attempts instead of looping forever.
     attempts = row.attempts + 1
-    update(store, row.id, now, status="sending", attempts=attempts)
+    if not claim(store, row, now, status="sending", attempts=attempts):
+        return  # another worker moved it on since we read it
     try:
         digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
                                  library=library)
