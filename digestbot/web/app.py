@@ -9,7 +9,8 @@
 
 Pages are jinja2 templates under templates/web/, autoescaped, Chinese and English. The app
 opens one `Store` on the event loop's thread at startup (sqlite-utils connections belong to
-one thread) and every handler runs on that thread.
+one thread) for reads, and one on a worker thread for writes (`common.write`), which may wait
+on another process's transaction without stalling the loop.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aiohttp import web
 from digestbot.config import Settings
 from digestbot.store import Store
 from digestbot.web import forms, pages, preferences, signup
-from digestbot.web.common import SETTINGS, STORE
+from digestbot.web.common import SETTINGS, STORE, WRITER, StoreThread
 
 # A token's value in a logged URL (`?token=…`, `&token=…`), up to the next separator.
 _TOKEN_IN_URL = re.compile(r"([?&;]token=)[^&;\s\"']+")
@@ -91,7 +92,11 @@ def make_app(settings: Settings) -> web.Application:
 async def _open_store(app: web.Application) -> AsyncIterator[None]:
     with Store(app[SETTINGS].db) as store:
         app[STORE] = store
-        yield
+        app[WRITER] = StoreThread(app[SETTINGS].db)
+        try:
+            yield
+        finally:
+            app[WRITER].close()
 
 
 @web.middleware
