@@ -157,6 +157,30 @@ class _Database(sqlite_utils.Database):
             raise
 
 
+def describe_error(path: str, exc: sqlite3.Error) -> str:
+    """One line for a database that cannot be used, saying what to do (never a traceback).
+
+    Whatever failed was inside a transaction, which SQLite rolled back: the file is unchanged.
+    """
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return (f"{path} 不是可用的 SQLite 数据库 / is not a usable SQLite database ({text}); "
+                "point DIGESTBOT_DB at the right file, or move this one away")
+    if "readonly" in text or "read-only" in text:
+        return (f"数据库只读 / the database {path} is read-only; make the file and its folder "
+                "writable for this user (nothing was changed)")
+    if "full" in text:
+        return (f"磁盘已满 / the disk holding {path} is full; free some space and run again "
+                "(nothing was changed)")
+    if "unable to open" in text:
+        return (f"无法打开数据库 / cannot open the database {path}; check that its folder exists "
+                "and is writable (DIGESTBOT_DB)")
+    if "locked" in text or "busy" in text:
+        return (f"数据库忙 / the database {path} stayed locked by another process for "
+                f"{BUSY_TIMEOUT_S:.0f} s; try again when it is done (nothing was changed)")
+    return f"数据库错误 / database {path}: {text}"
+
+
 class Store:
     """One connection to the database, migrated on open."""
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 from digestbot import __version__
 from digestbot.config import Settings, load_settings, render_config
 from digestbot.errors import DigestbotError, UsageError
-from digestbot.store import Store
+from digestbot.store import Store, describe_error
 
 log = logging.getLogger("digestbot")
 
@@ -317,6 +318,7 @@ class _JsonFormatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    settings: Settings | None = None
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -329,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = f"sub {args.sub_command}"
         setup_logging(args.verbose, args.log_json)
         handler = _resolve(command)
-        settings = load_settings()
+        settings = load_settings(missing_ok=command == "init")
         return handler(settings, args)
     except DigestbotError as exc:
         print(f"digestbot: error: {exc}", file=sys.stderr)
@@ -340,6 +342,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `digestbot stats --json | head`: the reader left; that is not our failure.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except sqlite3.Error as exc:
+        # A read-only, full or foreign database file: one line; the transaction rolled back.
+        where = settings.db if settings else "DIGESTBOT_DB"
+        print(f"digestbot: error: {describe_error(where, exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"digestbot: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
@@ -353,14 +364,30 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"{path} exists; kept it (use --force to overwrite)")
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o600)  # it holds the signing secret
+        _write_private(path, text)
         print(f"wrote {path}")
     with Store(settings.db):
         pass
     print(f"database ready: {settings.db}")
     return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write the file readable by its owner only from the first byte: it holds the signing
+    secret, so it is never 0644 even for a moment. A temp file and a rename, so an existing
+    file is either kept or fully replaced."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; name a file with --config or DIGESTBOT_CONFIG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
