@@ -83,6 +83,18 @@ class TransientError(DigestbotError):
     """
 
 
+class ServiceDown(TransientError):
+    """The service is known to be down (a sender's circuit breaker is open): nothing was tried.
+
+    The outbox leaves the row 'failed' until `retry_after` seconds from now without counting
+    an attempt, so a long outage never uses up a reader's retries.
+    """
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PermanentError(DigestbotError):
     """This recipient will never accept: stop sending to them.
 

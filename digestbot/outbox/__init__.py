@@ -42,14 +42,17 @@ from digestbot.outbox.send import (
     BACKOFF,
     MAX_ATTEMPTS,
     ChannelSender,
+    deliver_and_close,
     deliver_pending,
     deliver_row,
+    plan_due,
     run_send,
 )
 
 __all__ = [
     "BACKOFF", "EMPTY_KEY", "MAX_ATTEMPTS", "ChannelSender", "DeliveryReport", "DeliveryRow",
-    "create_row", "day_row", "deliver_pending", "deliver_row", "due_subscribers", "get_row",
-    "is_due", "last_sent", "mark_part", "papers_sent", "part_external_id", "parts_done", "plan",
-    "plan_for", "planned_for", "ready_rows", "run_send", "set_parts_total", "set_thread_ts",
+    "create_row", "day_row", "deliver_and_close", "deliver_pending", "deliver_row",
+    "due_subscribers", "get_row", "is_due", "last_sent", "mark_part", "papers_sent",
+    "part_external_id", "parts_done", "plan", "plan_due", "plan_for", "planned_for",
+    "ready_rows", "run_send", "set_parts_total", "set_thread_ts",
 ]

@@ -9,6 +9,7 @@ certificate for 127.0.0.1 with `cryptography`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import socket
@@ -130,6 +131,47 @@ class SmtpServer:
         self.controller.start()
 
     def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class HungServer:
+    """Accepts TCP connections and never says a word: a wedged relay (no greeting, ever)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.accepted = 0
+        self._sock = socket.create_server(("127.0.0.1", self.port), backlog=64)
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed by stop()
+            self._held.append(conn)
+            self.accepted += 1
+
+    def start(self) -> HungServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+    def __enter__(self) -> HungServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
