@@ -9,9 +9,11 @@ certificate for 127.0.0.1 with `cryptography`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
+import random
 import socket
 import ssl
 import threading
@@ -58,6 +60,40 @@ class RecordingHandler:
         return "250 2.0.0 queued"
 
 
+class FaultyHandler(RecordingHandler):
+    """A RecordingHandler with the faults the fault suite needs.
+
+    - `delay`: seconds before each DATA answer (two senders overlap; a kill lands mid-send);
+    - `gate_at`: the n-th message is recorded, then its answer never comes until `release`:
+      the client may be killed while it waits (`gated` is set once it is held there); every
+      later DATA waits unrecorded behind it, so exactly one message is in flight at a kill;
+    - `drop`: chance that a DATA drops the connection before recording (a flapping server).
+    """
+
+    def __init__(self, *, delay: float = 0.0, gate_at: int | None = None, drop: float = 0.0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.delay, self.gate_at, self.drop = delay, gate_at, drop
+        self.gated = threading.Event()
+        self.released = threading.Event()
+        self.random = random.Random(seed)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        while self.gated.is_set() and not self.released.is_set():
+            await asyncio.sleep(0.02)  # behind the gated message: neither recorded nor answered
+        if self.drop and self.random.random() < self.drop:
+            server.transport.abort()  # the connection drops before the message was taken
+            return "421 4.4.2 connection dropped"
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.gate_at is not None and len(self.messages) == self.gate_at:
+            self.gated.set()
+            while not self.released.is_set():
+                await asyncio.sleep(0.02)
+        return answer
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,8 +111,9 @@ class SmtpServer:
         login: tuple[str, str] | None = None,
         port: int | None = None,
         smtputf8: bool = False,
+        handler: RecordingHandler | None = None,
     ) -> None:
-        self.handler = RecordingHandler()
+        self.handler = handler or RecordingHandler()
         self.login = login
         self.port = port or free_port()
         self.implicit_tls = implicit_tls
