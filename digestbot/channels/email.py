@@ -33,7 +33,7 @@ import aiosmtplib
 from digestbot import render, signing
 from digestbot.channels.breaker import breaker_for
 from digestbot.config import Settings
-from digestbot.errors import ConfigError, PermanentError, TransientError
+from digestbot.errors import ConfigError, PermanentError, ServiceDown, TransientError
 from digestbot.models import Digest
 from digestbot.outbox import DeliveryRow
 from digestbot.store import Store
@@ -231,8 +231,9 @@ class SmtpConfig:
 SMTP_CONNECTIONS = 3
 
 
-class SmtpUnreachable(TransientError):
-    """The server did not answer (refused, dropped, timed out): what the breaker counts."""
+class SmtpUnreachable(ServiceDown):
+    """The server did not answer (refused, dropped, timed out): what the breaker counts, and
+    no attempt counted against the reader (see `ServiceDown`)."""
 
 
 class EmailSender:
@@ -323,7 +324,8 @@ class EmailSender:
                     aiosmtplib.SMTPTimeoutError, OSError) as exc:
                 smtp = None
                 if not retry:
-                    raise SmtpUnreachable(f"{where}: {type(exc).__name__}: {exc}") from None
+                    raise SmtpUnreachable(f"{where}: {type(exc).__name__}: {exc}",
+                                          self.breaker.cooldown, tried=True) from None
             except aiosmtplib.SMTPException as exc:
                 # STARTTLS or SMTPUTF8 not offered, and the like: the setup, not the recipient.
                 await _quit(smtp)

@@ -207,12 +207,13 @@ async def _attempt(
                                  library=library)
         await sender.send(store, row, digest)
     except ServiceDown as exc:
-        # Not tried at all (the channel's breaker is open): no attempt counted.
+        # The server is down (or the breaker knows it is): no attempt counted.
         update(store, row.id, now, status="failed", attempts=row.attempts,
-               last_error=f"ServiceDown: {exc}"[:500],
+               last_error=f"{type(exc).__name__}: {exc}"[:500],
                next_attempt_at=iso(now + timedelta(seconds=exc.retry_after)))
         report.failed += 1
-        log.info("%s #%s %s: deferred: %s", sender.channel, sub.id, row.digest_date, exc)
+        log.log(logging.WARNING if exc.tried else logging.INFO, "%s #%s %s: deferred: %s",
+                sender.channel, sub.id, row.digest_date, exc)
     except PermanentError as exc:
         update(store, row.id, now, status="failed_permanent", last_error=str(exc)[:500])
         subscribers.set_status(store, sub.id, exc.status, reason=str(exc)[:500])
