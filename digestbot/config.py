@@ -280,7 +280,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (DIGESTBOT_CONFIG)") from None
+        raise ConfigError(f"config file {path} does not exist (DIGESTBOT_CONFIG); "
+                          "`digestbot init` creates it") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder, not a file (DIGESTBOT_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     # A [digestbot] table is accepted so the file can share space with other tools.
@@ -303,12 +310,18 @@ def config_path(env: Mapping[str, str]) -> Path | None:
     return default if default.exists() else None
 
 
-def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from the file named by the environment, then the environment, then overrides."""
+def load_settings(
+    env: Mapping[str, str] | None = None, *, missing_ok: bool = False, **overrides: Any
+) -> Settings:
+    """Settings from the file named by the environment, then the environment, then overrides.
+
+    `missing_ok`: a DIGESTBOT_CONFIG naming a file not there yet is fine (`init` creates it).
+    """
     env = os.environ if env is None else env
     _warn_unknown_env(env)
     path = config_path(env)
-    file_values = _read_toml(path) if path else {}
+    wanted = path is not None and (not missing_ok or path.exists() or path.is_symlink())
+    file_values = _read_toml(path) if path and wanted else {}
     values: dict[str, Any] = {}
     for key in KEYS:
         if key.name in overrides:

@@ -83,6 +83,21 @@ class TransientError(DigestbotError):
     """
 
 
+class ServiceDown(TransientError):
+    """The service is down: known to be (a sender's circuit breaker is open: nothing was
+    tried), or found to be by this very attempt (`tried`: the server did not answer at all).
+
+    The outbox leaves the row 'failed' until `retry_after` seconds from now without counting
+    an attempt: the reader's address is not in question, and a long outage must never use up
+    their retries (five attempts used to turn a two-hour outage into lost digests).
+    """
+
+    def __init__(self, message: str, retry_after: float, *, tried: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.tried = tried
+
+
 class PermanentError(DigestbotError):
     """This recipient will never accept: stop sending to them.
 

@@ -16,6 +16,7 @@ echoes back in an error never reaches a log or a row.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -142,6 +143,62 @@ def m004_subscriber_link_gen(db: sqlite_utils.Database) -> None:
     db["subscribers"].add_column("link_gen", int, not_null_default=0)
 
 
+# How long a write waits for another process's write to finish before it gives up.
+BUSY_TIMEOUT_S = 30.0
+
+
+class _Database(sqlite_utils.Database):
+    """sqlite-utils' Database whose transactions take the write lock when they begin.
+
+    A deferred `BEGIN` that reads and then writes cannot wait for a busy database: SQLite
+    answers "database is locked" at once rather than risk a deadlock, and busy_timeout never
+    applies. `BEGIN IMMEDIATE` queues for the write lock up front (busy_timeout applies), so
+    two processes writing at once wait their turn instead of failing.
+    """
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        if self.conn.in_transaction:  # nested: sqlite-utils' savepoint
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+
+def describe_error(path: str, exc: sqlite3.Error) -> str:
+    """One line for a database that cannot be used, saying what to do (never a traceback).
+
+    Whatever failed was inside a transaction, which SQLite rolled back: the file is unchanged.
+    """
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return (f"{path} 不是可用的 SQLite 数据库 / is not a usable SQLite database ({text}); "
+                "point DIGESTBOT_DB at the right file, or move this one away")
+    if "readonly" in text or "read-only" in text:
+        return (f"数据库只读 / the database {path} is read-only; make the file and its folder "
+                "writable for this user (nothing was changed)")
+    if "full" in text:
+        return (f"磁盘已满 / the disk holding {path} is full; free some space and run again "
+                "(nothing was changed)")
+    if "unable to open" in text:
+        return (f"无法打开数据库 / cannot open the database {path}; check that its folder exists "
+                "and is writable (DIGESTBOT_DB)")
+    if "locked" in text or "busy" in text:
+        return (f"数据库忙 / the database {path} stayed locked by another process for "
+                f"{BUSY_TIMEOUT_S:.0f} s; try again when it is done (nothing was changed)")
+    return f"数据库错误 / database {path}: {text}"
+
+
 class Store:
     """One connection to the database, migrated on open."""
 
@@ -149,13 +206,19 @@ class Store:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30)
-        self.db = sqlite_utils.Database(conn)
-        if self.path != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        migrations.apply(self.db)
+        # isolation_level IMMEDIATE: the transactions Python opens by itself before an
+        # INSERT/UPDATE/DELETE (sqlite-utils' single writes) also take the write lock first.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level="IMMEDIATE")
+        self.db = _Database(conn)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if self.path != ":memory:":
+                self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(self.db)
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.db.close()

@@ -130,7 +130,8 @@ def test_init_creates_the_config_0600_even_under_a_lax_umask(isolated_env: Path,
     real_open = os.open
 
     def spy(path, flags, mode=0o777, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if str(path).endswith("digestbot.toml") and flags & os.O_CREAT:
+        # The config is written to a temp file beside it, then renamed: 0600 from creation.
+        if "digestbot.toml" in str(path) and flags & os.O_CREAT:
             created.append(mode)
         return real_open(path, flags, mode, *args, **kwargs)
 

@@ -31,8 +31,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import aiosmtplib
 
 from digestbot import render, signing
+from digestbot.channels.breaker import breaker_for
 from digestbot.config import Settings
-from digestbot.errors import ConfigError, PermanentError, TransientError
+from digestbot.errors import ConfigError, PermanentError, ServiceDown, TransientError
 from digestbot.models import Digest
 from digestbot.outbox import DeliveryRow
 from digestbot.store import Store
@@ -230,13 +231,20 @@ class SmtpConfig:
 SMTP_CONNECTIONS = 3
 
 
+class SmtpUnreachable(ServiceDown):
+    """The server did not answer (refused, dropped, timed out): what the breaker counts, and
+    no attempt counted against the reader (see `ServiceDown`)."""
+
+
 class EmailSender:
     """SMTP through aiosmtplib: a few connections kept open for the whole batch, reconnected
     if dropped (`concurrency` tells the outbox how many digests may be in flight).
 
     Recipient refused with 5xx → `PermanentError('bounced')`; 4xx, connection trouble, a
     rejected sender or message → `TransientError` (the outbox retries with backoff). Errors
-    name the host and the server's answer, never the URL or the password.
+    name the host and the server's answer, never the URL or the password. A server that
+    stops answering trips the process's breaker for it (`channels.breaker`): the rest of the
+    batch fails at once with `ServiceDown` instead of waiting out a timeout per reader.
     """
 
     channel = "email"
@@ -249,6 +257,7 @@ class EmailSender:
         self.config = SmtpConfig(settings.smtp_url.get())
         self.tls_context = tls_context
         self._idle: list[aiosmtplib.SMTP] = []  # open and not in use, last used at the end
+        self.breaker = breaker_for(f"SMTP {self.config.host}:{self.config.port}")
 
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self.config
@@ -273,6 +282,10 @@ class EmailSender:
             self._idle.append(smtp)
 
     async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
+        async with self.breaker.guard(SmtpUnreachable):
+            await self._send(delivery, digest)
+
+    async def _send(self, delivery: DeliveryRow, digest: Digest) -> None:
         # Flattened here with our policy: aiosmtplib's send_message would refold the Subject.
         data = flatten(build_message(self.settings, delivery, digest))
         envelope_from = wire_address(self.settings.mail_address)[0]
@@ -311,7 +324,8 @@ class EmailSender:
                     aiosmtplib.SMTPTimeoutError, OSError) as exc:
                 smtp = None
                 if not retry:
-                    raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
+                    raise SmtpUnreachable(f"{where}: {type(exc).__name__}: {exc}",
+                                          self.breaker.cooldown, tried=True) from None
             except aiosmtplib.SMTPException as exc:
                 # STARTTLS or SMTPUTF8 not offered, and the like: the setup, not the recipient.
                 await _quit(smtp)

@@ -14,13 +14,14 @@ import importlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
 from digestbot.cli.parser import build_parser
 from digestbot.config import Settings, load_settings
 from digestbot.errors import DigestbotError, UsageError
-from digestbot.store import REDACTOR, protect
+from digestbot.store import REDACTOR, describe_error, protect
 
 __all__ = ["HANDLERS", "build_parser", "main", "setup_logging"]
 
@@ -96,6 +97,7 @@ class _JsonFormatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    settings: Settings | None = None
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -108,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = f"sub {args.sub_command}"
         setup_logging(args.verbose, args.log_json)
         handler = _resolve(command)
-        settings = load_settings()
+        settings = load_settings(missing_ok=command == "init")
         protect(settings)  # before any stage can log or store a text that quotes a secret
         return handler(settings, args)
     except DigestbotError as exc:
@@ -120,5 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `digestbot stats --json | head`: the reader left; that is not our failure.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except sqlite3.Error as exc:
+        # A read-only, full or foreign database file: one line; the transaction rolled back.
+        where = settings.db if settings else "DIGESTBOT_DB"
+        print(f"digestbot: error: {describe_error(where, exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"digestbot: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 

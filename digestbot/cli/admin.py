@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from digestbot.config import Settings, render_config
+from digestbot.errors import UsageError
 from digestbot.store import Store
 
 
@@ -22,15 +23,27 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"{path} exists; kept it (use --force to overwrite)")
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # It holds the signing secret: created 0600 (and an old file made 0600 before the
-        # secret goes in), never readable by others even for a moment.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with open(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        _write_private(path, text)
         print(f"wrote {path}")
     with Store(settings.db):
         pass
     print(f"database ready: {settings.db}")
     return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write the file readable by its owner only from the first byte: it holds the signing
+    secret, so it is never 0644 even for a moment. A temp file and a rename, so an existing
+    file is either kept or fully replaced."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; name a file with --config or DIGESTBOT_CONFIG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -12,7 +12,12 @@ This package is the only owner of `deliveries`, `delivery_parts` and `delivered_
 `rows` holds their SQL, `plan` writes a row (and its papers) before anything is sent,
 `send` moves rows on through the `ChannelSender` the entry point passes in.
 
-A crash between "accepted" and "marked sent" leaves a row in `sending`. The next run sends it
+Any number of processes may deliver at once (`send`, `once`, `run`): a worker takes a row's
+kernel lock (`claims`), then moves it to `sending` with a compare-and-set on the status and
+attempts it read (`rows.claim`); a row whose lock is held is someone else's, a row whose
+compare-and-set misses was moved on meanwhile. Either way the worker leaves it alone.
+
+A crash between "accepted" and "marked sent" leaves a row in `sending` (and its lock free). The next run sends it
 again *through the same sender with the same row*, and the sender uses what the protocol
 offers to avoid a duplicate: the `.eml` outbox sees its file (with this Message-ID) already
 there; chat senders skip the papers of the parts recorded with `mark_part`; SMTP cannot ask a
@@ -44,14 +49,17 @@ from digestbot.outbox.send import (
     BACKOFF,
     MAX_ATTEMPTS,
     ChannelSender,
+    deliver_and_close,
     deliver_pending,
     deliver_row,
+    plan_due,
     run_send,
 )
 
 __all__ = [
-    "BACKOFF", "EMPTY_KEY", "MAX_ATTEMPTS", "ChannelSender", "DeliveryHistory", "DeliveryReport", "DeliveryRow",
-    "count_by_status", "create_row", "day_row", "deliver_pending", "deliver_row", "due_subscribers", "get_row",
-    "is_due", "last_sent", "mark_part", "papers_sent", "part_external_id", "parts_done", "plan",
-    "plan_for", "planned_for", "ready_rows", "run_send", "set_parts_total", "set_thread_ts",
+    "BACKOFF", "EMPTY_KEY", "MAX_ATTEMPTS", "ChannelSender", "DeliveryHistory", "DeliveryReport",
+    "DeliveryRow", "count_by_status", "create_row", "day_row", "deliver_and_close",
+    "deliver_pending", "deliver_row", "due_subscribers", "get_row", "is_due", "last_sent",
+    "mark_part", "papers_sent", "part_external_id", "parts_done", "plan", "plan_due", "plan_for",
+    "planned_for", "ready_rows", "run_send", "set_parts_total", "set_thread_ts",
 ]

@@ -193,6 +193,23 @@ def _message_id(settings: Settings, sub: Subscriber, date: str) -> str | None:
 ERROR_CHARS = 500
 
 
+def claim(store: Store, row: DeliveryRow, now: datetime, **values: Any) -> bool:
+    """Move `row` on to `values` only if it is still exactly as it was read; True if it was.
+
+    One UPDATE … WHERE on what the caller saw (status and attempts), so of two workers that
+    read the same row only the first one's write lands; the other sees rowcount 0 and leaves
+    the row alone. `attempts` makes it a version: a row retried and failed again meanwhile
+    reads 'failed' as before but no longer matches.
+    """
+    values = {**values, "updated_at": iso(now)}
+    sets = ", ".join(f"{name} = ?" for name in values)
+    with store.db.atomic():
+        cursor = store.db.execute(
+            f"update deliveries set {sets} where id = ? and status = ? and coalesce(attempts, 0) = ?",
+            [*values.values(), row.id, row.status, row.attempts])
+    return cursor.rowcount == 1
+
+
 def update(store: Store, row_id: int, now: datetime, **values: Any) -> None:
     if values.get("last_error"):
         # Masked before it is cut, so a cut cannot leave half a token unrecognised.

@@ -17,13 +17,15 @@ from typing import Protocol
 from digestbot import digest as digests
 from digestbot import subscribers
 from digestbot.config import Settings
-from digestbot.errors import PermanentError, TransientError
+from digestbot.errors import PermanentError, ServiceDown, TransientError
 from digestbot.models import Digest
+from digestbot.outbox.claims import row_lock
 from digestbot.outbox.plan import plan_into, preview_into
 from digestbot.outbox.rows import (
     DeliveryReport,
     DeliveryRow,
     aware,
+    claim,
     get_row,
     iso,
     ready_rows,
@@ -70,12 +72,31 @@ async def run_send(
     by `deliver_pending` whatever their date. The senders are closed afterwards.
     """
     now = aware(now or datetime.now(UTC))
+    report = plan_due(settings, store, now=now, force=force, dry_run=dry_run, date=date)
+    return await deliver_and_close(store, senders, now=now, dry_run=dry_run, report=report)
+
+
+def plan_due(
+    settings: Settings, store: Store, *, now: datetime, force: bool = False,
+    dry_run: bool = False, date: str | None = None,
+) -> DeliveryReport:
+    """`run_send`'s first half: rows for the latest announcement's due subscribers (quick;
+    `run` does it while the pipeline is idle, so nothing is selected from half-scored papers)."""
     report = DeliveryReport()
     date = date or latest_announcement_date(store)
     if date and dry_run:
         preview_into(store, date, now, force, report)
     elif date:
-        plan_into(store, settings, date, now=now, force=force, report=report)
+        plan_into(store, settings, date, now=aware(now), force=force, report=report)
+    return report
+
+
+async def deliver_and_close(
+    store: Store, senders: dict[str, ChannelSender], *, now: datetime, dry_run: bool = False,
+    report: DeliveryReport | None = None,
+) -> DeliveryReport:
+    """`run_send`'s second half: every ready row, then the senders are closed (slow when a
+    server is: `run` does it beside the pipeline, never in its way)."""
     try:
         return await deliver_pending(store, senders, dry_run=dry_run, now=now, report=report)
     finally:
@@ -159,20 +180,41 @@ async def _deliver_one(
     store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
     library: digests.Library | None = None,
 ) -> None:
+    # Held from the claim until the outcome is written: a second process (another `send`, a
+    # `once`, `run`) skips this row meanwhile, and takes a 'sending' row over only once its
+    # owner is dead (see `claims`).
+    with row_lock(store, row.id) as mine:
+        if mine:
+            await _attempt(store, sender, row, report, now, library)
+
+
+async def _attempt(
+    store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
+    library: digests.Library | None,
+) -> None:
     sub = subscribers.get(store, row.subscriber_id)
     if sub is None or sub.status != "active":
         status = sub.status if sub else "removed"
-        update(store, row.id, now, status="cancelled", last_error=f"subscriber is {status}")
-        report.cancelled += 1
+        if claim(store, row, now, status="cancelled", last_error=f"subscriber is {status}"):
+            report.cancelled += 1
         return
     # Counted before the attempt, so a row that crashes the process every time still runs
     # out of attempts instead of looping forever.
     attempts = row.attempts + 1
-    update(store, row.id, now, status="sending", attempts=attempts)
+    if not claim(store, row, now, status="sending", attempts=attempts):
+        return  # another worker moved it on since we read it
     try:
         digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
                                  library=library)
         await sender.send(store, row, digest)
+    except ServiceDown as exc:
+        # The server is down (or the breaker knows it is): no attempt counted.
+        update(store, row.id, now, status="failed", attempts=row.attempts,
+               last_error=f"{type(exc).__name__}: {exc}"[:500],
+               next_attempt_at=iso(now + timedelta(seconds=exc.retry_after)))
+        report.failed += 1
+        log.log(logging.WARNING if exc.tried else logging.INFO, "%s #%s %s: deferred: %s",
+                sender.channel, sub.id, row.digest_date, exc)
     except PermanentError as exc:
         update(store, row.id, now, status="failed_permanent", last_error=str(exc))
         subscribers.set_status(store, sub.id, exc.status, reason=str(exc))

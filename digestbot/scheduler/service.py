@@ -32,7 +32,7 @@ from digestbot.clock import (
     next_fetch_time,
 )
 from digestbot.config import Settings
-from digestbot.outbox import run_send
+from digestbot.outbox import deliver_and_close, plan_due
 from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
@@ -44,9 +44,11 @@ log = logging.getLogger("digestbot.scheduler")
 class Service:
     """The jobs of `digestbot run`, callable directly (tests) or from APScheduler.
 
-    One asyncio.Lock makes the pipeline and deliveries take turns: a digest is never selected
+    One asyncio.Lock makes the pipeline and planning take turns: a digest is never selected
     while the day's papers are half scored, and a delivery tick that finds the pipeline busy
-    skips (the pipeline triggers a delivery itself when it is done).
+    skips (the pipeline triggers a delivery itself when it is done). Sending the planned rows
+    happens outside that lock (under `_sending`), so a slow or dead mail server never holds
+    up the evening's fetch and enrichment.
     """
 
     def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
@@ -56,6 +58,7 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.stopping = False
         self._work = asyncio.Lock()
+        self._sending = asyncio.Lock()
         self._covered: tuple[Any, ...] | None = None  # subscriptions the scores were made for
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -92,10 +95,17 @@ class Service:
         """Send every due digest (their local send time passed; the outbox prevents repeats)."""
         if self.stopping or self._work.locked():
             return None
-        async with self._tracked(), self._work:
-            await self._score_new_subscriptions()
-            report = await run_send(self.settings, self.store, build_senders(self.settings),
-                                    now=self.clock.now())
+        async with self._tracked():
+            now = self.clock.now()
+            async with self._work:
+                await self._score_new_subscriptions()
+                report = plan_due(self.settings, self.store, now=now)
+            if self._sending.locked():  # the previous tick is still sending; it or the
+                _log_delivery(report)   # next one sends what was planned now
+                return report
+            async with self._sending:
+                await deliver_and_close(self.store, build_senders(self.settings), now=now,
+                                        report=report)
         _log_delivery(report)
         return report
 

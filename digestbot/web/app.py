@@ -9,7 +9,8 @@
 
 Pages are jinja2 templates under templates/web/, autoescaped, Chinese and English. The app
 opens one `Store` on the event loop's thread at startup (sqlite-utils connections belong to
-one thread) and every handler runs on that thread.
+one thread) for reads, and one on a worker thread for writes (`common.write`), which may wait
+on another process's transaction without stalling the loop.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aiohttp import web
 from digestbot.config import Settings
 from digestbot.store import Store, protect
 from digestbot.web import forms, pages, preferences, signup
-from digestbot.web.common import SETTINGS, STORE
+from digestbot.web.common import SETTINGS, STORE, WRITER, StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,11 @@ def make_app(settings: Settings) -> web.Application:
 async def _open_store(app: web.Application) -> AsyncIterator[None]:
     with Store(app[SETTINGS].db) as store:
         app[STORE] = store
-        yield
+        app[WRITER] = StoreThread(app[SETTINGS].db)
+        try:
+            yield
+        finally:
+            app[WRITER].close()
 
 
 @web.middleware

@@ -25,7 +25,7 @@ from digestbot.errors import UsageError
 from digestbot.models import Subscriber
 from digestbot.store import Store
 from digestbot.web import forms
-from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address
+from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address, write
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ async def change_preferences(request: web.Request) -> web.Response:
     form, sub, token = checked
     if sub.status == "pending":
         return _unconfirmed()
-    store = request.app[STORE]
+    store = request.app[STORE]  # reads only: writes go through write(), off the loop
     action = form.get("action", "")
     # status change: (allowed from, new status); a button pressed twice changes nothing.
     moves = {"pause": (("active",), "paused"), "resume": (_RESUMABLE, "active"),
@@ -100,12 +100,13 @@ async def change_preferences(request: web.Request) -> web.Response:
     done: dict[str, str] = {}
     try:
         if action == "save":
-            _save(store, sub, form)
+            await write(request, _save, sub, form)
             done["done"] = action
         elif action in moves:
             allowed, status = moves[action]
             if sub.status in allowed:
-                subscribers.set_status(store, sub.id, status, reason="preferences page")
+                await write(request, subscribers.set_status, sub.id, status,
+                            reason="preferences page")
                 done["done"] = action
         else:
             raise UsageError(f"未知操作 / unknown action {action[:16]!r}")
@@ -183,6 +184,6 @@ async def unsubscribe(request: web.Request) -> web.Response:
     one_click = form.get("List-Unsubscribe") == "One-Click"
     if sub.status != "unsubscribed":
         reason = "one-click (RFC 8058)" if one_click else "web page"
-        subscribers.set_status(request.app[STORE], sub.id, "unsubscribed", reason=reason)
+        await write(request, subscribers.set_status, sub.id, "unsubscribed", reason=reason)
         log.info("subscriber #%s unsubscribed via %s", sub.id, reason)
     return page("unsubscribed.html", address=shown_address(sub))

@@ -29,7 +29,7 @@ from digestbot.models import Subscriber, Topic
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 from digestbot.web import forms, pages
-from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address
+from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address, write
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ async def subscribe(request: web.Request) -> web.Response:
         return _home(request, status=400, error=str(exc), values=values)
     if not state.per_address.allow(_mailbox(signup.email), now):
         return _too_many()
-    sub, already = _apply_signup(request.app[STORE], signup)
+    sub, already = await write(request, _apply_signup, signup)
     try:
         await send_confirmation(request.app[SETTINGS], sub, already=already, now=now)
     except Exception as exc:  # noqa: BLE001 - the reader gets a page either way
@@ -238,7 +238,7 @@ async def confirm(request: web.Request) -> web.Response:
         return checked
     _, sub, _ = checked
     if sub.status == "pending":
-        subscribers.set_status(request.app[STORE], sub.id, "active", reason="confirmed by email")
+        await write(request, subscribers.set_status, sub.id, "active", reason="confirmed by email")
         log.info("subscriber #%s confirmed", sub.id)
         sub = subscribers.get(request.app[STORE], sub.id) or sub
     return _after_confirm(request, sub)

@@ -9,8 +9,11 @@ certificate for 127.0.0.1 with `cryptography`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
+import random
 import socket
 import ssl
 import threading
@@ -57,6 +60,40 @@ class RecordingHandler:
         return "250 2.0.0 queued"
 
 
+class FaultyHandler(RecordingHandler):
+    """A RecordingHandler with the faults the fault suite needs.
+
+    - `delay`: seconds before each DATA answer (two senders overlap; a kill lands mid-send);
+    - `gate_at`: the n-th message is recorded, then its answer never comes until `release`:
+      the client may be killed while it waits (`gated` is set once it is held there); every
+      later DATA waits unrecorded behind it, so exactly one message is in flight at a kill;
+    - `drop`: chance that a DATA drops the connection before recording (a flapping server).
+    """
+
+    def __init__(self, *, delay: float = 0.0, gate_at: int | None = None, drop: float = 0.0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.delay, self.gate_at, self.drop = delay, gate_at, drop
+        self.gated = threading.Event()
+        self.released = threading.Event()
+        self.random = random.Random(seed)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        while self.gated.is_set() and not self.released.is_set():
+            await asyncio.sleep(0.02)  # behind the gated message: neither recorded nor answered
+        if self.drop and self.random.random() < self.drop:
+            server.transport.abort()  # the connection drops before the message was taken
+            return "421 4.4.2 connection dropped"
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.gate_at is not None and len(self.messages) == self.gate_at:
+            self.gated.set()
+            while not self.released.is_set():
+                await asyncio.sleep(0.02)
+        return answer
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,8 +111,9 @@ class SmtpServer:
         login: tuple[str, str] | None = None,
         port: int | None = None,
         smtputf8: bool = False,
+        handler: RecordingHandler | None = None,
     ) -> None:
-        self.handler = RecordingHandler()
+        self.handler = handler or RecordingHandler()
         self.login = login
         self.port = port or free_port()
         self.implicit_tls = implicit_tls
@@ -130,6 +168,47 @@ class SmtpServer:
         self.controller.start()
 
     def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class HungServer:
+    """Accepts TCP connections and never says a word: a wedged relay (no greeting, ever)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.accepted = 0
+        self._sock = socket.create_server(("127.0.0.1", self.port), backlog=64)
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed by stop()
+            self._held.append(conn)
+            self.accepted += 1
+
+    def start(self) -> HungServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+    def __enter__(self) -> HungServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

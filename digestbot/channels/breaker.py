@@ -1,0 +1,112 @@
+"""A circuit breaker: stop calling a server that keeps failing, and try it again later.
+
+An SMTP server that accepts connections and never answers costs a full timeout per message;
+with hundreds of readers that is hours in which nothing else moves. After `threshold`
+connection failures in a row the breaker opens: calls fail at once with `ServiceDown` (the
+outbox keeps the rows 'failed' with a `next_attempt_at`, no attempt counted) until
+`cooldown` has passed; then one trial call goes through (half-open). Its success closes
+the breaker, its failure opens it for another cooldown.
+
+Breakers are kept per server for the whole process (`breaker_for`), so `run`, which builds
+fresh senders at every delivery tick, remembers that a server is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+
+from digestbot.errors import ServiceDown
+
+FAILURES_TO_OPEN = 3
+COOLDOWN_S = 300.0
+
+
+class Breaker:
+    def __init__(self, name: str, *, threshold: int | None = None, cooldown: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.threshold = FAILURES_TO_OPEN if threshold is None else threshold
+        self.cooldown = COOLDOWN_S if cooldown is None else cooldown
+        self.clock = clock
+        self.failures = 0  # in a row
+        self.opened_at: float | None = None
+        self.trial = False  # a half-open trial call is in flight
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.cooldown else "open"
+
+    def before(self) -> None:
+        """Call before each attempt: raises `ServiceDown` while the server is known dead."""
+        with self._lock:
+            if self.opened_at is None:
+                return
+            left = self.opened_at + self.cooldown - self.clock()
+            if left > 0 or self.trial:
+                raise ServiceDown(
+                    f"{self.name} is not answering ({self.failures} failures in a row); "
+                    f"not trying again for {max(left, 0):.0f} s", retry_after=max(left, 1.0))
+            self.trial = True  # this caller is the half-open trial
+
+    async def admit(self) -> None:
+        """`before`, except that while another call is the half-open trial this one waits for
+        its verdict (one timeout at most), so a server back up gets the whole batch."""
+        while True:
+            try:
+                self.before()
+                return
+            except ServiceDown:
+                if not self.trial:
+                    raise
+                await asyncio.sleep(0.05)
+
+    @contextlib.asynccontextmanager
+    async def guard(self, unreachable: type[BaseException]) -> AsyncIterator[None]:
+        """Admit the call, then count it: `unreachable` is a failure, any other answer (even a
+        refusal) a success, a cancellation no verdict at all."""
+        await self.admit()
+        try:
+            yield
+        except unreachable:
+            self.failed()
+            raise
+        except Exception:
+            self.succeeded()  # the server answered, if only to refuse
+            raise
+        except BaseException:
+            self.abandon()
+            raise
+        self.succeeded()
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures, self.opened_at, self.trial = 0, None, False
+
+    def abandon(self) -> None:
+        """The call was cut off (cancelled) before any verdict: let the next one be the trial."""
+        with self._lock:
+            self.trial = False
+
+    def failed(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.trial or self.failures >= self.threshold:
+                self.opened_at = self.clock()
+            self.trial = False
+
+
+_BREAKERS: dict[str, Breaker] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def breaker_for(name: str) -> Breaker:
+    """The process's breaker for server `name` (host:port), made on first use."""
+    with _REGISTRY_LOCK:
+        return _BREAKERS.setdefault(name, Breaker(name))
