@@ -3,30 +3,29 @@ made for, only the confirmation link activates, and a GET never hands out a cred
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from digestbot import signing, subscribers
 from digestbot.cli import main
 from tests.fakes.digests import add_subscriber
-from tests.fakes.site import csrf_of, link_in, outbox_messages, running_site
+from tests.fakes.site import (
+    csrf_of,
+    link_in,
+    outbox_messages,
+    path_of,
+    running_site,
+    submit_signup,
+)
 
 FORM = {"email": "ada@example.org", "topic": ["post-training"], "threshold": "70",
         "send_at": "07:45", "tz": "Europe/Berlin", "lang": "both"}
 
 
-def _path(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
-
 
 async def _signup(site, **changes) -> object:
-    home = await site.client.get("/")
-    return await site.client.post("/subscribe",
-                                  data={**FORM, **changes, "csrf": csrf_of(home.text)})
+    return await submit_signup(site, {**FORM, **changes})
 
 
 def _prefs(site, sub) -> str:
-    return _path(signing.preferences_url(site.settings, sub, now=site.clock()))
+    return path_of(signing.preferences_url(site.settings, sub, now=site.clock()))
 
 
 def _no_longer_valid(r) -> bool:
@@ -65,7 +64,7 @@ async def test_ids_are_never_reused_and_a_removed_readers_links_die(monkeypatch)
 async def test_unsubscribing_kills_signed_links_and_coming_back_the_unsubscribe_link() -> None:
     async with running_site() as site:
         await _signup(site)
-        confirm = _path(link_in(outbox_messages(site.settings)[0], "/confirm"))
+        confirm = path_of(link_in(outbox_messages(site.settings)[0], "/confirm"))
         sub = subscribers.by_address(site.store, "email", "ada@example.org")
         page = await site.client.get(confirm)
         await site.client.post("/confirm", data={"token": confirm.split("token=")[1],
@@ -85,7 +84,7 @@ async def test_unsubscribing_kills_signed_links_and_coming_back_the_unsubscribe_
         # …until the address subscribes again: the old emails' links belong to the old
         # subscription and must not end (or manage) the new one.
         await _signup(site, threshold="40")
-        relink = _path(link_in(outbox_messages(site.settings)[-1], "/confirm"))
+        relink = path_of(link_in(outbox_messages(site.settings)[-1], "/confirm"))
         page = await site.client.get(relink)
         done = await site.client.post("/confirm", data={"token": relink.split("token=")[1],
                                                         "csrf": csrf_of(page.text)})
@@ -115,7 +114,7 @@ async def test_a_pending_reader_cannot_become_active_without_confirming() -> Non
 async def test_get_confirm_for_a_confirmed_reader_hands_out_nothing() -> None:
     async with running_site() as site:
         await _signup(site)
-        confirm = _path(link_in(outbox_messages(site.settings)[0], "/confirm"))
+        confirm = path_of(link_in(outbox_messages(site.settings)[0], "/confirm"))
         page = await site.client.get(confirm)
         first = await site.client.post("/confirm", data={"token": confirm.split("token=")[1],
                                                          "csrf": csrf_of(page.text)})

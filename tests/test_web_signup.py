@@ -7,7 +7,6 @@ test in test_browser.py exercises over the wire.
 from __future__ import annotations
 
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,21 +16,22 @@ from digestbot.models import Digest
 from digestbot.outbox import DeliveryRow
 from digestbot.web.forms import ADDRESS_LIMIT, IP_LIMIT
 from tests.fakes.outbox import asend
-from tests.fakes.site import csrf_of, link_in, outbox_messages, running_site
+from tests.fakes.site import (
+    csrf_of,
+    link_in,
+    outbox_messages,
+    path_of,
+    running_site,
+    submit_signup,
+)
 
 FORM = {"email": "Ada@Example.org", "topic": ["post-training", "reasoning"], "threshold": "70",
         "send_at": "07:45", "tz": "Europe/Berlin", "lang": "both"}
 
 
-def _path(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
-
 
 async def _signup(site, **changes) -> object:
-    home = await site.client.get("/")
-    form = {**FORM, **changes, "csrf": csrf_of(home.text)}
-    return await site.client.post("/subscribe", data=form)
+    return await submit_signup(site, {**FORM, **changes})
 
 
 def _state(site) -> list[tuple]:
@@ -69,7 +69,7 @@ async def test_signup_creates_pending_and_confirm_needs_a_post() -> None:
         assert link.startswith(site.url)
 
         before = _state(site)
-        page = await site.client.get(_path(link))
+        page = await site.client.get(path_of(link))
         assert page.status_code == 200 and 'action="/confirm"' in page.text
         assert _state(site) == before  # a mail scanner fetching the link subscribes nobody
 
@@ -86,7 +86,7 @@ async def test_confirm_rejects_missing_csrf_and_forged_or_expired_tokens() -> No
         sub = subscribers.by_address(site.store, "email", "ada@example.org")
         link = link_in(outbox_messages(site.settings)[0], "/confirm")
         token = link.split("token=")[1]
-        page = await site.client.get(_path(link))
+        page = await site.client.get(path_of(link))
 
         no_csrf = await site.client.post("/confirm", data={"token": token})
         assert no_csrf.status_code == 403
@@ -101,7 +101,7 @@ async def test_confirm_rejects_missing_csrf_and_forged_or_expired_tokens() -> No
         assert (await site.client.get(f"/confirm?token={prefs_token}")).status_code == 404
 
         site.clock.now += signing.CONFIRM_TTL + 1
-        assert (await site.client.get(_path(link))).status_code == 410
+        assert (await site.client.get(path_of(link))).status_code == 410
         late = await site.client.post("/confirm", data={"token": token, "csrf": csrf_of(page.text)})
         assert late.status_code == 410
         assert subscribers.get(site.store, sub.id).status == "pending"
@@ -153,7 +153,7 @@ async def test_pending_subscribers_get_no_digest(monkeypatch: pytest.MonkeyPatch
         assert list(site.store.db.query("select * from deliveries")) == []
 
         # The same reader, once confirmed through the emailed link, gets that very digest.
-        link = _path(link_in(outbox_messages(site.settings)[0], "/confirm"))
+        link = path_of(link_in(outbox_messages(site.settings)[0], "/confirm"))
         page = await site.client.get(link)
         await site.client.post("/confirm", data={"token": link.split("token=")[1],
                                                  "csrf": csrf_of(page.text)})
@@ -201,7 +201,7 @@ async def test_user_text_is_escaped() -> None:
         sub = subscribers.by_address(site.store, "email", "ada@example.org")
         subscribers.set_status(site.store, sub.id, "active")
         url = signing.preferences_url(site.settings, sub, now=site.clock())
-        page = await site.client.get(_path(url))
+        page = await site.client.get(path_of(url))
         assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt; &amp; RLHF" in page.text
 
 
@@ -287,7 +287,7 @@ async def test_preferences_change_pause_resume_unsubscribe() -> None:
         await _signup(site)
         sub = subscribers.by_address(site.store, "email", "ada@example.org")
         subscribers.set_status(site.store, sub.id, "active")
-        url = _path(signing.preferences_url(site.settings, sub, now=site.clock()))
+        url = path_of(signing.preferences_url(site.settings, sub, now=site.clock()))
         token = url.split("token=")[1]
 
         before = _state(site)
@@ -405,8 +405,8 @@ async def test_no_get_route_changes_the_database() -> None:
         subscribers.set_status(site.store, active.id, "active")
         custom = next(s.topic for s in subscribers.subscriptions(site.store, pending.id)
                       if s.topic.startswith("custom-"))
-        confirm = _path(link_in(outbox_messages(site.settings)[0], "/confirm"))
-        prefs = _path(signing.preferences_url(site.settings, active, now=site.clock()))
+        confirm = path_of(link_in(outbox_messages(site.settings)[0], "/confirm"))
+        prefs = path_of(signing.preferences_url(site.settings, active, now=site.clock()))
         gets = {
             "/": ["/"],
             "/healthz": ["/healthz"],

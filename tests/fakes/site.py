@@ -16,6 +16,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from aiohttp import web as aioweb
@@ -90,3 +91,15 @@ def link_in(message: EmailMessage, path: str) -> str:
     match = re.search(rf"https?://\S+{re.escape(path)}\?token=\S+", text)
     assert match, f"no {path} link in the email:\n{text}"
     return match[0]
+
+
+def path_of(url: str) -> str:
+    """A link's path and query, as the test client asks for it."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+async def submit_signup(site: Site, form: dict[str, Any]) -> httpx.Response:
+    """Fill the signup form on the home page (with its CSRF field) and post it."""
+    home = await site.client.get("/")
+    return await site.client.post("/subscribe", data={**form, "csrf": csrf_of(home.text)})
