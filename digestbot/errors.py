@@ -47,6 +47,18 @@ class NetworkError(DigestbotError):
     """A remote service could not be reached after retries."""
 
 
+# -- the web app (web/) --------------------------------------------------------------------------
+
+
+class FormError(UsageError):
+    """A form that cannot be taken as sent: shown to the user with its HTTP status, nothing
+    is changed."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 # -- signed links (signing.py) ----------------------------------------------------------------
 
 

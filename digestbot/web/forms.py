@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from digestbot import signing, subscribers, topics
+from digestbot.errors import FormError
 from digestbot.models import Subscriber
 from digestbot.web.common import SETTINGS, STORE, notice, page
 
@@ -85,14 +86,6 @@ class SignupState:
 
 
 STATE = web.AppKey("signup_state", SignupState)
-
-
-class FormError(Exception):
-    """A form that cannot be taken as sent: shown to the user, nothing is changed."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def form_page(request: web.Request, template: str, status: int = 200, **context: Any

@@ -24,7 +24,7 @@ from aiohttp import web
 from digestbot import render, signing, subscribers, topics
 from digestbot.channels import email as email_channel
 from digestbot.config import Settings
-from digestbot.errors import UsageError
+from digestbot.errors import FormError, UsageError
 from digestbot.models import Subscriber, Topic
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
@@ -162,7 +162,7 @@ async def subscribe(request: web.Request) -> web.Response:
     state = request.app[forms.STATE]
     try:
         form = await forms.read_form(request)
-    except forms.FormError as exc:
+    except FormError as exc:
         return _home(request, status=exc.status, error=str(exc))
     if not forms.csrf_ok(request, form):
         return forms.csrf_rejected()
