@@ -92,3 +92,16 @@ def test_no_import_inside_a_function() -> None:
                     if isinstance(node, ast.Import | ast.ImportFrom):
                         hidden.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert not hidden, hidden
+
+
+def test_one_exception_tree() -> None:
+    """Every exception class lives in errors.py (under DigestbotError): no second root."""
+    strays = []
+    for path in modules():
+        if path.name == "errors.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                    ast.unparse(base).endswith(("Error", "Exception")) for base in node.bases):
+                strays.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not strays, strays
