@@ -185,3 +185,31 @@ def test_export_help_says_no_secrets(capsys) -> None:
         main(["sub", "export", "--help"])
     out = capsys.readouterr().out
     assert "webhook" in out and "never exported" in out
+
+
+def test_a_reader_who_left_comes_back_with_a_new_token(tmp_path: Path, settings) -> None:
+    """As `sub add` does: importing an address that unsubscribed makes it active again, and
+    the old unsubscribe links are dead (a new token)."""
+    assert main(["sub", "add", "--email", "a@example.org", "--topic", "后训练"]) == 0
+    with Store(settings.db) as store:
+        subscribers.set_status(store, 1, "unsubscribed", "clicked")
+        old = subscribers.get(store, 1)
+    f = tmp_path / "r.csv"
+    f.write_text(HEADER + "email,a@example.org,长上下文,,,,\n", encoding="utf-8")
+    assert main(["sub", "import", str(f)]) == 0
+    with Store(settings.db) as store:
+        now = subscribers.get(store, 1)
+    assert old is not None and now is not None
+    assert (now.status, now.status_reason) == ("active", None) and now.token != old.token
+
+
+def test_too_many_custom_topics_is_a_bad_row(tmp_path: Path, settings, capsys) -> None:
+    names = ";".join(f"custom words number {i}" for i in range(subscribers.MAX_CUSTOM_TOPICS + 1))
+    f = tmp_path / "r.csv"
+    f.write_text(HEADER + "email,ok@example.org,后训练,,,,\n"
+                 f"email,a@example.org,{names},,,,\n", encoding="utf-8")
+    assert main(["sub", "import", "--custom", str(f)]) == 2
+    assert "line 3: 每位读者最多" in capsys.readouterr().err
+    assert _count(settings.db) == (0, 0)
+    with Store(settings.db) as store:
+        assert store.db["custom_topics"].count == 0
