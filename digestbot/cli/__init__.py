@@ -37,6 +37,8 @@ HANDLERS: dict[str, str] = {
     "score": "digestbot.cli.enrich:cmd_score",
     "topics": "digestbot.cli.subscribers:cmd_topics",
     "sub add": "digestbot.cli.subscribers:cmd_sub_add",
+    "sub import": "digestbot.cli.imports:cmd_sub_import",
+    "sub export": "digestbot.cli.imports:cmd_sub_export",
     "sub list": "digestbot.cli.subscribers:cmd_sub_list",
     "sub rm": "digestbot.cli.subscribers:cmd_sub_rm",
     "preview": "digestbot.cli.deliver:cmd_preview",
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = args.command
         if command == "sub":
             if args.sub_command is None:
-                raise UsageError("digestbot sub: expected add, list or rm (see `digestbot sub --help`)")
+                raise UsageError("digestbot sub: expected add, import, export, list or rm (see `digestbot sub --help`)")
             command = f"sub {args.sub_command}"
         setup_logging(args.verbose, args.log_json)
         handler = _resolve(command)

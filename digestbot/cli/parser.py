@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="as JSON")
 
-    s = _command(sub, "sub", "管理订阅者 / manage subscribers: add, list, rm",
+    s = _command(sub, "sub", "管理订阅者 / manage subscribers: add, import, export, list, rm",
                  "`digestbot sub ACTION --help` explains each action.")
     ss = s.add_subparsers(dest="sub_command", metavar="ACTION", parser_class=_Parser)
     a = _command(
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="digest language (default zh)")
     a.add_argument("--max", type=_positive, default=None, metavar="N",
                    help="max papers per digest (default 50)")
+    _import_export(ss)
     lst = _command(ss, "list", "列出订阅者 / list subscribers",
                    "Each subscriber's id, channel, address, status, language, send time and topics.")
     lst.add_argument("--json", action="store_true", help="as JSON")
@@ -239,3 +240,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--file", metavar="FILE", help="read the message from FILE, not standard input")
     return p
+
+
+def _import_export(ss: argparse._SubParsersAction) -> None:
+    columns = ("Columns (a CSV header row, or the keys of each JSON line): channel, address, "
+               "topics (several separated by ; or | in CSV, a list in JSON), threshold, zone, "
+               "time, lang, max; only channel and address are required, the others default as "
+               "in `sub add`.")
+    i = _command(
+        ss, "import", "批量导入订阅者 / add or update many subscribers from a CSV or JSONL file",
+        "Reads FILE (- for standard input) as CSV with a header row or as JSON Lines (by the "
+        ".csv/.jsonl extension, else by its content) and adds or updates every reader in it, "
+        "as `sub add` would, in one transaction: every row is validated first, each bad row is "
+        "reported with its line number, and one bad row means nothing is imported (exit 2).",
+        columns,
+        "Imported readers are active at once, email ones included: like `sub add`, an import "
+        "is the operator's word and sends no confirmation mail.",
+    )
+    i.add_argument("file", metavar="FILE", help="CSV or JSONL file, - for standard input")
+    i.add_argument("--format", choices=["csv", "jsonl"], default=None,
+                   help="override the format guessed from the extension or content")
+    i.add_argument("--custom", action="store_true", help="unknown topic names become custom topics")
+    e = _command(
+        ss, "export", "导出订阅者 / write active subscribers as CSV or JSONL",
+        "Writes every active reader in the format `sub import` reads (CSV, or JSON Lines for a "
+        ".jsonl FILE or --format jsonl) to FILE or standard output. A reader whose topics have "
+        "different thresholds gets one row per threshold; custom topics are written as their "
+        "text (import them back with --custom).",
+        columns,
+        "No secrets: unsubscribe tokens and Slack webhook URLs are never exported (a webhook "
+        "URL is a credential), so a Slack reader posting through a webhook needs "
+        "`sub add --slack-webhook` again after an import elsewhere.",
+    )
+    e.add_argument("file", metavar="FILE", nargs="?", default=None, help="output file (default: standard output)")
+    e.add_argument("--format", choices=["csv", "jsonl"], default=None,
+                   help="csv (default) or jsonl; a .jsonl FILE means jsonl")
