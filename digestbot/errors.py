@@ -47,6 +47,10 @@ class NetworkError(DigestbotError):
     """A remote service could not be reached after retries."""
 
 
+class Rollback(DigestbotError):
+    """Raised inside a transaction only to undo it; the code that raises it catches it."""
+
+
 # -- the web app (web/) --------------------------------------------------------------------------
 
 

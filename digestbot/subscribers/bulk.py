@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from digestbot import topics
-from digestbot.errors import UsageError
+from digestbot.errors import Rollback, UsageError
 from digestbot.models import CHANNELS, Channel, Lang, Subscriber, Topic
 from digestbot.store import Store, now_iso
 from digestbot.subscribers import (
@@ -75,10 +75,6 @@ class ImportReport:
         return not self.problems
 
 
-class _Rejected(Exception):
-    """Raised inside the transaction to roll back custom topics created for a rejected file."""
-
-
 def import_readers(store: Store, data: bytes, fmt: Format, *, custom: bool = False) -> ImportReport:
     """Import every reader in `data` (CSV or JSONL), or none of them.
 
@@ -102,8 +98,9 @@ def import_readers(store: Store, data: bytes, fmt: Format, *, custom: bool = Fal
             if not problems:
                 problems += _write(store, rows, report)
             if problems:
-                raise _Rejected
-    except _Rejected:
+                # Undoes the custom topics created for a rejected file, too.
+                raise Rollback
+    except Rollback:
         lines = {p: int(p.split(" ", 2)[1]) for p in problems}
         return ImportReport(rows=report.rows, problems=sorted(problems, key=lines.__getitem__))
     return report
