@@ -86,7 +86,7 @@ def environment() -> jinja2.Environment:
         clip=clip,
         topic_name=topic_name,
     )
-    env.globals.update(label=template_label, phrase=i18n.phrase,
+    env.globals.update(label=template_label, phrase=i18n.phrase, followed_author=i18n.followed_author,
                        more_not_shown=i18n.more_not_shown)
     return env
 
@@ -209,9 +209,10 @@ def _fields(obj: Any) -> tuple[Any, ...]:
 
 def _entry_key(entry: DigestEntry, lang: str) -> tuple[Any, ...]:
     """Everything an entry's rendering can depend on: the same paper differs per reader only
-    by language and topic hits (names, scores, reasons)."""
+    by language, topic hits (names, scores, reasons) and followed authors."""
     enrichment = _fields(entry.enrichment) if entry.enrichment else None
-    return (lang, _fields(entry.paper), entry.announcement, tuple(entry.hits), enrichment)
+    return (lang, _fields(entry.paper), entry.announcement, tuple(entry.hits), enrichment,
+            tuple(entry.authors))
 
 
 def _effective(limit: int | None, text: str) -> int | None:

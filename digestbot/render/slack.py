@@ -16,7 +16,7 @@ from typing import Any
 
 from digestbot.models import Digest, DigestEntry
 from digestbot.render import clip, i18n, lead_topic, percent, shorten_authors
-from digestbot.render.i18n import announce_label, label
+from digestbot.render.i18n import announce_label, followed_author, label
 
 # Slack's Block Kit limits (api.slack.com/reference/block-kit).
 MAX_BLOCKS = 50
@@ -106,8 +106,11 @@ def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
         lines.append(_esc(e.title_zh, 300))
     lines.append(f"`{percent(entry.best_score)}` · {escape(announce_label(a.announce_type, lang))}"
                  f" · `{escape(p.id)}` · <{escape(p.pdf_url)}|PDF>")
+    # Followed authors take the first of the three reason lines the budget holds.
+    followed = [f"👤 {_esc(followed_author(a, lang), 300)}" for a in entry.authors[:3]]
+    lines += followed
     hit_label = label(lang, "专题命中", "Topic match")
-    for hit in entry.hits[:3]:
+    for hit in entry.hits[:3 - len(followed)]:
         reason = f": {_esc(hit.reason, 250)}" if hit.reason else ""
         lines.append(f"*{hit_label}* {_esc(hit.topic_name, 60)} {percent(hit.score)}{reason}")
     if lang != "en" and e and e.summary_zh:

@@ -33,6 +33,8 @@ _PARTICLES = frozenset({"van", "von", "der", "den", "de", "del", "della", "di", 
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 _SPLIT = re.compile(r"[\s.\-‐‑–—]+")
 _SPACE = re.compile(r"\s+")
+# A space between two non-Latin characters (大 模型): Chinese is written without them.
+_CJK_SPACE = re.compile(r"(?<=[^\x00-\x7f]) (?=[^\x00-\x7f])")
 
 
 def fold(text: str) -> str:
@@ -101,7 +103,8 @@ def name_key(name: str) -> str:
 
 def keyword_key(word: str) -> str:
     """A keyword as it is compared and stored for uniqueness: NFKC, case-folded, one space."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", word).casefold()).strip()
+    spaced = _SPACE.sub(" ", unicodedata.normalize("NFKC", word).casefold()).strip()
+    return _CJK_SPACE.sub("", spaced)
 
 
 @lru_cache(maxsize=4096)
