@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from digestbot import commands, subscribers
+from digestbot import commands, signing, subscribers
 from digestbot.bots.telegram import start_bot
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.config import load_settings
@@ -14,6 +14,7 @@ from digestbot.sources.papers import save_batch
 from digestbot.subscribers import profile
 from tests.fakes.digests import DAY, add_paper
 from tests.fakes.outbox import asend
+from tests.fakes.site import csrf_of, running_site
 from tests.fakes.telegram import FakeTelegram
 from tests.test_telegram import NO_LIMITS, NOW, TOKEN, assert_valid_telegram_html
 
@@ -107,3 +108,35 @@ def test_slack_commands_validate_before_writing(store, settings) -> None:
     assert "已清空" in run(store, settings, "must clear")
     assert "没有关注" in run(store, settings, "unfollow Nobody")
     assert "follow" in run(store, settings, "help")
+
+
+async def test_preferences_page_follows_and_keywords_escaped() -> None:
+    async with running_site() as site:
+        sub = subscribers.add_or_update(site.store, channel="email", address="ada@example.org",
+                                        topics=["post-training"])
+        subscribers.set_status(site.store, sub.id, "active")
+        url = signing.preferences_path(site.settings, sub, now=site.clock())
+        token = url.split("token=")[1]
+        page = await site.client.get(url)
+        assert 'name="follows"' in page.text and "关注作者" in page.text
+        save = {"token": token, "csrf": csrf_of(page.text), "action": "save",
+                "topic": ["post-training"], "thr.post-training": "60", "send_at": "08:30",
+                "tz": "Asia/Shanghai", "lang": "zh",
+                "follows": f"Bengio, Yoshua\n{HOSTILE}\n", "must": "diffusion，扩散模型",
+                "exclude": "speech"}
+        r = await site.client.post("/preferences", data=save)
+        assert r.status_code == 303, r.text
+        assert profile.get_profile(site.store, sub.id) == profile.Profile(
+            ("Bengio, Yoshua", HOSTILE), ("diffusion", "扩散模型"), ("speech",))
+        shown = await site.client.get(r.headers["location"])
+        assert "<script>alert" not in shown.text and "&lt;script&gt;alert(1)" in shown.text
+        # A bad line refuses the whole form and changes nothing.
+        bad = await site.client.post("/preferences", data={**save, "follows": "Ada\n...",
+                                                            "exclude": ""})
+        assert bad.status_code == 400 and "作者姓名不能为空" in bad.text
+        assert profile.get_profile(site.store, sub.id).exclude == ("speech",)
+        # Emptying a box drops those entries.
+        r = await site.client.post("/preferences", data={**save, "follows": "Yoshua Bengio",
+                                                          "must": ""})
+        assert profile.get_profile(site.store, sub.id) == profile.Profile(
+            ("Bengio, Yoshua",), (), ("speech",))

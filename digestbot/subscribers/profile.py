@@ -148,6 +148,28 @@ def remove_keywords(store: Store, subscriber_id: int, kind: KeywordKind | None,
     return [r["word"] for r in gone]
 
 
+def replace_profile(store: Store, subscriber_id: int, follows: Sequence[str],
+                    must: Sequence[str], exclude: Sequence[str]) -> None:
+    """Make the profile exactly these lists (the preferences form): all validated first."""
+    for name in follows:
+        clean_name(name)
+    for word in [*must, *exclude]:
+        clean_keyword(word)
+    with store.db.atomic():
+        current = get_profile(store, subscriber_id)
+        keep = {name_key(n) for n in follows}
+        gone = [n for n in current.follows if name_key(n) not in keep]
+        if gone:
+            unfollow(store, subscriber_id, gone)
+        follow(store, subscriber_id, follows)
+        for kind, words in (("must", must), ("exclude", exclude)):
+            keep = {keyword_key(w) for w in words}
+            gone = [w for w in getattr(current, kind) if keyword_key(w) not in keep]
+            if gone:
+                remove_keywords(store, subscriber_id, kind, gone)
+            add_keywords(store, subscriber_id, kind, words)
+
+
 def _touch(store: Store, subscriber_id: int) -> None:
     """A changed profile is a changed subscriber: the outbox forgets its empty selections."""
     store.db.execute("update subscribers set updated_at = ? where id = ?", [now_iso(), subscriber_id])
