@@ -86,6 +86,7 @@ async def test_telegram_follow_and_keywords_shape_the_next_digest(tg, bot, tg_se
     assert "关注作者: Yoshua Bengio (署名 Y. Bengio)" in text
     assert "关注作者: &lt;script&gt;alert(1)&lt;/script&gt; Hinton" in text
     assert "<script>" not in text
+    assert "<b>👤</b>" in text and "<b>0%</b>" not in text  # no topic hit: no "0%" badge
     assert "2608.00002" in text and "2608.00001" not in text  # excluded: speech
 
 

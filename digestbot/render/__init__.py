@@ -82,6 +82,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(
         authors=shorten_authors,
         percent=percent,
+        badge=badge,
         announce_label=announce_label,
         clip=clip,
         topic_name=topic_name,
@@ -101,6 +102,12 @@ def shorten_authors(authors: list[Author] | list[str], limit: int = 10, keep: in
 
 def percent(score: int | float | None) -> str:
     return "" if score is None else f"{round(score)}%"
+
+
+def badge(entry: DigestEntry) -> str:
+    """The entry's match: its best topic score, or 👤 for a followed author's paper that hit
+    no topic (a 0% would read as a bad match)."""
+    return percent(entry.best_score) if entry.hits or not entry.authors else "👤"
 
 
 def clip(text: str | None, limit: int | None) -> str:

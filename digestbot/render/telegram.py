@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable
 from typing import TypeVar
 
 from digestbot.models import Digest, DigestEntry
-from digestbot.render import clip, i18n, percent
+from digestbot.render import badge, clip, i18n, percent
 from digestbot.render.i18n import announce_label, followed_author, label, topic_name
 
 MESSAGE_LIMIT = 4096
@@ -143,7 +143,7 @@ def _format_entry(entry: DigestEntry, lang: str, f: dict[str, str]) -> str:
     p, a = entry.paper, entry.announcement
     abs_url, pdf_url = escape(p.abs_url), escape(p.pdf_url)
     lines = [
-        f"<b>{percent(entry.best_score)}</b> · {escape(announce_label(a.announce_type, lang))} · "
+        f"<b>{badge(entry)}</b> · {escape(announce_label(a.announce_type, lang))} · "
         f"<code>{escape(p.id)}</code> · {escape(' '.join(p.categories))}",
         f'<b><a href="{abs_url}">{escape(f["title"])}</a></b>',
     ]
