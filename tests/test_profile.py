@@ -119,3 +119,13 @@ def test_hostile_followed_name_is_escaped_in_every_rendering(store: Store, day: 
     assert "<script>" not in tg and "&lt;script&gt;" in tg
     slack = str([m.blocks for m in render_slack(d)])
     assert "<script>" not in slack and "&lt;script&gt;" in slack
+
+
+def test_cli_quoted_name_drops_a_false_match_through_an_initial(store: Store, day: Subscriber,
+                                                                capsys) -> None:
+    assert main(["sub", "follow", str(day.id), "--author", "Yasmin Bengio"]) == 0
+    d = select(store, day)
+    assert [(a.followed, a.spelling) for a in d.entries[0].authors] == [("Yasmin Bengio", "Y. Bengio")]
+    assert main(["sub", "unfollow", str(day.id), "--author", "Yasmin Bengio"]) == 0
+    assert main(["sub", "follow", str(day.id), "--author", '"Yasmin Bengio"']) == 0
+    assert ids(select(store, day)) == ["2608.00003", "2608.00004", "2608.00005"]

@@ -143,3 +143,13 @@ def test_keywords_search_title_abstract_and_chinese_texts() -> None:
     assert find_keyword([keyword_key("Diffusion")], text) == "diffusion"
     assert find_keyword([keyword_key("扩散模型")], text) == "扩散模型"
     assert find_keyword([keyword_key("speech"), keyword_key("")], text) is None
+
+
+def test_a_quoted_name_matches_its_full_spelling_only() -> None:
+    # The reader saw W. Zhang's papers come for "Wei Zhang" and quoted the name.
+    assert same_person("Wei Zhang", "W. Zhang")
+    assert not same_person('"Wei Zhang"', "W. Zhang")
+    assert same_person('"Wei Zhang"', "Wei Zhang")
+    assert same_person("“Rémy Leclerc”", "Remy Leclerc")
+    assert not same_person('"Wei Zhang"', "Wei Q. Zhang")
+    assert name_key('"Wei Zhang"') == "=wei zhang" != name_key("Wei Zhang")

@@ -44,10 +44,10 @@ def cmd_follow(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
     return Reply(say(
         lang,
         f"已关注:{name}。其新论文将出现在下一期摘要中(不论主题匹配度),并注明论文中的署名;"
-        f"匹配错了可用 /unfollow {name} 取消。",
+        f"匹配错了可用 /unfollow {name} 取消,或加引号只匹配完整拼写:/follow \"{name}\"。",
         f"Following: {name}. Their new papers come in your next digest whatever the topic "
-        f"scores, with the spelling the paper uses; /unfollow {name} if it matches the wrong "
-        f"person."))
+        f"scores, with the spelling the paper uses. If it matches the wrong person, /unfollow "
+        f"{name}, or follow it in quotes to match that full spelling only: /follow \"{name}\"."))
 
 
 def cmd_unfollow(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:

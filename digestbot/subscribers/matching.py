@@ -8,7 +8,8 @@ surname and a list of given names: diacritics folded (Rémy ~ Remy, Łukasz ~ Lu
 position, an initial standing for any name that starts with it (Y. Bengio ~ Yoshua Bengio,
 J.-P. Serre ~ Jean-Pierre Serre); Samy Bengio is not Yoshua Bengio. A followed name of one
 word matches only an author of that one word: a bare common surname ("Wang") would otherwise
-bring a hundred papers a day.
+bring a hundred papers a day. A name in quotes ("Wei Zhang") matches only its full spelling,
+for the reader who saw a false match through an initial.
 
 Keywords match title and abstract (and the Chinese title and abstract when there is an
 enrichment) after NFKC (full-width Ｓｐｅｅｃｈ is Speech), case folding and whitespace
@@ -72,12 +73,28 @@ def _compatible(a: str, b: str) -> bool:
     return a == b
 
 
+def _strict(followed: str) -> str | None:
+    """The name inside quotes ("Wei Zhang"), which matches only that spelling, or None."""
+    text = followed.strip()
+    for left, right in (('"', '"'), ("“", "”"), ("「", "」")):
+        if len(text) > 2 and text.startswith(left) and text.endswith(right):
+            return text[1:-1]
+    return None
+
+
 def same_person(followed: str, author: str) -> bool:
-    """Whether the author name can be the followed person (see the module's rules)."""
-    f_given, f_last = parse_name(followed)
+    """Whether the author name can be the followed person (see the module's rules).
+
+    A followed name in quotes takes no initials either way: a reader whose "Wei Zhang" keeps
+    bringing W. Zhang's papers follows "\"Wei Zhang\"" instead.
+    """
+    strict = _strict(followed)
+    f_given, f_last = parse_name(strict if strict is not None else followed)
     a_given, a_last = parse_name(author)
     if not f_last or f_last != a_last:
         return False
+    if strict is not None:
+        return f_given == a_given
     if not f_given or not a_given:
         # One word on either side: only the very same single word ("Prabhat" ~ "Prabhat").
         return not f_given and not a_given
@@ -93,9 +110,11 @@ def match_author(followed: str, authors: Iterable[str]) -> str | None:
 
 
 def name_key(name: str) -> str:
-    """What makes two followed names the same entry: "Bengio, Yoshua" = "yoshua  bengio"."""
-    given, last = parse_name(name)
-    return " ".join([*given, last]).strip()
+    """What makes two followed names the same entry: "Bengio, Yoshua" = "yoshua  bengio"
+    (a quoted, exact-spelling name is another entry than the same name unquoted)."""
+    strict = _strict(name)
+    given, last = parse_name(strict if strict is not None else name)
+    return ("=" if strict is not None else "") + " ".join([*given, last]).strip()
 
 
 # -- keywords -----------------------------------------------------------------------------------
