@@ -19,6 +19,7 @@ from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.topic_scores import passing_in_window, subscribed_scores
 from digestbot.models import (
     Announcement,
+    AuthorHit,
     Digest,
     DigestEntry,
     Enrichment,
@@ -27,8 +28,15 @@ from digestbot.models import (
     Topic,
     TopicHit,
 )
-from digestbot.sources.papers import announcement_dates, get_papers, last_announcements
+from digestbot.sources.papers import (
+    announcement_dates,
+    announcements_on,
+    get_papers,
+    last_announcements,
+)
 from digestbot.store import Store
+from digestbot.subscribers import profile
+from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, match_author
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
 # and an unbounded window would flood someone returning after months.
@@ -58,20 +66,34 @@ def select(
     most `CATCH_UP_DAYS` back, and for a subscriber who never got one, not before they
     subscribed), that score at least the threshold on any subscribed topic and that the
     subscriber has never received — so a replaced version comes only to those who missed
-    the paper. Best score first, ties by id; beyond `max_papers` only counted. Pass one
+    the paper. A paper by an author the reader follows comes whatever its scores (first, so
+    the cap never cuts it); the reader's `must` and `exclude` keywords sift the others.
+    Best score first, ties by id; beyond `max_papers` only counted. Pass one
     `library` for a batch of subscribers to read each paper once.
     """
     window = _window(store, history, subscriber, date)
     found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
-    # Never twice: a paper the reader got (in any version) is not offered again.
-    for pid in history.delivered(subscriber.id, list(found)) if found else ():
-        del found[pid]
-    if not found:
-        return None
-    ranked = sorted(found, key=lambda pid: (-max(r["score"] for r in found[pid]), pid))
-    cap = subscriber.max_papers
     context = _Context(store, subscriber, library)
-    picks = [(_announcement(found[pid][0]), context.hits(found[pid])) for pid in ranked[:cap]]
+    followed = context.followed_in(window)
+    candidates = list(dict.fromkeys([*followed, *found]))
+    # Never twice: a paper the reader got (in any version) is not offered again.
+    for pid in history.delivered(subscriber.id, candidates) if candidates else ():
+        found.pop(pid, None)
+        followed.pop(pid, None)
+    # Keywords sift what the topics brought; a followed author's paper comes regardless.
+    for pid in context.filtered_out([pid for pid in found if pid not in followed]):
+        del found[pid]
+    if not found and not followed:
+        return None
+    # Followed authors first, so the cap never cuts them; then best score first, ties by id.
+    ranked = sorted({*found, *followed}, key=lambda pid: (
+        pid not in followed, -max((r["score"] for r in found.get(pid, ())), default=0), pid))
+    cap = subscriber.max_papers
+    picks = [
+        (_announcement(found[pid][0]) if pid in found else followed[pid][0],
+         context.hits(found.get(pid, [])), followed.get(pid, (None, []))[1])
+        for pid in ranked[:cap]
+    ]
     return context.digest(date, picks, more=len(ranked[cap:]))
 
 
@@ -95,7 +117,7 @@ def rebuild(
         passing = [r for r in rows if r["score"] >= r["threshold"]]
         ann = _announcement(rows[0]) if rows else announced.get(pid)
         if ann is not None:
-            picks.append((ann, context.hits(passing or rows)))
+            picks.append((ann, context.hits(passing or rows), context.authors_of(pid)))
     return context.digest(date, picks, more=more)
 
 
@@ -171,6 +193,54 @@ class _Context:
         self.subscriptions = subscribers.subscriptions(store, subscriber.id)
         self.topics = {s.topic: _topic(store, s.topic) for s in self.subscriptions}
         self.order = {slug: i for i, slug in enumerate(self.topics)}
+        self.profile = profile.get_profile(store, subscriber.id)
+
+    def followed_in(self, window: list[str]) -> dict[str, tuple[Announcement, list[AuthorHit]]]:
+        """Papers announced in the window with a followed author, at their latest announcement."""
+        if not self.profile.follows:
+            return {}
+        latest: dict[str, Announcement] = {}
+        for day in sorted(set(window)):
+            for ann in announcements_on(self.store, day):
+                latest[ann.arxiv_id] = ann
+        out = {}
+        for pid in sorted(latest):
+            authors = self.authors_of(pid)
+            if authors:
+                out[pid] = (latest[pid], authors)
+        return out
+
+    def authors_of(self, pid: str) -> list[AuthorHit]:
+        """The followed authors on a paper, each with the paper's spelling of the name."""
+        if not self.profile.follows:
+            return []
+        paper = self.library.papers([pid]).get(pid)
+        names = [a.name for a in paper.authors] if paper else []
+        hits = []
+        for followed in self.profile.follows:
+            spelling = match_author(followed, names)
+            if spelling is not None:
+                hits.append(AuthorHit(followed=followed, spelling=spelling))
+        return hits
+
+    def filtered_out(self, ids: list[str]) -> list[str]:
+        """Those of `ids` an `exclude` keyword hits, or that no `must` keyword hits."""
+        must = [keyword_key(w) for w in self.profile.must]
+        exclude = [keyword_key(w) for w in self.profile.exclude]
+        if not (must or exclude):
+            return []
+        papers = self.library.papers(ids)
+        out = []
+        for pid in ids:
+            paper = papers.get(pid)
+            if paper is None:
+                continue
+            extra = self.library.enrichment(paper)
+            text = haystack(paper.title, paper.abstract,
+                            extra.title_zh if extra else None, extra.abstract_zh if extra else None)
+            if find_keyword(exclude, text) or (must and not find_keyword(must, text)):
+                out.append(pid)
+        return out
 
     def hits(self, rows: list[dict[str, Any]]) -> list[TopicHit]:
         """Why the paper is here: each subscribed topic it hit, best score first."""
@@ -183,15 +253,16 @@ class _Context:
         ]
 
     def digest(
-        self, date: str, picks: list[tuple[Announcement, list[TopicHit]]], more: int
+        self, date: str, picks: list[tuple[Announcement, list[TopicHit], list[AuthorHit]]],
+        more: int,
     ) -> Digest:
-        papers = self.library.papers([ann.arxiv_id for ann, _ in picks])
+        papers = self.library.papers([ann.arxiv_id for ann, _, _ in picks])
         entries = [
             DigestEntry(
                 paper=papers[ann.arxiv_id], announcement=ann, hits=hits,
-                enrichment=self.library.enrichment(papers[ann.arxiv_id]),
+                enrichment=self.library.enrichment(papers[ann.arxiv_id]), authors=authors,
             )
-            for ann, hits in picks
+            for ann, hits, authors in picks
             if ann.arxiv_id in papers
         ]
         return Digest(

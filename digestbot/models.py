@@ -196,12 +196,23 @@ class TopicHit:
     reason: str
 
 
+@dataclass(frozen=True)
+class AuthorHit:
+    """A followed author found on a paper: the name the reader follows, and the spelling the
+    paper uses (shown, so a reader can drop a false match)."""
+
+    followed: str
+    spelling: str
+
+
 @dataclass
 class DigestEntry:
     paper: Paper
     announcement: Announcement
     hits: list[TopicHit]
     enrichment: Enrichment | None = None
+    # Followed authors on the paper: it comes whatever its topic scores.
+    authors: list[AuthorHit] = field(default_factory=list)
 
     @property
     def best_score(self) -> int:

@@ -143,6 +143,25 @@ def m004_subscriber_link_gen(db: sqlite_utils.Database) -> None:
     db["subscribers"].add_column("link_gen", int, not_null_default=0)
 
 
+@migrations()
+def m005_reader_profile(db: sqlite_utils.Database) -> None:
+    """A reader's followed authors and keywords in and out (issue 16), owned by `subscribers`.
+
+    `key` is the folded form two spellings share ("Bengio, Yoshua" = "yoshua bengio"), so the
+    same name or word is stored once; `name` and `word` keep what the reader typed.
+    """
+    db["followed_authors"].create(
+        {"subscriber_id": int, "key": str, "name": str, "created_at": str},
+        pk=("subscriber_id", "key"),
+        foreign_keys=[("subscriber_id", "subscribers", "id")],
+    )
+    db["keyword_filters"].create(
+        {"subscriber_id": int, "kind": str, "key": str, "word": str, "created_at": str},
+        pk=("subscriber_id", "kind", "key"),
+        foreign_keys=[("subscriber_id", "subscribers", "id")],
+    )
+
+
 # How long a write waits for another process's write to finish before it gives up.
 BUSY_TIMEOUT_S = 30.0
 

@@ -27,6 +27,8 @@ OWNERS: dict[str, str] = {
     "llm_calls": "enrich",
     "subscribers": "subscribers",
     "subscriptions": "subscribers",
+    "followed_authors": "subscribers",
+    "keyword_filters": "subscribers",
     "deliveries": "outbox",
     "delivery_parts": "outbox",
     "delivered_papers": "outbox",

@@ -17,6 +17,7 @@ from digestbot.bots.slack import SlackCommands, parse_command, slack_text, start
 from digestbot.channels.slack import web_client
 from digestbot.config import load_settings
 from digestbot.errors import DigestbotError
+from digestbot.subscribers import profile
 from tests.fakes.digests import add_paper
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack, FakeSocketMode
 
@@ -216,3 +217,17 @@ async def test_socket_mode_refuses_a_bad_app_token_at_once(slack, socket):
                              slack_api_url=slack.api_url)
     with pytest.raises(DigestbotError, match="invalid_auth"):
         await start_socket_mode(settings, settings.db)
+
+
+async def test_follow_and_keywords_through_arxiv_slash(slack, handler, store):
+    await handler.on_slash(slash(slack, "follow <script>alert(1)</script> Bengio"))
+    answer = slack.responses[-1]["text"]
+    assert "已关注" in answer and "&lt;script&gt;" in answer and "<script>" not in answer
+    await handler.on_slash(slash(slack, "exclude speech, 语音"))
+    await handler.on_slash(slash(slack, "follow Yoshua Bengio", user="U0GUEST"))
+    sub = subscribers.by_address(store, "slack", CHANNEL)
+    prof = profile.get_profile(store, sub.id)
+    assert prof.follows == ("<script>alert(1)</script> Bengio",)
+    assert prof.exclude == ("speech", "语音")
+    await handler.on_slash(slash(slack, "list", user="U0GUEST"))
+    assert "排除关键词:speech · 语音" in slack.responses[-1]["text"]

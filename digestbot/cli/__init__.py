@@ -41,6 +41,9 @@ HANDLERS: dict[str, str] = {
     "sub export": "digestbot.cli.imports:cmd_sub_export",
     "sub list": "digestbot.cli.subscribers:cmd_sub_list",
     "sub rm": "digestbot.cli.subscribers:cmd_sub_rm",
+    "sub follow": "digestbot.cli.profile:cmd_sub_follow",
+    "sub unfollow": "digestbot.cli.profile:cmd_sub_unfollow",
+    "sub keywords": "digestbot.cli.profile:cmd_sub_keywords",
     "preview": "digestbot.cli.deliver:cmd_preview",
     "send": "digestbot.cli.deliver:cmd_send",
     "once": "digestbot.cli.once:cmd_once",
@@ -108,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = args.command
         if command == "sub":
             if args.sub_command is None:
-                raise UsageError("digestbot sub: expected add, import, export, list or rm (see `digestbot sub --help`)")
+                raise UsageError("digestbot sub: expected add, import, export, list, rm, follow, "
+                                 "unfollow or keywords (see `digestbot sub --help`)")
             command = f"sub {args.sub_command}"
         setup_logging(args.verbose, args.log_json)
         handler = _resolve(command)

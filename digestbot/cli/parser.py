@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="as JSON")
 
-    s = _command(sub, "sub", "管理订阅者 / manage subscribers: add, import, export, list, rm",
+    s = _command(sub, "sub", "管理订阅者 / manage subscribers: add, import, export, list, rm, "
+                 "follow, unfollow, keywords",
                  "`digestbot sub ACTION --help` explains each action.")
     ss = s.add_subparsers(dest="sub_command", metavar="ACTION", parser_class=_Parser)
     a = _command(
@@ -170,6 +171,26 @@ def build_parser() -> argparse.ArgumentParser:
     rm = _command(ss, "rm", "删除订阅者 / remove a subscriber",
                   "Removes the subscriber and their subscriptions (ids from `digestbot sub list`).")
     rm.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
+    f = _command(ss, "follow", "关注作者 / follow authors",
+                 "A new paper by a followed author comes in the reader's next digest whatever its "
+                 "topic scores, with the spelling the paper uses. Names match with initials, "
+                 "accents and \"Last, First\" (Y. Bengio ~ Yoshua Bengio); a surname alone matches "
+                 "no one. Without --author, shows what the reader follows.")
+    f.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
+    f.add_argument("--author", action="append", default=[], metavar="NAME", help="author (repeatable)")
+    uf = _command(ss, "unfollow", "取消关注作者 / unfollow authors")
+    uf.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
+    uf.add_argument("--author", action="append", default=[], metavar="NAME", help="author (repeatable)")
+    uf.add_argument("--all", action="store_true", help="unfollow everyone")
+    k = _command(ss, "keywords", "关键词 / keywords in and out",
+                 "--must: only papers whose title or abstract mentions one of these; --exclude: "
+                 "never papers that mention one (case, width and spacing do not matter; Chinese "
+                 "too). A followed author's paper comes regardless. Without options, shows them.")
+    k.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
+    k.add_argument("--must", action="append", default=[], metavar="WORD", help="required word (repeatable)")
+    k.add_argument("--exclude", action="append", default=[], metavar="WORD", help="excluded word (repeatable)")
+    k.add_argument("--remove", action="append", default=[], metavar="WORD", help="drop a word (repeatable)")
+    k.add_argument("--clear", choices=["must", "exclude", "all"], help="drop every word of a kind first")
 
     s = _command(
         sub, "preview", "预览摘要 / print a subscriber's digest without sending it",

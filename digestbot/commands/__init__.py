@@ -11,7 +11,8 @@ transaction, so a bad argument changes nothing. Replies follow the subscriber's 
 and as its "中文 / English" line to the others.
 
 The package: `core` (the model: context, reply, buttons, language, shared lookups),
-`subscriptions` (what a chat follows), `preferences` (how and whether its digests come) and
+`subscriptions` (what a chat follows), `preferences` (how and whether its digests come),
+`profile` (followed authors, keywords in and out) and
 `registry` (every command by name, /help, and the dispatch). Each imports only those before
 it in that list; callers use the names re-exported here.
 """

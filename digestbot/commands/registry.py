@@ -21,6 +21,7 @@ from digestbot.commands.preferences import (
     cmd_time,
     cmd_tz,
 )
+from digestbot.commands.profile import cmd_exclude, cmd_follow, cmd_must, cmd_unfollow
 from digestbot.commands.subscriptions import (
     cmd_custom,
     cmd_start,
@@ -70,6 +71,16 @@ COMMANDS: tuple[Command, ...] = (
             "my topics and settings", "/list", cmd_list),
     Command("threshold", ("thr",), True, "修改匹配度阈值", "change a threshold",
             "/threshold 后训练 75", cmd_threshold),
+    Command("follow", (), True, "关注作者(新论文必推)", "follow an author (new papers always come)",
+            "/follow Yoshua Bengio", cmd_follow),
+    Command("unfollow", (), True, "取消关注作者", "unfollow an author",
+            "/unfollow Yoshua Bengio · /unfollow all", cmd_unfollow),
+    Command("must", ("only",), True, "必含关键词(只推提到这些词的论文)",
+            "must-have keywords (only papers that mention one)", "/must diffusion, 扩散模型",
+            cmd_must),
+    Command("exclude", ("never",), True, "排除关键词(不推提到这些词的论文)",
+            "excluded keywords (never papers that mention one)", "/exclude speech, 语音",
+            cmd_exclude),
     Command("time", ("at",), True, "每日推送时间", "daily delivery time", "/time 08:30", cmd_time),
     Command("tz", ("timezone",), True, "时区", "time zone", "/tz Asia/Shanghai", cmd_tz),
     Command("lang", ("language",), True, "语言 zh/en/both", "language zh/en/both", "/lang both",

@@ -82,11 +82,12 @@ def environment() -> jinja2.Environment:
     env.filters.update(
         authors=shorten_authors,
         percent=percent,
+        badge=badge,
         announce_label=announce_label,
         clip=clip,
         topic_name=topic_name,
     )
-    env.globals.update(label=template_label, phrase=i18n.phrase,
+    env.globals.update(label=template_label, phrase=i18n.phrase, followed_author=i18n.followed_author,
                        more_not_shown=i18n.more_not_shown)
     return env
 
@@ -101,6 +102,12 @@ def shorten_authors(authors: list[Author] | list[str], limit: int = 10, keep: in
 
 def percent(score: int | float | None) -> str:
     return "" if score is None else f"{round(score)}%"
+
+
+def badge(entry: DigestEntry) -> str:
+    """The entry's match: its best topic score, or 👤 for a followed author's paper that hit
+    no topic (a 0% would read as a bad match)."""
+    return percent(entry.best_score) if entry.hits or not entry.authors else "👤"
 
 
 def clip(text: str | None, limit: int | None) -> str:
@@ -209,9 +216,10 @@ def _fields(obj: Any) -> tuple[Any, ...]:
 
 def _entry_key(entry: DigestEntry, lang: str) -> tuple[Any, ...]:
     """Everything an entry's rendering can depend on: the same paper differs per reader only
-    by language and topic hits (names, scores, reasons)."""
+    by language, topic hits (names, scores, reasons) and followed authors."""
     enrichment = _fields(entry.enrichment) if entry.enrichment else None
-    return (lang, _fields(entry.paper), entry.announcement, tuple(entry.hits), enrichment)
+    return (lang, _fields(entry.paper), entry.announcement, tuple(entry.hits), enrichment,
+            tuple(entry.authors))
 
 
 def _effective(limit: int | None, text: str) -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from digestbot.models import ANNOUNCE_LABELS_EN, ANNOUNCE_LABELS_ZH, Digest, Topic
+from digestbot.models import ANNOUNCE_LABELS_EN, ANNOUNCE_LABELS_ZH, AuthorHit, Digest, Topic
 
 
 def label(lang: str, zh: str, en: str) -> str:
@@ -22,6 +22,15 @@ def label(lang: str, zh: str, en: str) -> str:
 def template_label(context: Any, zh: str, en: str) -> str:
     """`label` for templates: the language is the template's `lang` (zh by default)."""
     return label(context.get("lang", "zh"), zh, en)
+
+
+def followed_author(hit: AuthorHit, lang: str) -> str:
+    """Why a followed author's paper is here: "关注作者 / followed author: NAME", with the
+    paper's spelling beside it when it differs, so a reader can tell a false match."""
+    text = f"{label(lang, '关注作者', 'followed author')}: {hit.followed}"
+    if hit.spelling != hit.followed:
+        text += f" ({label(lang, '署名', 'as')} {hit.spelling})"
+    return text
 
 
 def topic_name(topic: Topic, lang: str = "zh") -> str:

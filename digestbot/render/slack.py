@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from digestbot.models import Digest, DigestEntry
-from digestbot.render import clip, i18n, lead_topic, percent, shorten_authors
-from digestbot.render.i18n import announce_label, label
+from digestbot.render import badge, clip, i18n, lead_topic, percent, shorten_authors
+from digestbot.render.i18n import announce_label, followed_author, label
 
 # Slack's Block Kit limits (api.slack.com/reference/block-kit).
 MAX_BLOCKS = 50
@@ -104,10 +104,13 @@ def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
     lines = [f"*<{escape(p.abs_url)}|{_esc(p.title, 450)}>*"]
     if lang != "en" and e and e.title_zh:
         lines.append(_esc(e.title_zh, 300))
-    lines.append(f"`{percent(entry.best_score)}` · {escape(announce_label(a.announce_type, lang))}"
+    lines.append(f"`{badge(entry)}` · {escape(announce_label(a.announce_type, lang))}"
                  f" · `{escape(p.id)}` · <{escape(p.pdf_url)}|PDF>")
+    # Followed authors take the first of the three reason lines the budget holds.
+    followed = [f"👤 {_esc(followed_author(a, lang), 300)}" for a in entry.authors[:3]]
+    lines += followed
     hit_label = label(lang, "专题命中", "Topic match")
-    for hit in entry.hits[:3]:
+    for hit in entry.hits[:3 - len(followed)]:
         reason = f": {_esc(hit.reason, 250)}" if hit.reason else ""
         lines.append(f"*{hit_label}* {_esc(hit.topic_name, 60)} {percent(hit.score)}{reason}")
     if lang != "en" and e and e.summary_zh:
@@ -139,7 +142,7 @@ def _footer(digest: Digest, lang: str, more: bool) -> dict[str, Any]:
 
 def _fallback(head: str, entries: Iterable[DigestEntry], start: int = 1) -> str:
     lines = [escape(head)]
-    lines += [f"{i}. {_esc(e.paper.title, 150)} ({percent(e.best_score)})"
+    lines += [f"{i}. {_esc(e.paper.title, 150)} ({badge(e)})"
               for i, e in enumerate(entries, start)]
     return fit("\n".join(lines), SECTION_CHARS)
 
@@ -166,7 +169,7 @@ def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
     if mode == "sequential":
         where = label(lang, "完整列表见下方消息。", "The full list follows below.")
     top = "\n".join(
-        f"{i}. `{percent(e.best_score)}` <{escape(e.paper.abs_url)}|{_esc(e.paper.title, 200)}>"
+        f"{i}. `{badge(e)}` <{escape(e.paper.abs_url)}|{_esc(e.paper.title, 200)}>"
         for i, e in enumerate(entries[:SUMMARY_TITLES], 1))
     intro = label(lang, f"共 {len(entries)} 篇,按匹配度排序。最高匹配:",
                   f"{len(entries)} papers by match score. Top matches:")

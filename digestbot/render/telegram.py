@@ -10,8 +10,8 @@ from collections.abc import Collection, Iterable
 from typing import TypeVar
 
 from digestbot.models import Digest, DigestEntry
-from digestbot.render import clip, i18n, percent
-from digestbot.render.i18n import announce_label, label, topic_name
+from digestbot.render import badge, clip, i18n, percent
+from digestbot.render.i18n import announce_label, followed_author, label, topic_name
 
 MESSAGE_LIMIT = 4096
 # The header names the subscribed topics; a hundred custom topics must not push it past a message.
@@ -127,6 +127,8 @@ def _entry_fields(entry: DigestEntry, lang: str) -> dict[str, str]:
             f"{i.name}({i.name_zh})" if _zh(lang) and i.name_zh and i.name_zh != i.name
             else i.name for i in e.institutions
         )
+    for n, author in enumerate(entry.authors):
+        fields[f"author{n}"] = followed_author(author, lang)
     for n, hit in enumerate(entry.hits):
         fields[f"hit{n}"] = f"{hit.topic_name} {percent(hit.score)}" + (
             f": {hit.reason}" if hit.reason else "")
@@ -141,7 +143,7 @@ def _format_entry(entry: DigestEntry, lang: str, f: dict[str, str]) -> str:
     p, a = entry.paper, entry.announcement
     abs_url, pdf_url = escape(p.abs_url), escape(p.pdf_url)
     lines = [
-        f"<b>{percent(entry.best_score)}</b> · {escape(announce_label(a.announce_type, lang))} · "
+        f"<b>{badge(entry)}</b> · {escape(announce_label(a.announce_type, lang))} · "
         f"<code>{escape(p.id)}</code> · {escape(' '.join(p.categories))}",
         f'<b><a href="{abs_url}">{escape(f["title"])}</a></b>',
     ]
@@ -149,6 +151,7 @@ def _format_entry(entry: DigestEntry, lang: str, f: dict[str, str]) -> str:
         lines.append(escape(f["title_zh"]))
     if "institutions" in f:
         lines.append(f"🏛 {escape(f['institutions'])}")
+    lines += [f"👤 {escape(v)}" for k, v in f.items() if k.startswith("author")]
     hit_label = label(lang, "专题命中", "Topic match")
     lines += [f"🎯 <i>{hit_label}</i> {escape(v)}" for k, v in f.items() if k.startswith("hit")]
     if "summary_zh" in f:

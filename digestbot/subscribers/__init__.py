@@ -23,6 +23,7 @@ from digestbot.models import (
     Subscription,
 )
 from digestbot.store import Store, add_secrets, now_iso, redact
+from digestbot.subscribers import profile
 from digestbot.subscribers.validate import (
     _check_status,
     _unknown_channel,
@@ -120,7 +121,7 @@ def fingerprint(store: Store) -> str:
     row = next(iter(store.db.query(
         "select (select count(*) || ':' || total(threshold) || ':' || coalesce(max(created_at), '')"
         "  from subscriptions) t, (select coalesce(max(updated_at), '') from subscribers) u")))
-    return f"{row['t']}|{row['u']}"
+    return f"{row['t']}|{row['u']}|{profile.fingerprint(store)}"
 
 
 def active_fingerprint(store: Store) -> tuple[Any, ...]:
@@ -290,7 +291,7 @@ REMOVED = "removed"
 def remove(store: Store, id: int) -> bool:
     """Remove a subscriber; False when there was none.
 
-    Their subscriptions go; the row keeps only its id and channel (address and token are
+    Their subscriptions, followed authors and keywords go; the row keeps only its id and channel (address and token are
     replaced, the webhook dropped), so the address can subscribe afresh and old links do
     nothing. Their outbox rows stay: pending ones are cancelled when the outbox reaches them.
     """
@@ -299,6 +300,7 @@ def remove(store: Store, id: int) -> bool:
         if current is None:
             return False
         store.db.execute("delete from subscriptions where subscriber_id = ?", [id])
+        profile.delete_profile(store, id)
         store.db["subscribers"].update(id, {
             "status": REMOVED, "status_reason": None, "address": f"{REMOVED}:{id}",
             "token": secrets.token_urlsafe(32), "webhook_url": None, "updated_at": now_iso(),

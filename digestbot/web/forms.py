@@ -22,6 +22,7 @@ from multidict import MultiDictProxy
 from digestbot import signing, subscribers, topics
 from digestbot.errors import FormError
 from digestbot.models import Subscriber
+from digestbot.subscribers import profile
 from digestbot.web.common import SETTINGS, STORE, notice, page
 
 # Per client IP and per address, in a sliding window: enough for typos and a resend, not
@@ -40,6 +41,10 @@ FIELD_LIMITS: dict[str, int] = {
     "lang": 8,
     "max_papers": 4,
     "topic": 64,
+    # The preferences page's profile boxes: every allowed line at its longest, one a line.
+    "follows": profile.MAX_FOLLOWS * (profile.MAX_NAME_CHARS + 2),
+    "must": profile.MAX_KEYWORDS * (profile.MAX_KEYWORD_CHARS + 2),
+    "exclude": profile.MAX_KEYWORDS * (profile.MAX_KEYWORD_CHARS + 2),
     "action": 16,
     "csrf": 64,
     "token": signing.MAX_TOKEN_LENGTH,

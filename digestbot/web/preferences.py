@@ -1,6 +1,7 @@
 """Managing a subscription from a link: the preferences page and unsubscribing.
 
-    GET  /preferences  topics, thresholds, time, zone, language; pause, resume, unsubscribe
+    GET  /preferences  topics, thresholds, followed authors, keywords in and out, time, zone,
+                       language; pause, resume, unsubscribe
     POST /preferences  one of those actions, then back to the page (POST → redirect → GET)
     GET  /unsubscribe  a confirm page only
     POST /unsubscribe  the page's button, and the RFC 8058 one-click POST
@@ -24,6 +25,7 @@ from digestbot import signing, subscribers, topics
 from digestbot.errors import UsageError
 from digestbot.models import Subscriber
 from digestbot.store import Store
+from digestbot.subscribers import profile as profiles
 from digestbot.web import forms
 from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address, write
 
@@ -63,6 +65,7 @@ def _preferences_page(request: web.Request, sub: Subscriber, token: str, *,
         thresholds={s.topic: s.threshold for s in subs}, error=error,
         done=_DONE.get(done or ""), resumable=sub.status in _RESUMABLE,
         default_threshold=subscribers.DEFAULT_THRESHOLD,
+        profile=profiles.get_profile(store, sub.id),
     )
 
 
@@ -138,6 +141,10 @@ def _save(store: Store, sub: Subscriber, form: MultiDictProxy[str]) -> None:
         form.get("custom_threshold") or str(subscribers.DEFAULT_THRESHOLD))
     if not wanted and not custom:
         raise UsageError("请至少保留一个主题，或选择退订 / keep at least one topic, or unsubscribe")
+    # One name a line ("Bengio, Yoshua" has a comma); keywords a line or comma-separated.
+    follows = _lines(form.get("follows", ""), commas=False)
+    must = _lines(form.get("must", ""), commas=True)
+    exclude = _lines(form.get("exclude", ""), commas=True)
     settings = {
         "send_at": subscribers.validate_time(form.get("send_at", "")),
         "tz": subscribers.validate_tz(form.get("tz", "")),
@@ -151,6 +158,12 @@ def _save(store: Store, sub: Subscriber, form: MultiDictProxy[str]) -> None:
         for slug, threshold in wanted.items():
             subscribers.set_subscription(store, sub.id, slug, threshold)
         subscribers.update_settings(store, sub.id, **settings)
+        profiles.replace_profile(store, sub.id, follows, must, exclude)
+
+
+def _lines(text: str, *, commas: bool) -> list[str]:
+    items = text.replace("，", ",").replace(",", "\n").splitlines() if commas else text.splitlines()
+    return [item.strip() for item in items if item.strip()]
 
 
 # -- /unsubscribe -----------------------------------------------------------------------------
