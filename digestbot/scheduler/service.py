@@ -18,8 +18,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digestbot import subscribers
+from digestbot import status, subscribers
 from digestbot.channels import build_senders
+from digestbot.channels.breaker import snapshots as breaker_states
 from digestbot.clock import (
     DELIVERY_TICK,
     ET,
@@ -106,6 +107,8 @@ class Service:
             async with self._sending:
                 await deliver_and_close(self.store, build_senders(self.settings), now=now,
                                         report=report)
+                # The breakers live in this process; /status may be served by another.
+                status.record_breakers(self.store, breaker_states())
         _log_delivery(report)
         return report
 
