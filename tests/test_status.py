@@ -1,5 +1,5 @@
-"""`/status` and `digestbot status`: what the evening did, public, with a stable schema, and
-never a reader's data or a secret."""
+"""`/status`, `digestbot status` and `/metrics`: what the evening did, public, with a stable
+schema, parsed by prometheus-client's own parser, and never a reader's data or a secret."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from aiohttp import web as aioweb
+from prometheus_client.parser import text_string_to_metric_families
 
 from digestbot import status
 from digestbot.channels import breaker as breakers
@@ -16,6 +17,7 @@ from digestbot.cli import main
 from digestbot.config import Settings, load_settings
 from digestbot.models import BreakerState
 from digestbot.sources.papers import log_fetch
+from digestbot.status.metrics import exposition
 from digestbot.store import Store
 from digestbot.web import make_app
 from tests.fakes.digests import DAY, add_enrichment, add_paper, add_subscriber
@@ -171,8 +173,39 @@ async def test_the_endpoints_are_public_and_carry_no_secret(client, secret_setti
         assert html.headers["Content-Type"].startswith("text/html")
         assert "运行状态" in html.text and "Status" in html.text and DAY in html.text
         assert "SMTP" in html.text and "open" in html.text
-        for text in (as_json.text, html.text):
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200
+        assert metrics.headers["Content-Type"].startswith("text/plain")
+        for text in (as_json.text, html.text, metrics.text):
             assert_no_secret(text, store, sub_id)
+
+
+def test_metrics_parse_with_prometheus_clients_own_parser(store: Store, settings: Settings) -> None:
+    evening(store)
+    text = exposition(settings, store, NOW).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in families.values() for s in f.samples}
+    assert value[("digestbot_announcement_lag_seconds", ())] == 240
+    assert value[("digestbot_announcement_seen", ())] == 1
+    assert value[("digestbot_announcement_expected_timestamp_seconds", ())] == ANNOUNCED.timestamp()
+    assert value[("digestbot_papers", ())] == 2
+    assert value[("digestbot_llm_requests_total", ())] == 1
+    assert value[("digestbot_llm_failures_total", ())] == 0
+    assert value[("digestbot_llm_tokens_total", (("kind", "prompt"),))] == 1000
+    assert value[("digestbot_digests", (("channel", "email"), ("status", "failed")))] == 1
+    assert value[("digestbot_queue_depth", (("status", "failed"),))] == 1
+    assert value[("digestbot_breaker_state", (("breaker", "SMTP"), ("state", "open")))] == 1
+    assert value[("digestbot_breaker_state", (("breaker", "SMTP"), ("state", "closed")))] == 0
+    assert ("digestbot_last_successful_fetch_timestamp_seconds", ()) in value
+    assert families["digestbot_llm_requests"].type == "counter"
+
+
+def test_metrics_of_an_empty_database_leave_unknown_times_out(store: Store, settings: Settings) -> None:
+    names = {f.name for f in text_string_to_metric_families(
+        exposition(settings, store, NOW).decode())}
+    assert "digestbot_last_successful_fetch_timestamp_seconds" not in names
+    assert {"digestbot_papers", "digestbot_queue_depth", "digestbot_announcement_seen"} <= names
 
 
 def test_the_cli_prints_the_same_status(secret_settings: Settings, capsys) -> None:

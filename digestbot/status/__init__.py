@@ -1,4 +1,4 @@
-"""What the evening did, for operators and readers: `/status`, `digestbot status`.
+"""What the evening did, for operators and readers: `/status`, `/metrics`, `digestbot status`.
 
 `snapshot` gathers each stage's own account (sources: the last announcement and the fetches;
 enrich: scoring, enrichment and the LLM's bill; outbox: the digests and the queue) and the
@@ -28,6 +28,7 @@ from digestbot.clock import (
     next_fetch_time,
 )
 from digestbot.config import Settings
+from digestbot.enrich.counts import counts as enrich_counts
 from digestbot.enrich.counts import evening_times, llm_since
 from digestbot.models import BreakerState
 from digestbot.sources import papers
@@ -130,3 +131,11 @@ def snapshot(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
         "llm": {"since": _iso(since), **llm, "cost_usd": llm_cost(settings, llm)},
         "breakers": [dataclasses.asdict(b) for b in breakers(store) if b.state != "closed"],
     }
+
+
+def totals(store: Store) -> dict[str, Any]:
+    """All-time counts for `/metrics` (counters only grow): papers, LLM calls and tokens,
+    digests per channel and status."""
+    return {"papers": papers.counts(store)["papers"], "llm": enrich_counts(store)["llm"],
+            "digests": outbox.by_channel_and_status(store),
+            "breakers": [dataclasses.asdict(b) for b in breakers(store)]}

@@ -5,7 +5,7 @@
     /preferences           manage a subscription         `preferences`
     /unsubscribe           confirm page, one-click POST  `preferences`
     /d…, /feed/….xml       daily pages, Atom feeds       `pages`
-    /status                the evening, for operators    `status`
+    /status, /metrics      the evening, for operators    `status`
     /healthz               the store answers             here
 
 Pages are jinja2 templates under templates/web/, autoescaped, Chinese and English. The app
@@ -49,6 +49,7 @@ ROUTES = [
     web.get(r"/d/{day:\d{4}-\d{2}-\d{2}}/{topic}", pages.topic_page),
     web.get("/feed/{topic}.xml", pages.feed),
     web.get("/status", status.status_page),
+    web.get("/metrics", status.metrics_page),
     web.get("/healthz", healthz),
 ]
 

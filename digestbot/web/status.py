@@ -1,6 +1,6 @@
-"""`/status`: an HTML page, or JSON for `Accept: application/json`.
+"""`/status` (an HTML page, or JSON for `Accept: application/json`) and `/metrics`.
 
-It is public: it shows what `digestbot.status` gathers — counts, times, states — and
+Both are public: they show what `digestbot.status` gathers — counts, times, states — and
 nothing about any reader.
 """
 
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from digestbot import status
+from digestbot.status import metrics
 from digestbot.web.common import SETTINGS, STORE, page
 
 
@@ -19,6 +20,11 @@ async def status_page(request: web.Request) -> web.Response:
     if _wants_json(request):
         return web.json_response(snap)
     return page("status.html", s=snap)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    body = metrics.exposition(request.app[SETTINGS], request.app[STORE], datetime.now(UTC))
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 def _wants_json(request: web.Request) -> bool:
