@@ -238,6 +238,9 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("delete from meta where key = ?", [key])
+
     def meta_items(self, prefix: str) -> dict[str, str]:
         """Every `prefix…` entry, by key."""
         return {r["key"]: r["value"] for r in self.db.query(

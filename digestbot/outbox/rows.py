@@ -306,6 +306,13 @@ def by_channel_and_status(store: Store, date: str | None = None) -> dict[str, di
     return out
 
 
+def finished_since(store: Store, since: str) -> dict[str, int]:
+    """Rows that ended (`sent`, `failed_permanent`) at or after `since` (ISO), by status."""
+    return {r["status"]: r["n"] for r in store.db.query(
+        "select status, count(*) n from deliveries where status in ('sent', 'failed_permanent')"
+        " and updated_at >= ? group by status", [since])}
+
+
 def aware(moment: datetime) -> datetime:
     """Naive datetimes are taken as UTC, so a caller's slip cannot shift everyone's send time."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
