@@ -76,9 +76,14 @@ async def test_arxiv_down_all_evening_is_one_alert_at_the_deadline_then_one_reso
             assert snap["expected"]["state"] == "missed" and snap["fetch"]["failing_since"]
             assert snap["fetch"]["last_status"] == "error"
 
-            arxiv.down = False  # Thursday evening: arXiv answers again
-            arxiv.publish("2026-08-14")
+            # Thursday 20:00: still down; tonight's retries are the same incident.
             clock.set(datetime(2026, 8, 13, 20, 0, tzinfo=ET))
+            await service.fetch_cycle()
+            await service.deliver_tick()
+            assert len(texts(tg)) == 1
+            arxiv.down = False  # 20:05: arXiv answers again
+            arxiv.publish("2026-08-14")
+            clock.set(datetime(2026, 8, 13, 20, 5, tzinfo=ET))
             await service.fetch_cycle()
             await service.deliver_tick()
             assert len(texts(tg)) == 2 and "resolved: fetch" in texts(tg)[1]

@@ -3,7 +3,8 @@
 An incident is a condition the status shows, not a single failure:
 
     fetch      tonight's batch was not fetched by the 03:00 ET deadline and the last
-               attempt failed (arXiv unreachable, not a holiday)
+               attempt failed (arXiv unreachable, not a holiday); it lasts until a fetch
+               succeeds
     breaker:X  a sender's circuit breaker is open (X = SMTP…)
     failures   in the last hour, at least MIN_FAILURES digests ended failed_permanent and
                they are at least FAILURE_RATE of the digests that ended
@@ -63,6 +64,10 @@ def check(store: Store, snap: dict[str, Any], now: datetime) -> list[Alert]:
     """What changed since the last check: incidents that began, incidents that cleared."""
     current = incidents(store, snap, now)
     known = {k.removeprefix(KEY): json.loads(v) for k, v in store.meta_items(KEY).items()}
+    if "fetch" in known and snap["fetch"]["failing_since"]:
+        # Next evening's retries make the state "waiting" again: still the same incident
+        # until a fetch succeeds, not a "resolved" and a new alert every night.
+        current.setdefault("fetch", known["fetch"]["text"])
     out = [Alert(key, True, f"[digestbot] 故障 / incident: {key}", redact(text))
            for key, text in sorted(current.items()) if key not in known]
     out += [Alert(key, False, f"[digestbot] 已恢复 / resolved: {key}",
