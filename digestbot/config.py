@@ -161,6 +161,21 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
     return parse
 
 
+def _admin(key: str, raw: Any) -> str | None:
+    """Where operator alerts go: an email address, `telegram:CHAT_ID` or `slack:CHANNEL`."""
+    if raw is None or raw == "":
+        return None
+    value = _str(key, raw).strip()
+    kind, sep, target = value.partition(":")
+    if sep and kind in ("telegram", "slack"):
+        if re.fullmatch(r"-?\d+|@\w{5,}" if kind == "telegram" else r"[#\w.-]+", target):
+            return value
+    elif re.fullmatch(r"[^<>@\s:]+@[^<>@\s]+", value):
+        return value
+    raise ConfigError(f"{key}: expected an email address, telegram:CHAT_ID or slack:CHANNEL, "
+                      f"got {value!r}")
+
+
 def _mail(key: str, raw: Any) -> str:
     """`addr@host` or `Display Name <addr@host>` (the name may be Chinese and have spaces)."""
     value = _str(key, raw)
@@ -215,6 +230,8 @@ KEYS: tuple[Key, ...] = (
     _k("secret", _secret, None, "key for signed links (made by `digestbot init`)"),
     _k("smtp_url", _smtp_url, None, "smtp://user:pass@host:port (unset: outbox folder)"),
     _k("mail_from", _mail, "digestbot@localhost", "From address"),
+    _k("admin", _admin, None,
+       "operator alerts: an email address, telegram:CHAT_ID or slack:CHANNEL (unset: none)"),
     _k("public_url", _opt_url("http", "https"), None, "base URL for unsubscribe links"),
     _k("http_port", _int_in(0, 65535), 8080, "port of the HTTP app in run/serve"),
     _k("trusted_proxies", _networks, ["127.0.0.1", "::1"],

@@ -233,3 +233,14 @@ class Digest:
     @property
     def total(self) -> int:
         return len(self.entries) + self.more
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    """A sender's circuit breaker as the status page shows it: `name` is the kind of server
+    ("SMTP"), never its address; `since` (UTC, ISO) is when it last opened."""
+
+    name: str
+    state: str  # "closed" | "open" | "half-open"
+    failures: int
+    since: str | None

@@ -257,6 +257,14 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("delete from meta where key = ?", [key])
+
+    def meta_items(self, prefix: str) -> dict[str, str]:
+        """Every `prefix…` entry, by key."""
+        return {r["key"]: r["value"] for r in self.db.query(
+            "select key, value from meta where key like ? order by key", [prefix + "%"])}
+
     def prune_meta(self, prefix: str, before: str) -> None:
         """Drop the `prefix…` entries whose JSON value's `at` is before `before` (ISO time),
         or that carry no time at all (written before entries did)."""

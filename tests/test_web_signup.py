@@ -410,6 +410,8 @@ async def test_no_get_route_changes_the_database() -> None:
         gets = {
             "/": ["/"],
             "/healthz": ["/healthz"],
+            "/status": ["/status"],
+            "/metrics": ["/metrics"],
             "/unsubscribe": [f"/unsubscribe?token={active.token}"],
             "/confirm": [confirm],
             "/preferences": [prefs, f"{prefs}&done=unsubscribe"],

@@ -18,8 +18,10 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 from digestbot.errors import ServiceDown
+from digestbot.models import BreakerState
 
 FAILURES_TO_OPEN = 3
 COOLDOWN_S = 300.0
@@ -34,6 +36,7 @@ class Breaker:
         self.clock = clock
         self.failures = 0  # in a row
         self.opened_at: float | None = None
+        self.opened_wall: float | None = None  # the same moment on the wall clock, for status
         self.trial = False  # a half-open trial call is in flight
         self._lock = threading.Lock()
 
@@ -42,6 +45,13 @@ class Breaker:
         if self.opened_at is None:
             return "closed"
         return "half-open" if self.clock() - self.opened_at >= self.cooldown else "open"
+
+    def snapshot(self) -> BreakerState:
+        """The state for `/status`: the kind of server only (its first word), no address."""
+        since = (datetime.fromtimestamp(self.opened_wall, UTC).isoformat(timespec="seconds")
+                 if self.opened_wall is not None else None)
+        return BreakerState(self.name.split(" ", 1)[0], self.state, self.failures,
+                            since)
 
     def before(self) -> None:
         """Call before each attempt: raises `ServiceDown` while the server is known dead."""
@@ -88,6 +98,7 @@ class Breaker:
     def succeeded(self) -> None:
         with self._lock:
             self.failures, self.opened_at, self.trial = 0, None, False
+            self.opened_wall = None
 
     def abandon(self) -> None:
         """The call was cut off (cancelled) before any verdict: let the next one be the trial."""
@@ -98,6 +109,8 @@ class Breaker:
         with self._lock:
             self.failures += 1
             if self.trial or self.failures >= self.threshold:
+                if self.opened_at is None:  # a failed trial keeps the incident's start
+                    self.opened_wall = time.time()
                 self.opened_at = self.clock()
             self.trial = False
 
@@ -110,3 +123,10 @@ def breaker_for(name: str) -> Breaker:
     """The process's breaker for server `name` (host:port), made on first use."""
     with _REGISTRY_LOCK:
         return _BREAKERS.setdefault(name, Breaker(name))
+
+
+def snapshots() -> list[BreakerState]:
+    """Every breaker this process made, for the entry points to record (`status.record_breakers`)."""
+    with _REGISTRY_LOCK:
+        breakers = list(_BREAKERS.values())
+    return [b.snapshot() for b in breakers]

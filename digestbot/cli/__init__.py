@@ -50,6 +50,7 @@ HANDLERS: dict[str, str] = {
     "run": "digestbot.cli.serve:cmd_run",
     "serve": "digestbot.cli.serve:cmd_serve",
     "stats": "digestbot.cli.stats:cmd_stats",
+    "status": "digestbot.cli.stats:cmd_status",
     "inbound": "digestbot.cli.inbound:cmd_inbound",
 }
 

@@ -12,8 +12,9 @@ import sys
 from typing import Any
 
 from digestbot import digest as digests
-from digestbot import outbox, render, signing, subscribers
+from digestbot import outbox, render, signing, status, subscribers
 from digestbot.channels import build_senders
+from digestbot.channels.breaker import snapshots as breaker_states
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber
@@ -24,8 +25,11 @@ from digestbot.store import Store
 
 
 def send(settings: Settings, store: Store, **options: Any) -> outbox.DeliveryReport:
-    """One `send` with the senders the settings enable (`send`, `once`)."""
-    return asyncio.run(outbox.run_send(settings, store, build_senders(settings), **options))
+    """One `send` with the senders the settings enable (`send`, `once`); the breakers' states
+    are recorded for `/status`."""
+    report = asyncio.run(outbox.run_send(settings, store, build_senders(settings), **options))
+    status.record_breakers(store, breaker_states())
+    return report
 
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:

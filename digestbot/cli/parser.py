@@ -253,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON object: papers, announcements, enriched, llm, subscribers, deliveries")
 
     s = _command(
+        sub, "status", "运行状态 / the last announcement, the evening's stages, breakers",
+        "What /status shows: the last announcement seen and the next one expected (or why none "
+        "is), when the evening's fetch, scoring, enrichment and digests happened, digests by "
+        "channel and status, the LLM's calls and cost since the last announcement, and any "
+        "open circuit breaker.",
+    )
+    s.add_argument("--json", action="store_true", help="the same JSON object as /status")
+
+    s = _command(
         sub, "inbound", "邮件退订 / handle a mailed unsubscribe request (for a mail server's pipe)",
         "Reads one email (standard input, or --file) whose subject is the unsubscribe-<token> "
         "that every digest's List-Unsubscribe mailto link sets, and unsubscribes that reader "

@@ -21,7 +21,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError(f"端口无效 / port {port} is not a TCP port (0–65535); "
                          "choose another with --port or DIGESTBOT_HTTP_PORT")
     print(f"HTTP 服务 / HTTP app on http://{args.host}:{port} (/, /d/…, /feed/…, /preferences, "
-          "/unsubscribe, /healthz); Ctrl-C 停止 / to stop")
+          "/unsubscribe, /status, /metrics, /healthz); Ctrl-C 停止 / to stop")
     try:
         web.serve(settings, args.host, port)
     except OSError as exc:

@@ -21,3 +21,24 @@ def counts(store: Store) -> dict[str, Any]:
             "select count(*) n from (select distinct arxiv_id, version from enrichments)")))["n"],
         "llm": dict(llm),
     }
+
+
+def evening_times(store: Store, date: str) -> dict[str, str | None]:
+    """When the papers announced on `date` were last scored and last enriched (ISO, UTC)."""
+    db = store.db
+    times = {}
+    for stage, table in (("scored", "scores"), ("enriched", "enrichments")):
+        times[stage] = next(iter(db.query(
+            f"select max(t.created_at) at from {table} t join announcements a"
+            " on a.arxiv_id = t.arxiv_id where a.date = ?", [date])))["at"]
+    return times
+
+
+def llm_since(store: Store, since: str) -> dict[str, int]:
+    """The LLM's calls, failures and tokens since `since` (ISO, UTC)."""
+    return dict(next(iter(store.db.query(
+        "select count(*) calls, coalesce(sum(outcome not in ('ok', 'retried')), 0) failures,"
+        " coalesce(sum(prompt_tokens), 0) prompt_tokens,"
+        " coalesce(sum(completion_tokens), 0) completion_tokens,"
+        " coalesce(sum(cached_tokens), 0) cached_tokens from llm_calls where created_at >= ?",
+        [since]))))

@@ -285,6 +285,34 @@ def count_by_status(store: Store) -> dict[str, int]:
         "select status, count(*) n from deliveries group by status order by status")}
 
 
+def day_summary(store: Store, date: str) -> dict[str, Any]:
+    """The digests of `date`: first and last sent, and rows per channel and status (no reader)."""
+    db = store.db
+    times = next(iter(db.query("select min(sent_at) first, max(sent_at) last from deliveries"
+                               " where digest_date = ? and status = 'sent'", [date])))
+    return {"first_sent_at": times["first"], "last_sent_at": times["last"],
+            "by_channel": by_channel_and_status(store, date)}
+
+
+def by_channel_and_status(store: Store, date: str | None = None) -> dict[str, dict[str, int]]:
+    """Delivery rows per reader channel and status (all days, or only `date`'s)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in store.db.query(
+            "select s.channel, d.status, count(*) n from deliveries d"
+            " join subscribers s on s.id = d.subscriber_id"
+            " where ? is null or d.digest_date = ?"
+            " group by s.channel, d.status order by s.channel, d.status", [date, date]):
+        out.setdefault(r["channel"], {})[r["status"]] = r["n"]
+    return out
+
+
+def finished_since(store: Store, since: str) -> dict[str, int]:
+    """Rows that ended (`sent`, `failed_permanent`) at or after `since` (ISO), by status."""
+    return {r["status"]: r["n"] for r in store.db.query(
+        "select status, count(*) n from deliveries where status in ('sent', 'failed_permanent')"
+        " and updated_at >= ? group by status", [since])}
+
+
 def aware(moment: datetime) -> datetime:
     """Naive datetimes are taken as UTC, so a caller's slip cannot shift everyone's send time."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

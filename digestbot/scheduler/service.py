@@ -18,8 +18,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digestbot import subscribers
+from digestbot import status, subscribers
 from digestbot.channels import build_senders
+from digestbot.channels.admin import send_admin
+from digestbot.channels.breaker import snapshots as breaker_states
 from digestbot.clock import (
     DELIVERY_TICK,
     ET,
@@ -35,6 +37,7 @@ from digestbot.config import Settings
 from digestbot.outbox import deliver_and_close, plan_due
 from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
 from digestbot.sources.papers import latest_announcement_date
+from digestbot.status import alerts
 from digestbot.store import Store
 
 # One logger for the whole scheduler package: operators filter on it.
@@ -59,6 +62,7 @@ class Service:
         self.stopping = False
         self._work = asyncio.Lock()
         self._sending = asyncio.Lock()
+        self._alerting = asyncio.Lock()  # one check at a time: each incident is told once
         self._covered: tuple[Any, ...] | None = None  # subscriptions the scores were made for
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -89,6 +93,7 @@ class Service:
                                    id="fetch-retry", replace_existing=True, name="fetch retry")
         if outcome.reports:
             await self.deliver_tick()
+        await self.check_alerts()
         return nxt
 
     async def deliver_tick(self) -> Any:
@@ -106,8 +111,29 @@ class Service:
             async with self._sending:
                 await deliver_and_close(self.store, build_senders(self.settings), now=now,
                                         report=report)
+                # The breakers live in this process; /status may be served by another.
+                status.record_breakers(self.store, breaker_states())
         _log_delivery(report)
+        await self.check_alerts()
         return report
+
+    async def check_alerts(self) -> list[alerts.Alert]:
+        """Tell the operator (DIGESTBOT_ADMIN) of each incident that began or cleared, once."""
+        if not self.settings.admin or self.stopping:
+            return []
+        sent = []
+        async with self._alerting:
+            now = self.clock.now()
+            snap = status.snapshot(self.settings, self.store, now)
+            for alert in alerts.check(self.store, snap, now):
+                try:
+                    await send_admin(self.settings, alert.subject, alert.text)
+                except Exception as exc:  # kept unsent: the next check tries again
+                    log.warning("operator alert %s not sent: %s", alert.key, exc)
+                    continue
+                alerts.mark(self.store, alert, now)
+                sent.append(alert)
+        return sent
 
     async def catch_up(self) -> None:
         """At start: fetch what downtime missed, or join tonight's fetching where it stands."""

@@ -195,3 +195,41 @@ def row_to_paper(row: dict[str, Any]) -> Paper:
     ]
     fields["categories"] = json.loads(row["categories"] or "[]")
     return Paper(**fields)
+
+
+def last_announcement_seen(store: Store) -> dict[str, Any] | None:
+    """The newest announcement date: when a fetch first brought it, from where, papers by type.
+
+    For the public status page: no fetch error text (`fetch_log.detail`) leaves this function.
+    """
+    date = latest_announcement_date(store)
+    if date is None:
+        return None
+    db = store.db
+    by_type = {r["announce_type"]: r["n"] for r in db.query(
+        "select announce_type, count(*) n from announcements where date = ?"
+        " group by announce_type order by announce_type", [date])}
+    seen = next(iter(db.query(
+        "select at, source from fetch_log where date = ? and status = 'ok' and items > 0"
+        " order by at limit 1", [date])), None)
+    if seen is None:  # stored by an older version, or by a fetch that logged nothing
+        seen = next(iter(db.query(
+            "select min(source) source from announcements where date = ?", [date])))
+    return {"date": date, "seen_at": seen.get("at"), "source": seen["source"],
+            "papers": by_type, "total": sum(by_type.values())}
+
+
+def fetch_times(store: Store) -> dict[str, Any]:
+    """The last fetch attempt (its time and status) and the last one that brought a batch."""
+    db = store.db
+    last = next(iter(db.query("select at, status from fetch_log order by id desc limit 1")), None)
+    ok = next(iter(db.query(
+        "select max(at) at from fetch_log where status != 'error'")))["at"]  # arXiv answered
+    failing_since = None
+    if last and last["status"] == "error":
+        failing_since = next(iter(db.query(
+            "select min(at) at from fetch_log where status = 'error' and id > coalesce("
+            "(select max(id) from fetch_log where status != 'error'), 0)")))["at"]
+    return {"last_attempt_at": last["at"] if last else None,
+            "last_status": last["status"] if last else None,
+            "last_ok_at": ok, "failing_since": failing_since}

@@ -5,6 +5,7 @@
     /preferences           manage a subscription         `preferences`
     /unsubscribe           confirm page, one-click POST  `preferences`
     /d…, /feed/….xml       daily pages, Atom feeds       `pages`
+    /status, /metrics      the evening, for operators    `status`
     /healthz               the store answers             here
 
 Pages are jinja2 templates under templates/web/, autoescaped, Chinese and English. The app
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from digestbot.config import Settings
 from digestbot.store import Store, protect
-from digestbot.web import forms, pages, preferences, signup
+from digestbot.web import forms, pages, preferences, signup, status
 from digestbot.web.common import SETTINGS, STORE, WRITER, StoreThread
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ ROUTES = [
     web.get(r"/d/{day:\d{4}-\d{2}-\d{2}}", pages.day_page),
     web.get(r"/d/{day:\d{4}-\d{2}-\d{2}}/{topic}", pages.topic_page),
     web.get("/feed/{topic}.xml", pages.feed),
+    web.get("/status", status.status_page),
+    web.get("/metrics", status.metrics_page),
     web.get("/healthz", healthz),
 ]
 

@@ -85,6 +85,7 @@ class ArxivDay:
         self.off_topic = off_topic
         self.published_for = published_for
         self._published: list[str] = []
+        self.down = False  # True: every request answers 503, as arXiv does when overloaded
         self._lock = threading.Lock()
         self.server = FakeServer(self.handle)
 
@@ -107,6 +108,8 @@ class ArxivDay:
             return max(self._published, default=None)
 
     def handle(self, req: Request) -> Response:
+        if self.down:
+            return Response(503, "Service Unavailable")
         if not req.path.startswith("/rss/"):
             return Response(404, "not here")
         categories = req.path.removeprefix("/rss/").split("+")
