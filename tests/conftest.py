@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from digestbot.bots.telegram import start_bot
+from digestbot.channels.telegram import FloodLimiter
 from digestbot.config import Settings, load_settings
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI
+from tests.fakes.telegram import NO_LIMITS, TOKEN, FakeTelegram
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
@@ -58,3 +61,23 @@ def openai_server() -> Iterator[FakeOpenAI]:
 def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
     """The module's fake, reset, with OPENAI_BASE_URL/OPENAI_API_KEY pointing at it."""
     return openai_server.use(monkeypatch, OPENAI_TEST_KEY)
+
+
+# The Telegram fake and a running bot, for tests/test_telegram.py and tests/test_profile_chat.py.
+@pytest.fixture
+def tg():
+    with FakeTelegram(TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def tg_settings(tg):
+    return load_settings(telegram_bot_token=TOKEN, telegram_api_url=tg.base_url)
+
+
+@pytest.fixture
+async def bot(tg, tg_settings):
+    handle = await start_bot(tg_settings, tg_settings.db, limiter=FloodLimiter(**NO_LIMITS),
+                             poll_timeout=1)
+    yield handle
+    await handle.stop()

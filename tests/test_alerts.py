@@ -17,7 +17,7 @@ from digestbot.scheduler import Service
 from digestbot.sources import http as arxiv_http
 from digestbot.status import alerts
 from digestbot.store import Store
-from tests.fakes.arxiv_day import ArxivDay
+from tests.fakes.arxiv_day import ArxivDay, served_day
 from tests.fakes.digests import DAY, add_paper, add_subscriber
 from tests.fakes.slack import BOT_TOKEN as SLACK_TOKEN
 from tests.fakes.slack import FakeSlack
@@ -32,12 +32,7 @@ SMTP_PASSWORD = "s3cret-smtp-pass"
 
 @pytest.fixture
 def arxiv(monkeypatch: pytest.MonkeyPatch):
-    with ArxivDay(on_topic=3, off_topic=2) as day:
-        monkeypatch.setenv("DIGESTBOT_SOURCES", "rss")
-        monkeypatch.setenv("DIGESTBOT_CATEGORIES", "cs.CL")
-        monkeypatch.setenv("DIGESTBOT_ARXIV_RSS_URL", day.rss_url)
-        for name in ("API", "LIST", "PDF"):
-            monkeypatch.setenv(f"DIGESTBOT_ARXIV_{name}_URL", f"{day.url}/{name.lower()}/")
+    with served_day(monkeypatch) as day:
         yield day
 
 

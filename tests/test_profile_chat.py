@@ -6,17 +6,14 @@ from __future__ import annotations
 import pytest
 
 from digestbot import commands, signing, subscribers
-from digestbot.bots.telegram import start_bot
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
-from digestbot.config import load_settings
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.sources.papers import save_batch
 from digestbot.subscribers import profile
 from tests.fakes.digests import DAY, add_paper
 from tests.fakes.outbox import asend
 from tests.fakes.site import csrf_of, running_site
-from tests.fakes.telegram import FakeTelegram
-from tests.test_telegram import NO_LIMITS, NOW, TOKEN, assert_valid_telegram_html
+from tests.test_telegram import NO_LIMITS, NOW, assert_valid_telegram_html
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 HOSTILE = "<script>alert(1)</script> Hinton"
@@ -29,23 +26,6 @@ def by_author(store, pid: str, author: str, title: str = "An unscored paper") ->
         announcements=[Announcement(DAY, pid, "new", 1, "test")]))
 
 
-@pytest.fixture
-def tg():
-    with FakeTelegram(TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-def tg_settings(tg):
-    return load_settings(telegram_bot_token=TOKEN, telegram_api_url=tg.base_url)
-
-
-@pytest.fixture
-async def bot(tg, tg_settings):
-    handle = await start_bot(tg_settings, tg_settings.db, limiter=FloodLimiter(**NO_LIMITS),
-                             poll_timeout=1)
-    yield handle
-    await handle.stop()
 
 
 async def say(tg, text: str) -> str:

@@ -20,7 +20,7 @@ from digestbot.config import Settings, load_settings
 from digestbot.errors import DigestbotError
 from digestbot.scheduler import Service, instance_lock
 from digestbot.store import Store
-from tests.fakes.arxiv_day import ArxivDay
+from tests.fakes.arxiv_day import ArxivDay, served_day
 from tests.fakes.smtp import free_port
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -43,12 +43,7 @@ class ManualClock(Clock):
 
 @pytest.fixture
 def arxiv(monkeypatch: pytest.MonkeyPatch):
-    with ArxivDay(on_topic=3, off_topic=2) as day:
-        monkeypatch.setenv("DIGESTBOT_SOURCES", "rss")
-        monkeypatch.setenv("DIGESTBOT_CATEGORIES", "cs.CL")
-        monkeypatch.setenv("DIGESTBOT_ARXIV_RSS_URL", day.rss_url)
-        for name in ("API", "LIST", "PDF"):
-            monkeypatch.setenv(f"DIGESTBOT_ARXIV_{name}_URL", f"{day.url}/{name.lower()}/")
+    with served_day(monkeypatch) as day:
         yield day
 
 

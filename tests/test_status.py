@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from aiohttp import web as aioweb
 from prometheus_client.parser import text_string_to_metric_families
 
 from digestbot import status
@@ -19,8 +17,8 @@ from digestbot.models import BreakerState
 from digestbot.sources.papers import log_fetch
 from digestbot.status.metrics import exposition
 from digestbot.store import Store
-from digestbot.web import make_app
 from tests.fakes.digests import DAY, add_enrichment, add_paper, add_subscriber
+from tests.fakes.site import serve_app
 
 # DAY (Thu 2026-08-13) was announced Wed 2026-08-12 20:00 EDT = 2026-08-13 00:00 UTC.
 ANNOUNCED = datetime(2026, 8, 13, 0, 0, tzinfo=UTC)
@@ -146,14 +144,8 @@ def test_a_breaker_records_when_it_opened(monkeypatch: pytest.MonkeyPatch, store
 
 @pytest.fixture
 async def client(secret_settings: Settings):
-    runner = aioweb.AppRunner(make_app(secret_settings))
-    await runner.setup()
-    site = aioweb.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with serve_app(secret_settings) as http:
         yield http
-    await runner.cleanup()
 
 
 def assert_no_secret(text: str, store: Store, sub_id: int) -> None:

@@ -19,7 +19,7 @@ import pytest
 from telegram.error import RetryAfter
 
 from digestbot import subscribers
-from digestbot.bots.telegram import parse_command, start_bot
+from digestbot.bots.telegram import parse_command
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.config import load_settings
 from digestbot.models import (
@@ -38,34 +38,15 @@ from digestbot.render.telegram import render_telegram
 from digestbot.topics import custom_topic, get_topic
 from tests.fakes.digests import TOPIC, add_paper
 from tests.fakes.outbox import asend
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import NO_LIMITS, TOKEN, FakeTelegram
 
 # PTB itself warns while building RetryAfter; the warning is about its future API, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
-TOKEN = "123456:TEST-token"
-NO_LIMITS = {"overall_per_s": 0, "chat_interval": 0.0, "group_per_min": 0}
 HOSTILE = 'Breaking <script>alert("x")</script> & <b>bold</b> claims: $\\Delta$ < 5 > 3'
 NOW = datetime(2026, 8, 13, 2, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def tg():
-    with FakeTelegram(TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-def tg_settings(tg):
-    return load_settings(telegram_bot_token=TOKEN, telegram_api_url=tg.base_url)
-
-
-@pytest.fixture
-async def bot(tg, tg_settings):
-    handle = await start_bot(tg_settings, tg_settings.db, limiter=FloodLimiter(**NO_LIMITS),
-                             poll_timeout=1)
-    yield handle
-    await handle.stop()
 
 
 async def eventually(check, timeout: float = 5.0) -> None:

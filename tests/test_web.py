@@ -18,19 +18,14 @@ from digestbot.signing import unsubscribe_url
 from digestbot.store import Store
 from digestbot.web import make_app
 from tests.fakes.digests import add_subscriber
+from tests.fakes.site import serve_app
 from tests.fakes.smtp import free_port
 
 
 @pytest.fixture
 async def client(settings: Settings):
-    runner = aioweb.AppRunner(make_app(settings))
-    await runner.setup()
-    site = aioweb.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with serve_app(settings) as http:
         yield http
-    await runner.cleanup()
 
 
 def status_of(store: Store, sub_id: int) -> str:

@@ -10,10 +10,12 @@ answer 404, so a fetch configured with `sources=rss` only reads the feed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, time
 from email.utils import format_datetime
+from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
@@ -126,3 +128,16 @@ class ArxivDay:
 
     def __exit__(self, *exc: object) -> None:
         self.server.__exit__(*exc)
+
+
+@contextlib.contextmanager
+def served_day(monkeypatch: Any, **counts: int) -> Iterator[ArxivDay]:
+    """An `ArxivDay` (3 papers on topic, 2 off unless `counts` say) that the settings point
+    at: RSS for cs.CL, and the API, listing and PDF bases on the same server."""
+    with ArxivDay(**{"on_topic": 3, "off_topic": 2, **counts}) as day:
+        monkeypatch.setenv("DIGESTBOT_SOURCES", "rss")
+        monkeypatch.setenv("DIGESTBOT_CATEGORIES", "cs.CL")
+        monkeypatch.setenv("DIGESTBOT_ARXIV_RSS_URL", day.rss_url)
+        for name in ("API", "LIST", "PDF"):
+            monkeypatch.setenv(f"DIGESTBOT_ARXIV_{name}_URL", f"{day.url}/{name.lower()}/")
+        yield day

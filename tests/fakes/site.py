@@ -103,3 +103,16 @@ async def submit_signup(site: Site, form: dict[str, Any]) -> httpx.Response:
     """Fill the signup form on the home page (with its CSRF field) and post it."""
     home = await site.client.get("/")
     return await site.client.post("/subscribe", data={**form, "csrf": csrf_of(home.text)})
+
+
+@asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole web app on a free loopback port, and an httpx client pointed at it."""
+    runner = aioweb.AppRunner(web.make_app(settings))
+    await runner.setup()
+    site = aioweb.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        yield http
+    await runner.cleanup()

@@ -22,6 +22,10 @@ from typing import Any
 
 from tests.fakes.http import FakeServer, Request, Response
 
+# The bot token the tests use, and FloodLimiter settings that never make a test wait.
+TOKEN = "123456:TEST-token"
+NO_LIMITS = {"overall_per_s": 0, "chat_interval": 0.0, "group_per_min": 0}
+
 # Methods that post a message into a chat and so count against the flood limits.
 SENDING = {"sendMessage"}
 MESSAGE_LIMIT = 4096
