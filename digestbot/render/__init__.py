@@ -141,11 +141,12 @@ def lead_topic(digest: Digest) -> str:
 
 def subject(digest: Digest) -> str:
     topic = lead_topic(digest)
+    weekly = digest.subscriber.cadence == "weekly"
     if digest.subscriber.lang == "en":
         more = " and more" if len(digest.topics) > 1 else ""
         noun = "paper" if digest.total == 1 else "papers"
-        return f"arXiv daily digest {digest.date} · {topic}{more} · {digest.total} {noun}"
-    return f"arXiv 每日速递 {digest.date} · {topic} 等 {digest.total} 篇"
+        return f"arXiv {'weekly' if weekly else 'daily'} digest {digest.date} · {topic}{more} · {digest.total} {noun}"
+    return f"arXiv {'每周精选' if weekly else '每日速递'} {digest.date} · {topic} 等 {digest.total} 篇"
 
 
 @functools.cache

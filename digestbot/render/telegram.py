@@ -108,7 +108,7 @@ def _header(digest: Digest, lang: str) -> str:
     if len(shown) < len(digest.topics):
         hidden = len(digest.topics) - len(shown)
         names += i18n.more_topics(hidden, lang)
-    lines = [f"<b>{escape(i18n.phrase('title', lang))}</b> · {escape(digest.date)}",
+    lines = [f"<b>{escape(i18n.title(digest, lang))}</b> · {escape(digest.date)}",
              f"{names} · {i18n.paper_count(digest.total, lang)}"]
     if digest.more:
         lines.append(i18n.more_not_shown(digest.more, lang))
