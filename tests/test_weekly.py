@@ -1,0 +1,126 @@
+"""Weekly readers (issue 16 item 5), end to end through the CLI over several announcement days:
+a Monday digest of the week's best per topic, nothing on other days, never a paper twice."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from digestbot import subscribers
+from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
+from digestbot.cli import main
+from digestbot.config import Settings, load_settings
+from digestbot.digest import WEEKLY_PER_TOPIC
+from digestbot.outbox.plan import is_due, on_cadence
+from digestbot.store import Store
+from tests.fakes.digests import TOPIC, add_paper
+from tests.fakes.outbox import asend
+from tests.fakes.telegram import FakeTelegram
+
+THU, FRI, MON, TUE, NEXT_MON = "2026-08-13", "2026-08-14", "2026-08-17", "2026-08-18", "2026-08-24"
+
+
+def sent(store: Store, address: str) -> dict[str, list[str]]:
+    """digest date → the paper ids the reader's row for it carries."""
+    sub = subscribers.by_address(store, "email", address)
+    return {r["digest_date"]: json.loads(r["paper_ids"]) for r in store.db.query(
+        "select digest_date, paper_ids from deliveries where subscriber_id = ? order by id",
+        [sub.id])}
+
+
+def subjects(settings: Settings) -> list[str]:
+    return sorted(message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"]
+                  for p in Path(settings.outbox).rglob("*.eml"))
+
+
+def add(address: str, *extra: str) -> None:
+    assert main(["sub", "add", "--email", address, "--topic", TOPIC, *extra]) == 0
+
+
+def backdate(store: Store) -> None:
+    """Readers who joined before the first test day, so every day is in their window."""
+    store.db.execute("update subscribers set created_at = '2026-08-01T00:00:00+00:00'")
+    store.db.conn.commit()
+
+
+def test_weekly_reader_gets_the_weeks_best_on_monday_only(settings: Settings, store: Store,
+                                                          capsys) -> None:
+    add("daily@example.org")
+    add("weekly@example.org", "--weekly")
+    assert "Mondays 08:30 Asia/Shanghai (weekly)" in capsys.readouterr().out
+    backdate(store)
+    add_paper(store, "2608.10001", 90, date=THU)
+    add_paper(store, "2608.10002", 70, date=THU)
+    assert main(["send"]) == 0  # a Thursday: the daily reader only
+    add_paper(store, "2608.10003", 95, date=FRI)
+    assert main(["send"]) == 0
+    assert set(sent(store, "daily@example.org")) == {THU, FRI}
+    assert sent(store, "weekly@example.org") == {}
+
+    for i in range(WEEKLY_PER_TOPIC + 1):
+        add_paper(store, f"2608.2000{i}", 80 - i, date=MON)
+    assert main(["send"]) == 0
+    week = sent(store, "weekly@example.org")[MON]
+    # The week's best, best first, at most WEEKLY_PER_TOPIC for the one topic; the rest counted.
+    assert week == ["2608.10003", "2608.10001", "2608.20000", "2608.20001", "2608.20002"]
+    more = store.db.execute("select more from deliveries where digest_date = ? and paper_ids = ?",
+                            [MON, json.dumps(week)]).fetchone()[0]
+    assert more == 4
+    assert sent(store, "daily@example.org")[MON][:1] == ["2608.20000"]
+    assert any(s.startswith(f"arXiv 每周精选 {MON}") for s in subjects(settings))
+    assert sum("每日速递" in s for s in subjects(settings)) == 3
+
+    add_paper(store, "2608.30001", 99, date=TUE)  # a Tuesday: again nothing weekly
+    assert main(["send", "--now"]) == 0
+    assert set(sent(store, "weekly@example.org")) == {MON}
+    assert TUE in sent(store, "daily@example.org")
+
+    add_paper(store, "2608.40001", 60, date=NEXT_MON)
+    assert main(["send"]) == 0
+    # Never twice: the cut papers of last week do not come back, this week's do.
+    assert sent(store, "weekly@example.org")[NEXT_MON] == ["2608.30001", "2608.40001"]
+
+
+def test_cadence_changes_for_an_existing_reader_and_shows_in_the_list(store: Store,
+                                                                      capsys) -> None:
+    add("ada@example.org")
+    add("ada@example.org", "--cadence", "weekly")
+    assert subscribers.by_address(store, "email", "ada@example.org").cadence == "weekly"
+    capsys.readouterr()
+    assert main(["sub", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["cadence"] == "weekly"
+    add("ada@example.org", "--cadence", "daily")
+    assert subscribers.by_address(store, "email", "ada@example.org").cadence == "daily"
+    assert main(["sub", "add", "--email", "ada@example.org", "--topic", TOPIC,
+                 "--cadence", "monthly"]) == 2
+
+
+def test_weekly_readers_are_due_at_their_time_on_monday_in_their_zone(store: Store) -> None:
+    sub = subscribers.add_or_update(store, channel="email", address="w@example.org",
+                                    topics=[TOPIC], tz="America/New_York", send_at="07:00",
+                                    cadence="weekly")
+    assert on_cadence(sub, MON) and not on_cadence(sub, TUE)
+    # 07:00 in New York on Monday is 11:00 UTC.
+    assert not is_due(sub, datetime(2026, 8, 17, 10, 59, tzinfo=UTC), MON)
+    assert is_due(sub, datetime(2026, 8, 17, 11, 0, tzinfo=UTC), MON)
+    assert not is_due(sub, datetime(2026, 8, 18, 11, 0, tzinfo=UTC), TUE)
+    assert not is_due(sub, datetime(2026, 8, 18, 11, 0, tzinfo=UTC))  # a local Tuesday
+
+
+async def test_weekly_digest_through_telegram(store: Store) -> None:
+    with FakeTelegram("123456:TEST-token") as tg:
+        tg_settings = load_settings(telegram_bot_token="123456:TEST-token",
+                                    telegram_api_url=tg.base_url)
+        sender = TelegramSender(build_bot(tg_settings, FloodLimiter(0, 0.0, 0)))
+        add_paper(store, "2608.10001", 90, date=FRI)
+        add_paper(store, "2608.20001", 80, date=MON)
+        subscribers.add_or_update(store, channel="telegram", address="42", topics=[TOPIC],
+                                  cadence="weekly")
+        backdate(store)
+        report = await asend(tg_settings, store, now=datetime(2026, 8, 17, 2, 0, tzinfo=UTC),
+                             force=True, senders={"telegram": sender})
+        assert report.sent == 1
+        text = "\n".join(m["text"] for m in tg.sent_to(42))
+        assert "arXiv 每周精选" in text and "2608.10001" in text and "2608.20001" in text
