@@ -11,6 +11,7 @@ from pathlib import Path
 from digestbot import subscribers
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.cli import main
+from digestbot.commands import CommandContext, execute
 from digestbot.config import Settings, load_settings
 from digestbot.digest import WEEKLY_PER_TOPIC
 from digestbot.outbox.plan import is_due, on_cadence
@@ -124,3 +125,20 @@ async def test_weekly_digest_through_telegram(store: Store) -> None:
         assert report.sent == 1
         text = "\n".join(m["text"] for m in tg.sent_to(42))
         assert "arXiv 每周精选" in text and "2608.10001" in text and "2608.20001" in text
+
+
+def test_weekly_from_chat_shows_in_help_and_list(store: Store, settings: Settings) -> None:
+    ctx = CommandContext("telegram", "42", now=datetime(2026, 8, 12, 12, 0, tzinfo=UTC))
+    assert "/weekly" in execute(store, settings, ctx, "help", "").text
+    execute(store, settings, ctx, "subscribe", "后训练")
+    reply = execute(store, settings, ctx, "weekly", "on")
+    assert "每周一 08:30" in reply.text and f"最多 {WEEKLY_PER_TOPIC} 篇" in reply.text
+    assert subscribers.by_address(store, "telegram", "42").cadence == "weekly"
+    assert "每周一 08:30(Asia/Shanghai),每周精选" in execute(store, settings, ctx, "list", "").text
+    # A Wednesday: the next weekly digest is Monday's.
+    assert "2026-08-17 08:30" in execute(store, settings, ctx, "subscribe", "智能体").text
+    before = subscribers.by_address(store, "telegram", "42")
+    assert "daily" in execute(store, settings, ctx, "cadence", "monthly").text
+    assert subscribers.by_address(store, "telegram", "42") == before
+    assert "每天" in execute(store, settings, ctx, "weekly", "off").text
+    assert subscribers.by_address(store, "telegram", "42").cadence == "daily"
