@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from digestbot import subscribers
+from digestbot import signing, subscribers
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.cli import main
 from digestbot.commands import CommandContext, execute
@@ -18,6 +18,7 @@ from digestbot.outbox.plan import is_due, on_cadence
 from digestbot.store import Store
 from tests.fakes.digests import TOPIC, add_paper
 from tests.fakes.outbox import asend
+from tests.fakes.site import csrf_of, path_of, running_site
 from tests.fakes.telegram import FakeTelegram
 
 THU, FRI, MON, TUE, NEXT_MON = "2026-08-13", "2026-08-14", "2026-08-17", "2026-08-18", "2026-08-24"
@@ -142,3 +143,24 @@ def test_weekly_from_chat_shows_in_help_and_list(store: Store, settings: Setting
     assert subscribers.by_address(store, "telegram", "42") == before
     assert "每天" in execute(store, settings, ctx, "weekly", "off").text
     assert subscribers.by_address(store, "telegram", "42").cadence == "daily"
+
+
+async def test_preferences_page_changes_the_cadence() -> None:
+    async with running_site() as site:
+        sub = subscribers.add_or_update(site.store, channel="email", address="ada@example.org",
+                                        topics=[TOPIC])
+        url = path_of(signing.preferences_url(site.settings, sub, now=site.clock()))
+        page = await site.client.get(url)
+        assert 'name="cadence"' in page.text and '<option value="daily" selected>' in page.text
+        save = {"token": url.split("token=")[1], "csrf": csrf_of(page.text), "action": "save",
+                "topic": [TOPIC], "send_at": "08:30", "tz": "Asia/Shanghai", "lang": "zh"}
+        r = await site.client.post("/preferences", data={**save, "cadence": "weekly"})
+        assert r.status_code == 303, r.text
+        assert subscribers.get(site.store, sub.id).cadence == "weekly"
+        assert '<option value="weekly" selected>' in (await site.client.get(url)).text
+        # A form without the field (rendered before weekly existed) keeps the cadence.
+        assert (await site.client.post("/preferences", data=save)).status_code == 303
+        assert subscribers.get(site.store, sub.id).cadence == "weekly"
+        before = subscribers.get(site.store, sub.id)
+        r = await site.client.post("/preferences", data={**save, "cadence": "monthly"})
+        assert r.status_code != 303 and subscribers.get(site.store, sub.id) == before
