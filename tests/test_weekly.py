@@ -32,9 +32,13 @@ def sent(store: Store, address: str) -> dict[str, list[str]]:
         [sub.id])}
 
 
+def mails(settings: Settings) -> list:
+    return [message_from_bytes(p.read_bytes(), policy=policy.default)
+            for p in Path(settings.outbox).rglob("*.eml")]
+
+
 def subjects(settings: Settings) -> list[str]:
-    return sorted(message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"]
-                  for p in Path(settings.outbox).rglob("*.eml"))
+    return sorted(m["Subject"] for m in mails(settings))
 
 
 def add(address: str, *extra: str) -> None:
@@ -48,7 +52,8 @@ def backdate(store: Store) -> None:
 
 
 def test_weekly_reader_gets_the_weeks_best_on_monday_only(settings: Settings, store: Store,
-                                                          capsys) -> None:
+                                                          capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DIGESTBOT_PUBLIC_URL", "https://digest.example")
     add("daily@example.org")
     add("weekly@example.org", "--weekly")
     assert "Mondays 08:30 Asia/Shanghai (weekly)" in capsys.readouterr().out
@@ -73,6 +78,12 @@ def test_weekly_reader_gets_the_weeks_best_on_monday_only(settings: Settings, st
     assert sent(store, "daily@example.org")[MON][:1] == ["2608.20000"]
     assert any(s.startswith(f"arXiv 每周精选 {MON}") for s in subjects(settings))
     assert sum("每日速递" in s for s in subjects(settings)) == 3
+    weekly_mail = next(m for m in mails(settings) if "每周精选" in m["Subject"])
+    text = weekly_mail.get_body(("plain",)).get_content()
+    html = weekly_mail.get_body(("html",)).get_content()
+    assert f"arXiv 每周精选 · {MON}" in text and f"arXiv 每周精选 · {MON}" in html
+    assert f"另有 4 篇达到阈值，未在本期显示 · 在网页上查看: https://digest.example/d/{MON}" in text
+    assert f'<a href="https://digest.example/d/{MON}"' in html
 
     add_paper(store, "2608.30001", 99, date=TUE)  # a Tuesday: again nothing weekly
     assert main(["send", "--now"]) == 0

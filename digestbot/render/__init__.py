@@ -88,7 +88,7 @@ def environment() -> jinja2.Environment:
         topic_name=topic_name,
     )
     env.globals.update(label=template_label, phrase=i18n.phrase, followed_author=i18n.followed_author,
-                       more_not_shown=i18n.more_not_shown)
+                       more_not_shown=i18n.more_not_shown, on_the_web=i18n.on_the_web)
     return env
 
 
@@ -275,7 +275,8 @@ def _shell(context: dict[str, Any], more: int) -> tuple[_Part, _Part]:
 
 
 def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
-                  preferences_url: str | None = None) -> dict[str, Any]:
+                  preferences_url: str | None = None,
+                  pages_url: str | None = None) -> dict[str, Any]:
     """What email/digest.html and digest.txt see besides the entries and the `more` count."""
     lang = digest.subscriber.lang
     return {
@@ -287,6 +288,7 @@ def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
         "followed": i18n.followed_topics(digest, lang),
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
+        "pages_url": pages_url,
     }
 
 
@@ -295,6 +297,7 @@ def render_email(
     *,
     unsubscribe_url: str | None = None,
     preferences_url: str | None = None,
+    pages_url: str | None = None,
 ) -> RenderedEmail:
     """Subject, plain text and inlined HTML for one digest.
 
@@ -309,7 +312,7 @@ def render_email(
     """
     lang = digest.subscriber.lang
     context = email_context(digest, unsubscribe_url=unsubscribe_url,
-                            preferences_url=preferences_url)
+                            preferences_url=preferences_url, pages_url=pages_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
     text = environment().get_template("email/digest.txt").render(
         context, entry_texts=[_entry_text(i, lang) for i in items], more=digest.more)

@@ -109,6 +109,11 @@ def more_not_shown(more: int, lang: str) -> str:
                  f"{more} more matching paper{'' if more == 1 else 's'} not shown")
 
 
+def on_the_web(lang: str) -> str:
+    """The link after "另有 K 篇" to the public day pages."""
+    return label(lang, "在网页上查看", "see them on the web")
+
+
 def followed_topics(digest: Digest, lang: str) -> str:
     """`后训练 (≥ 60%)、智能体`: the subscribed topics with the reader's thresholds."""
     return separator(lang).join(
