@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from digestbot import signing, subscribers
+from digestbot import digest, signing, subscribers
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.cli import main
 from digestbot.commands import CommandContext, execute
 from digestbot.config import Settings, load_settings
 from digestbot.digest import WEEKLY_PER_TOPIC
+from digestbot.outbox import DeliveryHistory
 from digestbot.outbox.plan import is_due, on_cadence
+from digestbot.render.slack import render_slack
 from digestbot.store import Store
 from tests.fakes.digests import TOPIC, add_paper
 from tests.fakes.outbox import asend
@@ -126,9 +128,11 @@ async def test_weekly_digest_through_telegram(store: Store) -> None:
     with FakeTelegram("123456:TEST-token") as tg:
         tg_settings = load_settings(telegram_bot_token="123456:TEST-token",
                                     telegram_api_url=tg.base_url)
-        sender = TelegramSender(build_bot(tg_settings, FloodLimiter(0, 0.0, 0)))
+        sender = TelegramSender(build_bot(tg_settings, FloodLimiter(0, 0.0, 0)),
+                                public_url="https://digest.example")
         add_paper(store, "2608.10001", 90, date=FRI)
-        add_paper(store, "2608.20001", 80, date=MON)
+        for i in range(WEEKLY_PER_TOPIC):
+            add_paper(store, f"2608.2000{i}", 80 - i, date=MON)
         subscribers.add_or_update(store, channel="telegram", address="42", topics=[TOPIC],
                                   cadence="weekly")
         backdate(store)
@@ -136,7 +140,24 @@ async def test_weekly_digest_through_telegram(store: Store) -> None:
                              force=True, senders={"telegram": sender})
         assert report.sent == 1
         text = "\n".join(m["text"] for m in tg.sent_to(42))
-        assert "arXiv 每周精选" in text and "2608.10001" in text and "2608.20001" in text
+        assert "arXiv 每周精选" in text and "2608.10001" in text and "2608.20003" in text
+        assert "2608.20004" not in text
+        assert f'另有 1 篇达到阈值，未在本期显示 · <a href="https://digest.example/d/{MON}">' in text
+
+
+def test_slack_more_line_links_to_the_day_page(store: Store) -> None:
+    for i in range(WEEKLY_PER_TOPIC + 1):
+        add_paper(store, f"2608.2000{i}", 80 - i, date=MON)
+    sub = subscribers.add_or_update(store, channel="slack", address="C0123", topics=[TOPIC],
+                                    cadence="weekly")
+    backdate(store)
+    weekly = digest.select(store, subscribers.get(store, sub.id), MON,
+                           history=DeliveryHistory(store))
+    assert weekly is not None and weekly.more == 1
+    payload = json.dumps(render_slack(weekly, pages_url=f"https://digest.example/d/{MON}")[0].blocks,
+                         ensure_ascii=False)
+    assert "arXiv 每周精选" in payload
+    assert f"另有 1 篇达到阈值，未在本期显示 · <https://digest.example/d/{MON}|在网页上查看>" in payload
 
 
 def test_weekly_from_chat_shows_in_help_and_list(store: Store, settings: Settings) -> None:
