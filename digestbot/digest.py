@@ -41,6 +41,10 @@ from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
 # and an unbounded window would flood someone returning after months.
 CATCH_UP_DAYS = 14
+# A weekly digest covers the week before its Monday and shows at most this many papers per
+# topic (each paper counted under its best topic); the rest are counted in "另有 K 篇".
+WEEK_DAYS = 7
+WEEKLY_PER_TOPIC = 5
 
 
 class History(Protocol):
@@ -88,13 +92,31 @@ def select(
     # Followed authors first, so the cap never cuts them; then best score first, ties by id.
     ranked = sorted({*found, *followed}, key=lambda pid: (
         pid not in followed, -max((r["score"] for r in found.get(pid, ())), default=0), pid))
-    cap = subscriber.max_papers
+    kept = _weekly_cut(ranked, found, followed) if subscriber.cadence == "weekly" else ranked
+    kept = kept[:subscriber.max_papers]
     picks = [
         (_announcement(found[pid][0]) if pid in found else followed[pid][0],
          context.hits(found.get(pid, [])), followed.get(pid, (None, []))[1])
-        for pid in ranked[:cap]
+        for pid in kept
     ]
-    return context.digest(date, picks, more=len(ranked[cap:]))
+    return context.digest(date, picks, more=len(ranked) - len(kept))
+
+
+def _weekly_cut(ranked: list[str], found: dict[str, list[dict[str, Any]]],
+                followed: dict[str, Any]) -> list[str]:
+    """The week's best per topic: at most `WEEKLY_PER_TOPIC` papers under each paper's best
+    topic, in `ranked` order; a followed author's paper is always kept."""
+    per_topic: dict[str, int] = {}
+    kept = []
+    for pid in ranked:
+        if pid in followed:
+            kept.append(pid)
+            continue
+        best = max(found[pid], key=lambda r: (r["score"], r["topic"]))["topic"]
+        if per_topic.get(best, 0) < WEEKLY_PER_TOPIC:
+            per_topic[best] = per_topic.get(best, 0) + 1
+            kept.append(pid)
+    return kept
 
 
 def rebuild(
@@ -122,8 +144,10 @@ def rebuild(
 
 
 def _window(store: Store, history: History, subscriber: Subscriber, date: str) -> list[str]:
-    """Announcement dates this digest covers: `date` and the uncovered days before it."""
-    floor = (Date.fromisoformat(date) - timedelta(days=CATCH_UP_DAYS)).isoformat()
+    """Announcement dates this digest covers: `date` and the uncovered days before it (for a
+    weekly reader, the week before `date` at most)."""
+    days = WEEK_DAYS if subscriber.cadence == "weekly" else CATCH_UP_DAYS
+    floor = (Date.fromisoformat(date) - timedelta(days=days)).isoformat()
     last_sent = history.last_sent(subscriber.id, date)
     if last_sent:
         after = max(last_sent, floor)

@@ -18,6 +18,9 @@ Channel = Literal["email", "telegram", "slack"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 Lang = Literal["zh", "en", "both"]
 LANGS: tuple[Lang, ...] = get_args(Lang)
+# How often a reader gets a digest: each announcement day, or on Mondays the week's best.
+Cadence = Literal["daily", "weekly"]
+CADENCES: tuple[Cadence, ...] = get_args(Cadence)
 SubscriberStatus = Literal["pending", "active", "paused", "unsubscribed", "bounced", "blocked"]
 SUBSCRIBER_STATUSES: tuple[SubscriberStatus, ...] = get_args(SubscriberStatus)
 # A delivery (outbox row) from planned to done; `failed` is retried, the others are final.
@@ -179,6 +182,7 @@ class Subscriber:
     # Signed links (confirm, preferences) carry it; it goes up when the reader unsubscribes
     # or is removed, so every link handed out before dies (`signing`, `subscribers`).
     link_gen: int = 0
+    cadence: Cadence = "daily"
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,14 @@ def unsubscribe_url(settings: Settings, token: str) -> str | None:
     return public_link(settings, "/unsubscribe", token) if token else None
 
 
+def pages_url(public_url: str | None, date: str) -> str | None:
+    """The public day page of `date` (`web.pages`), where a digest's "另有 K 篇" can be read;
+    None without DIGESTBOT_PUBLIC_URL (`settings.public_url`). Public, so no token."""
+    if not public_url:
+        return None
+    return f"{public_url.rstrip('/')}/d/{date}"
+
+
 def subject(subscriber: Subscriber) -> str:
     """What a signed link names: "id:generation" (generation 0 as the bare id, the payload
     of links mailed before generations existed, so those stay valid until the reader leaves)."""

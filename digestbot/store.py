@@ -162,6 +162,13 @@ def m005_reader_profile(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m007_subscriber_cadence(db: sqlite_utils.Database) -> None:
+    """A reader's cadence, daily or weekly (issue 16), owned by `subscribers`; independent of
+    m006 so the two can land in either order."""
+    db["subscribers"].add_column("cadence", str, not_null_default="daily")
+
+
 # How long a write waits for another process's write to finish before it gives up.
 BUSY_TIMEOUT_S = 30.0
 

@@ -83,7 +83,7 @@ class SlackCommands:
         self.store = store
         self.client = client
         # `/arxiv digest` posts through the outbox at once, as the scheduler's sender would.
-        self.sender = SlackSender(client, mode=settings.slack_mode)
+        self.sender = SlackSender(client, mode=settings.slack_mode, public_url=settings.public_url)
 
     async def on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
         """Socket Mode listener: acknowledge first (Slack's 3 s), then work and answer."""

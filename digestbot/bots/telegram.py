@@ -179,7 +179,7 @@ def build_application(settings: Settings, store: Store,
         .rate_limiter(limiter or FloodLimiter())
         .build()
     )
-    sender = TelegramSender(app.bot, owns_bot=False)
+    sender = TelegramSender(app.bot, owns_bot=False, public_url=settings.public_url)
     bot = _Bot(settings, store, sender)
     app.add_handler(MessageHandler(filters.COMMAND & filters.UpdateType.MESSAGE, bot.on_command))
     app.add_handler(CallbackQueryHandler(bot.on_button))

@@ -118,6 +118,7 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
     rendered = render.render_email(
         digest, unsubscribe_url=web_unsubscribe,
         preferences_url=signing.preferences_url(settings, sub),
+        pages_url=signing.pages_url(settings.public_url, digest.date),
     )
 
     to, utf8 = wire_address(sub.address)

@@ -27,7 +27,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from digestbot import outbox, subscribers
+from digestbot import outbox, signing, subscribers
 from digestbot.config import Settings
 from digestbot.errors import PermanentError, TransientError
 from digestbot.models import Digest
@@ -96,16 +96,18 @@ class SlackSender:
     channel = "slack"
 
     def __init__(self, client: AsyncWebClient | None, *, mode: str = "thread",
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, public_url: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"slack mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.client = client
         self.mode = mode
+        self.public_url = public_url  # for the "另有 K 篇" link to the day page
         self.pacer = _Pacer(interval)
 
     async def send(self, store: Store, delivery_row: outbox.DeliveryRow, digest: Digest) -> None:
         row_id = delivery_row.id
-        messages = render_slack(digest, self._mode(digest))
+        messages = render_slack(digest, self._mode(digest),
+                                pages_url=signing.pages_url(self.public_url, digest.date))
         outbox.set_parts_total(store, row_id, len(messages))
 
         def record(seq: int, ts: str | None) -> None:
@@ -120,7 +122,9 @@ class SlackSender:
 
     async def post_again(self, digest: Digest) -> None:
         """A digest asked for again (`/arxiv digest again`): posted as `send` would, unrecorded."""
-        await self._post_all(digest, render_slack(digest, self._mode(digest)), None, set(), None)
+        messages = render_slack(digest, self._mode(digest),
+                                pages_url=signing.pages_url(self.public_url, digest.date))
+        await self._post_all(digest, messages, None, set(), None)
 
     def _mode(self, digest: Digest) -> str:
         # Webhooks answer "ok", not a ts: their parts can only follow one another.
@@ -185,7 +189,10 @@ class SlackSender:
 def make_sender(settings: Settings) -> SlackSender | None:
     """A sender when a bot token is set or some Slack subscriber has a webhook; else None."""
     if settings.slack_bot_token:
-        return SlackSender(web_client(settings), mode=settings.slack_mode)
+        return SlackSender(web_client(settings), mode=settings.slack_mode,
+                           public_url=settings.public_url)
     with Store(settings.db) as store:
         hooked = subscribers.has_webhooks(store)
-    return SlackSender(None, mode=settings.slack_mode) if hooked else None
+    if not hooked:
+        return None
+    return SlackSender(None, mode=settings.slack_mode, public_url=settings.public_url)

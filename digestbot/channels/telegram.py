@@ -27,7 +27,7 @@ from telegram.error import (
 from telegram.ext import BaseRateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
-from digestbot import outbox, subscribers
+from digestbot import outbox, signing, subscribers
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
 from digestbot.models import Digest
@@ -182,8 +182,10 @@ class TelegramSender:
     # Digests to different chats go out side by side; the limiter paces each chat.
     concurrency = 100
 
-    def __init__(self, bot: ExtBot, *, owns_bot: bool = True) -> None:
+    def __init__(self, bot: ExtBot, *, owns_bot: bool = True,
+                 public_url: str | None = None) -> None:
         self.bot = bot
+        self.public_url = public_url  # for the "另有 K 篇" link to the day page
         self._owns_bot = owns_bot
         # Concurrent first sends must not each call getMe: one initialises, the rest wait.
         self._init_lock = asyncio.Lock()
@@ -200,7 +202,8 @@ class TelegramSender:
                 # Telegram unreachable or the token refused: the row waits for its retry.
                 raise TransientError(f"telegram: {exc}") from None
         done = outbox.parts_done(store, delivery_row.id)
-        parts = render_parts(digest, skip=outbox.papers_sent(store, delivery_row.id))
+        parts = render_parts(digest, skip=outbox.papers_sent(store, delivery_row.id),
+                             pages_url=signing.pages_url(self.public_url, digest.date))
         if 0 in done:
             parts = parts[1:]  # the header went out before the restart
         subscriber = digest.subscriber
@@ -251,4 +254,6 @@ def _chat_id(address: str) -> int | str:
 
 def make_sender(settings: Settings) -> TelegramSender | None:
     """The outbox's Telegram sender (`digestbot send`), or None without TELEGRAM_BOT_TOKEN."""
-    return TelegramSender(build_bot(settings)) if settings.telegram_bot_token else None
+    if not settings.telegram_bot_token:
+        return None
+    return TelegramSender(build_bot(settings), public_url=settings.public_url)

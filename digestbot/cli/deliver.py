@@ -86,6 +86,7 @@ def _preview_text(settings: Settings, digest: Digest, fmt: str) -> str:
         email = render.render_email(
             digest, unsubscribe_url=signing.unsubscribe_url(settings, digest.subscriber.token),
             preferences_url=signing.preferences_url(settings, digest.subscriber),
+            pages_url=signing.pages_url(settings.public_url, digest.date),
         )
         return email.html if fmt == "html" else f"Subject: {email.subject}\n\n{email.text}"
     renderer = render_telegram if fmt == "telegram" else render_payloads

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "One address on one channel: an email address, a Telegram chat id or a Slack channel "
         "id; adding an existing address updates it. The subscriber gets, once a day at --at "
         "in --tz, the papers scoring at least --threshold on one of their topics, never the "
-        "same paper twice.",
+        "same paper twice; with --weekly, on Mondays the week's best per topic instead.",
     )
     who = a.add_mutually_exclusive_group(required=True)
     who.add_argument("--email", metavar="ADDR", help="email address")
@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="digest language (default zh)")
     a.add_argument("--max", type=_positive, default=None, metavar="N",
                    help="max papers per digest (default 50)")
+    cadence = a.add_mutually_exclusive_group()
+    cadence.add_argument("--cadence", choices=["daily", "weekly"], default=None,
+                         help="daily digest, or on Mondays the week's best per topic (default daily)")
+    cadence.add_argument("--weekly", dest="cadence", action="store_const", const="weekly",
+                         help="same as --cadence weekly")
     _import_export(ss)
     lst = _command(ss, "list", "列出订阅者 / list subscribers",
                    "Each subscriber's id, channel, address, status, language, send time and topics.")

@@ -90,13 +90,20 @@ def cmd_sub_add(settings: Settings, args: argparse.Namespace) -> int:
             sub = subscribers.add_or_update(
                 store, channel=channel, address=address, topics=list(dict.fromkeys(slugs)),
                 threshold=threshold, tz=tz, send_at=send_at, lang=lang, max_papers=max_papers,
-                webhook_url=webhook,
+                webhook_url=webhook, cadence=args.cadence,
             )
         subs = subscribers.subscriptions(store, sub.id)
     verb = "已更新 / updated" if existed else "已添加 / added"
     print(f"{verb} subscriber #{sub.id}: {sub.channel} {sub.address} — "
-          f"{_topics_summary(subs)}; {sub.lang}, {sub.send_at} {sub.tz}, max {sub.max_papers}")
+          f"{_topics_summary(subs)}; {sub.lang}, {_when(sub)}, max {sub.max_papers}")
     return 0
+
+
+def _when(sub: Subscriber) -> str:
+    """`08:30 Asia/Shanghai`, or `Mondays 08:30 Asia/Shanghai (weekly)` for a weekly reader."""
+    if sub.cadence == "weekly":
+        return f"Mondays {sub.send_at} {sub.tz} (weekly)"
+    return f"{sub.send_at} {sub.tz}"
 
 
 def _topics_summary(subs: list[Subscription]) -> str:
@@ -108,7 +115,7 @@ def subscriber_json(sub: Subscriber, subs: list[Subscription]) -> dict[str, Any]
     return {
         "id": sub.id, "channel": sub.channel, "address": sub.address, "status": sub.status,
         "status_reason": sub.status_reason, "lang": sub.lang, "tz": sub.tz,
-        "send_at": sub.send_at, "max_papers": sub.max_papers,
+        "send_at": sub.send_at, "cadence": sub.cadence, "max_papers": sub.max_papers,
         "webhook": bool(sub.webhook_url), "created_at": sub.created_at,
         "updated_at": sub.updated_at,
         "topics": [{"topic": s.topic, "threshold": s.threshold} for s in subs],
@@ -126,7 +133,7 @@ def cmd_sub_list(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     table = [("id", "channel", "address", "status", "lang", "send at", "max", "topics")]
     table += [
-        (str(s.id), s.channel, s.address, s.status, s.lang, f"{s.send_at} {s.tz}",
+        (str(s.id), s.channel, s.address, s.status, s.lang, _when(s),
          str(s.max_papers), _topics_summary(subs))
         for s, subs in rows
     ]

@@ -136,13 +136,16 @@ def subscribed(store: Store, ctx: CommandContext) -> tuple[Subscriber, set[str]]
 
 
 def next_send(sub: Subscriber, now: datetime) -> str:
-    """The next local send time, e.g. "2026-08-13 08:30 Asia/Shanghai"."""
+    """The next local send time, e.g. "2026-08-13 08:30 Asia/Shanghai" (a Monday for a
+    weekly reader)."""
     zone = ZoneInfo(sub.tz)
     local = now.astimezone(zone)
     hour, minute = (int(x) for x in sub.send_at.split(":"))
     nxt = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if nxt <= local:
         nxt += timedelta(days=1)
+    if sub.cadence == "weekly":
+        nxt += timedelta(days=-nxt.weekday() % 7)  # on to Monday (weekday 0)
     return f"{nxt:%Y-%m-%d %H:%M} {sub.tz}"
 
 

@@ -1,5 +1,5 @@
-"""How and whether a chat's digests come: /list, /time, /tz, /lang, /pause, /resume and
-/digest (the latest digest now, through the outbox).
+"""How and whether a chat's digests come: /list, /time, /tz, /lang, /weekly, /pause, /resume
+and /digest (the latest digest now, through the outbox).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def cmd_list(store: Store, settings: Settings, ctx: CommandContext, arg: str, la
         *([f"关注作者:{' · '.join(prof.follows)}"] if prof.follows else []),
         *([f"必含关键词:{' · '.join(prof.must)}"] if prof.must else []),
         *([f"排除关键词:{' · '.join(prof.exclude)}"] if prof.exclude else []),
-        f"推送时间:{sub.send_at}({sub.tz})", f"语言:{zh_lang}", f"每期最多:{sub.max_papers} 篇",
+        f"推送时间:{_when_zh(sub)}", f"语言:{zh_lang}", f"每期最多:{sub.max_papers} 篇",
         f"状态:{zh_status}",
     ])
     en = "\n".join([
@@ -67,13 +67,25 @@ def cmd_list(store: Store, settings: Settings, ctx: CommandContext, arg: str, la
         *([f"Followed authors: {' · '.join(prof.follows)}"] if prof.follows else []),
         *([f"Must-have keywords: {' · '.join(prof.must)}"] if prof.must else []),
         *([f"Excluded keywords: {' · '.join(prof.exclude)}"] if prof.exclude else []),
-        f"Delivery: {sub.send_at} ({sub.tz})", f"Language: {en_lang}",
+        f"Delivery: {_when_en(sub)}", f"Language: {en_lang}",
         f"At most {sub.max_papers} papers per digest", f"Status: {en_status}",
     ])
     return Reply(say(lang, zh, en))
 
 
-# -- /time /tz /lang ----------------------------------------------------------------------------
+def _when_zh(sub: Subscriber) -> str:
+    if sub.cadence == "weekly":
+        return f"每周一 {sub.send_at}({sub.tz}),每周精选"
+    return f"{sub.send_at}({sub.tz})"
+
+
+def _when_en(sub: Subscriber) -> str:
+    if sub.cadence == "weekly":
+        return f"Mondays {sub.send_at} ({sub.tz}), the week's best"
+    return f"{sub.send_at} ({sub.tz})"
+
+
+# -- /time /tz /lang /weekly ----------------------------------------------------------------------------
 
 
 def _setting(field_name: str, validate: Callable[[str], str], usage_zh: str, usage_en: str,
@@ -108,6 +120,20 @@ cmd_lang = _setting(
     "用法:/lang zh | en | both", "Usage: /lang zh | en | both",
     lambda sub, lang: say(lang, f"语言已改为{_LANG_NAMES[sub.lang][0]}。",
                           f"Language set to {_LANG_NAMES[sub.lang][1]}."),
+)
+
+cmd_weekly = _setting(
+    "cadence", subscribers.validate_cadence,
+    "用法:/weekly on(每周一推送本周精选)| /weekly off(改回每天)",
+    "Usage: /weekly on (the week's best on Mondays) | /weekly off (daily again)",
+    lambda sub, lang: say(
+        lang,
+        f"已改为每周一 {sub.send_at}({sub.tz})推送本周精选,每个主题最多 "
+        f"{digests.WEEKLY_PER_TOPIC} 篇,其余计入“另有 K 篇”。发送 /weekly off 改回每天。"
+        if sub.cadence == "weekly" else f"已改回每天 {sub.send_at}({sub.tz})推送。",
+        f"Digests now come on Mondays at {sub.send_at} ({sub.tz}): the week's best, at most "
+        f"{digests.WEEKLY_PER_TOPIC} per topic, the rest counted. /weekly off for daily again."
+        if sub.cadence == "weekly" else f"Digests come daily again at {sub.send_at} ({sub.tz})."),
 )
 
 

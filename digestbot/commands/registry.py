@@ -20,6 +20,7 @@ from digestbot.commands.preferences import (
     cmd_resume,
     cmd_time,
     cmd_tz,
+    cmd_weekly,
 )
 from digestbot.commands.profile import cmd_exclude, cmd_follow, cmd_must, cmd_unfollow
 from digestbot.commands.subscriptions import (
@@ -83,6 +84,9 @@ COMMANDS: tuple[Command, ...] = (
             cmd_exclude),
     Command("time", ("at",), True, "每日推送时间", "daily delivery time", "/time 08:30", cmd_time),
     Command("tz", ("timezone",), True, "时区", "time zone", "/tz Asia/Shanghai", cmd_tz),
+    Command("weekly", ("cadence",), True, "每周精选(周一推送,不再每天)",
+            "weekly: the week's best on Mondays instead of daily", "/weekly on · /weekly off",
+            cmd_weekly),
     Command("lang", ("language",), True, "语言 zh/en/both", "language zh/en/both", "/lang both",
             cmd_lang),
     Command("digest", ("today", "latest"), True, "立即发送最新摘要", "the latest digest now",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date as Date
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,6 +23,8 @@ from digestbot.store import Store
 
 log = logging.getLogger(__name__)
 
+MONDAY = 0  # date.weekday()
+
 
 def is_due(subscriber: Subscriber, now: datetime, date: str | None = None) -> bool:
     """Has the subscriber's local send time passed (today, or on `date` and after)?
@@ -30,6 +33,7 @@ def is_due(subscriber: Subscriber, now: datetime, date: str | None = None) -> bo
     subscriber's zone: arXiv announces at 20:00 New York time, which is still the day before
     for the Americas, and a reader who asked for 06:00 wants it at 06:00, not the evening
     before. Local wall time through zoneinfo, so DST shifts move the instant, not the hour.
+    A weekly reader is due only for a Monday's digest (without `date`: on a local Monday).
     """
     try:
         zone = ZoneInfo(subscriber.tz)
@@ -37,10 +41,18 @@ def is_due(subscriber: Subscriber, now: datetime, date: str | None = None) -> bo
         log.warning("subscriber #%s has an unknown time zone %r; using UTC", subscriber.id, subscriber.tz)
         zone = ZoneInfo("UTC")
     local = aware(now).astimezone(zone)
+    if not on_cadence(subscriber, date or local.date().isoformat()):
+        return False
     hour, minute = (int(x) for x in (subscriber.send_at or "08:30").split(":"))
     if date is not None and local.date().isoformat() != date:
         return local.date().isoformat() > date
     return local.time() >= time(hour, minute)
+
+
+def on_cadence(subscriber: Subscriber, date: str) -> bool:
+    """Does the reader get a digest dated `date` at all? A weekly reader gets Monday's only
+    (the week's best); `--now` skips send times, never this."""
+    return subscriber.cadence != "weekly" or Date.fromisoformat(date).weekday() == MONDAY
 
 
 def due_subscribers(
@@ -48,7 +60,8 @@ def due_subscribers(
 ) -> list[Subscriber]:
     """Active subscribers whose send time has passed (all active ones with `force`)."""
     active = subscribers.list_all(store, statuses=("active",))
-    return [s for s in active if force or is_due(s, now, date)]
+    today = date or aware(now).date().isoformat()
+    return [s for s in active if on_cadence(s, today) and (force or is_due(s, now, date))]
 
 
 def _candidates(
@@ -57,7 +70,7 @@ def _candidates(
     """Due subscribers with no row for `date` yet; counts the ones whose time has not come."""
     have = planned_for(store, date)
     waiting = [s for s in subscribers.list_all(store, statuses=("active",)) if s.id not in have]
-    due = [s for s in waiting if force or is_due(s, now, date)]
+    due = [s for s in waiting if on_cadence(s, date) and (force or is_due(s, now, date))]
     report.not_due += len(waiting) - len(due)
     return due
 

@@ -88,7 +88,7 @@ def environment() -> jinja2.Environment:
         topic_name=topic_name,
     )
     env.globals.update(label=template_label, phrase=i18n.phrase, followed_author=i18n.followed_author,
-                       more_not_shown=i18n.more_not_shown)
+                       more_not_shown=i18n.more_not_shown, on_the_web=i18n.on_the_web)
     return env
 
 
@@ -141,11 +141,12 @@ def lead_topic(digest: Digest) -> str:
 
 def subject(digest: Digest) -> str:
     topic = lead_topic(digest)
+    weekly = digest.subscriber.cadence == "weekly"
     if digest.subscriber.lang == "en":
         more = " and more" if len(digest.topics) > 1 else ""
         noun = "paper" if digest.total == 1 else "papers"
-        return f"arXiv daily digest {digest.date} · {topic}{more} · {digest.total} {noun}"
-    return f"arXiv 每日速递 {digest.date} · {topic} 等 {digest.total} 篇"
+        return f"arXiv {'weekly' if weekly else 'daily'} digest {digest.date} · {topic}{more} · {digest.total} {noun}"
+    return f"arXiv {'每周精选' if weekly else '每日速递'} {digest.date} · {topic} 等 {digest.total} 篇"
 
 
 @functools.cache
@@ -274,7 +275,8 @@ def _shell(context: dict[str, Any], more: int) -> tuple[_Part, _Part]:
 
 
 def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
-                  preferences_url: str | None = None) -> dict[str, Any]:
+                  preferences_url: str | None = None,
+                  pages_url: str | None = None) -> dict[str, Any]:
     """What email/digest.html and digest.txt see besides the entries and the `more` count."""
     lang = digest.subscriber.lang
     return {
@@ -286,6 +288,7 @@ def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
         "followed": i18n.followed_topics(digest, lang),
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
+        "pages_url": pages_url,
     }
 
 
@@ -294,6 +297,7 @@ def render_email(
     *,
     unsubscribe_url: str | None = None,
     preferences_url: str | None = None,
+    pages_url: str | None = None,
 ) -> RenderedEmail:
     """Subject, plain text and inlined HTML for one digest.
 
@@ -308,7 +312,7 @@ def render_email(
     """
     lang = digest.subscriber.lang
     context = email_context(digest, unsubscribe_url=unsubscribe_url,
-                            preferences_url=preferences_url)
+                            preferences_url=preferences_url, pages_url=pages_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
     text = environment().get_template("email/digest.txt").render(
         context, entry_texts=[_entry_text(i, lang) for i in items], more=digest.more)

@@ -48,6 +48,7 @@ def announce_label(announce_type: str, lang: str = "zh") -> str:
 # The digest's fixed header and footer phrases (Chinese, English), for every channel.
 PHRASES: dict[str, tuple[str, str]] = {
     "title": ("arXiv 每日学术速递", "arXiv daily digest"),
+    "weekly_title": ("arXiv 每周精选", "arXiv weekly digest"),
     "sorted": ("按匹配度排序，点击标题阅读原文", "Sorted by match; titles link to arXiv"),
     "subscribed": ("你收到这封邮件，是因为订阅了", "You receive this because you subscribed to"),
     "manage": ("管理订阅", "Manage subscription"),
@@ -77,6 +78,11 @@ def paper_count(total: int, lang: str) -> str:
     return f"{total} 篇" if lang == "zh" else f"{total} 篇 / papers"
 
 
+def title(digest: Digest, lang: str) -> str:
+    """The digest's name: daily, or weekly for a reader who chose a Monday digest."""
+    return phrase("weekly_title" if digest.subscriber.cadence == "weekly" else "title", lang)
+
+
 def header_line(digest: Digest, lang: str, topics: str | None = None) -> str:
     """`arXiv 每日学术速递 · 2026-08-13 · 后训练、智能体 · 22 篇`: what every digest opens with.
 
@@ -84,7 +90,7 @@ def header_line(digest: Digest, lang: str, topics: str | None = None) -> str:
     """
     if topics is None:
         topics = separator(lang).join(topic_name(t, lang) for t in digest.topics)
-    return f"{phrase('title', lang)} · {digest.date} · {topics} · {paper_count(digest.total, lang)}"
+    return f"{title(digest, lang)} · {digest.date} · {topics} · {paper_count(digest.total, lang)}"
 
 
 def and_more(lang: str) -> str:
@@ -101,6 +107,11 @@ def more_not_shown(more: int, lang: str) -> str:
     """The footer's count of matching papers left out of this digest."""
     return label(lang, f"另有 {more} 篇达到阈值，未在本期显示",
                  f"{more} more matching paper{'' if more == 1 else 's'} not shown")
+
+
+def on_the_web(lang: str) -> str:
+    """The link after "另有 K 篇" to the public day pages."""
+    return label(lang, "在网页上查看", "see them on the web")
 
 
 def followed_topics(digest: Digest, lang: str) -> str:

@@ -132,10 +132,11 @@ def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
     return [*blocks, {"type": "divider"}]
 
 
-def _footer(digest: Digest, lang: str, more: bool) -> dict[str, Any]:
+def _footer(digest: Digest, lang: str, more: bool, pages_url: str | None) -> dict[str, Any]:
     texts = [i18n.slack_follows(escape(i18n.followed_topics(digest, lang)), lang)]
     if more and digest.more:
-        texts.insert(0, i18n.more_not_shown(digest.more, lang))
+        link = f" · <{escape(pages_url)}|{i18n.on_the_web(lang)}>" if pages_url else ""
+        texts.insert(0, i18n.more_not_shown(digest.more, lang) + link)
     texts.append(i18n.phrase("disclaimer", lang))
     return _context(*texts)
 
@@ -147,8 +148,10 @@ def _fallback(head: str, entries: Iterable[DigestEntry], start: int = 1) -> str:
     return fit("\n".join(lines), SECTION_CHARS)
 
 
-def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
-    """The digest as Slack messages: one when it fits, else a summary and parts.
+def render_slack(digest: Digest, mode: str = "thread", *,
+                 pages_url: str | None = None) -> list[SlackMessage]:
+    """The digest as Slack messages: one when it fits, else a summary and parts; `pages_url`
+    (the public day page) follows the "另有 K 篇" line.
 
     `mode` only changes the wording of the summary ("in the thread" or "below"); the poster
     decides where the parts go. Entries are never split across messages.
@@ -163,7 +166,7 @@ def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
         blocks = [header]
         for entry in entries:
             blocks += _entry_blocks(entry, lang)
-        blocks.append(_footer(digest, lang, more=True))
+        blocks.append(_footer(digest, lang, more=True, pages_url=pages_url))
         return [SlackMessage(_fallback(head, entries), blocks, [e.paper.id for e in entries])]
     where = label(lang, "完整列表见本消息的讨论串(thread)回复。", "The full list is in this thread.")
     if mode == "sequential":
@@ -174,7 +177,7 @@ def render_slack(digest: Digest, mode: str = "thread") -> list[SlackMessage]:
     intro = label(lang, f"共 {len(entries)} 篇,按匹配度排序。最高匹配:",
                   f"{len(entries)} papers by match score. Top matches:")
     summary = SlackMessage(_fallback(head, entries[:SUMMARY_TITLES]), [
-        header, section(f"{intro}\n{top}\n\n{where}"), _footer(digest, lang, more=True)])
+        header, section(f"{intro}\n{top}\n\n{where}"), _footer(digest, lang, more=True, pages_url=pages_url)])
     messages = [summary]
     for start in range(0, len(entries), ENTRIES_PER_PART):
         chunk = entries[start : start + ENTRIES_PER_PART]

@@ -33,28 +33,31 @@ def _zh(lang: str) -> bool:
     return lang != "en"
 
 
-def render_telegram(digest: Digest, limit: int = MESSAGE_LIMIT) -> list[str]:
+def render_telegram(digest: Digest, limit: int = MESSAGE_LIMIT, *,
+                    pages_url: str | None = None) -> list[str]:
     """The digest as messages: a header, then whole entries packed up to `limit` characters.
 
     Messages are split only between entries; an entry that alone exceeds the limit is
     shortened field by field (summaries first) before escaping, so a cut never lands inside
     a tag or an entity.
     """
-    return [text for text, _ in render_parts(digest, limit)]
+    return [text for text, _ in render_parts(digest, limit, pages_url=pages_url)]
 
 
 def render_parts(
-    digest: Digest, limit: int = MESSAGE_LIMIT, *, skip: Collection[str] = ()
+    digest: Digest, limit: int = MESSAGE_LIMIT, *, skip: Collection[str] = (),
+    pages_url: str | None = None,
 ) -> list[tuple[str, list[str]]]:
     """`render_telegram`'s messages with the paper ids each carries (none for the header).
 
     Entries whose paper is in `skip` are left out: a resumed send passes the papers already
     delivered, since the split points move when the language or an enrichment changed.
+    `pages_url` (the public day page) follows the "另有 K 篇" line.
     """
     lang = digest.subscriber.lang
     entries = [e for e in digest.entries if e.paper.id not in skip]
     groups = _pack_groups([(_entry(e, lang, limit), e.paper.id) for e in entries], limit, "\n\n")
-    return [(_header(digest, lang), []),
+    return [(_header(digest, lang, pages_url), []),
             *(("\n\n".join(t for t, _ in g), [pid for _, pid in g]) for g in groups)]
 
 
@@ -96,7 +99,7 @@ def plain_messages(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     return pack((clip(line, limit // 2) for line in text.split("\n")), limit, "\n")
 
 
-def _header(digest: Digest, lang: str) -> str:
+def _header(digest: Digest, lang: str, pages_url: str | None = None) -> str:
     sep = i18n.separator(lang)
     shown: list[str] = []
     for topic in digest.topics:
@@ -108,10 +111,12 @@ def _header(digest: Digest, lang: str) -> str:
     if len(shown) < len(digest.topics):
         hidden = len(digest.topics) - len(shown)
         names += i18n.more_topics(hidden, lang)
-    lines = [f"<b>{escape(i18n.phrase('title', lang))}</b> · {escape(digest.date)}",
+    lines = [f"<b>{escape(i18n.title(digest, lang))}</b> · {escape(digest.date)}",
              f"{names} · {i18n.paper_count(digest.total, lang)}"]
     if digest.more:
-        lines.append(i18n.more_not_shown(digest.more, lang))
+        link = (f' · <a href="{escape(pages_url)}">{escape(i18n.on_the_web(lang))}</a>'
+                if pages_url else "")
+        lines.append(i18n.more_not_shown(digest.more, lang) + link)
     lines.append(escape(i18n.phrase("telegram_hint", lang)))
     return "\n".join(lines)
 

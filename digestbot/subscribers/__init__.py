@@ -16,6 +16,7 @@ from digestbot.errors import UsageError
 from digestbot.models import (
     CHANNELS,
     LANGS,
+    Cadence,
     Channel,
     Lang,
     Subscriber,
@@ -28,6 +29,7 @@ from digestbot.subscribers.validate import (
     _check_status,
     _unknown_channel,
     validate_address,
+    validate_cadence,
     validate_lang,
     validate_max_papers,
     validate_threshold,
@@ -46,7 +48,7 @@ DEFAULT_LANG: Lang = "zh"
 DEFAULT_MAX_PAPERS = 50
 MAX_CUSTOM_TOPICS = 10
 
-_SETTINGS_FIELDS = ("tz", "send_at", "lang", "max_papers", "address", "webhook_url")
+_SETTINGS_FIELDS = ("tz", "send_at", "lang", "max_papers", "address", "webhook_url", "cadence")
 
 # -- store queries ----------------------------------------------------------------------------
 
@@ -206,7 +208,7 @@ def _leaving_changes(current: Subscriber, new: SubscriberStatus) -> dict[str, An
 
 
 def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
-    """Change tz, send_at, lang, max_papers, address or webhook_url; values are validated."""
+    """Change tz, send_at, lang, max_papers, address, webhook_url or cadence; validated."""
     unknown = sorted(set(fields) - set(_SETTINGS_FIELDS))
     if unknown:
         raise TypeError(f"update_settings: unknown field(s) {', '.join(unknown)}")
@@ -216,7 +218,7 @@ def update_settings(store: Store, id: int, **fields: Any) -> Subscriber:
     validators = {
         "tz": validate_tz, "send_at": validate_time, "lang": validate_lang,
         "max_papers": validate_max_papers, "webhook_url": validate_webhook_url,
-        "address": lambda v: validate_address(current.channel, v),
+        "cadence": validate_cadence, "address": lambda v: validate_address(current.channel, v),
     }
     values = {k: validators[k](v) for k, v in fields.items() if v is not None}
     if "address" in values:
@@ -242,6 +244,7 @@ def add_or_update(
     max_papers: int | None = None,
     webhook_url: str | None = None,
     status: SubscriberStatus = "active",
+    cadence: Cadence | None = None,
 ) -> Subscriber:
     """Create a subscriber, or update the one with this (channel, address), and subscribe topics.
 
@@ -258,12 +261,12 @@ def add_or_update(
     threshold = validate_threshold(threshold)
     now = now_iso()
     settings = {"tz": tz, "send_at": send_at, "lang": lang, "max_papers": max_papers,
-                "webhook_url": webhook_url}
+                "webhook_url": webhook_url, "cadence": cadence}
     with store.db.atomic():
         existing = by_address(store, channel, address)
         if existing is None:
             defaults = {"tz": DEFAULT_TZ, "send_at": DEFAULT_SEND_AT, "lang": DEFAULT_LANG,
-                        "max_papers": DEFAULT_MAX_PAPERS, "webhook_url": None}
+                        "max_papers": DEFAULT_MAX_PAPERS, "webhook_url": None, "cadence": "daily"}
             row = {k: settings[k] if settings[k] is not None else v for k, v in defaults.items()}
             sub_id = store.db["subscribers"].insert({
                 "channel": channel, "address": address, **row, "status": status,

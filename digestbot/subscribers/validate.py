@@ -14,7 +14,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import email_validator
 
 from digestbot.errors import UsageError
-from digestbot.models import CHANNELS, SUBSCRIBER_STATUSES, Lang, SubscriberStatus
+from digestbot.models import (
+    CADENCES,
+    CHANNELS,
+    SUBSCRIBER_STATUSES,
+    Cadence,
+    Lang,
+    SubscriberStatus,
+)
 
 MAX_PAPERS_LIMIT = 500
 
@@ -89,6 +96,21 @@ def validate_lang(raw: str) -> Lang:
     if lang is None:
         raise UsageError(zh="语言应为 zh、en 或 both", en=f"language must be zh, en or both: {raw!r}")
     return lang
+
+
+_CADENCE_ALIASES: dict[str, Cadence] = {
+    "daily": "daily", "day": "daily", "每天": "daily", "每日": "daily", "off": "daily",
+    "weekly": "weekly", "week": "weekly", "每周": "weekly", "on": "weekly",
+}
+
+
+def validate_cadence(raw: str) -> Cadence:
+    """daily or weekly (also 每天 / 每周; on/off as in `/weekly on`)."""
+    cadence = _CADENCE_ALIASES.get(raw.strip().lower())
+    if cadence is None or cadence not in CADENCES:
+        raise UsageError(zh="频率应为 daily(每天)或 weekly(每周)",
+                         en=f"cadence must be daily or weekly: {raw!r}")
+    return cadence
 
 
 def validate_max_papers(raw: str | int) -> int:

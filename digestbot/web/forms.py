@@ -40,6 +40,7 @@ FIELD_LIMITS: dict[str, int] = {
     "send_at": 5,
     "lang": 8,
     "max_papers": 4,
+    "cadence": 8,
     "topic": 64,
     # The preferences page's profile boxes: every allowed line at its longest, one a line.
     "follows": profile.MAX_FOLLOWS * (profile.MAX_NAME_CHARS + 2),

@@ -126,7 +126,7 @@ async def change_preferences(request: web.Request) -> web.Response:
 
 
 def _save(store: Store, sub: Subscriber, form: MultiDictProxy[str]) -> None:
-    """Topics with their thresholds, a new custom topic, time, zone and language: all
+    """Topics with their thresholds, a new custom topic, time, zone, language and cadence: all
     validated first, then written in one transaction."""
     current = {s.topic for s in subscribers.subscriptions(store, sub.id)}
     catalogue = topics.load_catalogue()
@@ -149,6 +149,8 @@ def _save(store: Store, sub: Subscriber, form: MultiDictProxy[str]) -> None:
         "send_at": subscribers.validate_time(form.get("send_at", "")),
         "tz": subscribers.validate_tz(form.get("tz", "")),
         "lang": subscribers.validate_lang(form.get("lang", "")),
+        # Absent from a form rendered before weekly digests existed: keep what is stored.
+        "cadence": subscribers.validate_cadence(form["cadence"]) if form.get("cadence") else None,
     }
     with store.db.atomic():
         if custom:
