@@ -3,7 +3,9 @@ clears, over the local fakes of arXiv, Telegram, Slack and SMTP; never a secret 
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +150,44 @@ def test_admin_accepts_an_address_a_chat_or_a_channel(value: str) -> None:
 def test_admin_refuses_anything_else(value: str) -> None:
     with pytest.raises(Exception, match="admin: expected an email address"):
         load_settings(admin=value)
+
+
+async def test_a_database_refusing_writes_is_one_alert_then_one_resolved(
+    store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    add_paper(store, "2608.00001", 90)
+    with FakeTelegram(TG_TOKEN) as tg:
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TG_TOKEN)
+        monkeypatch.setenv("DIGESTBOT_TELEGRAM_API_URL", tg.base_url)
+        monkeypatch.setenv("DIGESTBOT_ADMIN", f"telegram:{OPS_CHAT}")
+        conf = load_settings()
+        service = Service(conf, store, ManualClock(datetime(2026, 8, 13, 1, 0, tzinfo=UTC)))
+        await service.deliver_tick()
+        assert texts(tg) == []
+        store.db.execute("PRAGMA query_only = ON")  # every write now fails as on a read-only file
+        for _ in range(3):
+            with pytest.raises(sqlite3.OperationalError):
+                await service.deliver_tick()  # the tick fails; the operator hears of it once
+        [alert] = texts(tg)
+        assert "incident: storage" in alert and "read-only" in alert
+        assert str(Path(store.path).parent) not in alert and TG_TOKEN not in alert
+        store.db.execute("PRAGMA query_only = OFF")
+        await service.deliver_tick()
+        await service.deliver_tick()
+        assert len(texts(tg)) == 2 and "resolved: storage" in texts(tg)[1]
+        assert "alert:storage" not in store.meta_items(alerts.KEY)  # nothing left open
+
+
+def test_an_incident_that_opens_while_writes_fail_is_held_then_written(store: Store) -> None:
+    now = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
+    snap = status.snapshot(load_settings(), store, now)
+    held: dict = {}
+    store.db.execute("PRAGMA query_only = ON")
+    error = alerts.probe_writes(store, now)
+    [alert] = alerts.check(store, snap, now, error, held)
+    alerts.mark(store, alert, now, held)  # cannot be written: held, not raised
+    assert alerts.check(store, snap, now, error, held) == []  # and not told twice
+    store.db.execute("PRAGMA query_only = OFF")
+    [resolved] = alerts.check(store, snap, now, alerts.probe_writes(store, now), held)
+    assert not resolved.opened and held == {}
+    assert "alert:storage" in store.meta_items(alerts.KEY)  # written out once writes worked

@@ -63,6 +63,8 @@ class Service:
         self._work = asyncio.Lock()
         self._sending = asyncio.Lock()
         self._alerting = asyncio.Lock()  # one check at a time: each incident is told once
+        # What alerts.mark could not write while the database refused writes.
+        self._held_alerts: dict[str, dict[str, str] | None] = {}
         self._covered: tuple[Any, ...] | None = None  # subscriptions the scores were made for
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -97,7 +99,17 @@ class Service:
         return nxt
 
     async def deliver_tick(self) -> Any:
-        """Send every due digest (their local send time passed; the outbox prevents repeats)."""
+        """Send every due digest (their local send time passed; the outbox prevents repeats).
+
+        The alerts are checked even when the tick fails: a database refusing writes makes
+        every tick fail, and that is the incident the operator must hear about.
+        """
+        try:
+            return await self._deliver()
+        finally:
+            await self.check_alerts()
+
+    async def _deliver(self) -> Any:
         if self.stopping or self._work.locked():
             return None
         async with self._tracked():
@@ -114,7 +126,6 @@ class Service:
                 # The breakers live in this process; /status may be served by another.
                 status.record_breakers(self.store, breaker_states())
         _log_delivery(report)
-        await self.check_alerts()
         return report
 
     async def check_alerts(self) -> list[alerts.Alert]:
@@ -124,14 +135,15 @@ class Service:
         sent = []
         async with self._alerting:
             now = self.clock.now()
+            write_error = alerts.probe_writes(self.store, now)
             snap = status.snapshot(self.settings, self.store, now)
-            for alert in alerts.check(self.store, snap, now):
+            for alert in alerts.check(self.store, snap, now, write_error, self._held_alerts):
                 try:
                     await send_admin(self.settings, alert.subject, alert.text)
                 except Exception as exc:  # kept unsent: the next check tries again
                     log.warning("operator alert %s not sent: %s", alert.key, exc)
                     continue
-                alerts.mark(self.store, alert, now)
+                alerts.mark(self.store, alert, now, self._held_alerts)
                 sent.append(alert)
         return sent
 
