@@ -162,6 +162,17 @@ def m005_reader_profile(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m006_reader_notices(db: sqlite_utils.Database) -> None:
+    """`/notify on` (issue 18): who wants one-line notices, and each notice sent, so a restart
+    never sends one twice. Owned by `subscribers` (`subscribers.notices`)."""
+    fk = [("subscriber_id", "subscribers", "id")]
+    db["notice_optins"].create({"subscriber_id": int, "created_at": str}, pk="subscriber_id",
+                               foreign_keys=fk)
+    db["notices_sent"].create({"subscriber_id": int, "day": str, "kind": str, "sent_at": str},
+                              pk=("subscriber_id", "day", "kind"), foreign_keys=fk)
+
+
 # How long a write waits for another process's write to finish before it gives up.
 BUSY_TIMEOUT_S = 30.0
 
