@@ -110,6 +110,8 @@ def _header(digest: Digest, lang: str) -> str:
         names += i18n.more_topics(hidden, lang)
     lines = [f"<b>{escape(i18n.phrase('title', lang))}</b> · {escape(digest.date)}",
              f"{names} · {i18n.paper_count(digest.total, lang)}"]
+    if digest.late:
+        lines.append(escape(i18n.late_line(digest, lang)))
     if digest.more:
         lines.append(i18n.more_not_shown(digest.more, lang))
     lines.append(escape(i18n.phrase("telegram_hint", lang)))

@@ -21,6 +21,7 @@ could not write in a `held` dict and `check` writes it out once the database tak
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from digestbot import outbox
+from digestbot.outbox.send import LATE_KEY
 from digestbot.store import Store, describe_error, redact
 
 KEY = "alert:"
@@ -44,6 +46,7 @@ class Alert:
     opened: bool  # False: resolved
     subject: str
     text: str
+    day: str = ""  # the announcement date it makes late (the fetch incident)
 
 
 def _iso(now: datetime) -> str:
@@ -107,7 +110,9 @@ def check(store: Store, snap: dict[str, Any], now: datetime, write_error: str | 
         # Next evening's retries make the state "waiting" again: still the same incident
         # until a fetch succeeds, not a "resolved" and a new alert every night.
         current.setdefault("fetch", known["fetch"]["text"])
-    out = [Alert(key, True, f"[digestbot] 故障 / incident: {key}", redact(text))
+    late_day = snap["expected"]["date"] if snap["expected"]["state"] == "missed" else ""
+    out = [Alert(key, True, f"[digestbot] 故障 / incident: {key}", redact(text),
+                 late_day if key == "fetch" else "")
            for key, text in sorted(current.items()) if key not in known]
     out += [Alert(key, False, f"[digestbot] 已恢复 / resolved: {key}",
                   redact(f"已恢复 / resolved: {entry['text']} (open since {entry['since']})"))
@@ -123,6 +128,9 @@ def mark(store: Store, alert: Alert, now: datetime,
     raising, so the incident is neither told twice nor lost while the disk is full.
     """
     entry = {"since": _iso(now), "text": alert.text} if alert.opened else None
+    if alert.day:  # that day's digests, whenever they come, say why they are late
+        with contextlib.suppress(sqlite3.Error):  # best effort: the alert matters more
+            store.set_meta(LATE_KEY + alert.day, alert.key)
     if held is None:
         _write(store, alert.key, entry)
         return
