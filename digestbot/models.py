@@ -233,6 +233,9 @@ class Digest:
     more: int = 0
     # topic slug → the subscriber's threshold, for the footer's "why you get this".
     thresholds: dict[str, int] = field(default_factory=dict)
+    # Why this digest comes late ("fetch": arXiv could not be fetched at the usual time); the
+    # renderers turn it into one line under the header. "" when it is on time.
+    late: str = ""
 
     @property
     def total(self) -> int:

@@ -3,27 +3,34 @@ clears, over the local fakes of arXiv, Telegram, Slack and SMTP; never a secret 
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from digestbot import status
+from digestbot import status, subscribers
 from digestbot.channels import breaker as breakers
 from digestbot.channels import email as email_channel
 from digestbot.channels.admin import send_admin
 from digestbot.clock import ET
 from digestbot.config import load_settings
+from digestbot.outbox.send import LATE_KEY
+from digestbot.render import render_email
+from digestbot.render.slack import render_slack
 from digestbot.scheduler import Service
 from digestbot.sources import http as arxiv_http
 from digestbot.status import alerts
 from digestbot.store import Store
 from tests.fakes.arxiv_day import ArxivDay, served_day
-from tests.fakes.digests import DAY, add_paper, add_subscriber
+from tests.fakes.digests import DAY, TOPIC, add_paper, add_subscriber
 from tests.fakes.slack import BOT_TOKEN as SLACK_TOKEN
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import HungServer, SmtpServer
 from tests.fakes.telegram import FakeTelegram
 from tests.test_scheduler_service import ManualClock
+from tests.test_slack import make_digest
 
 TG_TOKEN = "987654:ALERT-test-token-xyz"
 OPS_CHAT = -100777
@@ -70,6 +77,7 @@ async def test_arxiv_down_all_evening_is_one_alert_at_the_deadline_then_one_reso
             snap = status.snapshot(conf, store, clock.now())
             assert snap["expected"]["state"] == "missed" and snap["fetch"]["failing_since"]
             assert snap["fetch"]["last_status"] == "error"
+            assert store.get_meta(LATE_KEY + "2026-08-13") == "fetch"  # its digests say why late
 
             # Thursday 20:00: still down; tonight's retries are the same incident.
             clock.set(datetime(2026, 8, 13, 20, 0, tzinfo=ET))
@@ -143,3 +151,66 @@ def test_admin_accepts_an_address_a_chat_or_a_channel(value: str) -> None:
 def test_admin_refuses_anything_else(value: str) -> None:
     with pytest.raises(Exception, match="admin: expected an email address"):
         load_settings(admin=value)
+
+
+async def test_a_database_refusing_writes_is_one_alert_then_one_resolved(
+    store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    add_paper(store, "2608.00001", 90)
+    with FakeTelegram(TG_TOKEN) as tg:
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TG_TOKEN)
+        monkeypatch.setenv("DIGESTBOT_TELEGRAM_API_URL", tg.base_url)
+        monkeypatch.setenv("DIGESTBOT_ADMIN", f"telegram:{OPS_CHAT}")
+        conf = load_settings()
+        service = Service(conf, store, ManualClock(datetime(2026, 8, 13, 1, 0, tzinfo=UTC)))
+        await service.deliver_tick()
+        assert texts(tg) == []
+        store.db.execute("PRAGMA query_only = ON")  # every write now fails as on a read-only file
+        for _ in range(3):
+            with pytest.raises(sqlite3.OperationalError):
+                await service.deliver_tick()  # the tick fails; the operator hears of it once
+        [alert] = texts(tg)
+        assert "incident: storage" in alert and "read-only" in alert
+        assert str(Path(store.path).parent) not in alert and TG_TOKEN not in alert
+        store.db.execute("PRAGMA query_only = OFF")
+        await service.deliver_tick()
+        await service.deliver_tick()
+        assert len(texts(tg)) == 2 and "resolved: storage" in texts(tg)[1]
+        assert "alert:storage" not in store.meta_items(alerts.KEY)  # nothing left open
+
+
+def test_an_incident_that_opens_while_writes_fail_is_held_then_written(store: Store) -> None:
+    now = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
+    snap = status.snapshot(load_settings(), store, now)
+    held: dict = {}
+    store.db.execute("PRAGMA query_only = ON")
+    error = alerts.probe_writes(store, now)
+    [alert] = alerts.check(store, snap, now, error, held)
+    alerts.mark(store, alert, now, held)  # cannot be written: held, not raised
+    assert alerts.check(store, snap, now, error, held) == []  # and not told twice
+    store.db.execute("PRAGMA query_only = OFF")
+    [resolved] = alerts.check(store, snap, now, alerts.probe_writes(store, now), held)
+    assert not resolved.opened and held == {}
+    assert "alert:storage" in store.meta_items(alerts.KEY)  # written out once writes worked
+
+
+async def test_a_digest_late_because_of_the_fetch_incident_says_so_in_every_channel(
+    store: Store,
+) -> None:
+    add_paper(store, "2608.00001", 90)
+    sub = subscribers.add_or_update(store, channel="telegram", address="555", topics=[TOPIC],
+                                    threshold=60, lang="both")
+    store.db["subscribers"].update(sub.id, {"created_at": "2026-08-01T00:00:00+00:00"})
+    store.set_meta(LATE_KEY + DAY, "fetch")  # the fetch incident opened for DAY
+    with FakeTelegram(TG_TOKEN) as tg:
+        conf = load_settings(telegram_bot_token=TG_TOKEN, telegram_api_url=tg.base_url)
+        service = Service(conf, store, ManualClock(datetime(2026, 8, 13, 12, 0, tzinfo=UTC)))
+        await service.deliver_tick()
+        header = tg.sent_to(555)[0]["text"]
+        assert "本期推迟" in header and "arXiv could not be reached" in header
+    digest = replace(make_digest(3, lang="en"), late="fetch")
+    line = "Late: arXiv could not be reached at announcement time"
+    assert line in render_email(digest).text and line in render_email(digest).html
+    assert line in str(render_slack(digest)[0].blocks)
+    on_time = make_digest(3, lang="en")
+    assert line not in render_email(on_time).text + str(render_slack(on_time)[0].blocks)

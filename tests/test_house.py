@@ -29,6 +29,8 @@ OWNERS: dict[str, str] = {
     "subscriptions": "subscribers",
     "followed_authors": "subscribers",
     "keyword_filters": "subscribers",
+    "notice_optins": "subscribers",
+    "notices_sent": "subscribers",
     "deliveries": "outbox",
     "delivery_parts": "outbox",
     "delivered_papers": "outbox",

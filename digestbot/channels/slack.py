@@ -30,7 +30,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from digestbot import outbox, signing, subscribers
 from digestbot.config import Settings
 from digestbot.errors import PermanentError, TransientError
-from digestbot.models import Digest
+from digestbot.models import Digest, Subscriber
 from digestbot.render.slack import MODES, SlackMessage, render_slack
 from digestbot.store import Store, add_secrets, protect, redact
 
@@ -125,6 +125,15 @@ class SlackSender:
         messages = render_slack(digest, self._mode(digest),
                                 pages_url=signing.pages_url(self.public_url, digest.date))
         await self._post_all(digest, messages, None, set(), None)
+
+    async def notice(self, store: Store, subscriber: Subscriber, text: str) -> None:
+        """One plain line outside any digest (the notices a reader asked for with /notify)."""
+        message = SlackMessage(text)
+        await self.pacer.wait(subscriber.webhook_url or subscriber.address)
+        if subscriber.webhook_url:
+            await self._post_webhook(subscriber.webhook_url, message)
+        else:
+            await self._post(subscriber.address, message, None)
 
     def _mode(self, digest: Digest) -> str:
         # Webhooks answer "ok", not a ts: their parts can only follow one another.

@@ -9,6 +9,7 @@ that takes commands is `digestbot.bots.telegram`; it sends through the same piec
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import re
 from datetime import timedelta
@@ -30,7 +31,7 @@ from telegram.request import HTTPXRequest
 from digestbot import outbox, signing, subscribers
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
-from digestbot.models import Digest
+from digestbot.models import Digest, Subscriber
 from digestbot.render.telegram import render_parts
 from digestbot.store import Store, protect
 
@@ -194,13 +195,21 @@ class TelegramSender:
         if self._owns_bot:
             await self.bot.shutdown()
 
-    async def send(self, store: Store, delivery_row: Any, digest: Digest) -> None:
+    async def _ready(self) -> None:
         async with self._init_lock:
             try:
                 await initialize(self.bot)  # getMe; a no-op once done
             except (NetworkError, RetryAfter, DigestbotError) as exc:
                 # Telegram unreachable or the token refused: the row waits for its retry.
                 raise TransientError(f"telegram: {exc}") from None
+
+    async def notice(self, store: Store, subscriber: Subscriber, text: str) -> None:
+        """One plain line outside any digest (the notices a reader asked for with /notify)."""
+        await self._ready()
+        await self.post(store, subscriber.id, _chat_id(subscriber.address), html.escape(text))
+
+    async def send(self, store: Store, delivery_row: Any, digest: Digest) -> None:
+        await self._ready()
         done = outbox.parts_done(store, delivery_row.id)
         parts = render_parts(digest, skip=outbox.papers_sent(store, delivery_row.id),
                              pages_url=signing.pages_url(self.public_url, digest.date))

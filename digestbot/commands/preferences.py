@@ -25,6 +25,7 @@ from digestbot.models import Subscriber
 from digestbot.render.i18n import label, topic_name
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
+from digestbot.subscribers import notices
 from digestbot.subscribers import profile as profiles
 
 # -- /list --------------------------------------------------------------------------------------
@@ -54,13 +55,15 @@ def cmd_list(store: Store, settings: Settings, ctx: CommandContext, arg: str, la
         rows_en.append(f"• {topic_name(topic, 'en') if topic else s.topic}  ≥{s.threshold}%")
     none = ("(无)", "(none)")
     prof = profiles.get_profile(store, sub.id)
+    notify = ({True: ("开", "on"), False: ("关", "off")}[notices.wants_notices(store, sub.id)]
+              if sub.channel in notices.CHANNELS else None)
     zh = "\n".join([
         "订阅主题:", *(rows_zh or [none[0]]),
         *([f"关注作者:{' · '.join(prof.follows)}"] if prof.follows else []),
         *([f"必含关键词:{' · '.join(prof.must)}"] if prof.must else []),
         *([f"排除关键词:{' · '.join(prof.exclude)}"] if prof.exclude else []),
         f"推送时间:{_when_zh(sub)}", f"语言:{zh_lang}", f"每期最多:{sub.max_papers} 篇",
-        f"状态:{zh_status}",
+        f"状态:{zh_status}", *([f"假日提醒:{notify[0]}"] if notify else []),
     ])
     en = "\n".join([
         "Topics:", *(rows_en or [none[1]]),
@@ -69,6 +72,7 @@ def cmd_list(store: Store, settings: Settings, ctx: CommandContext, arg: str, la
         *([f"Excluded keywords: {' · '.join(prof.exclude)}"] if prof.exclude else []),
         f"Delivery: {_when_en(sub)}", f"Language: {en_lang}",
         f"At most {sub.max_papers} papers per digest", f"Status: {en_status}",
+        *([f"Holiday notices: {notify[1]}"] if notify else []),
     ])
     return Reply(say(lang, zh, en))
 

@@ -1,4 +1,5 @@
-"""A chat's profile beyond topics: /follow, /unfollow, /must and /exclude (issue 16).
+"""A chat's profile beyond topics: /follow, /unfollow, /must and /exclude (issue 16), and
+/notify: whether the chat hears a one-line notice on a day without a digest (issue 18).
 
 A followed author's new papers come whatever their topic scores; `must` keeps only papers
 whose title or abstract mentions one of the words, `exclude` drops those that mention one.
@@ -12,7 +13,7 @@ import unicodedata
 from digestbot.commands.core import CommandContext, Reply, Run, ensure_subscriber, say
 from digestbot.config import Settings
 from digestbot.store import Store
-from digestbot.subscribers import by_address
+from digestbot.subscribers import by_address, notices
 from digestbot.subscribers import profile as profiles
 from digestbot.subscribers.profile import KeywordKind
 
@@ -100,3 +101,26 @@ def _keywords(kind: KeywordKind, zh_name: str, en_name: str, example: str) -> Ru
 
 cmd_must = _keywords("must", "必含关键词", "Must-have keywords", "/must diffusion, 扩散模型")
 cmd_exclude = _keywords("exclude", "排除关键词", "Excluded keywords", "/exclude speech, 语音")
+
+
+_ON, _OFF = {"on", "yes", "开", "开启"}, {"off", "no", "关", "关闭"}
+
+
+def cmd_notify(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:
+    if ctx.channel not in notices.CHANNELS:
+        return Reply(say(lang, "提醒只在 Telegram 和 Slack 中提供。",
+                         "Notices are sent in Telegram and Slack only."))
+    choice = arg.strip().lower()
+    if choice not in _ON | _OFF:
+        sub = by_address(store, ctx.channel, ctx.address)
+        on = bool(sub and notices.wants_notices(store, sub.id))
+        return Reply(say(lang, f"假日提醒:{'开' if on else '关'}。用法:/notify on | off",
+                         f"Holiday notices: {'on' if on else 'off'}. Usage: /notify on | off"))
+    with store.db.atomic():
+        sub = ensure_subscriber(store, ctx)
+        notices.set_notify(store, sub.id, choice in _ON)
+    if choice in _ON:
+        return Reply(say(lang, "已开启:arXiv 假日无公告时,会在这里收到一行提醒。",
+                         "On: on an arXiv holiday (no announcement) this chat gets a one-line "
+                         "notice."))
+    return Reply(say(lang, "已关闭假日提醒。", "Holiday notices off."))

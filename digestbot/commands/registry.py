@@ -22,7 +22,7 @@ from digestbot.commands.preferences import (
     cmd_tz,
     cmd_weekly,
 )
-from digestbot.commands.profile import cmd_exclude, cmd_follow, cmd_must, cmd_unfollow
+from digestbot.commands.profile import cmd_exclude, cmd_follow, cmd_must, cmd_notify, cmd_unfollow
 from digestbot.commands.subscriptions import (
     cmd_custom,
     cmd_start,
@@ -91,6 +91,8 @@ COMMANDS: tuple[Command, ...] = (
             cmd_lang),
     Command("digest", ("today", "latest"), True, "立即发送最新摘要", "the latest digest now",
             "/digest", cmd_digest),
+    Command("notify", (), True, "假日提醒 on/off", "holiday notices on/off", "/notify on",
+            cmd_notify),
     Command("pause", ("stop",), True, "暂停推送", "pause deliveries", "/pause", cmd_pause),
     Command("resume", (), True, "恢复推送", "resume deliveries", "/resume", cmd_resume),
     Command("custom", (), True, "创建自定义主题", "create a custom topic", "", cmd_custom,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -33,6 +34,10 @@ from digestbot.outbox.rows import (
 )
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
+
+# `late:<announcement date>` in meta: that day's digests come late because of an incident
+# (written by `status.alerts` when the evening's fetch incident opens).
+LATE_KEY = "late:"
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +211,7 @@ async def _attempt(
     try:
         digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
                                  library=library)
+        digest = replace(digest, late=store.get_meta(LATE_KEY + row.digest_date) or "")
         await sender.send(store, row, digest)
     except ServiceDown as exc:
         # The server is down (or the breaker knows it is): no attempt counted.

@@ -103,6 +103,16 @@ def more_topics(hidden: int, lang: str) -> str:
     return label(lang, f" 等 {hidden} 个主题", f" and {hidden} more topics")
 
 
+_LATE = {"fetch": ("本期推迟：arXiv 在公告时段无法访问",
+                  "Late: arXiv could not be reached at announcement time")}
+
+
+def late_line(digest: Digest, lang: str) -> str:
+    """The one line a late digest carries ("" when it is on time)."""
+    reason = _LATE.get(digest.late)
+    return label(lang, *reason) if reason else ""
+
+
 def more_not_shown(more: int, lang: str) -> str:
     """The footer's count of matching papers left out of this digest."""
     return label(lang, f"另有 {more} 篇达到阈值，未在本期显示",

@@ -161,9 +161,10 @@ def render_slack(digest: Digest, mode: str = "thread", *,
     lang = digest.subscriber.lang
     head = header_text(digest)
     header = {"type": "header", "text": {"type": "plain_text", "text": head}}
+    late = i18n.late_line(digest, lang)
     entries = digest.entries
     if len(entries) <= ENTRIES_PER_MESSAGE:
-        blocks = [header]
+        blocks = [header, *([_context(escape(late))] if late else [])]
         for entry in entries:
             blocks += _entry_blocks(entry, lang)
         blocks.append(_footer(digest, lang, more=True, pages_url=pages_url))
@@ -177,7 +178,8 @@ def render_slack(digest: Digest, mode: str = "thread", *,
     intro = label(lang, f"共 {len(entries)} 篇,按匹配度排序。最高匹配:",
                   f"{len(entries)} papers by match score. Top matches:")
     summary = SlackMessage(_fallback(head, entries[:SUMMARY_TITLES]), [
-        header, section(f"{intro}\n{top}\n\n{where}"), _footer(digest, lang, more=True, pages_url=pages_url)])
+        header, *([_context(escape(late))] if late else []),
+        section(f"{intro}\n{top}\n\n{where}"), _footer(digest, lang, more=True, pages_url=pages_url)])
     messages = [summary]
     for start in range(0, len(entries), ENTRIES_PER_PART):
         chunk = entries[start : start + ENTRIES_PER_PART]

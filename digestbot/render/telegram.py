@@ -113,6 +113,8 @@ def _header(digest: Digest, lang: str, pages_url: str | None = None) -> str:
         names += i18n.more_topics(hidden, lang)
     lines = [f"<b>{escape(i18n.title(digest, lang))}</b> · {escape(digest.date)}",
              f"{names} · {i18n.paper_count(digest.total, lang)}"]
+    if digest.late:
+        lines.append(escape(i18n.late_line(digest, lang)))
     if digest.more:
         link = (f' · <a href="{escape(pages_url)}">{escape(i18n.on_the_web(lang))}</a>'
                 if pages_url else "")

@@ -34,14 +34,18 @@ from digestbot.clock import (
     next_fetch_time,
 )
 from digestbot.config import Settings
+from digestbot.errors import DigestbotError
 from digestbot.outbox import deliver_and_close, plan_due
+from digestbot.render.i18n import label
 from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.status import alerts
 from digestbot.store import Store
+from digestbot.subscribers import notices
 
 # One logger for the whole scheduler package: operators filter on it.
 log = logging.getLogger("digestbot.scheduler")
+HOLIDAY_NOTICE = ("今天 arXiv 无公告（假日）", "No arXiv announcement today (holiday)")
 
 
 class Service:
@@ -63,6 +67,8 @@ class Service:
         self._work = asyncio.Lock()
         self._sending = asyncio.Lock()
         self._alerting = asyncio.Lock()  # one check at a time: each incident is told once
+        # What alerts.mark could not write while the database refused writes.
+        self._held_alerts: dict[str, dict[str, str] | None] = {}
         self._covered: tuple[Any, ...] | None = None  # subscriptions the scores were made for
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -88,6 +94,8 @@ class Service:
         if nxt is None and not outcome.seen and not self.stopping:
             log.info("no announcement for %s (holiday?); next fetch %s ET", outcome.expected,
                      f"{next_fetch_time(now).astimezone(ET):%a %Y-%m-%d %H:%M}")
+            if not outcome.error:  # arXiv answered all along: a holiday, not an incident
+                await self.tell_holiday(outcome.expected)
         if nxt and self.scheduler and not self.stopping:
             self.scheduler.add_job(self.fetch_cycle, self._trigger(DateTrigger(run_date=nxt)),
                                    id="fetch-retry", replace_existing=True, name="fetch retry")
@@ -97,7 +105,17 @@ class Service:
         return nxt
 
     async def deliver_tick(self) -> Any:
-        """Send every due digest (their local send time passed; the outbox prevents repeats)."""
+        """Send every due digest (their local send time passed; the outbox prevents repeats).
+
+        The alerts are checked even when the tick fails: a database refusing writes makes
+        every tick fail, and that is the incident the operator must hear about.
+        """
+        try:
+            return await self._deliver()
+        finally:
+            await self.check_alerts()
+
+    async def _deliver(self) -> Any:
         if self.stopping or self._work.locked():
             return None
         async with self._tracked():
@@ -114,7 +132,6 @@ class Service:
                 # The breakers live in this process; /status may be served by another.
                 status.record_breakers(self.store, breaker_states())
         _log_delivery(report)
-        await self.check_alerts()
         return report
 
     async def check_alerts(self) -> list[alerts.Alert]:
@@ -124,16 +141,48 @@ class Service:
         sent = []
         async with self._alerting:
             now = self.clock.now()
+            write_error = alerts.probe_writes(self.store, now)
             snap = status.snapshot(self.settings, self.store, now)
-            for alert in alerts.check(self.store, snap, now):
+            for alert in alerts.check(self.store, snap, now, write_error, self._held_alerts):
                 try:
                     await send_admin(self.settings, alert.subject, alert.text)
                 except Exception as exc:  # kept unsent: the next check tries again
                     log.warning("operator alert %s not sent: %s", alert.key, exc)
                     continue
-                alerts.mark(self.store, alert, now)
+                alerts.mark(self.store, alert, now, self._held_alerts)
                 sent.append(alert)
         return sent
+
+    async def tell_holiday(self, day: str) -> int:
+        """Readers who opted in (`/notify on`) hear once that `day` brought no announcement.
+
+        Each notice is recorded when sent, so a restart (which fetches again and gives up
+        again) tells only whoever was not told; one that fails is logged, not retried.
+        """
+        due = notices.due(self.store, day, notices.HOLIDAY)
+        if not due:
+            return 0
+        senders = build_senders(self.settings)
+        told = 0
+        try:
+            for sub in filter(None, (subscribers.get(self.store, i) for i in due)):
+                sender = senders.get(sub.channel)
+                if sender is None:
+                    continue
+                try:
+                    await sender.notice(self.store, sub, label(sub.lang, *HOLIDAY_NOTICE))
+                except DigestbotError as exc:
+                    log.warning("holiday notice to subscriber #%s not sent: %s", sub.id, exc)
+                    continue
+                notices.record_sent(self.store, sub.id, day, notices.HOLIDAY)
+                told += 1
+        finally:
+            for sender in senders.values():
+                closer = getattr(sender, "aclose", None)
+                if closer is not None:
+                    await closer()
+        log.info("no announcement for %s: told %d reader(s) who asked", day, told)
+        return told
 
     async def catch_up(self) -> None:
         """At start: fetch what downtime missed, or join tonight's fetching where it stands."""

@@ -24,7 +24,7 @@ from digestbot.models import (
     Subscription,
 )
 from digestbot.store import Store, add_secrets, now_iso, redact
-from digestbot.subscribers import profile
+from digestbot.subscribers import notices, profile
 from digestbot.subscribers.validate import (
     _check_status,
     _unknown_channel,
@@ -304,6 +304,7 @@ def remove(store: Store, id: int) -> bool:
             return False
         store.db.execute("delete from subscriptions where subscriber_id = ?", [id])
         profile.delete_profile(store, id)
+        notices.set_notify(store, id, on=False)
         store.db["subscribers"].update(id, {
             "status": REMOVED, "status_reason": None, "address": f"{REMOVED}:{id}",
             "token": secrets.token_urlsafe(32), "webhook_url": None, "updated_at": now_iso(),
