@@ -71,13 +71,16 @@ class DayTopic:
     scorers: dict[str, int]
 
 
-def day_topics(store: Store, day: str, min_score: int) -> dict[str, DayTopic]:
-    """topic slug → its DayTopic for `day`; a topic with no score that day is absent (never
-    scored, which is not the same as no paper passing)."""
+def day_topics(store: Store, day: str, min_score: int, topic: str | None = None
+               ) -> dict[str, DayTopic]:
+    """topic slug → its DayTopic for `day` (only `topic`'s when given: a topic's page need not
+    read the whole catalogue's scores); a topic with no score that day is absent (never scored,
+    which is not the same as no paper passing)."""
+    where = "a.date = :date" + (" and s.topic = :topic" if topic else "")
     rows = store.db.query(
         "select topic, scorer, count(*) scored, sum(score >= :cut) n"
-        f" from ({_SCORED.format(where='a.date = :date')}) group by topic, scorer",
-        {"date": day, "min": 0, "cut": min_score},
+        f" from ({_SCORED.format(where=where)}) group by topic, scorer",
+        {"date": day, "min": 0, "cut": min_score, "topic": topic},
     )
     parts: dict[str, list[dict[str, Any]]] = {}
     for r in rows:

@@ -215,7 +215,7 @@ async def topic_page(request: web.Request) -> web.StreamResponse:
     min_score = _min_score(request)
     entries = topic_entries(store, topic, day, min_score)
     announced = bool(announcements_on(store, day))
-    scored = _topic_count(topic, topic_scores.day_topics(store, day, min_score).get(topic.slug))
+    scored = _topic_count(topic, topic_scores.day_topics(store, day, min_score, topic.slug).get(topic.slug))
     return _public(page(
         "day.html", status=200 if announced else 404, entries=entries, min_score=min_score,
         scored=scored,
