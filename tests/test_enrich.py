@@ -21,6 +21,7 @@ from digestbot.enrich.enrichment import OFFLINE_MODEL, get_enrichment
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.sources.papers import get_paper, save_batch
 from digestbot.store import Store
+from digestbot.topics import load_catalogue
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI, Reply, blank
 from tests.fakes.pipeline import run_pipeline
 
@@ -78,7 +79,9 @@ def test_one_scoring_call_per_paper_whatever_the_subscribers(
     assert {b["messages"][1]["content"].splitlines()[0] for b in scoring} == {
         "Topics to score: agents, post-training"}
     assert len({b["messages"][0]["content"] for b in scoring}) == 1
-    assert store.db["scores"].count == 2 * len(TITLES)
+    assert store.db["scores"].count_where("scorer like 'llm:%'") == 2 * len(TITLES)
+    # …and every other catalogue topic offline, for the public pages: no LLM call.
+    assert store.db["scores"].count == len(TITLES) * len(load_catalogue().topics)
     row = store.db["scores"].get(("2608.00001", 1, "post-training"))
     assert (row["score"], row["scorer"]) == (90, "llm:fake-mini")
     assert row["reason"] == "与post-training相关程度的判断"
@@ -309,7 +312,8 @@ def test_enrich_command_scores_extra_topics(
     subscribe(store, 1, ["agents"], threshold=95)
     assert main(["enrich", "--topic", "后训练", "--topic", "Agents"]) == 0
     assert "2 papers × 2 topics" in capsys.readouterr().out
-    assert {r["topic"] for r in store.db["scores"].rows} == {"agents", "post-training"}
+    assert {r["topic"] for r in store.db["scores"].rows_where("scorer like 'llm:%'")} == {
+        "agents", "post-training"}
     assert main(["enrich", "--topic", "后训"]) == 2
     assert "post-training" in capsys.readouterr().err
 

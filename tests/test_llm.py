@@ -110,7 +110,7 @@ def test_a_dead_endpoint_stops_being_called(store: Store, fake: FakeOpenAI, monk
     fake.script(*[Reply(status=404, error="model not found")] * 20)
     report = run_pipeline(load_settings(), store)
     assert len(fake.bodies) == BREAKER_ERRORS == len(calls(store))
-    assert report.failures == 12 and store.db["scores"].count == 12
+    assert report.failures == 12 and store.db["scores"].count_where("topic = 'agents'") == 12
 
 
 async def test_slow_answers_time_out(fake: FakeOpenAI) -> None:
@@ -160,7 +160,10 @@ def test_the_pipeline_in_every_json_mode(store: Store, fake: FakeOpenAI, monkeyp
     report = run_pipeline(load_settings(), store)
     assert (report.score_calls, report.enrich_calls, report.failures) == (3, 2, 0)
     assert {c["outcome"] for c in calls(store)} == {"ok"}
-    assert {r["scorer"] for r in store.db["scores"].rows} == {"llm:gpt-4.1-mini"}
+    followed = "topic in ('post-training', 'agents')"
+    assert {r["scorer"] for r in store.db["scores"].rows_where(followed)} == {"llm:gpt-4.1-mini"}
+    assert {r["scorer"] for r in store.db["scores"].rows_where(f"not {followed}")} == {
+        offline.SCORER}
     formats = {(b.get("response_format") or {}).get("type") for b in fake.bodies}
     assert formats == {"schema": {"json_schema"}, "object": {"json_object"},
                        "prompt": {None}}[mode]

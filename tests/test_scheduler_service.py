@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("digestbot.sources.arxiv")
 pytest.importorskip("digestbot.enrich.pipeline")
 
-from digestbot import subscribers  # noqa: E402
+from digestbot import subscribers, topics  # noqa: E402
 from digestbot.clock import ET, Clock, announcement_date
 from digestbot.config import Settings, load_settings
 from digestbot.errors import DigestbotError
@@ -175,12 +175,16 @@ async def test_a_new_subscribers_topic_is_scored_before_delivery(
     arxiv.publish("2026-08-13")
     service, clock = _service(conf, store, datetime(2026, 8, 12, 20, 0, tzinfo=ET))
     await service.fetch_cycle()
-    assert not list(store.db.query("select 1 from scores where topic = 'agents'"))
+    # Every catalogue topic is scored (offline) for the public pages; a custom topic is
+    # scored only once someone follows it.
+    assert list(store.db.query("select 1 from scores where topic = 'agents'"))
+    custom = topics.custom_topic(store, "phonon spectra of granite")
+    assert not list(store.db.query("select 1 from scores where topic = ?", [custom.slug]))
     subscribers.add_or_update(store, channel="email", address="new@example.org",
-                              topics=["agents"], tz="Asia/Shanghai", send_at="08:30")
+                              topics=[custom.slug], tz="Asia/Shanghai", send_at="08:30")
     clock.set(datetime(2026, 8, 12, 21, 0, tzinfo=ET))
     await service.deliver_tick()
-    assert list(store.db.query("select 1 from scores where topic = 'agents'"))
+    assert list(store.db.query("select 1 from scores where topic = ?", [custom.slug]))
 
 
 def test_a_second_instance_on_the_same_database_is_refused(settings: Settings) -> None:

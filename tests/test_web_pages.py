@@ -84,7 +84,9 @@ async def test_day_overview_counts_and_hides_custom_topics() -> None:
         assert r.status_code == 200
         counts = dict(re.findall(r'href="/d/' + DAY + r'/([a-z0-9-]+)">[^<]*</a> — (\d+) 篇', r.text))
         assert counts["post-training"] == "2" and counts["agents"] == "1"
-        assert counts["pretraining"] == "0"
+        assert counts["post-training"] == "2" and "pretraining" not in counts
+        # Never scored that day is not "0 篇": it says so.
+        assert re.search(r'/pretraining">[^<]*</a> — 未评分', r.text)
         assert "secret interest" not in r.text and custom.slug not in r.text
         # …though a custom topic's page is there for whoever has its address.
         assert (await site.client.get(f"/d/{DAY}/{custom.slug}")).status_code == 200

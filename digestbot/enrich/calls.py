@@ -43,6 +43,8 @@ class PipelineReport:
     waiting: int = 0  # papers left for a later run: their version is not known yet
     # Wall time of each phase, for operators' logs and bench/enrich.py's wall ÷ ideal.
     score_seconds: float = 0.0
+    catalogue_topics: int = 0  # catalogue topics nobody follows, scored offline for the pages
+    catalogue_seconds: float = 0.0
     enrich_seconds: float = 0.0
 
     def summary(self) -> str:
@@ -53,7 +55,9 @@ class PipelineReport:
                 f"enriched {self.enriched}/{self.enrich_selected} selected "
                 f"({self.enrich_calls} LLM calls), {self.cached} cached, "
                 f"{self.failures} failures"
-                + (f", {self.waiting} waiting for their version" if self.waiting else ""))
+                + (f", {self.waiting} waiting for their version" if self.waiting else "")
+                + (f"; {_n(self.catalogue_topics, 'other catalogue topic')} offline "
+                   f"({self.catalogue_seconds:.1f} s)" if self.catalogue_topics else ""))
 
 
 def _n(count: int, noun: str) -> str:

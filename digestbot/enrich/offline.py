@@ -79,6 +79,11 @@ class _Term:
 @dataclass(frozen=True)
 class _Matcher:
     terms: tuple[_Term, ...]
+    # First token key → (term index, variant): a text's tokens meet the few terms they can
+    # start in one set intersection, instead of every term being tried on every text (the
+    # whole catalogue is scored offline each day, ~50,000 paper × topic pairs).
+    starts: dict[Key, tuple[tuple[int, tuple[Key, ...]], ...]]
+    cjk: tuple[int, ...]  # indexes of Chinese terms, matched as substrings
 
 
 def _compile_term(term: str, weight: int) -> _Term:
@@ -100,20 +105,33 @@ def _build_matcher(topic: Topic) -> _Matcher:
         key = norm if compiled.variants == () else repr(compiled.variants[0])
         if norm and key not in seen and (compiled.variants == () or compiled.variants[0]):
             seen[key] = compiled
-    return _Matcher(tuple(seen.values()))
+    terms = tuple(seen.values())
+    starts: dict[Key, list[tuple[int, tuple[Key, ...]]]] = defaultdict(list)
+    for idx, term in enumerate(terms):
+        for variant in term.variants:
+            starts[variant[0]].append((idx, variant))
+    return _Matcher(terms, {k: tuple(v) for k, v in starts.items()},
+                    tuple(i for i, t in enumerate(terms) if not t.variants))
 
 
 _matchers: dict[str, tuple[tuple, _Matcher]] = {}
+# The same Topic object again needs no signature: topics are never changed in place (the
+# catalogue is parsed once per process; a custom topic is built anew from its row).
+_last: dict[str, tuple[Topic, _Matcher]] = {}
 
 
 def _matcher(topic: Topic) -> _Matcher:
     """Compiled once per topic; rebuilt only if the topic's terms changed."""
+    last = _last.get(topic.slug)
+    if last is not None and last[0] is topic:
+        return last[1]
     signature = (tuple(topic.terms_en), tuple(topic.terms_zh), tuple(topic.aliases),
                  tuple(sorted(topic.term_weights.items())))
     cached = _matchers.get(topic.slug)
     if cached is None or cached[0] != signature:
         cached = (signature, _build_matcher(topic))
         _matchers[topic.slug] = cached
+    _last[topic.slug] = (topic, cached[1])
     return cached[1]
 
 
@@ -143,22 +161,23 @@ def _prepare(text: str) -> _Text:
     return _Text(text, tuple(keys), tuple(spans), dict(positions))
 
 
-def _occurrences(term: _Term, prepared: _Text) -> list[tuple[int, int]]:
-    """Character spans where the term occurs."""
-    if not term.variants:
-        out, start = [], prepared.text.find(term.text)
-        while start >= 0:
-            out.append((start, start + len(term.text)))
-            start = prepared.text.find(term.text, start + len(term.text))
-        return out
+def _found(matcher: _Matcher, prepared: _Text) -> list[tuple[int, int, int]]:
+    """(start, end, term index) of every occurrence of every term, as character spans."""
     out = []
-    for variant in term.variants:
-        for i in prepared.positions.get(variant[0], ()):
-            end = i + len(variant)
-            if end <= len(prepared.keys) and all(
-                want in prepared.keys[i + j] for j, want in enumerate(variant)
-            ):
-                out.append((prepared.spans[i][0], prepared.spans[end - 1][1]))
+    for idx in matcher.cjk:
+        term = matcher.terms[idx].text
+        start = prepared.text.find(term)
+        while start >= 0:
+            out.append((start, start + len(term), idx))
+            start = prepared.text.find(term, start + len(term))
+    for key in matcher.starts.keys() & prepared.positions.keys():
+        for idx, variant in matcher.starts[key]:
+            for i in prepared.positions[key]:
+                end = i + len(variant)
+                if end <= len(prepared.keys) and all(
+                    want in prepared.keys[i + j] for j, want in enumerate(variant)
+                ):
+                    out.append((prepared.spans[i][0], prepared.spans[end - 1][1], idx))
     return out
 
 
@@ -166,12 +185,7 @@ def _counts(matcher: _Matcher, text: str) -> dict[int, int]:
     """Term index → number of non-overlapping occurrences (longest term wins a span)."""
     if not text:
         return {}
-    prepared = _prepare(text)
-    found = [
-        (start, end, idx)
-        for idx, term in enumerate(matcher.terms)
-        for start, end in _occurrences(term, prepared)
-    ]
+    found = _found(matcher, _prepare(text))
     found.sort(key=lambda f: (f[0], f[0] - f[1], f[2]))
     counts: dict[int, int] = {}
     taken_until = -1

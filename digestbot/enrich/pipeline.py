@@ -9,6 +9,9 @@ Enrich once, deliver many: the cost of a run grows with papers, never with subsc
   of that topic's subscribers (active or paused), or always with `all_papers`.
 - Enrichment: one call per selected paper version, cached per (arxiv_id, version,
   prompt_version, model); a replaced version is a new key and is enriched again.
+- The rest of the catalogue: every catalogue topic nobody follows is scored with the offline
+  scorer (cheap, no LLM) after the followed ones, so the public day pages count every topic; an existing score
+  (an LLM one included) is never replaced by an offline one.
 Everything the LLM cannot do falls back to the offline result for that paper; only a 401
 stops the run. Results are written as each call finishes, so an interrupted run keeps them.
 
@@ -30,7 +33,7 @@ from digestbot.enrich.enrichment import enrich_papers
 from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pdf import FirstPages
 from digestbot.enrich.scoring import above_threshold, score_papers
-from digestbot.models import Paper
+from digestbot.models import Paper, Topic
 from digestbot.sources.papers import announcements_on, get_papers, latest_announcement_date
 from digestbot.store import Store
 
@@ -69,6 +72,8 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
         started = time.monotonic()
         await score_papers(store, papers, active, llm, report)
         report.score_seconds = time.monotonic() - started
+        # After the followed topics' scores (the digests wait on those, not on these).
+        await _score_catalogue(store, papers, active, report)
         selected = papers if all_papers else above_threshold(store, papers)
         report.enrich_selected = len(selected)
         started = time.monotonic()
@@ -80,6 +85,20 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
             await llm.aclose()
     log.debug("pipeline %s", report.summary())  # callers print or log the summary
     return report
+
+
+async def _score_catalogue(store: Store, papers: list[Paper], active: Sequence[Topic],
+                           report: PipelineReport) -> None:
+    """Offline scores for the catalogue topics nobody follows, for the public pages. Without an
+    LLM the stored ones are kept as they are (an LLM score of a topic followed earlier stays)."""
+    followed = {t.slug for t in active}
+    rest = [t for slug, t in sorted(catalogue.load_catalogue().topics.items())
+            if slug not in followed]
+    started = time.monotonic()
+    # Its own report: `scored` and `cached` count the followed topics' work.
+    await score_papers(store, papers, rest, None, PipelineReport())
+    report.catalogue_topics = len(rest)
+    report.catalogue_seconds = time.monotonic() - started
 
 
 def day_papers(store: Store, date: str, limit: int | None = None) -> list[Paper]:

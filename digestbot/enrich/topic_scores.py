@@ -61,13 +61,33 @@ def on_days(store: Store, topic: str, days: Sequence[str], min_score: int, limit
     return [_announced(r) for r in rows]
 
 
-def counts_on_day(store: Store, day: str, min_score: int) -> dict[str, int]:
-    """topic slug → papers of `day` scoring ≥ `min_score`."""
+@dataclass(frozen=True)
+class DayTopic:
+    """One topic on one announcement day: papers at or above the cut, papers scored at all,
+    and how many of those each scorer (`offline-v1`, `llm:MODEL`) produced."""
+
+    count: int
+    scored: int
+    scorers: dict[str, int]
+
+
+def day_topics(store: Store, day: str, min_score: int, topic: str | None = None
+               ) -> dict[str, DayTopic]:
+    """topic slug → its DayTopic for `day` (only `topic`'s when given: a topic's page need not
+    read the whole catalogue's scores); a topic with no score that day is absent (never scored,
+    which is not the same as no paper passing)."""
+    where = "a.date = :date" + (" and s.topic = :topic" if topic else "")
     rows = store.db.query(
-        f"select topic, count(*) n from ({_SCORED.format(where='a.date = :date')}) group by topic",
-        {"date": day, "min": min_score},
+        "select topic, scorer, count(*) scored, sum(score >= :cut) n"
+        f" from ({_SCORED.format(where=where)}) group by topic, scorer",
+        {"date": day, "min": 0, "cut": min_score, "topic": topic},
     )
-    return {r["topic"]: r["n"] for r in rows}
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        parts.setdefault(r["topic"], []).append(r)
+    return {topic: DayTopic(sum(r["n"] for r in rs), sum(r["scored"] for r in rs),
+                            {r["scorer"] or "": r["scored"] for r in rs})
+            for topic, rs in parts.items()}
 
 
 def fingerprint(store: Store) -> str:

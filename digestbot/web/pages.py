@@ -45,6 +45,28 @@ PUBLIC_CACHE = "public, max-age=300"
 class TopicCount:
     topic: Topic
     count: int
+    scored: bool  # False: no score at all that day (say "未评分", not "0 篇")
+    scorer: str  # which scorer produced the counted scores (scorer_label)
+
+
+def scorer_label(scorers: dict[str, int]) -> str:
+    """Which scorer produced a day's scores for a topic, most papers first: the offline
+    scorer, or the model's name; a mix (LLM with offline fallbacks) names both."""
+    names = []
+    for name, _ in sorted(scorers.items(), key=lambda kv: (-kv[1], kv[0])):
+        if name.startswith("llm:"):
+            names.append(f"模型评分 / model {name.removeprefix('llm:')}")
+        elif name.startswith("offline"):
+            names.append("离线评分 / offline scorer")
+        else:
+            names.append(name)
+    return " + ".join(dict.fromkeys(names))
+
+
+def _topic_count(topic: Topic, day: topic_scores.DayTopic | None) -> TopicCount:
+    if day is None:
+        return TopicCount(topic, 0, False, "")
+    return TopicCount(topic, day.count, True, scorer_label(day.scorers))
 
 
 def topic_entries(store: Store, topic: Topic, day: str, min_score: int) -> list[DigestEntry]:
@@ -61,10 +83,11 @@ def recent_entries(store: Store, topic: Topic, min_score: int) -> list[DigestEnt
 
 def overview(store: Store, day: str, min_score: int = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
     """The catalogue tree with each topic's count for `day`: areas → groups → TopicCount."""
-    counts = topic_scores.counts_on_day(store, day, min_score)
+    days = topic_scores.day_topics(store, day, min_score)
     return [
         {"area": area, "groups": [
-            {"group": group, "topics": [TopicCount(t, counts.get(t.slug, 0)) for t in group.topics]}
+            {"group": group,
+             "topics": [_topic_count(t, days.get(t.slug)) for t in group.topics]}
             for group in area.groups
         ]}
         for area in topics.load_catalogue().areas
@@ -192,8 +215,10 @@ async def topic_page(request: web.Request) -> web.StreamResponse:
     min_score = _min_score(request)
     entries = topic_entries(store, topic, day, min_score)
     announced = bool(announcements_on(store, day))
+    scored = _topic_count(topic, topic_scores.day_topics(store, day, min_score, topic.slug).get(topic.slug))
     return _public(page(
         "day.html", status=200 if announced else 404, entries=entries, min_score=min_score,
+        scored=scored,
         header=topic, nothing=not announced, **_place(topic), **picker_context(store, day, topic),
     ))
 
