@@ -194,6 +194,29 @@ def test_an_incident_that_opens_while_writes_fail_is_held_then_written(store: St
     assert "alert:storage" in store.meta_items(alerts.KEY)  # written out once writes worked
 
 
+async def test_without_an_operator_the_incident_is_still_recorded_for_the_late_line(
+    arxiv: ArxivDay, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No DIGESTBOT_ADMIN: nobody is alerted, but the day's digests still say they are late."""
+    monkeypatch.setattr(arxiv_http.time, "sleep", lambda s: None)
+    arxiv.publish("2026-08-12")
+    conf = load_settings()
+    assert not conf.admin
+    with Store(conf.db) as store:
+        clock = ManualClock(datetime(2026, 8, 11, 20, 0, tzinfo=ET))
+        service = Service(conf, store, clock)
+        await service.fetch_cycle()
+        arxiv.publish("2026-08-13")
+        arxiv.down = True
+        for when in (datetime(2026, 8, 12, 20, 0), datetime(2026, 8, 13, 2, 58),
+                     datetime(2026, 8, 13, 4, 0)):
+            clock.set(when.replace(tzinfo=ET))
+            await service.fetch_cycle()
+            await service.deliver_tick()
+        assert await service.check_alerts() == []  # nothing sent: there is no operator
+        assert store.get_meta(LATE_KEY + "2026-08-13") == "fetch"
+
+
 async def test_a_digest_late_because_of_the_fetch_incident_says_so_in_every_channel(
     store: Store,
 ) -> None:

@@ -135,8 +135,12 @@ class Service:
         return report
 
     async def check_alerts(self) -> list[alerts.Alert]:
-        """Tell the operator (DIGESTBOT_ADMIN) of each incident that began or cleared, once."""
-        if not self.settings.admin or self.stopping:
+        """Tell the operator (DIGESTBOT_ADMIN) of each incident that began or cleared, once.
+
+        Without an operator the incidents are still recorded (nobody is told): a digest made
+        late by one says so to its readers either way.
+        """
+        if self.stopping:
             return []
         sent = []
         async with self._alerting:
@@ -144,13 +148,14 @@ class Service:
             write_error = alerts.probe_writes(self.store, now)
             snap = status.snapshot(self.settings, self.store, now)
             for alert in alerts.check(self.store, snap, now, write_error, self._held_alerts):
-                try:
-                    await send_admin(self.settings, alert.subject, alert.text)
-                except Exception as exc:  # kept unsent: the next check tries again
-                    log.warning("operator alert %s not sent: %s", alert.key, exc)
-                    continue
+                if self.settings.admin:
+                    try:
+                        await send_admin(self.settings, alert.subject, alert.text)
+                    except Exception as exc:  # kept unsent: the next check tries again
+                        log.warning("operator alert %s not sent: %s", alert.key, exc)
+                        continue
+                    sent.append(alert)
                 alerts.mark(self.store, alert, now, self._held_alerts)
-                sent.append(alert)
         return sent
 
     async def tell_holiday(self, day: str) -> int:
