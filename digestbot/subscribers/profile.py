@@ -73,24 +73,37 @@ def clean_keyword(word: str) -> str:
     return _clean(word, "关键词", "keyword", MAX_KEYWORD_CHARS)
 
 
-def follow(store: Store, subscriber_id: int, names: Sequence[str]) -> list[str]:
-    """Follow each name (already followed ones are kept as they were); the new ones."""
-    cleaned = list(dict.fromkeys(clean_name(n) for n in names))
+def _add(store: Store, subscriber_id: int, table: str, column: str, scope: dict[str, str],
+         wanted: dict[str, str], cap: int, too_many: UsageError) -> list[str]:
+    """Insert the `wanted` {key: text} rows of `table` (`column` holds the text) that the
+    subscriber does not have yet within `scope` (e.g. one keyword kind), at most `cap` rows in
+    all; the texts added."""
+    where = "".join(f" and {name} = ?" for name in scope)
+    columns = ["subscriber_id", *scope, "key", column, "created_at"]
+    insert = (f"insert into {table} ({', '.join(columns)}) "
+              f"values ({', '.join('?' * len(columns))})")
     with store.db.atomic():
         have = {r["key"] for r in store.db.query(
-            "select key from followed_authors where subscriber_id = ?", [subscriber_id])}
-        added = {name_key(n): n for n in cleaned if name_key(n) not in have}
-        if len(have) + len(added) > MAX_FOLLOWS:
-            raise UsageError(zh=f"最多关注 {MAX_FOLLOWS} 位作者。",
-                             en=f"You can follow at most {MAX_FOLLOWS} authors.")
+            f"select key from {table} where subscriber_id = ?{where}",
+            [subscriber_id, *scope.values()])}
+        added = {key: text for key, text in wanted.items() if key not in have}
+        if len(have) + len(added) > cap:
+            raise too_many
         at = now_iso()
-        for key, name in added.items():
-            store.db.execute(
-                "insert into followed_authors (subscriber_id, key, name, created_at) "
-                "values (?, ?, ?, ?)", [subscriber_id, key, name, at])
+        for key, text in added.items():
+            store.db.execute(insert, [subscriber_id, *scope.values(), key, text, at])
         if added:
             _touch(store, subscriber_id)
     return list(added.values())
+
+
+def follow(store: Store, subscriber_id: int, names: Sequence[str]) -> list[str]:
+    """Follow each name (already followed ones are kept as they were); the new ones."""
+    cleaned = list(dict.fromkeys(clean_name(n) for n in names))
+    return _add(store, subscriber_id, "followed_authors", "name", {},
+                {name_key(n): n for n in cleaned}, MAX_FOLLOWS,
+                UsageError(zh=f"最多关注 {MAX_FOLLOWS} 位作者。",
+                           en=f"You can follow at most {MAX_FOLLOWS} authors."))
 
 
 def unfollow(store: Store, subscriber_id: int, names: Sequence[str] | None) -> list[str]:
@@ -112,22 +125,10 @@ def add_keywords(store: Store, subscriber_id: int, kind: KeywordKind,
                  words: Sequence[str]) -> list[str]:
     """Add `must` or `exclude` words (one already there is kept); the new ones."""
     cleaned = list(dict.fromkeys(clean_keyword(w) for w in words))
-    with store.db.atomic():
-        have = {r["key"] for r in store.db.query(
-            "select key from keyword_filters where subscriber_id = ? and kind = ?",
-            [subscriber_id, kind])}
-        added = {keyword_key(w): w for w in cleaned if keyword_key(w) not in have}
-        if len(have) + len(added) > MAX_KEYWORDS:
-            raise UsageError(zh=f"每类关键词最多 {MAX_KEYWORDS} 个。",
-                             en=f"At most {MAX_KEYWORDS} keywords of each kind.")
-        at = now_iso()
-        for key, word in added.items():
-            store.db.execute(
-                "insert into keyword_filters (subscriber_id, kind, key, word, created_at) "
-                "values (?, ?, ?, ?, ?)", [subscriber_id, kind, key, word, at])
-        if added:
-            _touch(store, subscriber_id)
-    return list(added.values())
+    return _add(store, subscriber_id, "keyword_filters", "word", {"kind": kind},
+                {keyword_key(w): w for w in cleaned}, MAX_KEYWORDS,
+                UsageError(zh=f"每类关键词最多 {MAX_KEYWORDS} 个。",
+                           en=f"At most {MAX_KEYWORDS} keywords of each kind."))
 
 
 def remove_keywords(store: Store, subscriber_id: int, kind: KeywordKind | None,
