@@ -15,6 +15,7 @@ enrichment cache key, so papers are enriched again with the new prompt.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ REASON_MAX_CHARS = 40
 # OpenAI's prompt caching starts at this many prompt tokens.
 CACHE_MIN_TOKENS = 1024
 MAX_ABSTRACT_CHARS = 4000  # arXiv caps abstracts at 1,920; this only guards odd input
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 class TopicScore(BaseModel):
@@ -167,12 +169,12 @@ def estimate_tokens(text: str) -> int:
     English and JSON (prose runs 4–4.5 in GPT tokenizers, JSON and hyphenated slugs fewer),
     and for Chinese the cautious end of its 1–1.5 characters a token. Used to keep the
     scoring prefix clearly above CACHE_MIN_TOKENS, so it errs low rather than high."""
-    return round(sum(map(char_tokens, text)))
+    return tokens_of(len(text), len(_NON_ASCII.findall(text)))
 
 
-def char_tokens(ch: str) -> float:
-    """One character's share of a token, by estimate_tokens' rule."""
-    return 0.25 if ch < "\x80" else 1 / 1.5
+def tokens_of(chars: int, wide: int) -> int:
+    """estimate_tokens of a text of `chars` characters, `wide` of them not ASCII."""
+    return round((chars - wide) / 4 + wide / 1.5)
 
 
 def topic_line(topic: Topic) -> str:

@@ -31,6 +31,7 @@ cached (DeepSeek: from 64, in steps of 64). A prompt shorter than the minimum is
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from digestbot.enrich.prompts import char_tokens, estimate_tokens
+from digestbot.enrich.prompts import estimate_tokens, tokens_of
 from tests.fakes.http import FakeServer, Request, Response
 
 # The key every test uses; tests assert it never reaches output, logs or the database.
@@ -173,9 +174,10 @@ class FakeOpenAI:
                 content = f"Here is the JSON you asked for:\n```json\n{content}\n```"
         message = {"role": "assistant", "content": content, "refusal": reply.refusal}
         prompt = _prompt_text(body)
-        cached = self._cached(prompt)  # as the request arrives
+        steps = self._steps(prompt)
+        cached = self._cached(steps)  # as the request arrives
         self._wait(reply.delay or self.delay)
-        self._cache(prompt)  # answered: its prefix is in the cache from now on
+        self._cache(steps)  # answered: its prefixes are in the cache from now on
         return Response.json({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
             "model": body.get("model", ""),
@@ -195,23 +197,27 @@ class FakeOpenAI:
                 self.in_flight -= 1
 
     def _steps(self, prompt: str) -> list[tuple[int, str]]:
-        """(tokens, hash of the prefix of that many tokens) at every cacheable step."""
+        """(tokens, hash of the prompt's first that many tokens) at every cacheable step."""
         first, step = (64, 64) if self.deepseek else (1024, 128)
-        out, tokens, target = [], 0.0, first
-        for i, ch in enumerate(prompt):
-            tokens += char_tokens(ch)
-            if tokens >= target:
-                out.append((target, hashlib.sha1(prompt[: i + 1].encode()).hexdigest()))
-                target += step
+        wide = [m.start() for m in re.finditer(r"[^\x00-\x7f]", prompt)]
+
+        def tokens_before(n: int) -> int:
+            return tokens_of(n, bisect.bisect_left(wide, n))
+
+        out, start = [], 0
+        for target in range(first, tokens_before(len(prompt)) + 1, step):
+            # The shortest prefix of `target` tokens (the estimate grows with the prefix).
+            end = bisect.bisect_left(range(len(prompt) + 1), target, lo=start, key=tokens_before)
+            out.append((target, hashlib.sha1(prompt[:end].encode()).hexdigest()))
+            start = end
         return out
 
-    def _cached(self, prompt: str) -> int:
+    def _cached(self, steps: list[tuple[int, str]]) -> int:
         with self._lock:
-            hits = [n for n, h in self._steps(prompt) if h in self._cached_prefixes]
+            hits = [n for n, h in steps if h in self._cached_prefixes]
         return max(hits, default=0)
 
-    def _cache(self, prompt: str) -> None:
-        steps = self._steps(prompt)
+    def _cache(self, steps: list[tuple[int, str]]) -> None:
         with self._lock:
             self._cached_prefixes.update(h for _, h in steps)
 
