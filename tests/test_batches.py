@@ -17,6 +17,7 @@ from digestbot import subscribers
 from digestbot.cli import main
 from digestbot.config import load_settings
 from digestbot.enrich import offline, prompts
+from digestbot.enrich.batches import ANSWER_TOKENS, PAPER_TOKENS, TOPIC_TOKENS, batch_size
 from digestbot.enrich.calls import PipelineReport
 from digestbot.enrich.counts import counts as enrich_counts
 from digestbot.enrich.llm import LLMClient
@@ -250,3 +251,21 @@ def test_the_batch_setting_is_checked() -> None:
         with pytest.raises(ConfigError, match="DIGESTBOT_LLM_BATCH: expected a whole number"):
             load_settings({"DIGESTBOT_LLM_BATCH": bad})
     assert load_settings({}).llm_batch == 8
+
+
+def test_many_topics_make_smaller_requests_so_no_answer_is_cut_off(
+        day: Store, fake: FakeOpenAI) -> None:
+    topics = sorted(load_catalogue().topics.values(), key=lambda t: t.slug)[:20]
+    papers = list(get_papers(day, [f"2608.{i:05d}" for i in range(1, PAPERS + 1)]).values())
+
+    async def score() -> None:
+        async with LLMClient(load_settings()) as llm:
+            await score_papers(day, papers, topics, llm, PipelineReport())
+
+    asyncio.run(score())
+    size = batch_size(8, 20)
+    assert 1 < size < 8  # the worst-case answer of `size` papers fits ANSWER_TOKENS
+    assert size * (PAPER_TOKENS + 20 * TOPIC_TOKENS) <= ANSWER_TOKENS
+    assert [len(ids_sent(b)) for b in fake.bodies] == [size] * (PAPERS // size) + (
+        [PAPERS % size] if PAPERS % size else [])
+    assert max(u["completion_tokens"] for u in fake.usages) <= ANSWER_TOKENS

@@ -1,7 +1,7 @@
 """Scoring requests: several papers per LLM request behind one shared prompt prefix.
 
-Papers that need the same topics go together, up to `llm.batch` a request, in the order given
-(the caller's priority). The system message (instructions, rubric and every active topic) is
+Papers that need the same topics go together, up to `llm.batch` a request (fewer when many
+topics would make the answer long), in the order given (the caller's priority). The system message (instructions, rubric and every active topic) is
 the same for every request of a run and longer than the providers' caching minimum, so from
 the second request on it is served from the prompt cache; only the papers are new.
 
@@ -21,6 +21,7 @@ request has its own row) or `error`, sharing the request's id and tokens.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,6 +39,15 @@ log = logging.getLogger(__name__)
 
 Checked = dict[Key, dict[str, prompts.TopicScore]]
 
+# An answer's size, by the README's token rule: some servers stop at 4,096 completion tokens
+# unless told otherwise (DeepSeek's default), so a request asks for at most ~3,000. One topic's
+# entry at its longest (a reason of REASON_MAX_CHARS Chinese characters), and a paper's id.
+ANSWER_TOKENS = 3000
+TOPIC_TOKENS = prompts.estimate_tokens(json.dumps(
+    {"topic": "computational-social-science", "score": 100,
+     "reason_zh": "长" * prompts.REASON_MAX_CHARS}, ensure_ascii=False) + ", ")
+PAPER_TOKENS = prompts.estimate_tokens('{"id": "2608.00001v12", "scores": []}, ')
+
 
 async def score_requests(store: Store, llm: LLMClient, report: PipelineReport,
                          topics: Sequence[Topic], todo: Sequence[tuple[Paper, list[Topic]]],
@@ -52,13 +62,21 @@ async def score_requests(store: Store, llm: LLMClient, report: PipelineReport,
             continue
         seen.add((paper.id, paper.version))
         groups.setdefault(tuple(t.slug for t in missing), (missing, []))[1].append(paper)
-    size = max(1, llm.batch)
 
     async def one(papers: list[Paper], missing: list[Topic]) -> None:
         done(await _request(store, llm, report, system, papers, missing))
 
     await run_all(one(papers[i : i + size], missing)
-                  for missing, papers in groups.values() for i in range(0, len(papers), size))
+                  for missing, papers in groups.values()
+                  for size in [batch_size(llm.batch, len(missing))]
+                  for i in range(0, len(papers), size))
+
+
+def batch_size(batch: int, topics: int) -> int:
+    """Papers per request: `batch`, fewer when that many papers' answers could outgrow
+    ANSWER_TOKENS (many topics each), so a default output limit never cuts an answer off."""
+    per_paper = PAPER_TOKENS + topics * TOPIC_TOKENS
+    return max(1, min(batch, ANSWER_TOKENS // per_paper))
 
 
 async def _request(store: Store, llm: LLMClient, report: PipelineReport, system: str,
