@@ -1,9 +1,10 @@
 """Scoring requests: several papers per LLM request behind one shared prompt prefix.
 
 Papers that need the same topics go together, up to `llm.batch` a request (fewer when many
-topics would make the answer long), in the order given (the caller's priority). The system message (instructions, rubric and every active topic) is
-the same for every request of a run and longer than the providers' caching minimum, so from
-the second request on it is served from the prompt cache; only the papers are new.
+topics would make the answer long), in the order given (the caller's priority). The system
+message (instructions, rubric and every active topic) is the same for every request of a run
+and longer than the providers' caching minimum, so from the second request on it is served
+from the prompt cache; only the papers are new.
 
 The answer holds one item per paper id, and each item is checked on its own. An item whose id
 is not one of the request's is ignored; a paper whose item is missing, given twice or wrong (a
