@@ -150,3 +150,10 @@ def m007_subscriber_cadence(db: sqlite_utils.Database) -> None:
     """A reader's cadence, daily or weekly (issue 16), owned by `subscribers`; independent of
     m006 so the two can land in either order."""
     db["subscribers"].add_column("cadence", str, not_null_default="daily")
+
+
+@migrations()
+def m008_llm_call_request(db: sqlite_utils.Database) -> None:
+    """Several papers per scoring request (issue 15): the llm_calls rows of one request share
+    its id, so `stats` counts requests, not rows. Older rows keep NULL (one row, one request)."""
+    db["llm_calls"].add_column("request", str)
