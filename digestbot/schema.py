@@ -150,3 +150,15 @@ def m007_subscriber_cadence(db: sqlite_utils.Database) -> None:
     """A reader's cadence, daily or weekly (issue 16), owned by `subscribers`; independent of
     m006 so the two can land in either order."""
     db["subscribers"].add_column("cadence", str, not_null_default="daily")
+
+
+@migrations()
+def m008_feedback(db: sqlite_utils.Database) -> None:
+    """A reader's 👍/👎 on delivered papers (issue 17), owned by `subscribers.feedback`: one
+    row per reader and paper (the last vote counts), removed with the reader."""
+    db["feedback"].create(
+        {"subscriber_id": int, "arxiv_id": str, "vote": int, "created_at": str,
+         "updated_at": str},
+        pk=("subscriber_id", "arxiv_id"),
+        foreign_keys=[("subscriber_id", "subscribers", "id")],
+    )
