@@ -12,21 +12,26 @@ resets it and no stale model outlives a change of mind. No LLM call, nothing lea
 
 from __future__ import annotations
 
+import functools
+import importlib
 import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
-from digestbot import embed
 from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.models import Paper, TopicHit
 from digestbot.sources.papers import announcements_on, get_papers
 from digestbot.store import Store
 from digestbot.subscribers import feedback
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from sklearn.linear_model import LogisticRegression
 
 MIN_VOTES = 5
 # At most this many papers under the reader's thresholds join a digest, and only those the
@@ -56,6 +61,22 @@ _VECTORS_MAX = 50_000
 _lock = threading.Lock()
 
 
+@functools.cache
+def _logistic_regression() -> type[LogisticRegression]:
+    """scikit-learn, imported when a first model is trained (see `_embed`)."""
+    return importlib.import_module("sklearn.linear_model").LogisticRegression
+
+
+@functools.cache
+def _embed() -> ModuleType:
+    """`digestbot.embed` (wordllama) and, above, scikit-learn are imported on first use only.
+    Importing them (and the scipy sklearn pulls in) costs seconds of CPU, and every process
+    that imports selection — each CLI command, the web app — would pay it while most never
+    train a model: a reader without votes costs nothing. importlib only defers that cost (no
+    cycle is dodged: both sit below this module); the dependencies are plain and locked."""
+    return importlib.import_module("digestbot.embed")
+
+
 def _label(lang: str, zh: str, en: str) -> str:
     """The suggestion's words in the digest's language (selection's hits use zh or en)."""
     return en if lang == "en" else zh
@@ -69,10 +90,10 @@ def vectors(papers: Sequence[Paper]) -> np.ndarray:
         if missing:
             if len(_VECTORS) + len(missing) > _VECTORS_MAX:
                 _VECTORS.clear()
-            for paper, vec in zip(missing, embed.embed_papers(missing), strict=True):
+            for paper, vec in zip(missing, _embed().embed_papers(missing), strict=True):
                 _VECTORS[(paper.id, paper.version)] = vec
         if not papers:
-            return np.zeros((0, embed.DIM), dtype=np.float32)
+            return np.zeros((0, _embed().DIM), dtype=np.float32)
         return np.stack([_VECTORS[(p.id, p.version)] for p in papers])
 
 
@@ -130,7 +151,7 @@ class Learned:
         picked = picked[:MAY_LIKE]
         suggestions = {}
         if picked:
-            near = embed.cosine(vectors([papers[pid] for pid in picked]), self.liked_vectors)
+            near = _embed().cosine(vectors([papers[pid] for pid in picked]), self.liked_vectors)
             for n, pid in enumerate(picked):
                 liked = self.liked[int(np.argmax(near[n]))]
                 p = float(prob[ids.index(pid)])
@@ -144,6 +165,12 @@ class Learned:
         order += [pid for pid in rest if pid not in by]
         return pinned + order, suggestions
 
+    def favourites(self, n: int) -> list[str]:
+        """The titles of the liked papers the model ranks highest (what `/learned` shows)."""
+        x = np.hstack([self.liked_vectors, np.zeros((len(self.liked), len(self.topics)))])
+        order = np.argsort(-self.model.decision_function(x))
+        return [self.liked[i].title for i in order[:n]]
+
     def top_words(self, store: Store, n: int = 8) -> tuple[list[str], list[str]]:
         """Words from the voted papers the model leans toward most and least (what `/learned`
         shows): each word's embedding scored by the model's text weights."""
@@ -153,8 +180,8 @@ class Learned:
                         if w.lower() not in _STOP})
         if not words:
             return [], []
-        weights = self.model.coef_[0][:embed.DIM]
-        lean = embed.embed(words) @ weights
+        weights = self.model.coef_[0][:_embed().DIM]
+        lean = _embed().embed(words) @ weights
         order = np.argsort(-lean)
         return ([words[i] for i in order[:n] if lean[i] > 0],
                 [words[i] for i in order[::-1][:n] if lean[i] < 0])
@@ -175,7 +202,7 @@ def learn(store: Store, subscriber_id: int, topics: Sequence[str]) -> Learned | 
     topics = list(topics)
     x = np.hstack([vectors(plist), _score_features(rows, ids, topics)])
     y = np.array([1 if v.vote == feedback.UP else 0 for v in votes])
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=200).fit(x, y)
+    model = _logistic_regression()(C=C, class_weight="balanced", max_iter=200).fit(x, y)
     liked = [papers[v.arxiv_id] for v in votes if v.vote == feedback.UP]
     return Learned(subscriber_id, topics, model, liked,
                    vectors(liked), ups, len(votes) - ups)

@@ -49,6 +49,9 @@ FIELD_LIMITS: dict[str, int] = {
     "action": 16,
     "csrf": 64,
     "token": signing.MAX_TOKEN_LENGTH,
+    # A 👍/👎 form (web.feedback): an arXiv id (old style "math.AG/0601001" is the longest).
+    "paper": 40,
+    "vote": 4,
 }
 THRESHOLD_FIELD = "thr."  # preferences: one threshold input per topic, "thr.<slug>"
 MAX_TOPICS = 64
