@@ -4,15 +4,22 @@ python-telegram-bot and the fake Bot API, and Slack buttons through the Socket M
 
 from __future__ import annotations
 
+import asyncio
 import re
 from html import unescape
 
+import pytest
+
 from digestbot import digest, signing, subscribers
 from digestbot.channels.email import build_message
+from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
 from digestbot.outbox import DeliveryHistory, DeliveryRow
 from digestbot.subscribers import feedback
+from tests.fakes import digests as fake_digests
+from tests.fakes.outbox import asend
 from tests.fakes.site import csrf_of, path_of, running_site
 from tests.test_digest import add_paper, make_sub
+from tests.test_telegram import NO_LIMITS, NOW
 
 DAY = "2026-08-13"
 
@@ -86,3 +93,75 @@ async def test_no_links_without_a_secret() -> None:
         text = build_message(site.settings, row, d).get_body(("plain",)).get_content()
         assert "/feedback" not in text
 
+
+
+# -- Telegram ---------------------------------------------------------------------------------
+
+
+async def _until(check, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)
+
+
+async def _say(tg, text: str) -> str:
+    n = len(tg.sent_to(42)) + 1
+    tg.push_message(42, text)
+    return (await tg.wait_sent(42, n))[-1]["text"]
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_telegram_buttons_record_quietly_and_show_the_vote(tg, bot, tg_settings) -> None:
+    store = bot.store
+    for n in range(1, 4):
+        fake_digests.add_paper(store, f"2608.0000{n}", 90 - n)
+    assert "已订阅" in await _say(tg, "/subscribe 后训练")
+    sender = TelegramSender(build_bot(tg_settings, FloodLimiter(**NO_LIMITS)))
+    report = await asend(tg_settings, store, now=NOW, force=True, senders={"telegram": sender})
+    assert report.sent == 1
+    header, *parts = [m for m in tg.sent_to(42) if m["parse_mode"] == "HTML"]
+    assert header["reply_markup"] is None  # the header carries no paper
+    rows = [row for m in parts for row in m["reply_markup"]["inline_keyboard"]]
+    assert [[b["callback_data"] for b in row] for row in rows] == [
+        [f"vote up 2608.0000{n}", f"vote down 2608.0000{n}"] for n in range(1, 4)]
+    message = parts[0]
+    sent_before = len(tg.sent_to(42))
+
+    tg.push_callback(42, "vote up 2608.00002", message_id=message["message_id"])
+    await _until(lambda: len(tg.edited) == 1)
+    edited = tg.edited[0]
+    assert edited["message_id"] == message["message_id"] and edited["text"] is None
+    texts = [[b["text"] for b in row] for row in edited["reply_markup"]["inline_keyboard"]]
+    assert texts[1] == ["✅👍 2608.00002", "👎 2608.00002"]
+    assert texts[0] == ["👍 2608.00001", "👎 2608.00001"]
+    sub = subscribers.by_address(store, "telegram", "42")
+    assert [(v.arxiv_id, v.name) for v in feedback.votes(store, sub.id)] == [("2608.00002", "up")]
+    await _until(lambda: len(tg.callback_answers) == 1)
+    assert "text" not in tg.callback_answers[0]  # acknowledged quietly
+
+    # The same tap again: recorded state unchanged, no edit (Telegram would refuse it).
+    tg.push_callback(42, "vote up 2608.00002", message_id=message["message_id"])
+    await _until(lambda: len(tg.callback_answers) == 2)
+    await tg.wait_idle()
+    assert len(tg.edited) == 1
+    # Changing one's mind flips the check.
+    tg.push_callback(42, "vote down 2608.00002", message_id=message["message_id"])
+    await _until(lambda: len(tg.edited) == 2)
+    texts = [[b["text"] for b in row] for row in tg.edited[1]["reply_markup"]["inline_keyboard"]]
+    assert texts[1] == ["👍 2608.00002", "✅👎 2608.00002"]
+    assert [(v.arxiv_id, v.name) for v in feedback.votes(store, sub.id)] == [("2608.00002", "down")]
+    assert len(tg.sent_to(42)) == sent_before  # no new message for any of it
+
+    # An unknown paper: an answer that says so, nothing stored, nothing edited.
+    tg.push_callback(42, "vote up 2608.99999", message_id=message["message_id"])
+    await _until(lambda: len(tg.callback_answers) == 4)
+    assert "2608.99999" in tg.callback_answers[3]["text"]
+    assert len(feedback.votes(store, sub.id)) == 1 and len(tg.edited) == 2
+
+    # /learned explains how many more votes it needs; /forget deletes them.
+    learned = await _say(tg, "/learned")
+    assert "已有 1 票(👍 0 · 👎 1)" in learned and "至少 5 票" in learned
+    assert "已删除 1 票" in await _say(tg, "/forget")
+    assert feedback.votes(store, sub.id) == []

@@ -14,6 +14,7 @@ import unicodedata
 from digestbot import rerank
 from digestbot.commands.core import CommandContext, Reply, Run, ensure_subscriber, say
 from digestbot.config import Settings
+from digestbot.errors import UsageError
 from digestbot.store import Store
 from digestbot.subscribers import by_address, feedback, notices, subscriptions
 from digestbot.subscribers import profile as profiles
@@ -160,3 +161,15 @@ def cmd_forget(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
     gone = feedback.forget(store, sub.id) if sub else 0
     return Reply(say(lang, f"已删除 {gone} 票;摘要恢复按主题匹配度排序。",
                      f"Deleted {gone} votes; your digest is ranked by topic match again."))
+
+
+def vote(store: Store, ctx: CommandContext, value: int, paper_id: str) -> int:
+    """A 👍/👎 tapped under a paper of the chat's digest (Telegram and Slack alike), recorded
+    for the chat's subscription (the last tap counts; in a group, any member's tap is the
+    group's); the subscriber's id, for the caller to show the state (`feedback.votes_on`).
+    UsageError when the chat has no subscription or the paper is unknown."""
+    sub = by_address(store, ctx.channel, ctx.address)
+    if sub is None:
+        raise UsageError(zh="本聊天没有订阅。", en="This chat is not subscribed.")
+    feedback.record(store, sub.id, paper_id, value)
+    return sub.id
