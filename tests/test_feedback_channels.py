@@ -11,13 +11,18 @@ from html import unescape
 import pytest
 
 from digestbot import digest, signing, subscribers
+from digestbot.bots.slack import SlackCommands
 from digestbot.channels.email import build_message
+from digestbot.channels.slack import web_client
 from digestbot.channels.telegram import FloodLimiter, TelegramSender, build_bot
+from digestbot.config import load_settings
 from digestbot.outbox import DeliveryHistory, DeliveryRow
+from digestbot.render.slack import render_slack
 from digestbot.subscribers import feedback
 from tests.fakes import digests as fake_digests
 from tests.fakes.outbox import asend
 from tests.fakes.site import csrf_of, path_of, running_site
+from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.test_digest import add_paper, make_sub
 from tests.test_telegram import NO_LIMITS, NOW
 
@@ -165,3 +170,67 @@ async def test_telegram_buttons_record_quietly_and_show_the_vote(tg, bot, tg_set
     assert "已有 1 票(👍 0 · 👎 1)" in learned and "至少 5 票" in learned
     assert "已删除 1 票" in await _say(tg, "/forget")
     assert feedback.votes(store, sub.id) == []
+
+
+# -- Slack ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slack():
+    with FakeSlack() as fake:
+        fake.add_user("U0MEMBER")
+        fake.members["C0CHAN123"] = ["U0MEMBER"]
+        yield fake
+
+
+async def test_slack_buttons_record_and_update_the_message(slack, store) -> None:
+    settings = load_settings(slack_bot_token=BOT_TOKEN, slack_api_url=slack.api_url)
+    handler = SlackCommands(settings, store, web_client(settings))
+    for n in range(1, 4):
+        fake_digests.add_paper(store, f"2608.0000{n}", 90 - n)
+    slash = {"command": "/arxiv", "channel_id": "C0CHAN123", "user_id": "U0MEMBER",
+             "response_url": slack.response_url("r")}
+    await handler.on_slash({**slash, "text": "subscribe 后训练"})
+    await handler.on_slash({**slash, "text": "digest"})
+    [posted] = slack.posted
+    votes = [b for b in posted["blocks"] if b["type"] == "actions"]
+    assert [b["block_id"] for b in votes] == [f"vote:2608.0000{n}" for n in range(1, 4)]
+    assert len(posted["blocks"]) <= 50
+    up = votes[1]["elements"][0]
+    assert (up["action_id"], up["value"]) == ("vote_up", "2608.00002")
+
+    click = {"type": "block_actions", "user": {"id": "U0MEMBER"}, "channel": {"id": "C0CHAN123"},
+             "container": {"type": "message", "message_ts": posted["ts"],
+                           "channel_id": "C0CHAN123"},
+             "message": {"ts": posted["ts"], "text": posted["text"], "blocks": posted["blocks"]},
+             "response_url": slack.response_url("click"),
+             "actions": [{**up, "block_id": votes[1]["block_id"]}]}
+    await handler.on_action(click)
+    sub = subscribers.by_address(store, "slack", "C0CHAN123")
+    assert [(v.arxiv_id, v.name) for v in feedback.votes(store, sub.id)] == [("2608.00002", "up")]
+    [update] = slack.updated
+    assert update["ts"] == posted["ts"] and len(slack.posted) == 1  # edited, no new message
+    shown = {b["block_id"]: [e for e in b["elements"]] for b in update["blocks"]
+             if b["type"] == "actions"}
+    assert shown["vote:2608.00002"][0]["style"] == "primary"
+    assert shown["vote:2608.00002"][0]["text"]["text"].startswith("✅👍")
+    assert "style" not in shown["vote:2608.00001"][0]
+    assert [b for b in update["blocks"] if b["type"] != "actions"] == [
+        b for b in posted["blocks"] if b["type"] != "actions"]  # the rest as it was
+
+    # A click for a paper the store does not know: said so, nothing recorded or changed.
+    await handler.on_action({**click, "actions": [{**up, "value": "2608.99999"}]})
+    assert "2608.99999" in slack.responses[-1]["text"]
+    assert len(feedback.votes(store, sub.id)) == 1 and len(slack.updated) == 1
+
+
+def test_webhook_digests_carry_no_buttons(store) -> None:
+    fake_digests.add_paper(store, "2608.00001", 90)
+    sub = subscribers.add_or_update(store, channel="slack", address="C0HOOK",
+                                    topics=["post-training"],
+                                    webhook_url="https://hooks.slack.com/services/T/B/x")
+    store.db["subscribers"].update(sub.id, {"created_at": "2026-08-01T00:00:00+00:00"})
+    d = digest.select(store, subscribers.get(store, sub.id), DAY, history=DeliveryHistory(store))
+    blocks = [b for m in render_slack(d) for b in m.blocks]
+    assert not [b for b in blocks if b["type"] == "actions"]
+    assert any(b["type"] == "divider" for b in blocks)
