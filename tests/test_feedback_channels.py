@@ -64,7 +64,27 @@ async def test_email_links_confirm_on_get_and_record_on_post() -> None:
                 "paper": "2608.00001", "vote": "up"}
         done = await site.client.post("/feedback", data=form)
         assert done.status_code == 200 and "已记录 👍" in done.text
-        assert f"/d/{DAY}?token=" in done.text  # on to the day page, still signed
+        # On to the paper's day page, still signed: every paper there has the two buttons.
+        day_link = re.search(r'href="(/d/[^"]+)"', done.text)[1].replace("&amp;", "&")
+        assert day_link.startswith(f"/d/{DAY}/post-training?token=")
+        day = await site.client.get(day_link)
+        assert day.status_code == 200 and day.headers["Cache-Control"] == "no-store"
+        assert day.text.count('action="/feedback"') == 2
+        assert "✅👍 有用" in day.text  # the vote just cast
+        public = await site.client.get(f"/d/{DAY}/post-training")
+        assert 'action="/feedback"' not in public.text and "no-store" not in public.headers.get(
+            "Cache-Control", "")
+        back = await site.client.post("/feedback", data={
+            "token": form["token"], "csrf": csrf_of(day.text), "paper": "2608.00002",
+            "vote": "down", "back": f"/d/{DAY}/post-training"})
+        assert back.status_code == 303 and back.headers["Location"] == day_link
+        assert "✅👎 不感兴趣" in (await site.client.get(day_link)).text
+        evil = await site.client.post("/feedback", data={
+            "token": form["token"], "csrf": csrf_of(day.text), "paper": "2608.00002",
+            "vote": "down", "back": "//evil.example/d/x"})
+        assert evil.status_code == 200  # no redirect anywhere but a day page
+        feedback.forget(store, sub.id)
+        await site.client.post("/feedback", data=form)
         again = await site.client.post("/feedback", data=form)  # a double click
         assert again.status_code == 200
         assert [(v.arxiv_id, v.name) for v in feedback.votes(store, sub.id)] == [("2608.00001", "up")]

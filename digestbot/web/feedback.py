@@ -13,10 +13,12 @@ with the same token, where every paper carries the two buttons (`pages`).
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
 from digestbot import signing
+from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.errors import UsageError
 from digestbot.models import Paper
 from digestbot.sources.papers import get_paper, last_announcements
@@ -41,6 +43,21 @@ def _paper_and_vote(store: Store, paper_id: str, vote_name: str) -> tuple[Paper,
     paper = get_paper(store, feedback.check_paper_id(store, paper_id))
     assert paper is not None  # check_paper_id found it
     return paper, vote
+
+
+# A day page of one topic, the only place a vote form sends the reader back to (no open redirect).
+_DAY_PAGE = re.compile(r"/d/\d{4}-\d{2}-\d{2}/[a-z0-9][a-z0-9\-]{0,80}")
+
+
+def _day_page(store: Store, subscriber_id: int, paper_id: str, token: str) -> str | None:
+    """The day page (with the token, so its papers carry buttons) of the paper's announcement,
+    under the reader's topic that scored it best; None when it was never announced/scored."""
+    announced = last_announcements(store, [paper_id], "9999-12-31").get(paper_id)
+    if announced is None:
+        return None
+    rows = subscribed_scores(store, subscriber_id, [paper_id], announced.date)
+    best = max(rows, key=lambda r: r["score"], default=None)
+    return signing.link_path(f"/d/{announced.date}/{best['topic']}", token) if best else None
 
 
 async def feedback_form(request: web.Request) -> web.Response:
@@ -72,8 +89,10 @@ async def record_vote(request: web.Request) -> web.Response:
         return _bad(str(exc))
     await write(request, feedback.record, sub.id, paper.id, vote)
     log.info("subscriber #%s voted %s on %s (web)", sub.id, vote, paper.id)
-    announced = last_announcements(store, [paper.id], "9999-12-31").get(paper.id)
-    back = signing.link_path(f"/d/{announced.date}", token) if announced else None
+    if _DAY_PAGE.fullmatch(back := form.get("back", "")):
+        # From a day page's buttons: back to it (POST → redirect → GET), the vote shown there.
+        raise web.HTTPSeeOther(signing.link_path(back, token))
+    back = _day_page(store, sub.id, paper.id, token)
     mark = "👍" if vote == feedback.UP else "👎"
     return notice(f"已记录 {mark}", f"Recorded {mark}",
                   f"《{paper.title}》:以后的摘要会参考你的 👍/👎 排序。",
