@@ -155,6 +155,8 @@ class DayResult:
     unranked: float
     suggestions: int
     silent_same: bool  # the never-voting twin's digest equals the unranked one
+    ranked_ms: float = 0.0  # selecting the voter's digest, training and ranking included
+    unranked_ms: float = 0.0  # the same selection with the re-ranker off
 
 
 @dataclass
@@ -184,14 +186,19 @@ def simulate(store: Store, days: list[tuple[str, list[Paper]]], readers: Sequenc
         out = ReaderResult(reader)
         for date, _ in days:
             votes_before = len(feedback.votes(store, voter.id))
+            started = time.perf_counter()
             ranked = digest.select(store, voter, date, history=history)
+            ranked_ms = 1000 * (time.perf_counter() - started)
+            started = time.perf_counter()
             unranked = _without_ranker(store, voter, date, history)
+            unranked_ms = 1000 * (time.perf_counter() - started)
             silent = digest.select(store, twin, date, history=history)
             silent_same = _ids(silent) == _ids(_without_ranker(store, twin, date, history))
             suggestions = sum(e.hits and e.hits[0].topic == rerank.SUGGESTED
                               for e in (ranked.entries if ranked else []))
             out.days.append(DayResult(date, votes_before, precision(ranked, reader),
-                                      precision(unranked, reader), suggestions, silent_same))
+                                      precision(unranked, reader), suggestions, silent_same,
+                                      ranked_ms, unranked_ms))
             for d in (ranked, silent):
                 if d:
                     history.record(d)
@@ -260,12 +267,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if d.votes_before >= 20:
                     gains.append(d.ranked - d.unranked)
         selects = len(results) * len(days) * 4
+        trained = [d for r in results for d in r.days if d.votes_before >= rerank.MIN_VOTES]
+        extra = sorted(d.ranked_ms - d.unranked_ms for d in trained)
+        train_ms: list[float] = []
+        train_cpu: list[float] = []  # other work on the machine inflates wall time, not this
+        for r in results:  # the model alone, warm: what a reader's votes cost per digest
+            sub = subscribers.by_address(store, "email", f"voter-{r.reader.name}@example.org")
+            for _ in range(5):
+                started, cpu = time.perf_counter(), time.process_time()
+                rerank.learn(store, sub.id, list(r.reader.topics))
+                train_ms.append(1000 * (time.perf_counter() - started))
+                train_cpu.append(1000 * (time.process_time() - cpu))
         print(f"after ≥20 votes: mean precision@10 gain {100 * sum(gains) / max(len(gains), 1):+.1f}"
               f" points over {len(gains)} reader-days (target ≥ +20); "
               f"never-voters identical to unranked: "
               f"{all(d.silent_same for r in results for d in r.days)}")
-        print(f"{selects} selections in {took:.2f} s ({1000 * took / selects:.0f} ms each, "
-              "training and ranking included)")
+        print(f"{selects} selections in {took:.2f} s ({1000 * took / selects:.0f} ms each on "
+              "average, the first one loading the embedding model)")
+        print(f"training a reader's model from 10-30 votes: median "
+              f"{sorted(train_ms)[len(train_ms) // 2]:.1f} ms wall, "
+              f"{sorted(train_cpu)[len(train_cpu) // 2]:.1f} ms CPU; "
+              f"a trained reader's selection minus the unranked one (training, embedding the "
+              f"day's papers once per process, ranking): median {extra[len(extra) // 2]:.0f} ms "
+              f"over {len(extra)} digests")
         store.close()
     return 0
 
