@@ -121,6 +121,7 @@ class Learned:
     liked_vectors: np.ndarray
     ups: int
     downs: int
+    voted: frozenset[str] = frozenset()  # never suggested: the reader has seen them
 
     def features(self, papers: Sequence[Paper], rows: Iterable[dict[str, Any]]) -> np.ndarray:
         ids = [p.id for p in papers]
@@ -133,9 +134,10 @@ class Learned:
         first, in their order) with at most `MAY_LIKE` papers of `pool` (papers of the window
         under every threshold: id → score rows) merged in at their place; the suggestions'
         reasons. `rows` holds the score rows of the ranked papers."""
-        pinned = [pid for pid in ranked if pid in set(pinned)]
-        rest = [pid for pid in ranked if pid not in set(pinned)]
-        ids = rest + sorted(pool)
+        first = set(pinned)
+        pinned = [pid for pid in ranked if pid in first]
+        rest = [pid for pid in ranked if pid not in first]
+        ids = rest + sorted(pid for pid in pool if pid not in self.voted)
         papers = get_papers(store, ids)
         ids = [pid for pid in ids if pid in papers]
         if not ids:
@@ -191,6 +193,8 @@ def learn(store: Store, subscriber_id: int, topics: Sequence[str]) -> Learned | 
     """The reader's model, trained now from their latest votes; None with fewer than
     `MIN_VOTES` or only one kind (then their digest is left as it is)."""
     votes = feedback.votes(store, subscriber_id, feedback.TRAIN_LIMIT)
+    if len(votes) < MIN_VOTES or len({v.vote for v in votes}) < 2:
+        return None  # most readers: one indexed query, nothing else
     papers = get_papers(store, [v.arxiv_id for v in votes])
     votes = [v for v in votes if v.arxiv_id in papers]
     ups = sum(v.vote == feedback.UP for v in votes)
@@ -208,7 +212,7 @@ def learn(store: Store, subscriber_id: int, topics: Sequence[str]) -> Learned | 
                                    max_iter=200).fit(x, y)
     liked = [papers[v.arxiv_id] for v in votes if v.vote == feedback.UP]
     return Learned(subscriber_id, topics, model, liked,
-                   vectors(liked), ups, len(votes) - ups)
+                   vectors(liked), ups, len(votes) - ups, frozenset(ids))
 
 
 def pool_rows(store: Store, subscriber_id: int, window: Sequence[str], date: str,
