@@ -73,8 +73,9 @@ def select(
     the paper. A paper by an author the reader follows comes whatever its scores (first, so
     the cap never cuts it); the reader's `must` and `exclude` keywords sift the others.
     Best score first, ties by id — or, once the reader has voted enough, in the order their
-    👍/👎 model (`rerank`) gives, with up to `rerank.MAY_LIKE` papers under the thresholds; beyond `max_papers` only counted. Pass one
-    `library` for a batch of subscribers to read each paper once.
+    👍/👎 model (`rerank`) gives, with up to `rerank.MAY_LIKE` papers under the thresholds;
+    beyond `max_papers` only counted. Pass one `library` for a batch of subscribers to read
+    each paper once.
     """
     window = _window(store, history, subscriber, date)
     found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
