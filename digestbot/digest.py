@@ -14,7 +14,7 @@ from datetime import date as Date
 from datetime import timedelta
 from typing import Any, Protocol
 
-from digestbot import subscribers, topics
+from digestbot import rerank, subscribers, topics
 from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.topic_scores import passing_in_window, subscribed_scores
 from digestbot.models import (
@@ -72,31 +72,45 @@ def select(
     subscriber has never received — so a replaced version comes only to those who missed
     the paper. A paper by an author the reader follows comes whatever its scores (first, so
     the cap never cuts it); the reader's `must` and `exclude` keywords sift the others.
-    Best score first, ties by id; beyond `max_papers` only counted. Pass one
-    `library` for a batch of subscribers to read each paper once.
+    Best score first, ties by id — or, once the reader has voted enough, in the order their
+    👍/👎 model (`rerank`) gives, with up to `rerank.MAY_LIKE` papers under the thresholds;
+    beyond `max_papers` only counted. Pass one `library` for a batch of subscribers to read
+    each paper once.
     """
     window = _window(store, history, subscriber, date)
     found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
     context = _Context(store, subscriber, library)
     followed = context.followed_in(window)
-    candidates = list(dict.fromkeys([*followed, *found]))
+    # The reader's 👍/👎 model (None until they voted enough) and what it may suggest.
+    learned = rerank.learn(store, subscriber.id, list(context.topics))
+    pool = _latest_per_paper(rerank.pool_rows(store, subscriber.id, window, date,
+                                              [*found, *followed])) if learned else {}
+    candidates = list(dict.fromkeys([*followed, *found, *pool]))
     # Never twice: a paper the reader got (in any version) is not offered again.
     for pid in history.delivered(subscriber.id, candidates) if candidates else ():
         found.pop(pid, None)
         followed.pop(pid, None)
+        pool.pop(pid, None)
     # Keywords sift what the topics brought; a followed author's paper comes regardless.
-    for pid in context.filtered_out([pid for pid in found if pid not in followed]):
-        del found[pid]
+    for pid in context.filtered_out([pid for pid in [*found, *pool] if pid not in followed]):
+        found.pop(pid, None)
+        pool.pop(pid, None)
     if not found and not followed:
         return None
     # Followed authors first, so the cap never cuts them; then best score first, ties by id.
     ranked = sorted({*found, *followed}, key=lambda pid: (
         pid not in followed, -max((r["score"] for r in found.get(pid, ())), default=0), pid))
-    kept = _weekly_cut(ranked, found, followed) if subscriber.cadence == "weekly" else ranked
+    suggested: dict[str, TopicHit] = {}
+    if learned:
+        ranked, suggested = learned.rank(store, ranked, followed, pool, found, context.lang)
+        found.update({pid: pool[pid] for pid in suggested})
+    kept = (_weekly_cut(ranked, found, {**followed, **suggested})
+            if subscriber.cadence == "weekly" else ranked)
     kept = kept[:subscriber.max_papers]
     picks = [
         (_announcement(found[pid][0]) if pid in found else followed[pid][0],
-         context.hits(found.get(pid, [])), followed.get(pid, (None, []))[1])
+         [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),
+         followed.get(pid, (None, []))[1])
         for pid in kept
     ]
     return context.digest(date, picks, more=len(ranked) - len(kept))
@@ -266,9 +280,13 @@ class _Context:
                 out.append(pid)
         return out
 
+    @property
+    def lang(self) -> str:
+        return "en" if self.subscriber.lang == "en" else "zh"
+
     def hits(self, rows: list[dict[str, Any]]) -> list[TopicHit]:
         """Why the paper is here: each subscribed topic it hit, best score first."""
-        lang = "en" if self.subscriber.lang == "en" else "zh"
+        lang = self.lang
         rows = sorted(rows, key=lambda r: (-r["score"], self.order.get(r["topic"], 0)))
         return [
             TopicHit(topic=r["topic"], topic_name=self.topics[r["topic"]].display(lang),

@@ -157,3 +157,15 @@ def m008_llm_call_request(db: sqlite_utils.Database) -> None:
     """Several papers per scoring request (issue 15): the llm_calls rows of one request share
     its id, so `stats` counts requests, not rows. Older rows keep NULL (one row, one request)."""
     db["llm_calls"].add_column("request", str)
+
+
+@migrations()
+def m009_feedback(db: sqlite_utils.Database) -> None:
+    """A reader's 👍/👎 on delivered papers (issue 17), owned by `subscribers.feedback`: one
+    row per reader and paper (the last vote counts), removed with the reader."""
+    db["feedback"].create(
+        {"subscriber_id": int, "arxiv_id": str, "vote": int, "created_at": str,
+         "updated_at": str},
+        pk=("subscriber_id", "arxiv_id"),
+        foreign_keys=[("subscriber_id", "subscribers", "id")],
+    )

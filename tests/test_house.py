@@ -31,6 +31,7 @@ OWNERS: dict[str, str] = {
     "keyword_filters": "subscribers",
     "notice_optins": "subscribers",
     "notices_sent": "subscribers",
+    "feedback": "subscribers",
     "deliveries": "outbox",
     "delivery_parts": "outbox",
     "delivered_papers": "outbox",

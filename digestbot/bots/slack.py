@@ -34,10 +34,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from digestbot import commands, outbox
 from digestbot.channels.slack import SlackSender, api_error, web_client, webhook_client
 from digestbot.config import Settings
-from digestbot.errors import DigestbotError, PermanentError, TransientError
-from digestbot.render import clip
+from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
+from digestbot.render import clip, controls
 from digestbot.render.slack import ACTIONS_ELEMENTS, BUTTON_CHARS, MAX_BLOCKS, escape, fit, section
 from digestbot.store import Store
+from digestbot.subscribers import feedback
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,45 @@ class SlackCommands:
 
     async def on_action(self, payload: dict[str, Any]) -> commands.Reply:
         action = (payload.get("actions") or [{}])[0]
+        line = controls.slack_action(action.get("action_id", ""), str(action.get("value", "")))
+        tapped = controls.parse(line) if line else None
+        if tapped is not None:
+            return await self.on_vote(payload, *tapped)
         return await self._handle(payload, action.get("value", ""))
+
+    async def on_vote(self, payload: dict[str, Any], value: int, paper_id: str) -> commands.Reply:
+        """👍/👎 under a digest entry: record it for the channel's subscription and show it on
+        the message's buttons (chat.update of that message; no new message). Any member's
+        click is the channel's vote, as its digest is the channel's."""
+        channel, _ = _asker(payload)
+        ctx = commands.CommandContext(channel="slack", address=channel)
+        lang = commands.reply_lang(self.store, "slack", channel)
+        try:
+            sub_id = commands.vote(self.store, ctx, value, paper_id)
+        except UsageError as exc:
+            reply = commands.Reply(commands.in_lang(exc, lang))
+            await self.respond(payload, reply)
+            return reply
+        message = payload.get("message") or {}
+        ts = message.get("ts") or (payload.get("container") or {}).get("message_ts")
+        blocks = message.get("blocks")
+        if ts and isinstance(blocks, list):
+            prefix = f"{controls.ACTION}:"
+            ids = {str(b.get("block_id", "")): str(b.get("block_id", ""))[len(prefix):]
+                   for b in blocks if isinstance(b, dict)
+                   and str(b.get("block_id", "")).startswith(prefix)}
+            votes = feedback.votes_on(self.store, sub_id, list(ids.values()))
+            # The message as it is, every entry's buttons showing the channel's vote now.
+            fresh = [controls.slack_actions(ids[b["block_id"]], lang, votes.get(ids[b["block_id"]]))
+                     if isinstance(b, dict) and b.get("block_id") in ids else b for b in blocks]
+            try:
+                await self.client.chat_update(channel=channel, ts=ts, blocks=fresh,
+                                              text=message.get("text") or "")
+            except SlackApiError as exc:
+                # Recorded all the same; only the buttons do not show it.
+                log.warning("slack: cannot update the buttons in %s: %s", channel,
+                            api_error(exc))
+        return commands.Reply("")
 
     async def _handle(self, payload: dict[str, Any], line: str) -> commands.Reply:
         """A typed command and a button's are the same command line: run, answer, deliver."""

@@ -119,6 +119,7 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
         digest, unsubscribe_url=web_unsubscribe,
         preferences_url=signing.preferences_url(settings, sub),
         pages_url=signing.pages_url(settings.public_url, digest.date),
+        feedback_link=signing.feedback_link(settings, sub),
     )
 
     to, utf8 = wire_address(sub.address)

@@ -44,6 +44,7 @@ HANDLERS: dict[str, str] = {
     "sub follow": "digestbot.cli.profile:cmd_sub_follow",
     "sub unfollow": "digestbot.cli.profile:cmd_sub_unfollow",
     "sub keywords": "digestbot.cli.profile:cmd_sub_keywords",
+    "feedback": "digestbot.cli.profile:cmd_feedback",
     "preview": "digestbot.cli.deliver:cmd_preview",
     "send": "digestbot.cli.deliver:cmd_send",
     "once": "digestbot.cli.once:cmd_once",

@@ -198,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--clear", choices=["must", "exclude", "all"], help="drop every word of a kind first")
 
     s = _command(
+        sub, "feedback", "读者的 👍/👎 / a reader's votes",
+        "The papers the reader voted on (👍/👎 from a digest's buttons or links), newest "
+        "first; the last vote on a paper counts. With 5 or more votes of both kinds they "
+        "re-rank the reader's digest.",
+    )
+    s.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
+    s.add_argument("--json", action="store_true", help="as JSON")
+
+    s = _command(
         sub, "preview", "预览摘要 / print a subscriber's digest without sending it",
         "Renders what the subscriber gets for the day (default: the latest announcement) as "
         "email HTML or text, Telegram HTML or Slack blocks. Sends nothing, records nothing.",

@@ -19,7 +19,16 @@ it in that list; callers use the names re-exported here.
 
 from __future__ import annotations
 
-from digestbot.commands.core import Button, Command, CommandContext, Reply, reply_lang, say
+from digestbot.commands.core import (
+    Button,
+    Command,
+    CommandContext,
+    Reply,
+    in_lang,
+    reply_lang,
+    say,
+)
+from digestbot.commands.profile import vote
 from digestbot.commands.registry import (
     COMMANDS,
     MAX_ARG_CHARS,
@@ -37,7 +46,9 @@ __all__ = [
     "CommandContext",
     "Reply",
     "execute",
+    "in_lang",
     "menu",
+    "vote",
     "mutates",
     "reply_lang",
     "resolve",

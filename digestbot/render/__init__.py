@@ -24,7 +24,7 @@ import jinja2
 import markupsafe
 
 from digestbot.models import Author, Digest, DigestEntry
-from digestbot.render import i18n
+from digestbot.render import controls, i18n
 from digestbot.render.i18n import announce_label, template_label, topic_name
 
 # Gmail clips an HTML body beyond ~102 KB and hides everything after the cut, footer and
@@ -299,6 +299,7 @@ def render_email(
     unsubscribe_url: str | None = None,
     preferences_url: str | None = None,
     pages_url: str | None = None,
+    feedback_link: str | None = None,
 ) -> RenderedEmail:
     """Subject, plain text and inlined HTML for one digest.
 
@@ -309,28 +310,36 @@ def render_email(
     The same paper goes to thousands of readers, so each entry row is rendered and inlined
     once and cached; the page around the rows is inlined on its own and the rows are spliced
     in (the same bytes as inlining the whole page). Sizes add up, so fitting the budget costs
-    no re-rendering.
+    no re-rendering. With `feedback_link` (`signing.feedback_link`), each entry is followed by
+    its reader's 👍/👎 links (`controls`), stitched beside the shared row, never inside it.
     """
     lang = digest.subscriber.lang
     context = email_context(digest, unsubscribe_url=unsubscribe_url,
                             preferences_url=preferences_url, pages_url=pages_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
+    votes = [_Part.of(controls.email_row(feedback_link, i.entry.paper.id, lang) if feedback_link
+                      else "") for i in items]
     text = environment().get_template("email/digest.txt").render(
-        context, entry_texts=[_entry_text(i, lang) for i in items], more=digest.more)
+        context, more=digest.more, entry_texts=[
+            _entry_text(i, lang) + (controls.email_text(feedback_link, i.entry.paper.id, lang)
+                                    if feedback_link else "") for i in items])
     shell = _shell(context, digest.more)
-    rows = _fitting_rows(shell, items, lang)
+    rows = _fitting_rows(shell, items, lang, votes)
     if rows is None:
-        keep, shell = _fitting_count(context, items, digest.more)
-        rows = _fitting_rows(shell, items[:keep], lang) or [
+        keep, shell = _fitting_count(context, items, digest.more, votes)
+        rows = _fitting_rows(shell, items[:keep], lang, votes) or [
             _row(i, lang, *_ABSTRACT_STEPS[-1]) for i in items[:keep]]
-    html = shell[0].html + "".join(r.html for r in rows) + shell[1].html
+    html = (shell[0].html + "".join(r.html + v.html for r, v in zip(rows, votes, strict=False))
+            + shell[1].html)
     return RenderedEmail(subject=context["subject"], text=text, html=html)
 
 
 def _fitting_rows(shell: tuple[_Part, _Part], items: list[_Entry],
-                  lang: str) -> list[_Part] | None:
-    """The rows at the first abstract step that fits the budget, or None if none does."""
-    room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+                  lang: str, extra: list[_Part]) -> list[_Part] | None:
+    """The rows at the first abstract step that fits the budget beside the `extra` part of
+    each (its controls), or None if none does."""
+    room = (HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+            - sum(p.size for p in extra[:len(items)]))
     for en_chars, zh_chars in _ABSTRACT_STEPS:
         rows = [_row(i, lang, en_chars, zh_chars) for i in items]
         if sum(r.size for r in rows) <= room:
@@ -339,13 +348,14 @@ def _fitting_rows(shell: tuple[_Part, _Part], items: list[_Entry],
 
 
 def _fitting_count(context: dict[str, Any], items: list[_Entry],
-                   more: int) -> tuple[int, tuple[_Part, _Part]]:
+                   more: int, extra: list[_Part]) -> tuple[int, tuple[_Part, _Part]]:
     """How many leading entries fit without abstracts (at least one), and the page for them.
 
     The footer's count grows as entries move into it, so the page is re-measured until the
     count settles (it only shrinks, at most a digit's worth each time).
     """
-    sizes = [_row(i, context["lang"], *_ABSTRACT_STEPS[-1]).size for i in items]
+    sizes = [_row(i, context["lang"], *_ABSTRACT_STEPS[-1]).size + e.size
+             for i, e in zip(items, extra, strict=True)]
     keep = len(items) - 1
     while True:
         shell = _shell(context, more + len(items) - keep)

@@ -40,6 +40,7 @@ class FakeSlack:
         # Accepted chat.postMessage / chat.postEphemeral calls, with the ts given.
         self.posted: list[dict[str, Any]] = []
         self.ephemeral: list[dict[str, Any]] = []
+        self.updated: list[dict[str, Any]] = []  # accepted chat.update calls
         self.hooks: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.responses: list[dict[str, Any]] = []
         # Scripted: channel → error word for every post to it; method → queued responses.
@@ -181,6 +182,21 @@ class FakeSlack:
         with self._lock:
             self.posted.append({**args, "blocks": blocks, "ts": ts})
         return _ok(channel=channel, ts=ts, message={"text": args.get("text"), "ts": ts})
+
+    def api_chat_update(self, args: dict[str, Any]) -> Response:
+        """Replace a posted message's text and blocks (Slack keeps its ts)."""
+        channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
+        blocks = _json_arg(args.get("blocks"))
+        if blocks is not None and len(blocks) > 50:
+            return _error("invalid_blocks")
+        with self._lock:
+            shown = next((p for p in self.posted if p["channel"] == channel and p["ts"] == ts),
+                         None)
+            if shown is None:
+                return _error("message_not_found")
+            shown.update({"text": args.get("text", shown.get("text")), "blocks": blocks})
+            self.updated.append({"channel": channel, "ts": ts, "blocks": blocks})
+        return _ok(channel=channel, ts=ts, text=args.get("text"))
 
     def api_chat_postEphemeral(self, args: dict[str, Any]) -> Response:
         with self._lock:

@@ -103,13 +103,19 @@ class FakeTelegram:
                       chat_type: str = "private", message_id: int = 1) -> int:
         """Queue a tap on an inline button of the bot's message `message_id`."""
         user_id = chat_id if user_id is None else user_id
+        # As Telegram does, the callback carries the message as it is now (text, keyboard).
+        with self._cond:
+            shown = next((m for m in self.sent if m["chat_id"] == chat_id
+                          and m["message_id"] == message_id), None)
+        message = {"message_id": message_id, "date": int(time.time()),
+                   "chat": _chat(chat_id, chat_type), "text": shown["text"] if shown else "…",
+                   "from": self._me()}
+        if shown and shown.get("reply_markup"):
+            message["reply_markup"] = shown["reply_markup"]
         return self._push({"callback_query": {
             "id": f"cb{next(self._update_ids)}", "chat_instance": str(chat_id),
             "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
-            "data": data,
-            "message": {"message_id": message_id, "date": int(time.time()),
-                        "chat": _chat(chat_id, chat_type), "text": "…",
-                        "from": self._me()},
+            "data": data, "message": message,
         }})
 
     def fail_next(self, chat_id: int, status: int, description: str, *, after: int = 0,
@@ -229,7 +235,8 @@ class FakeTelegram:
                 self._cond.wait(remaining)
 
     def _m_sendMessage(self, params: dict[str, Any]) -> Response:
-        if (refused := _refuse_text(params)) is not None:
+        if (refused := _refuse_text(params) or _refuse_markup(
+                _json_field(params, "reply_markup"))) is not None:
             return refused
         chat_id = int(params["chat_id"])
         message = {
@@ -257,6 +264,27 @@ class FakeTelegram:
                                 "reply_markup": _json_field(params, "reply_markup")})
         return _ok({"message_id": int(params["message_id"]), "date": int(time.time()),
                     "chat": _chat(chat_id, "private"), "text": params["text"]})
+
+    def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> Response:
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        markup = _json_field(params, "reply_markup")
+        with self._cond:
+            shown = next((m for m in self.sent if m["chat_id"] == chat_id
+                          and m["message_id"] == message_id), None)
+            if shown is None:
+                return _error(400, "Bad Request: message to edit not found")
+            if (refused := _refuse_markup(markup)) is not None:
+                return refused
+            if markup == shown.get("reply_markup"):
+                return _error(400, "Bad Request: message is not modified: specified new message "
+                                   "content and reply markup are exactly the same as a current "
+                                   "content and reply markup of the message")
+            shown["reply_markup"] = markup
+            self.edited.append({"chat_id": chat_id, "message_id": message_id,
+                                "text": None, "reply_markup": markup})
+        return _ok({"message_id": message_id, "date": int(time.time()),
+                    "chat": _chat(chat_id, "private"), "text": shown["text"],
+                    **({"reply_markup": markup} if markup else {})})
 
     def _m_answerCallbackQuery(self, params: dict[str, Any]) -> Response:
         with self._cond:
@@ -315,6 +343,16 @@ def _json_field(params: dict[str, Any], name: str) -> Any:
     """Form bodies carry objects as JSON strings, JSON bodies as objects: accept both."""
     value = params.get(name)
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _refuse_markup(markup: Any) -> Response | None:
+    """Telegram's checks on an inline keyboard: 1–64 bytes of callback data a button."""
+    for row in (markup or {}).get("inline_keyboard", []):
+        for button in row:
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(data.encode()) <= 64:
+                return _error(400, "Bad Request: BUTTON_DATA_INVALID")
+    return None
 
 
 def _refuse_text(params: dict[str, Any]) -> Response | None:
