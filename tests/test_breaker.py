@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from digestbot.breaker import Breaker, breaker_for
 from digestbot.channels import email as email_channel
-from digestbot.channels.breaker import Breaker, breaker_for
 from digestbot.channels.email import EmailSender
 from digestbot.config import Settings, load_settings
 from digestbot.errors import ServiceDown

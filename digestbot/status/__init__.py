@@ -5,7 +5,7 @@ enrich: scoring, enrichment and the LLM's bill; outbox: the digests and the queu
 calendar (`clock`) into one dict with a stable schema (`SCHEMA`, tested). It is public: it
 carries counts, times and states only — no address, subscriber id, token or error text.
 
-Circuit breakers live in the process that sends (`channels.breaker`), which may not be the
+Circuit breakers live in the process that sends (`digestbot.breaker`), which may not be the
 one serving `/status`; the entry points that send record their breakers' states in `meta`
 (`record_breakers`) after each delivery, and the snapshot reads them from there.
 """
