@@ -150,3 +150,11 @@ def m007_subscriber_cadence(db: sqlite_utils.Database) -> None:
     """A reader's cadence, daily or weekly (issue 16), owned by `subscribers`; independent of
     m006 so the two can land in either order."""
     db["subscribers"].add_column("cadence", str, not_null_default="daily")
+
+
+@migrations()
+def m008_first_page_state(db: sqlite_utils.Database) -> None:
+    """Each first page's state (issue 15), owned by `enrich` (`enrich.pdf`): `fetched`, `no_text`
+    (arXiv has no PDF, or none with text: final) or `given_up` (arXiv was away: try again
+    later and fill the institutions in). Rows before it were all fetched."""
+    db["first_pages"].add_column("state", str, not_null_default="fetched")
