@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digestbot import subscribers
+from digestbot import status, subscribers
 from digestbot.config import Settings, load_settings
 from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.institutions import fill_missing_institutions
@@ -202,6 +202,8 @@ def test_enrich_with_arxiv_down_is_quick_then_institutions_are_filled_in(
     assert all(get_enrichment(store, i, 1).institutions == [] for i in ids)
     states = {r["arxiv_id"]: r["state"] for r in store.db["first_pages"].rows}
     assert states == dict.fromkeys(ids, GIVEN_UP)
+    arxiv = status.snapshot(load_settings(), store, NIGHT)["arxiv"]
+    assert arxiv["breaker"]["state"] == "open" and arxiv["first_pages"][GIVEN_UP] == 6
 
     # While the breaker is open, filling in asks nothing.
     monkeypatch.setenv("DIGESTBOT_ARXIV_PDF_URL", f"{server.url}/pdf/")
@@ -217,6 +219,9 @@ def test_enrich_with_arxiv_down_is_quick_then_institutions_are_filled_in(
         assert [x.name for x in get_enrichment(store, i, 1).institutions] == [
             "Tsinghua University, Beijing", "Shanghai AI Laboratory"]
     assert {r["state"] for r in store.db["first_pages"].rows} == {FETCHED}
+    arxiv = status.snapshot(load_settings(), store, NIGHT)["arxiv"]
+    assert arxiv == {"breaker": {"name": "arXiv", "state": "closed", "failures": 0, "since": None},
+                     "first_pages": {FETCHED: 6, "no_text": 0, GIVEN_UP: 0}}
     asks = [b for b in fake.bodies if b["response_format"]["json_schema"]["name"]
             == "paper_institutions"]
     assert len(asks) == 6

@@ -37,7 +37,7 @@ SCHEMA = {
     "digests": None, "queue": {"pending", "failed"},
     "llm": {"since", "calls", "failures", "prompt_tokens", "completion_tokens",
             "cached_tokens", "cost_usd"},
-    "breakers": None,
+    "breakers": None, "arxiv": {"breaker", "first_pages"},
 }
 
 

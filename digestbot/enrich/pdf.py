@@ -18,9 +18,12 @@ extracted with pypdf, and the outcome is kept in `first_pages` so a PDF is fetch
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pypdf
 
@@ -39,6 +42,8 @@ FETCHED, NO_TEXT, GIVEN_UP = "fetched", "no_text", "given_up"
 # a longer outage gives the page up at once, so readers due now are not held by it.
 SHORT_WAIT_S = 30.0
 _NO_PDF = frozenset({404, 410})
+# arXiv's breaker as the enrichment last saw it, for `/status` (which may be another process).
+BREAKER_KEY = "arxiv:breaker"
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ class FirstPages:
         self.store.db["first_pages"].upsert(
             {"arxiv_id": paper.id, "version": paper.version, "text": text, "source": "pdf",
              "state": state, "fetched_at": now_iso()}, pk=("arxiv_id", "version"))
+        record_breaker(self.store)
 
 
 def given_up(store: Store, limit: int | None = None) -> list[tuple[str, int]]:
@@ -180,3 +186,20 @@ def given_up(store: Store, limit: int | None = None) -> list[tuple[str, int]]:
         + (" limit ?" if limit is not None else ""),
         [GIVEN_UP] + ([limit] if limit is not None else []))
     return [(r["arxiv_id"], r["version"]) for r in rows]
+
+
+def record_breaker(store: Store) -> None:
+    """Keep arXiv's breaker state where `/status` reads it (only when it changed)."""
+    value = json.dumps(dataclasses.asdict(GATE.breaker.snapshot()))
+    if store.get_meta(BREAKER_KEY) != value:
+        store.set_meta(BREAKER_KEY, value)
+
+
+def arxiv_status(store: Store) -> dict[str, Any]:
+    """For `/status`: arXiv's breaker as last recorded (None before any PDF was asked for)
+    and the first pages per state (`given_up`: institutions still to fill in)."""
+    recorded = store.get_meta(BREAKER_KEY)
+    counts = {r["state"]: r["n"] for r in store.db.query(
+        "select state, count(*) n from first_pages group by state")}
+    return {"breaker": json.loads(recorded) if recorded else None,
+            "first_pages": {state: counts.get(state, 0) for state in (FETCHED, NO_TEXT, GIVEN_UP)}}
