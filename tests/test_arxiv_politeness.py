@@ -253,3 +253,21 @@ def test_two_timeouts_in_a_row_open_it(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(ArxivDown):
             client.get(server.url)
         assert len(server.requests) == 2
+
+
+def test_a_redirect_is_another_request_in_its_own_turn(arxiv):
+    fake, server = arxiv
+    fake.script["/pdf/"] = [Response(301, "", {"Location": "/pdf/2611.90001v1"})]
+    answer = PoliteClient(DELAY).get(f"{server.url}/pdf/2611.90001")  # the latest version
+    assert answer.status_code == 200 and answer.content == WITH_AFFILIATIONS
+    moved, pdf = server.requests
+    assert (moved.path, pdf.path) == ("/pdf/2611.90001", "/pdf/2611.90001v1")
+    assert pdf.started - moved.started >= DELAY - 0.05 and GATE.started == 2
+
+
+def test_a_403_on_the_listing_is_arxiv_refusing_not_a_bad_feed(settings, store, arxiv):
+    fake, server = arxiv
+    fake.script["/list/"] = [Response(403, "<html>Access denied</html>")]
+    with pytest.raises(NetworkError, match="unreachable.*HTTP 403"):
+        fetch(point(settings, server.url), store, now=NIGHT)
+    assert [r.path for r in server.requests] == ["/list/cs.CL/new"]  # RSS: not asked

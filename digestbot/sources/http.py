@@ -40,6 +40,7 @@ STOP_STATUSES = frozenset({403, 429, 503})
 RETRY_STATUSES = frozenset({500, 502, 504})
 TIMEOUTS_TO_OPEN = 2  # one slow PDF is not an outage, two in a row are
 COOLDOWN_S = 300.0  # without a Retry-After, five minutes before the trial request
+MAX_REDIRECTS = 5
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -93,7 +94,8 @@ class Gate:
     def _client(self) -> httpx.Client:
         if self._http is None:
             self._http = httpx.Client(
-                headers={"User-Agent": USER_AGENT}, follow_redirects=True,
+                # Redirects are followed by PoliteClient, each hop in its own turn.
+                headers={"User-Agent": USER_AGENT}, follow_redirects=False,
                 # One connection for the process, to whichever arXiv host is asked.
                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
         return self._http
@@ -181,7 +183,7 @@ class PoliteClient:
         for attempt in range(1, self.attempts + 1):
             pause = min(2.0**attempt, 30.0)  # backoff, unless the server names a wait
             try:
-                response = GATE.get(url, delay=self.delay, timeout=self.timeout, params=params)
+                response = self._follow(url, params)
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 # Refused, no such host, or arXiv not answering twice: the breaker is open
@@ -205,6 +207,17 @@ class PoliteClient:
             GATE.sleep(pause)
             waited += pause
         raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+    def _follow(self, url: str, params: dict[str, str] | None) -> httpx.Response:
+        """One GET through the gate, and each redirect it answers as another, in its turn."""
+        response = GATE.get(url, delay=self.delay, timeout=self.timeout, params=params)
+        for _ in range(MAX_REDIRECTS):
+            if response.next_request is None:
+                break
+            response = GATE.get(str(response.next_request.url), delay=self.delay,
+                                timeout=self.timeout)
+        return response
 
 
 def _host(url: str) -> str:
