@@ -114,13 +114,13 @@ class Gate:
                 self.refused += 1
                 raise ArxivDown(f"arXiv 暂停访问 / not asking arXiv for {exc.retry_after:.0f} s "
                                 f"(unreachable or refused us)", exc.retry_after) from None
-            client = self._client()  # made first: its set-up must not eat into the delay
-            pause = self._next_start - self.clock()
-            if pause > 0:
-                self.sleep(pause)
-            self._next_start = self.clock() + delay
-            self.started += 1
             try:
+                client = self._client()  # made first: its set-up must not eat into the delay
+                pause = self._next_start - self.clock()
+                if pause > 0:
+                    self.sleep(pause)
+                self._next_start = self.clock() + delay
+                self.started += 1
                 response = client.get(url, params=params, timeout=timeout)
             except httpx.ConnectError:
                 self.breaker.trip()  # refused or no such host: nobody is there
@@ -129,7 +129,7 @@ class Gate:
                 self.breaker.failed()
                 raise
             except BaseException:
-                self.breaker.abandon()
+                self.breaker.abandon()  # no verdict (interrupted): the next call is the trial
                 raise
             if response.status_code in STOP_STATUSES:
                 asked = _retry_after(response)
