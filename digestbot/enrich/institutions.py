@@ -27,6 +27,11 @@ from digestbot.store import Store
 
 log = logging.getLogger(__name__)
 
+# Pages the day's pipeline fills in after its own work: about a minute at arXiv's 3 s, so a
+# long outage's backlog never holds up the evening's digests (a job after the deliveries can
+# call fill_missing_institutions without a limit).
+FILL_PER_RUN = 20
+
 SYSTEM = """You read the first page of an arXiv paper, extracted from its PDF.
 Answer in JSON: {"institutions": [{"name": "Tsinghua University", "name_zh": "清华大学"}]} — \
 the authors' institutions in author order, each once, taken ONLY from the first-page text: \
