@@ -47,6 +47,15 @@ class NetworkError(DigestbotError):
     """A remote service could not be reached after retries."""
 
 
+class ArxivDown(NetworkError):
+    """arXiv's circuit breaker is open (it was unreachable or said 403/429/503): no request
+    was made. `retry_after` is the number of seconds until the next trial request."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Rollback(DigestbotError):
     """Raised inside a transaction only to undo it; the code that raises it catches it."""
 

@@ -169,3 +169,11 @@ def m009_feedback(db: sqlite_utils.Database) -> None:
         pk=("subscriber_id", "arxiv_id"),
         foreign_keys=[("subscriber_id", "subscribers", "id")],
     )
+
+
+@migrations()
+def m010_first_page_state(db: sqlite_utils.Database) -> None:
+    """Each first page's state (issue 15), owned by `enrich` (`enrich.pdf`): `fetched`, `no_text`
+    (arXiv has no PDF, or none with text: final) or `given_up` (arXiv was away: try again
+    later and fill the institutions in). Rows before it were all fetched."""
+    db["first_pages"].add_column("state", str, not_null_default="fetched")

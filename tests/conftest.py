@@ -10,6 +10,7 @@ import pytest
 from digestbot.bots.telegram import start_bot
 from digestbot.channels.telegram import FloodLimiter
 from digestbot.config import Settings, load_settings
+from digestbot.sources.http import GATE
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI
 from tests.fakes.telegram import NO_LIMITS, TOKEN, FakeTelegram
@@ -35,6 +36,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DIGESTBOT_DB", str(tmp_path / "var" / "digestbot.db"))
     monkeypatch.setenv("DIGESTBOT_OUTBOX", str(tmp_path / "var" / "outbox"))
     monkeypatch.setenv("DIGESTBOT_ARXIV_DELAY", "0")
+    GATE.reset()  # arXiv's gate and breaker are the process's: no earlier test's state
     return tmp_path
 
 

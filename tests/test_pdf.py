@@ -110,6 +110,8 @@ def test_a_missing_pdf_gives_none_and_no_crash(store: Store, fake: FakeOpenAI, p
     e = get_enrichment(store, "2608.00001", 1)
     assert e.institutions == [] and e.title_zh  # enriched all the same
     assert "(not available" in fake.bodies[-1]["messages"][1]["content"]
+    # arXiv says there is no such PDF: final, never asked again (unlike a page given up).
+    assert store.db["first_pages"].get(("2608.00001", 1))["state"] == "no_text"
 
 
 def test_invented_institutions_are_dropped(store: Store, fake: FakeOpenAI, pdfs) -> None:

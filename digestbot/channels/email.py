@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import aiosmtplib
 
 from digestbot import render, signing
-from digestbot.channels.breaker import breaker_for
+from digestbot.breaker import breaker_for
 from digestbot.config import Settings
 from digestbot.errors import ConfigError, PermanentError, ServiceDown, TransientError
 from digestbot.models import Digest
@@ -245,7 +245,7 @@ class EmailSender:
     Recipient refused with 5xx → `PermanentError('bounced')`; 4xx, connection trouble, a
     rejected sender or message → `TransientError` (the outbox retries with backoff). Errors
     name the host and the server's answer, never the URL or the password. A server that
-    stops answering trips the process's breaker for it (`channels.breaker`): the rest of the
+    stops answering trips the process's breaker for it (`digestbot.breaker`): the rest of the
     batch fails at once with `ServiceDown` instead of waiting out a timeout per reader.
     """
 

@@ -30,6 +30,7 @@ from digestbot import topics as catalogue
 from digestbot.config import Settings
 from digestbot.enrich.calls import PipelineReport
 from digestbot.enrich.enrichment import enrich_papers
+from digestbot.enrich.institutions import FILL_PER_RUN, fill_missing_institutions
 from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pdf import FirstPages
 from digestbot.enrich.scoring import above_threshold, score_papers
@@ -79,6 +80,9 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
         started = time.monotonic()
         await enrich_papers(store, selected, llm, first_pages, report)
         report.enrich_seconds = time.monotonic() - started
+        if llm is not None:  # pages given up while arXiv was away, a few per run (≈1 min)
+            await fill_missing_institutions(settings, store, llm=llm, first_pages=first_pages,
+                                            limit=FILL_PER_RUN)
     finally:
         first_pages.close()
         if llm is not None:
