@@ -54,7 +54,7 @@ async def score_papers(store: Store, papers: Sequence[Paper], topics: Sequence[T
         else:
             report.cached += 1
     if llm is None:
-        rows = [s for paper, missing in todo for s in _offline_scores(paper, missing)]
+        rows = _offline_scores(todo)
         _save_scores(store, rows, cache)
         for s in rows:
             results[(s.arxiv_id, s.version)][s.topic] = s
@@ -89,18 +89,16 @@ async def _llm_scores(store: Store, llm: LLMClient, system: str, paper: Paper,
          {"role": "user", "content": prompts.score_user(paper, slugs)}],
         prompts.ScoreAnswer, name="topic_scores", check=check)
     if answer is None:
-        return _offline_scores(paper, missing)
+        return _offline_scores([(paper, missing)])
     by_topic = {s.topic: s for s in answer.scores}
     return [Score(paper.id, paper.version, slug, by_topic[slug].score,
                   by_topic[slug].reason_zh.strip(), llm.scorer) for slug in slugs]
 
 
-def _offline_scores(paper: Paper, topics: Sequence[Topic]) -> list[Score]:
-    out = []
-    for topic in topics:
-        score, reason = offline.score_offline(paper.title, paper.abstract, topic)
-        out.append(Score(paper.id, paper.version, topic.slug, score, reason, offline.SCORER))
-    return out
+def _offline_scores(work: Sequence[tuple[Paper, Sequence[Topic]]]) -> list[Score]:
+    return [Score(paper.id, paper.version, t.slug, score, reason, offline.SCORER)
+            for (paper, topics), row in zip(work, offline.score_papers_offline(work), strict=True)
+            for t, (score, reason) in zip(topics, row, strict=True)]
 
 
 def _save_scores(store: Store, scores: Sequence[Score], cache: bool) -> None:
