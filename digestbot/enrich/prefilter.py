@@ -5,10 +5,11 @@ Most of a day's papers are far from every followed topic, and the offline scorer
 blended with embeddings, `offline.score_papers_offline`) says so for almost nothing. A paper
 is dropped when, for every topic it still needs, its offline score is below that topic's
 lowest subscriber threshold minus MARGIN; its offline scores are then stored as final, marked
-`prefilter:offline-v2` (the pages say so), and no LLM call is made for it. A topic nobody
-subscribes to (`enrich --topic`, an operator's list) has no threshold to miss: a paper that
-needs it is never dropped. Scores are re-checked on each run, so a reader who subscribes
-later with a lower threshold gets the LLM's view of papers dropped before.
+`prefilter:offline-v2` (the pages say so, and the reason starts with NOTE), and no LLM call
+is made for it. A topic nobody subscribes to (`enrich --topic`, an operator's list) has no
+threshold to miss: a paper that needs it is never dropped. Scores are re-checked on each run,
+so a reader who subscribes later with a lower threshold gets the LLM's view of papers dropped
+before.
 
 MARGIN is measured on tests/fixtures/labelled (392 hand-labelled real papers, 5 topics),
 taking the labels as what the LLM alone would select at the default threshold 60: with MARGIN
@@ -30,6 +31,8 @@ from digestbot.store import Store
 
 MARGIN = 30
 PREFILTERED = f"prefilter:{offline.SCORER}"
+# Leads a dropped paper's reason, so a reader of the page knows no model judged it.
+NOTE = "预筛，未送模型 / prefiltered, not sent to the model"
 
 _LOWEST = """
 select s.topic, min(s.threshold) threshold from subscriptions s
@@ -59,8 +62,8 @@ def split(store: Store, todo: Sequence[tuple[Paper, list[Topic]]]
     for (paper, missing), row in zip(todo, offline.score_papers_offline(todo), strict=True):
         scores = [(t.slug, score, reason) for t, (score, reason) in zip(missing, row, strict=True)]
         if all(unreachable(score, thresholds.get(slug)) for slug, score, _ in scores):
-            dropped.extend(Score(paper.id, paper.version, slug, score, reason, PREFILTERED)
-                           for slug, score, reason in scores)
+            dropped.extend(Score(paper.id, paper.version, slug, score, f"{NOTE}; {reason}",
+                                 PREFILTERED) for slug, score, reason in scores)
         else:
             keep.append((paper, missing))
     return keep, dropped

@@ -19,6 +19,7 @@ topic, and the median on-topic paper between +0.11 and +0.23.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,15 +39,14 @@ def topic_text(topic: Topic) -> str:
 
 # (slug, text) → (unit vector, background); the catalogue's own vectors are made once.
 _vectors: dict[tuple[str, str], tuple[np.ndarray, float]] = {}
-_catalogue: list[tuple[str, np.ndarray]] = []  # (slug, vector) of every catalogue topic
 
 
-def _catalogue_vectors() -> list[tuple[str, np.ndarray]]:
-    if not _catalogue:
-        members = sorted(catalogue.load_catalogue().topics.items())
-        vectors = embed.embed([topic_text(t) for _, t in members])
-        _catalogue.extend((slug, vectors[i]) for i, (slug, _) in enumerate(members))
-    return _catalogue
+@functools.cache
+def _catalogue_vectors() -> tuple[tuple[str, np.ndarray], ...]:
+    """(slug, vector) of every catalogue topic (the catalogue is read once per process)."""
+    members = sorted(catalogue.load_catalogue().topics.items())
+    vectors = embed.embed([topic_text(t) for _, t in members])
+    return tuple((slug, vectors[i]) for i, (slug, _) in enumerate(members))
 
 
 def _topic_vector(topic: Topic) -> tuple[np.ndarray, float]:
