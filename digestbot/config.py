@@ -224,6 +224,8 @@ KEYS: tuple[Key, ...] = (
     _k("llm_json", _choice("schema", "object", "prompt"), "schema", "JSON mode: schema|object|prompt"),
     _k("llm_concurrency", _int_in(1, 256), 8, "LLM requests in flight"),
     _k("llm_batch", _int_in(1, 32), 8, "papers scored per LLM request (one shared prefix)"),
+    _k("prefilter", _choice("on", "off"), "on",
+       "drop papers no followed topic can reach before any LLM call (on|off)"),
     _k("llm_price_input", _float_min(0.0), 0.40, "USD per million prompt tokens"),
     _k("llm_price_cached", _float_min(0.0), 0.10, "USD per million cached prompt tokens"),
     _k("llm_price_output", _float_min(0.0), 1.60, "USD per million completion tokens"),

@@ -61,7 +61,12 @@ def openai_server() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
-    """The module's fake, reset, with OPENAI_BASE_URL/OPENAI_API_KEY pointing at it."""
+    """The module's fake, reset, with OPENAI_BASE_URL/OPENAI_API_KEY pointing at it.
+
+    The prefilter is off here: these tests count the model's calls paper by paper, on toy
+    papers far from every topic that it would keep from the model. tests/test_prefilter.py
+    turns it on and checks what it keeps and drops."""
+    monkeypatch.setenv("DIGESTBOT_PREFILTER", "off")
     return openai_server.use(monkeypatch, OPENAI_TEST_KEY)
 
 

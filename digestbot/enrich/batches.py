@@ -96,7 +96,7 @@ async def _request(store: Store, llm: LLMClient, report: PipelineReport, system:
         if result.called:
             log.warning("scoring request of %d papers fell back to offline: %s", len(papers),
                         result.error)
-        return [s for p in papers for s in offline_scores(p, missing)]
+        return offline_scores([(p, missing) for p in papers])
     if result.value is None:
         good: Checked = {}
         problems = {(p.id, p.version): f"unusable answer ({result.error})" for p in papers}
@@ -137,7 +137,7 @@ async def _alone(store: Store, llm: LLMClient, report: PipelineReport, system: s
                                _messages(system, [paper], slugs), prompts.ScoreReply,
                                name="topic_scores", check=check, schema=prompts.ScoreAnswer)
     if reply is None:
-        return offline_scores(paper, missing)
+        return offline_scores([(paper, missing)])
     return _from_answer(paper, slugs, found[(paper.id, paper.version)], llm.scorer)
 
 
@@ -207,9 +207,11 @@ def _messages(system: str, papers: Sequence[Paper], slugs: Sequence[str]) -> lis
             {"role": "user", "content": prompts.score_user(papers, slugs)}]
 
 
-def offline_scores(paper: Paper, topics: Sequence[Topic]) -> list[Score]:
-    out = []
-    for topic in topics:
-        score, reason = offline.score_offline(paper.title, paper.abstract, topic)
-        out.append(Score(paper.id, paper.version, topic.slug, score, reason, offline.SCORER))
-    return out
+def offline_scores(work: Sequence[tuple[Paper, Sequence[Topic]]]) -> list[Score]:
+    """The offline scorer's (blended) scores for each (paper, its topics): no LLM, or the
+    fallback when it could not answer. The papers are embedded in one batch."""
+    if not work:
+        return []
+    return [Score(paper.id, paper.version, t.slug, score, reason, offline.SCORER)
+            for (paper, topics), row in zip(work, offline.score_papers_offline(work), strict=True)
+            for t, (score, reason) in zip(topics, row, strict=True)]

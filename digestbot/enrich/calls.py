@@ -35,6 +35,7 @@ class PipelineReport:
     scorer: str = offline.SCORER
     scored: int = 0  # paper versions that got new scores
     score_calls: int = 0  # requests: one scores several papers (settings.llm_batch)
+    prefiltered: int = 0  # paper versions kept from the LLM: no followed topic within reach
     enrich_selected: int = 0
     enriched: int = 0  # new enrichments written
     enrich_calls: int = 0
@@ -55,7 +56,8 @@ class PipelineReport:
         if self.date is None:
             return "没有公告 / no announcement to process"
         return (f"{self.date}: {_n(self.papers, 'paper')} × {_n(self.topics, 'topic')} ({self.scorer}); "
-                f"scored {self.scored} ({self.score_calls} LLM calls), "
+                f"scored {self.scored} ({self.score_calls} LLM calls"
+                + (f", prefiltered {self.prefiltered}" if self.prefiltered else "") + "), "
                 f"enriched {self.enriched}/{self.enrich_selected} selected "
                 f"({self.enrich_calls} LLM calls), {self.cached} cached, "
                 f"{self.failures} failures"

@@ -59,6 +59,8 @@ def scorer_label(scorers: dict[str, int]) -> str:
             names.append(f"模型评分 / model {name.removeprefix('llm:')}")
         elif name.startswith("offline"):
             names.append("离线评分 / offline scorer")
+        elif name.startswith("prefilter:"):  # never sent to the model: no topic within reach
+            names.append("预筛 · 离线评分 / prefiltered, offline scorer")
         else:
             names.append(name)
     return " + ".join(dict.fromkeys(names))
