@@ -35,6 +35,7 @@ from digestbot.sources.papers import (
     last_announcements,
 )
 from digestbot.store import Store
+from digestbot.subscribers import library as libraries
 from digestbot.subscribers import profile
 from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, match_author
 
@@ -76,8 +77,10 @@ def select(
     `library` for a batch of subscribers to read each paper once.
     """
     window = _window(store, history, subscriber, date)
-    found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
     context = _Context(store, subscriber, library)
+    # The reader's library scores like one more topic (subscribers.library).
+    found = _latest_per_paper([*passing_in_window(store, subscriber.id, window),
+                               *context.library_rows(context.latest_in(window).values())])
     followed = context.followed_in(window)
     candidates = list(dict.fromkeys([*followed, *found]))
     # Never twice: a paper the reader got (in any version) is not offered again.
@@ -130,9 +133,10 @@ def rebuild(
     since, the entry still names its subscribed topics' scores as the reason).
     """
     ids = list(dict.fromkeys(paper_ids))
-    scored = _latest_per_paper(subscribed_scores(store, subscriber.id, ids, date))
     announced = last_announcements(store, ids, date)
     context = _Context(store, subscriber, library)
+    scored = _latest_per_paper([*subscribed_scores(store, subscriber.id, ids, date),
+                                *context.library_rows(announced.values(), passing_only=False)])
     picks = []
     for pid in ids:
         rows = scored.get(pid, [])
@@ -216,17 +220,35 @@ class _Context:
         self.subscriber = subscriber
         self.subscriptions = subscribers.subscriptions(store, subscriber.id)
         self.topics = {s.topic: _topic(store, s.topic) for s in self.subscriptions}
+        self.shelf = libraries.get_library(store, subscriber.id)
+        if self.shelf is not None:
+            self.topics[libraries.TOPIC] = libraries.library_topic()
         self.order = {slug: i for i, slug in enumerate(self.topics)}
         self.profile = profile.get_profile(store, subscriber.id)
+
+    def latest_in(self, window: list[str]) -> dict[str, Announcement]:
+        """Every paper announced in the window, at its latest announcement there."""
+        latest: dict[str, Announcement] = {}
+        for day in sorted(set(window)):
+            for ann in announcements_on(self.store, day):
+                latest[ann.arxiv_id] = ann
+        return latest
+
+    def library_rows(self, anns: Iterable[Announcement], passing_only: bool = True
+                     ) -> list[dict[str, Any]]:
+        """Score rows of these announcements' papers against the reader's library."""
+        if self.shelf is None:
+            return []
+        anns = list(anns)
+        papers = self.library.papers([a.arxiv_id for a in anns])
+        return libraries.score_rows(self.store, self.subscriber.id, self.subscriber.lang, anns,
+                                    papers, passing_only=passing_only)
 
     def followed_in(self, window: list[str]) -> dict[str, tuple[Announcement, list[AuthorHit]]]:
         """Papers announced in the window with a followed author, at their latest announcement."""
         if not self.profile.follows:
             return {}
-        latest: dict[str, Announcement] = {}
-        for day in sorted(set(window)):
-            for ann in announcements_on(self.store, day):
-                latest[ann.arxiv_id] = ann
+        latest = self.latest_in(window)
         out = {}
         for pid in sorted(latest):
             authors = self.authors_of(pid)
@@ -292,7 +314,8 @@ class _Context:
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
             entries=entries, more=more,
-            thresholds={s.topic: s.threshold for s in self.subscriptions},
+            thresholds={s.topic: s.threshold for s in self.subscriptions}
+            | ({libraries.TOPIC: self.shelf.threshold} if self.shelf else {}),
         )
 
 

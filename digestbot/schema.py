@@ -150,3 +150,19 @@ def m007_subscriber_cadence(db: sqlite_utils.Database) -> None:
     """A reader's cadence, daily or weekly (issue 16), owned by `subscribers`; independent of
     m006 so the two can land in either order."""
     db["subscribers"].add_column("cadence", str, not_null_default="daily")
+
+
+@migrations()
+def m008_reader_library(db: sqlite_utils.Database) -> None:
+    """A reader's paper library as a profile (issue 16), owned by `subscribers.library`: where
+    it came from, its threshold, and per entry only the source key, the title and the abstract
+    cut for embedding. The Zotero key is kept for refreshing (masked in every log and error)."""
+    fk = [("subscriber_id", "subscribers", "id")]
+    db["libraries"].create(
+        {"subscriber_id": int, "source": str, "name": str, "zotero_user": str,
+         "zotero_key": str, "threshold": int, "size": int, "created_at": str,
+         "updated_at": str},
+        pk="subscriber_id", foreign_keys=fk)
+    db["library_items"].create(
+        {"subscriber_id": int, "key": str, "title": str, "abstract": str, "pos": int},
+        pk=("subscriber_id", "key"), foreign_keys=fk)

@@ -31,6 +31,8 @@ OWNERS: dict[str, str] = {
     "keyword_filters": "subscribers",
     "notice_optins": "subscribers",
     "notices_sent": "subscribers",
+    "libraries": "subscribers",
+    "library_items": "subscribers",
     "deliveries": "outbox",
     "delivery_parts": "outbox",
     "delivered_papers": "outbox",
