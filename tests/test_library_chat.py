@@ -1,14 +1,26 @@
 """A reader's library through the chat channels and the preferences page (issue 16 item 3):
-a document sent to the Telegram bot (getFile + download from the fake Bot API), /library,
-and refusals that change nothing."""
+a document sent to the Telegram bot (getFile + download from the fake Bot API), a file shared
+with the Slack bot (files.info + url_private), /library, and refusals that change nothing."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import pytest
 
 from digestbot import subscribers
+from digestbot.bots.slack import start_socket_mode
 from digestbot.subscribers import library
+from tests import test_slack_commands
 from tests.conftest import FIXTURES
+from tests.fakes.slack import BOT_TOKEN
+from tests.test_slack_commands import CHANNEL
+
+# The Slack fakes and handler of tests/test_slack_commands.py, as fixtures here too.
+slack, slack_settings, handler, socket = (
+    test_slack_commands.slack, test_slack_commands.slack_settings,
+    test_slack_commands.handler, test_slack_commands.socket)
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 LIB = FIXTURES / "library"
@@ -63,3 +75,69 @@ async def test_in_a_group_only_a_captioned_file_from_an_admin_counts(tg, bot):
     assert "我的文库:2 篇" in await said(tg, -100, 2)
     assert len(tg.sent_to(-100)) == 2  # the uncaptioned file got no answer
     assert stored(bot.store, -100) == ["Title of reference", "The title of the reference"]
+
+
+# -- Slack: a file shared with the bot --------------------------------------------------------
+
+
+def shared(slack, file_id: str, name: str, data: bytes | None, *, channel: str = CHANNEL,
+           user: str = "U0MEMBER", text: str = "library", size: int | None = None) -> dict:
+    """The `events_api` payload of a `message` event of subtype `file_share`."""
+    entry = slack.add_file(file_id, name, data, size=size)
+    return {"token": "verification-secret", "team_id": "T0TEST", "type": "event_callback",
+            "event": {"type": "message", "subtype": "file_share", "channel": channel,
+                      "user": user, "text": text, "ts": "1700000000.000100", "files": [entry],
+                      "channel_type": "im" if channel.startswith("D") else "channel"},
+            "event_id": f"Ev{file_id}", "event_time": 1700000000}
+
+
+def slack_titles(store, channel: str = CHANNEL) -> list[str]:
+    sub = subscribers.by_address(store, "slack", channel)
+    return [i.title for i in library.items(store, sub.id)] if sub else []
+
+
+async def test_slack_file_share_fetches_files_info_then_url_private_with_the_bot_token(
+        slack, slack_settings, store, socket, caplog):
+    caplog.set_level(logging.DEBUG)
+    slack.ws_url = socket.url
+    handle = await start_socket_mode(slack_settings, slack_settings.db, ping_interval=1)
+    try:
+        envelope = await socket.push("events_api", shared(
+            slack, "F0LIB1", "papers.bib", (LIB / "better_bibtex_excerpt.bib").read_bytes()))
+        assert await socket.wait_ack(envelope) == {"envelope_id": envelope}
+        for _ in range(200):
+            if slack.ephemeral:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await handle.stop()
+    assert "我的文库:5 篇(来自 papers.bib" in slack.ephemeral[-1]["text"]
+    assert slack.ephemeral[-1]["channel"] == CHANNEL and slack.ephemeral[-1]["user"] == "U0MEMBER"
+    assert [c[1] for c in slack.calls if c[0] == "files.info"] == [{"file": "F0LIB1"}]
+    assert slack.downloads == [{"path": "/files-pri/T0TEST-F0LIB1/papers.bib",
+                                "authorization": f"Bearer {BOT_TOKEN}"}]
+    assert slack_titles(store)[0].startswith("Between the City and the Rural")
+    assert BOT_TOKEN not in caplog.text
+
+
+async def test_slack_refusals_change_nothing(slack, handler, store):
+    ris = (LIB / "dblp_corr.ris").read_bytes()
+    await handler.on_event(shared(slack, "F1", "a.ris", ris))
+    assert slack_titles(store) == ["Semi-parametric Topological Memory for Navigation."]
+    # A file shared in the channel for its members is none of the bot's business.
+    assert await handler.on_event(shared(slack, "F2", "b.bib", b"@misc{x, title={X}}",
+                                         text="slides from today")) is None
+    # Too large: refused from files.info alone, never downloaded.
+    reply = await handler.on_event(shared(slack, "F3", "huge.bib", None, size=50 * 1024 * 1024))
+    assert "文件太大" in reply.text
+    reply = await handler.on_event(shared(slack, "F4", "talk.pdf", b"%PDF-1.4\x00\x01"))
+    assert "不是 BibTeX" in reply.text
+    reply = await handler.on_event(shared(slack, "F5", "a.ris", ris, user="U0GUEST"))
+    assert "非访客" in reply.text
+    assert [d["path"].split("/")[2] for d in slack.downloads] == ["T0TEST-F1", "T0TEST-F4"]
+    assert slack_titles(store) == ["Semi-parametric Topological Memory for Navigation."]
+    # In a direct message with the bot any file is meant for it.
+    reply = await handler.on_event(shared(slack, "F6", "mine.ris",
+                                          (LIB / "rispy_example_full.ris").read_bytes(),
+                                          channel="D0DM", text=""))
+    assert "我的文库:2 篇" in reply.text
