@@ -36,7 +36,7 @@ from digestbot.sources.papers import (
 )
 from digestbot.store import Store
 from digestbot.subscribers import library as libraries
-from digestbot.subscribers import profile
+from digestbot.subscribers import library_score, profile
 from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, match_author
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
@@ -241,7 +241,7 @@ class _Context:
             return []
         anns = list(anns)
         papers = self.library.papers([a.arxiv_id for a in anns])
-        return libraries.score_rows(self.store, self.subscriber.id, self.subscriber.lang, anns,
+        return library_score.score_rows(self.store, self.subscriber.id, self.subscriber.lang, anns,
                                     papers, passing_only=passing_only)
 
     def followed_in(self, window: list[str]) -> dict[str, tuple[Announcement, list[AuthorHit]]]:

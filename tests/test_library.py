@@ -262,3 +262,17 @@ def test_removing_the_reader_removes_the_library(store: Store, day, zotero) -> N
     assert rows(store, sub.id) == []
     assert list(store.db.query("select * from libraries")) == []  # the key went with it
     assert main(["sub", "library", str(sub.id), "--file", str(ris)]) == 2
+
+
+@needs_shared
+def test_a_new_library_in_the_same_second_is_not_served_from_the_cache(store: Store, day,
+                                                                         tmp_path: Path) -> None:
+    sub, ris = day
+    assert main(["sub", "library", str(sub.id), "--file", str(ris)]) == 0
+    assert "2608.11233" in {e.paper.id for e in select(store, sub).entries}
+    other = tmp_path / "other.ris"
+    other.write_text("TY  - JOUR\nID  - x\nTI  - Dark matter halos of dwarf galaxies\n"
+                     "AB  - We measure rotation curves of dwarf galaxies.\nER  - \n")
+    assert main(["sub", "library", str(sub.id), "--file", str(other)]) == 0
+    d = select(store, sub)
+    assert d is None or "2608.11233" not in {e.paper.id for e in d.entries}

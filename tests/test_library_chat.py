@@ -1,6 +1,7 @@
 """A reader's library through the chat channels and the preferences page (issue 16 item 3):
 a document sent to the Telegram bot (getFile + download from the fake Bot API), a file shared
-with the Slack bot (files.info + url_private), /library, and refusals that change nothing."""
+with the Slack bot (files.info + url_private), an upload or a Zotero library on the
+preferences page, /library, and refusals that change nothing."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import logging
 
 import pytest
 
-from digestbot import subscribers
+from digestbot import signing, subscribers
 from digestbot.bots.slack import start_socket_mode
 from digestbot.subscribers import library
 from tests import test_slack_commands
 from tests.conftest import FIXTURES
+from tests.fakes.site import csrf_of, running_site
 from tests.fakes.slack import BOT_TOKEN
+from tests.fakes.zotero import KEY, USER_ID, FakeZotero, item
 from tests.test_slack_commands import CHANNEL
 
 # The Slack fakes and handler of tests/test_slack_commands.py, as fixtures here too.
@@ -141,3 +144,69 @@ async def test_slack_refusals_change_nothing(slack, handler, store):
                                           (LIB / "rispy_example_full.ris").read_bytes(),
                                           channel="D0DM", text=""))
     assert "我的文库:2 篇" in reply.text
+
+
+# -- the preferences page ---------------------------------------------------------------------
+
+
+async def test_preferences_page_uploads_a_file_and_reads_zotero(caplog):
+    caplog.set_level(logging.DEBUG)
+    with FakeZotero([item("AB12CD34", "Direct preference optimization",
+                          "Language models aligned with preferences.")]) as zot:
+        async with running_site(zotero_api_url=zot.url) as site:
+            sub = subscribers.add_or_update(site.store, channel="email", address="ada@example.org",
+                                            topics=["post-training"])
+            subscribers.set_status(site.store, sub.id, "active")
+            url = signing.preferences_path(site.settings, sub, now=site.clock())
+            token = url.split("token=")[1]
+            page = await site.client.get(url)
+            assert 'action="/preferences/library"' in page.text and "还没有文库" in page.text
+            form = {"token": token, "csrf": csrf_of(page.text)}
+
+            async def post(action: str, files=None, **more):
+                return await site.client.post("/preferences/library",
+                                              data={**form, "action": action, **more},
+                                              files=files or {"file": ("", b"")})
+
+            bib = (LIB / "zotero_arxiv_excerpt.bib").read_bytes()
+            r = await post("upload", {"file": ("mine.bib", bib, "application/x-bibtex")})
+            assert r.status_code == 303, r.text
+            shown = (await site.client.get(r.headers["location"])).text
+            assert "文库已更新" in shown and "2 篇,来自 mine.bib" in shown
+            r = await post("threshold", library_threshold="80")
+            assert r.status_code == 303, r.text
+            assert library.get_library(site.store, sub.id).threshold == 80
+
+            # Refusals: the page says why, the library stays.
+            bad = await post("upload", {"file": ("notes.txt", b"just some notes", "text/plain")})
+            assert bad.status_code == 400 and "不是 BibTeX" in bad.text
+            big = b"@misc{k, title={T}}\n" + b"%" * (9 * 1024 * 1024)
+            bad = await post("upload", {"file": ("big.bib", big, "application/x-bibtex")})
+            assert bad.status_code == 413 and "文件太大" in bad.text
+
+            async def chunks():  # no Content-Length: the streamed read stops at the cap
+                head = (f'--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n{token}\r\n'
+                        '--b\r\nContent-Disposition: form-data; name="file"; '
+                        'filename="big.bib"\r\n\r\n').encode()
+                yield head
+                for _ in range(10):
+                    yield b"%" * (1024 * 1024)
+                yield b"\r\n--b--\r\n"
+            bad = await site.client.post("/preferences/library", content=chunks(),
+                                         headers={"Content-Type": "multipart/form-data; boundary=b"})
+            assert bad.status_code == 413 and "文件太大" in bad.text
+            bad = await post("zotero", zotero_user=USER_ID, zotero_key="WrongKey0123456789abcdef")
+            assert bad.status_code == 400 and "403" in bad.text and "WrongKey" not in bad.text
+            assert library.get_library(site.store, sub.id).name == "mine.bib"
+
+            r = await post("zotero", zotero_user=USER_ID, zotero_key=KEY)
+            assert r.status_code == 303, r.text
+            shown = (await site.client.get(r.headers["location"])).text
+            assert "1 篇,来自 Zotero 475425" in shown and "从 Zotero 刷新" in shown
+            assert KEY not in shown
+            zot.items.append(item("EF56GH78", "Reward models", "Learned rewards."))
+            assert (await post("refresh")).status_code == 303
+            assert library.get_library(site.store, sub.id).size == 2
+            assert (await post("clear")).status_code == 303
+            assert library.get_library(site.store, sub.id) is None
+    assert KEY not in caplog.text

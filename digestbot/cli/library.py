@@ -10,7 +10,7 @@ from digestbot.cli.profile import _existing
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.store import Store
-from digestbot.subscribers import library
+from digestbot.subscribers import library, library_import
 from digestbot.subscribers.library_files import MAX_BYTES, too_big
 from digestbot.subscribers.validate import validate_threshold
 
@@ -61,11 +61,11 @@ def cmd_sub_library(settings: Settings, args: argparse.Namespace) -> int:
     with Store(settings.db) as store:
         _existing(store, args.id)
         if data is not None:
-            library.import_file(store, args.id, data, Path(args.file).name)
+            library_import.import_file(store, args.id, data, Path(args.file).name)
         elif key is not None:
-            library.import_zotero(store, args.id, args.zotero, key, settings.zotero_api_url)
+            library_import.import_zotero(store, args.id, args.zotero, key, settings.zotero_api_url)
         elif args.refresh:
-            library.refresh(store, args.id, settings.zotero_api_url)
+            library_import.refresh(store, args.id, settings.zotero_api_url)
         elif args.clear and not library.delete_library(store, args.id):
             print("没有文库 / no library to clear")
         if args.threshold is not None and not library.set_threshold(store, args.id, args.threshold):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 
 import bibtexparser
 import rispy
@@ -19,6 +18,7 @@ from bibtexparser.bparser import BibTexParser
 from pylatexenc.latex2text import LatexNodes2Text
 
 from digestbot.errors import UsageError
+from digestbot.subscribers.library import Item
 
 # A 5,000-entry export with abstracts is about 4 MB; a 50 MB "library" is a wrong file.
 MAX_BYTES = 8 * 1024 * 1024
@@ -31,15 +31,6 @@ MAX_KEY_CHARS = 120
 _RIS_LINE = re.compile(r"^\s*(?:\d+\.\s*)?TY  - ", re.M)
 _BIB_ENTRY = re.compile(r"^\s*@\s*[A-Za-z]+\s*[{(]", re.M)
 _latex = LatexNodes2Text(math_mode="verbatim", strict_latex_spaces=True)
-
-
-@dataclass(frozen=True)
-class Item:
-    """One library entry as stored: where it came from (`key`), its title, its abstract."""
-
-    key: str
-    title: str
-    abstract: str = ""
 
 
 def too_big(size: int) -> UsageError:

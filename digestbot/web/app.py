@@ -3,6 +3,7 @@
     /                      home and signup form          `signup`
     /subscribe, /confirm   double opt-in                 `signup`
     /preferences           manage a subscription         `preferences`
+    /preferences/library   library upload, Zotero        `library`
     /unsubscribe           confirm page, one-click POST  `preferences`
     /d…, /feed/….xml       daily pages, Atom feeds       `pages`
     /status, /metrics      the evening, for operators    `status`
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from digestbot.config import Settings
 from digestbot.store import Store, protect
-from digestbot.web import forms, pages, preferences, signup, status
+from digestbot.web import forms, library, pages, preferences, signup, status
 from digestbot.web.common import SETTINGS, STORE, WRITER, StoreThread
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ ROUTES = [
     web.post("/confirm", signup.confirm),
     web.get("/preferences", preferences.preferences),
     web.post("/preferences", preferences.change_preferences),
+    web.post("/preferences/library", library.change_library),
     web.get("/unsubscribe", preferences.unsubscribe_form),
     web.post("/unsubscribe", preferences.unsubscribe),
     web.get("/d", pages.pick),
