@@ -80,7 +80,7 @@ def select(
     context = _Context(store, subscriber, library)
     # The reader's library scores like one more topic (subscribers.library).
     found = _latest_per_paper([*passing_in_window(store, subscriber.id, window),
-                               *context.library_rows(context.latest_in(window).values())])
+                               *context.library_rows(window=window)])
     followed = context.followed_in(window)
     candidates = list(dict.fromkeys([*followed, *found]))
     # Never twice: a paper the reader got (in any version) is not offered again.
@@ -197,6 +197,13 @@ class Library:
         self.store = store
         self._papers: dict[str, Paper] = {}
         self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
+        self._announced: dict[str, list[Announcement]] = {}
+
+    def announcements(self, day: str) -> list[Announcement]:
+        """The day's announcements (a window's days are the same for every reader)."""
+        if day not in self._announced:
+            self._announced[day] = announcements_on(self.store, day)
+        return self._announced[day]
 
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]
@@ -230,16 +237,17 @@ class _Context:
         """Every paper announced in the window, at its latest announcement there."""
         latest: dict[str, Announcement] = {}
         for day in sorted(set(window)):
-            for ann in announcements_on(self.store, day):
+            for ann in self.library.announcements(day):
                 latest[ann.arxiv_id] = ann
         return latest
 
-    def library_rows(self, anns: Iterable[Announcement], passing_only: bool = True
-                     ) -> list[dict[str, Any]]:
-        """Score rows of these announcements' papers against the reader's library."""
+    def library_rows(self, anns: Iterable[Announcement] = (), passing_only: bool = True, *,
+                     window: list[str] | None = None) -> list[dict[str, Any]]:
+        """Score rows of these announcements' papers (or of every paper announced in the
+        window) against the reader's library; nothing to read for a reader without one."""
         if self.shelf is None:
             return []
-        anns = list(anns)
+        anns = list(self.latest_in(window).values()) if window is not None else list(anns)
         papers = self.library.papers([a.arxiv_id for a in anns])
         return library_score.score_rows(self.store, self.subscriber.id, self.subscriber.lang, anns,
                                     papers, passing_only=passing_only)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,8 +32,10 @@ COS_ZERO, COS_FULL = 0.30, 0.80
 TITLE_ONLY_BONUS = 0.10
 
 
-def score_of(cosine: float) -> int:
-    return int(np.clip(round((cosine - COS_ZERO) / (COS_FULL - COS_ZERO) * 100), 0, 100))
+def score_of(cosine: np.ndarray) -> np.ndarray:
+    """Scores 0–100 for an array of cosines (vectorised: a day has thousands of papers)."""
+    scaled = (cosine - COS_ZERO) / (COS_FULL - COS_ZERO) * 100
+    return np.clip(np.rint(scaled), 0, 100).astype(np.int64)
 
 
 def reason(title: str, lang: str) -> str:
@@ -62,7 +63,8 @@ class _Vectors:
             OrderedDict())
 
     def papers(self, papers: Sequence[Paper]) -> np.ndarray:
-        keys = [(p.id, p.version, hash(embed.paper_text(p))) for p in papers]
+        # (title, abstract) hashes from the strings' cached hashes: no text is built per call.
+        keys = [(p.id, p.version, hash((p.title, p.abstract))) for p in papers]
         with self._lock:
             missing = [(k, p) for k, p in zip(keys, papers, strict=True) if k not in self._papers]
         if missing:
@@ -103,14 +105,18 @@ class _Vectors:
 _vectors = _Vectors()
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
+    """A paper's score against a library and the nearest entry's title (a tuple: thousands
+    are made per reader and day)."""
+
     score: int
-    title: str  # the nearest library entry's
+    title: str
 
 
-def match_papers(store: Store, subscriber_id: int, papers: Sequence[Paper]) -> dict[str, Match]:
-    """Each paper's score against the reader's library and its nearest entry ({} without one)."""
+def match_papers(store: Store, subscriber_id: int, papers: Sequence[Paper], min_score: int = 0
+                 ) -> dict[str, Match]:
+    """The papers scoring at least `min_score` against the reader's library, each with its
+    score and nearest entry ({} without a library)."""
     info = get_library(store, subscriber_id)
     if info is None or not papers:
         return {}
@@ -120,8 +126,9 @@ def match_papers(store: Store, subscriber_id: int, papers: Sequence[Paper]) -> d
         return {}
     sims = embed.cosine(_vectors.papers(papers), matrix) + bonus
     best = sims.argmax(axis=1)
-    return {p.id: Match(score_of(float(sims[i, j])), titles[j])
-            for i, (p, j) in enumerate(zip(papers, best, strict=True))}
+    scores = score_of(sims[np.arange(len(papers)), best])
+    keep = np.flatnonzero(scores >= min_score).tolist()
+    return {papers[i].id: Match(int(scores[i]), titles[int(best[i])]) for i in keep}
 
 
 def score_rows(store: Store, subscriber_id: int, lang: str,
@@ -135,11 +142,12 @@ def score_rows(store: Store, subscriber_id: int, lang: str,
     if info is None or not anns:
         return []
     ids = list(dict.fromkeys(a.arxiv_id for a in anns))
-    found = match_papers(store, subscriber_id, [papers[pid] for pid in ids])
+    found = match_papers(store, subscriber_id, [papers[pid] for pid in ids],
+                         info.threshold if passing_only else 0)
     rows = []
     for ann in anns:
         match = found.get(ann.arxiv_id)
-        if match is None or (passing_only and match.score < info.threshold):
+        if match is None:
             continue
         rows.append({"arxiv_id": ann.arxiv_id, "date": ann.date,
                      "announce_type": ann.announce_type, "version": ann.version,
