@@ -271,8 +271,10 @@ def test_a_new_library_in_the_same_second_is_not_served_from_the_cache(store: St
     assert main(["sub", "library", str(sub.id), "--file", str(ris)]) == 0
     assert "2608.11233" in {e.paper.id for e in select(store, sub).entries}
     other = tmp_path / "other.ris"
-    other.write_text("TY  - JOUR\nID  - x\nTI  - Dark matter halos of dwarf galaxies\n"
-                     "AB  - We measure rotation curves of dwarf galaxies.\nER  - \n")
+    # As many entries as before (same size), within the same second: only the import differs.
+    other.write_text("".join(
+        f"TY  - JOUR\nID  - x{i}\nTI  - Dark matter halos of dwarf galaxies, part {i}\n"
+        "AB  - We measure rotation curves of dwarf galaxies.\nER  - \n\n" for i in range(3)))
     assert main(["sub", "library", str(sub.id), "--file", str(other)]) == 0
     d = select(store, sub)
     assert d is None or "2608.11233" not in {e.paper.id for e in d.entries}

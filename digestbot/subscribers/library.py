@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from digestbot.models import Topic
 from digestbot.store import Store, add_secrets, now_iso
@@ -45,19 +46,16 @@ class LibraryInfo:
     name: str  # the file's name, or "Zotero <user id>"
     threshold: int
     size: int
+    # To the microsecond: it names the import, and a cache of the library's vectors is keyed
+    # by it (two imports within a second must not share one).
     updated_at: str
     zotero_user: str | None = None
-    # Changes with every import (entries are written afresh, with new rowids), even two in
-    # the same second: what a cache of the library's vectors is keyed by.
-    last_row: int = 0
 
 
 def get_library(store: Store, subscriber_id: int) -> LibraryInfo | None:
     rows = list(store.db.query(
-        "select source, name, threshold, size, updated_at, zotero_user,"
-        " (select coalesce(max(rowid), 0) from library_items i"
-        "  where i.subscriber_id = l.subscriber_id) last_row"
-        " from libraries l where subscriber_id = ?", [subscriber_id]))
+        "select source, name, threshold, size, updated_at, zotero_user from libraries"
+        " where subscriber_id = ?", [subscriber_id]))
     return LibraryInfo(**rows[0]) if rows else None
 
 
@@ -74,7 +72,7 @@ def replace_library(store: Store, subscriber_id: int, source: str, name: str,
     keeping their threshold; a file import forgets any Zotero key kept before."""
     if zotero_key:
         add_secrets(zotero_key)
-    at = now_iso()
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
     with store.db.atomic():
         old = get_library(store, subscriber_id)
         store.db.execute("delete from library_items where subscriber_id = ?", [subscriber_id])

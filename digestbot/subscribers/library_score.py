@@ -121,7 +121,7 @@ def match_papers(store: Store, subscriber_id: int, papers: Sequence[Paper], min_
     if info is None or not papers:
         return {}
     matrix, bonus, titles = _vectors.library(store, subscriber_id,
-                                             f"{info.updated_at}:{info.size}:{info.last_row}")
+                                             f"{info.updated_at}:{info.size}")
     if not titles:
         return {}
     sims = embed.cosine(_vectors.papers(papers), matrix) + bonus
