@@ -164,6 +164,10 @@ def test_zotero_refusals_change_nothing(store: Store, zotero: FakeZotero, capsys
     assert main(["sub", "library", str(sub.id), "--zotero", USER_ID]) == 2
     err = capsys.readouterr().err
     assert "Zotero 要求稍候(约 3600 秒)" in err and "try again later" in err
+    zotero.backoff_on_page[0] = 900  # a page that comes with "and then wait 15 minutes"
+    assert main(["sub", "library", str(sub.id), "--zotero", USER_ID]) == 2
+    assert "Zotero 要求稍候(约 900 秒)" in capsys.readouterr().err
+    zotero.backoff_on_page.clear()
     zotero.items = []
     assert main(["sub", "library", str(sub.id), "--zotero", USER_ID]) == 2
     assert "文库是空的" in capsys.readouterr().err
