@@ -5,7 +5,7 @@
 On the recorded 139-paper cs.CL day (../shared/fixtures/arxiv/rss_new_cs.CL_2026-08-13.xml),
 grown to `--papers` distinct papers (each copy's title and abstract changed, so no cache of
 text helps): parse a BibTeX and a RIS file of `--entries` entries with titles and abstracts
-(real ones, from the same feed), then select the day's digest for `--readers` readers twice:
+(real ones, from two recorded API answers of other papers), then select the day's digest for `--readers` readers twice:
 without a library (topic scores only) and each with their own `--entries`-entry library. The
 first selection with libraries pays for embedding the day's papers (once, for everyone) and
 each library (once per import); the figure per reader after that is what a delivery run pays.
@@ -32,8 +32,12 @@ from digestbot.store import Store, now_iso  # noqa: E402
 from digestbot.subscribers import library  # noqa: E402
 from digestbot.subscribers.library_files import parse_library  # noqa: E402
 
-FEED = (Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "arxiv"
-        / "rss_new_cs.CL_2026-08-13.xml")
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "arxiv"
+FEED = SHARED / "rss_new_cs.CL_2026-08-13.xml"
+# The readers' libraries: other real papers (an API answer of 100 software-testing papers and
+# one of 20 cs.LG/cs.AI ones), so only the day's papers close to them pass, as in life.
+KEPT = (SHARED / "api_query_search_all-testing_100entries_2026-04-12.xml",
+        SHARED / "api_query_cat_cs.LG_OR_cs.AI_20entries_2026-04-30.xml")
 DAY = "2026-08-13"
 
 
@@ -76,7 +80,8 @@ def main() -> None:
           f"library entries each, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     recorded = [p for p in parse_any(FEED.read_bytes(), date=DAY).papers if p.version]
     day = copies(recorded, args.papers)
-    kept = copies(recorded, args.entries, prefix="2607")
+    others = [p for path in KEPT for p in parse_any(path.read_bytes()).papers]
+    kept = copies(others, args.entries, prefix="2607")
     for kind, data in (("BibTeX", bibtex(kept)), ("RIS", ris(kept))):
         (_, entries), seconds = timed(parse_library, data, kind)
         print(f"parse {kind}: {len(entries)} entries, {len(data) / 1e6:.2f} MB in {seconds:.2f} s "

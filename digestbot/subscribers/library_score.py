@@ -61,10 +61,23 @@ class _Vectors:
         self._papers: OrderedDict[tuple[str, int | None, int], np.ndarray] = OrderedDict()
         self._libraries: OrderedDict[int, tuple[str, np.ndarray, np.ndarray, list[str]]] = (
             OrderedDict())
+        self._last: tuple[tuple[tuple[str, int | None, int], ...], np.ndarray] | None = None
 
     def papers(self, papers: Sequence[Paper]) -> np.ndarray:
         # (title, abstract) hashes from the strings' cached hashes: no text is built per call.
         keys = [(p.id, p.version, hash((p.title, p.abstract))) for p in papers]
+        whole = tuple(keys)
+        with self._lock:
+            # Every reader of a batch asks for the same window's papers: the last matrix.
+            if self._last is not None and self._last[0] == whole:
+                return self._last[1]
+        matrix = self._rows(keys, papers)
+        with self._lock:
+            self._last = (whole, matrix)
+        return matrix
+
+    def _rows(self, keys: list[tuple[str, int | None, int]], papers: Sequence[Paper]
+              ) -> np.ndarray:
         with self._lock:
             missing = [(k, p) for k, p in zip(keys, papers, strict=True) if k not in self._papers]
         if missing:
