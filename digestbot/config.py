@@ -246,6 +246,8 @@ KEYS: tuple[Key, ...] = (
     _k("slack_api_url", _url("http", "https"), "https://slack.com/api/", "Slack Web API base"),
     _k("slack_mode", _choice("thread", "sequential"), "thread",
        "long Slack digests: thread replies under a summary, or sequential messages"),
+    _k("zotero_api_url", _url("http", "https"), "https://api.zotero.org",
+       "Zotero Web API v3 base (reader libraries)"),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 

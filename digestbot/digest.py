@@ -35,7 +35,8 @@ from digestbot.sources.papers import (
     last_announcements,
 )
 from digestbot.store import Store
-from digestbot.subscribers import profile
+from digestbot.subscribers import library as libraries
+from digestbot.subscribers import library_score, profile
 from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, match_author
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
@@ -78,8 +79,10 @@ def select(
     each paper once.
     """
     window = _window(store, history, subscriber, date)
-    found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
     context = _Context(store, subscriber, library)
+    # The reader's library scores like one more topic (subscribers.library).
+    found = _latest_per_paper([*passing_in_window(store, subscriber.id, window),
+                               *context.library_rows(window=window)])
     followed = context.followed_in(window)
     # The reader's 👍/👎 model (None until they voted enough) and what it may suggest.
     learned = rerank.learn(store, subscriber.id, list(context.topics))
@@ -144,9 +147,10 @@ def rebuild(
     since, the entry still names its subscribed topics' scores as the reason).
     """
     ids = list(dict.fromkeys(paper_ids))
-    scored = _latest_per_paper(subscribed_scores(store, subscriber.id, ids, date))
     announced = last_announcements(store, ids, date)
     context = _Context(store, subscriber, library)
+    scored = _latest_per_paper([*subscribed_scores(store, subscriber.id, ids, date),
+                                *context.library_rows(announced.values(), passing_only=False)])
     picks = []
     for pid in ids:
         rows = scored.get(pid, [])
@@ -207,6 +211,13 @@ class Library:
         self.store = store
         self._papers: dict[str, Paper] = {}
         self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
+        self._announced: dict[str, list[Announcement]] = {}
+
+    def announcements(self, day: str) -> list[Announcement]:
+        """The day's announcements (a window's days are the same for every reader)."""
+        if day not in self._announced:
+            self._announced[day] = announcements_on(self.store, day)
+        return self._announced[day]
 
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]
@@ -230,17 +241,36 @@ class _Context:
         self.subscriber = subscriber
         self.subscriptions = subscribers.subscriptions(store, subscriber.id)
         self.topics = {s.topic: _topic(store, s.topic) for s in self.subscriptions}
+        self.shelf = libraries.get_library(store, subscriber.id)
+        if self.shelf is not None:
+            self.topics[libraries.TOPIC] = libraries.library_topic()
         self.order = {slug: i for i, slug in enumerate(self.topics)}
         self.profile = profile.get_profile(store, subscriber.id)
+
+    def latest_in(self, window: list[str]) -> dict[str, Announcement]:
+        """Every paper announced in the window, at its latest announcement there."""
+        latest: dict[str, Announcement] = {}
+        for day in sorted(set(window)):
+            for ann in self.library.announcements(day):
+                latest[ann.arxiv_id] = ann
+        return latest
+
+    def library_rows(self, anns: Iterable[Announcement] = (), passing_only: bool = True, *,
+                     window: list[str] | None = None) -> list[dict[str, Any]]:
+        """Score rows of these announcements' papers (or of every paper announced in the
+        window) against the reader's library; nothing to read for a reader without one."""
+        if self.shelf is None:
+            return []
+        anns = list(self.latest_in(window).values()) if window is not None else list(anns)
+        papers = self.library.papers([a.arxiv_id for a in anns])
+        return library_score.score_rows(self.store, self.subscriber.id, self.subscriber.lang, anns,
+                                    papers, passing_only=passing_only)
 
     def followed_in(self, window: list[str]) -> dict[str, tuple[Announcement, list[AuthorHit]]]:
         """Papers announced in the window with a followed author, at their latest announcement."""
         if not self.profile.follows:
             return {}
-        latest: dict[str, Announcement] = {}
-        for day in sorted(set(window)):
-            for ann in announcements_on(self.store, day):
-                latest[ann.arxiv_id] = ann
+        latest = self.latest_in(window)
         out = {}
         for pid in sorted(latest):
             authors = self.authors_of(pid)
@@ -310,7 +340,8 @@ class _Context:
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
             entries=entries, more=more,
-            thresholds={s.topic: s.threshold for s in self.subscriptions},
+            thresholds={s.topic: s.threshold for s in self.subscriptions}
+            | ({libraries.TOPIC: self.shelf.threshold} if self.shelf else {}),
         )
 
 

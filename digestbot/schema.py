@@ -177,3 +177,19 @@ def m010_first_page_state(db: sqlite_utils.Database) -> None:
     (arXiv has no PDF, or none with text: final) or `given_up` (arXiv was away: try again
     later and fill the institutions in). Rows before it were all fetched."""
     db["first_pages"].add_column("state", str, not_null_default="fetched")
+
+
+@migrations()
+def m011_reader_library(db: sqlite_utils.Database) -> None:
+    """A reader's paper library as a profile (issue 16), owned by `subscribers.library`: where
+    it came from, its threshold, and per entry only the source key, the title and the abstract
+    cut for embedding. The Zotero key is kept for refreshing (masked in every log and error)."""
+    fk = [("subscriber_id", "subscribers", "id")]
+    db["libraries"].create(
+        {"subscriber_id": int, "source": str, "name": str, "zotero_user": str,
+         "zotero_key": str, "threshold": int, "size": int, "created_at": str,
+         "updated_at": str},
+        pk="subscriber_id", foreign_keys=fk)
+    db["library_items"].create(
+        {"subscriber_id": int, "key": str, "title": str, "abstract": str, "pos": int},
+        pk=("subscriber_id", "key"), foreign_keys=fk)

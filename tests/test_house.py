@@ -32,6 +32,8 @@ OWNERS: dict[str, str] = {
     "notice_optins": "subscribers",
     "notices_sent": "subscribers",
     "feedback": "subscribers",
+    "libraries": "subscribers",
+    "library_items": "subscribers",
     "deliveries": "outbox",
     "delivery_parts": "outbox",
     "delivered_papers": "outbox",

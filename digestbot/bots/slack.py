@@ -16,15 +16,25 @@ member of the workspace — not a bot, not deactivated, not a single- or multi-c
 (`conversations.members`); in a direct message with the bot the user is the subscriber and
 may change it. When Slack cannot answer (missing `users:read`/`channels:read`/`groups:read`
 scope, network), the change is refused with a reply that says so, never allowed blindly.
-Bot scopes needed: `chat:write`, `commands`, `users:read`, `channels:read`, `groups:read`.
+Bot scopes needed: `chat:write`, `commands`, `users:read`, `channels:read`, `groups:read`;
+for library files also `files:read` and the `message.im`/`message.channels` events.
+
+A BibTeX or RIS file shared with the bot becomes the channel's library (issue 16): in a
+direct message any file, in a channel one whose message says `library`. The bot reads the
+file's metadata with files.info, refuses one too large before downloading, then fetches
+`url_private` with its token — only from a Slack host (or the configured API's), never
+following a redirect, so the token goes nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -47,6 +57,10 @@ _COMMAND_REF = re.compile(
     r"(?<![\w/])/(" + "|".join(sorted(
         (n for c in commands.COMMANDS for n in (c.name, *c.aliases)), key=len, reverse=True))
     + r")\b")
+
+
+# What a channel message says when its file is meant as the channel's library.
+_LIBRARY_WORDS = {"library", "文库", "zotero", "bib"}
 
 
 def parse_command(text: str) -> tuple[str, str]:
@@ -94,8 +108,64 @@ class SlackCommands:
                 await self.on_slash(req.payload)
             elif req.type == "interactive" and req.payload.get("type") == "block_actions":
                 await self.on_action(req.payload)
+            elif req.type == "events_api":
+                await self.on_event(req.payload)
         except Exception:
             log.exception("slack: %s request failed", req.type)
+
+    async def on_event(self, payload: dict[str, Any]) -> commands.Reply | None:
+        """A file shared with the bot (a `message` event of subtype `file_share`)."""
+        event = payload.get("event") or {}
+        files = event.get("files") or []
+        if event.get("type") != "message" or event.get("subtype") != "file_share" or not files:
+            return None
+        channel, user = event.get("channel") or "", event.get("user") or ""
+        said = (event.get("text") or "").strip().lower().lstrip("/").removeprefix("arxiv ")
+        if not channel.startswith("D") and said not in _LIBRARY_WORDS:
+            return None  # a file shared in a channel for its members, not for the bot
+        reply = await self.import_file(channel, user, str(files[0].get("id") or ""))
+        await self.client.chat_postEphemeral(channel=channel, user=user,
+                                             text=slack_text(reply.text))
+        return reply
+
+    async def import_file(self, channel: str, user: str, file_id: str) -> commands.Reply:
+        refusal = await self.refusal(channel, user)
+        if refusal is not None:
+            return commands.Reply(refusal)
+        ctx = commands.CommandContext(channel="slack", address=channel)
+        try:
+            info = (await self.client.files_info(file=file_id))["file"]
+            size = int(info.get("size") or 0)
+            if size > commands.library.MAX_UPLOAD_BYTES:
+                return commands.library.refuse_size(self.store, ctx, size)
+            data = await self._download(info.get("url_private_download")
+                                        or info.get("url_private") or "")
+        except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError, DigestbotError) as exc:
+            log.warning("slack: file %s not fetched: %s", file_id, type(exc).__name__)
+            return commands.library.failed_download(self.store, ctx, exc)
+        name = str(info.get("name") or "file")
+        parsed = await asyncio.to_thread(commands.library.parse, data, name)
+        return commands.library.upload(self.store, ctx, parsed, name)
+
+    async def _download(self, url: str) -> bytes:
+        """A private file's bytes (at most one more than the limit: the parser refuses it)."""
+        host = urlsplit(url).hostname or ""
+        if not (host.endswith(".slack.com") or host == urlsplit(self.settings.slack_api_url).hostname):
+            raise DigestbotError("not a Slack file URL")
+        limit = commands.library.MAX_UPLOAD_BYTES + 1
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                url, headers={"Authorization": f"Bearer {self.client.token}"},
+                allow_redirects=False) as resp:
+            # Without files:read Slack answers its sign-in page, not the file.
+            if resp.status != 200 or resp.content_type == "text/html":
+                raise DigestbotError(f"HTTP {resp.status} {resp.content_type}")
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(65536):
+                data += chunk
+                if len(data) >= limit:
+                    break
+            return bytes(data[:limit])
 
     async def on_slash(self, payload: dict[str, Any]) -> commands.Reply:
         return await self._handle(payload, payload.get("text", ""))

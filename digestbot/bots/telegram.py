@@ -6,12 +6,14 @@ the outbox with `channels.telegram`'s sender, the same one `digestbot send` uses
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
 
 from telegram import BotCommand, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -103,6 +105,35 @@ class _Bot:
         ctx = await self._context(context, update, name, user_id)
         reply = commands.execute(self.store, self.settings, ctx, name, arg)
         await self._show(context, update.effective_chat.id, reply)
+
+    async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A BibTeX or RIS file becomes the chat's library; in a group only when captioned
+        /library (members share files there for other reasons)."""
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or message.document is None or chat is None:
+            return
+        caption = parse_command(message.caption or "", context.bot.username)
+        named = commands.resolve(caption[0]) if caption else None
+        if chat.type in _GROUPS and (named is None or named.name != "library"):
+            return
+        user_id = message.from_user.id if message.from_user else None
+        ctx = await self._context(context, update, "library", user_id)
+        doc = message.document
+        if doc.file_size and doc.file_size > commands.library.MAX_UPLOAD_BYTES:
+            reply = commands.library.refuse_size(self.store, ctx, doc.file_size)
+        elif (refused := commands.library.may_upload(self.store, ctx)) is not None:
+            reply = refused
+        else:
+            try:
+                file = await context.bot.get_file(doc.file_id)
+                data = bytes(await file.download_as_bytearray())
+            except TelegramError as exc:
+                reply = commands.library.failed_download(self.store, ctx, exc)
+            else:
+                name = doc.file_name or "file"
+                parsed = await asyncio.to_thread(commands.library.parse, data, name)
+                reply = commands.library.upload(self.store, ctx, parsed, name)
+        await self._show(context, chat.id, reply)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -215,6 +246,8 @@ def build_application(settings: Settings, store: Store,
     sender = TelegramSender(app.bot, owns_bot=False, public_url=settings.public_url)
     bot = _Bot(settings, store, sender)
     app.add_handler(MessageHandler(filters.COMMAND & filters.UpdateType.MESSAGE, bot.on_command))
+    app.add_handler(MessageHandler(filters.Document.ALL & filters.UpdateType.MESSAGE,
+                                   bot.on_document))
     app.add_handler(CallbackQueryHandler(bot.on_button))
     app.add_error_handler(bot.on_error)
     return app, bot

@@ -12,13 +12,14 @@ and as its "中文 / English" line to the others.
 
 The package: `core` (the model: context, reply, buttons, language, shared lookups),
 `subscriptions` (what a chat follows), `preferences` (how and whether its digests come),
-`profile` (followed authors, keywords in and out) and
+`profile` (followed authors, keywords in and out), `library` (a paper library as a profile) and
 `registry` (every command by name, /help, and the dispatch). Each imports only those before
 it in that list; callers use the names re-exported here.
 """
 
 from __future__ import annotations
 
+from digestbot.commands import library
 from digestbot.commands.core import (
     Button,
     Command,
@@ -47,6 +48,7 @@ __all__ = [
     "Reply",
     "execute",
     "in_lang",
+    "library",
     "menu",
     "vote",
     "mutates",

@@ -3,6 +3,7 @@
     /                      home and signup form          `signup`
     /subscribe, /confirm   double opt-in                 `signup`
     /preferences           manage a subscription         `preferences`
+    /preferences/library   library upload, Zotero        `library`
     /unsubscribe           confirm page, one-click POST  `preferences`
     /feedback              👍/👎 confirm page, POST       `feedback`
     /d…, /feed/….xml       daily pages, Atom feeds       `pages`
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from digestbot.config import Settings
 from digestbot.store import Store, protect
-from digestbot.web import feedback, forms, pages, preferences, signup, status
+from digestbot.web import feedback, forms, library, pages, preferences, signup, status
 from digestbot.web.common import SETTINGS, STORE, WRITER, StoreThread
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ ROUTES = [
     web.post("/confirm", signup.confirm),
     web.get("/preferences", preferences.preferences),
     web.post("/preferences", preferences.change_preferences),
+    web.post("/preferences/library", library.change_library),
     web.get("/unsubscribe", preferences.unsubscribe_form),
     web.post("/unsubscribe", preferences.unsubscribe),
     web.get("/feedback", feedback.feedback_form),

@@ -17,6 +17,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections import Counter, deque
 from typing import Any
 
@@ -65,6 +66,8 @@ class FakeTelegram:
         self._message_ids = itertools.count(1000)
         self._recent: deque[float] = deque()
         self._last_in_chat: dict[int, float] = {}
+        # Files the bot can fetch: file_id → (file_path, bytes); see push_document.
+        self.files: dict[str, tuple[str, bytes]] = {}
         self.server = FakeServer(self.handle)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -97,6 +100,30 @@ class FakeTelegram:
             message["entities"] = [
                 {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
             ]
+        return self._push({"message": message})
+
+    def push_document(self, chat_id: int, data: bytes | None, file_name: str, *,
+                      caption: str | None = None, size: int | None = None,
+                      user_id: int | None = None, chat_type: str = "private") -> int:
+        """Queue a message carrying a document. Its bytes are served by getFile and the file
+        download path; `data` None stands for a file the bot must not fetch (only `size`)."""
+        user_id = chat_id if user_id is None else user_id
+        file_id = f"BQACAgIAAxkBAAI{len(self.files) + 1:04d}"
+        if data is not None:
+            self.files[file_id] = (f"documents/file_{len(self.files) + 1}", data)
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids), "date": int(time.time()),
+            "chat": _chat(chat_id, chat_type),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "document": {"file_id": file_id, "file_unique_id": f"AgAD{len(self.files):04d}",
+                         "file_name": file_name, "mime_type": "application/octet-stream",
+                         "file_size": len(data) if size is None and data is not None else size},
+        }
+        if caption is not None:
+            message["caption"] = caption
+            if caption.startswith("/"):
+                message["caption_entities"] = [{"type": "bot_command", "offset": 0,
+                                                "length": _utf16_len(caption.split()[0])}]
         return self._push({"message": message})
 
     def push_callback(self, chat_id: int, data: str, *, user_id: int | None = None,
@@ -157,6 +184,15 @@ class FakeTelegram:
     # -- the server ------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
+        files = f"/file/bot{self.token}/"
+        if urllib.parse.unquote(req.path).startswith(files):  # a download: the bytes, as api.telegram.org serves them
+            with self._cond:
+                wanted = urllib.parse.unquote(req.path)[len(files):]
+                self.calls.append(("download", {"file_path": wanted}))
+            for path, data in self.files.values():
+                if path == wanted:
+                    return Response(200, data, {"Content-Type": "application/octet-stream"})
+            return _error(404, "Not Found")
         prefix = f"/bot{self.token}/"
         if not req.path.startswith(prefix):
             return _error(401, "Unauthorized")
@@ -207,6 +243,14 @@ class FakeTelegram:
         return {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Digest",
                 "username": self.username, "can_join_groups": True,
                 "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    def _m_getFile(self, params: dict[str, Any]) -> Response:
+        found = self.files.get(params.get("file_id", ""))
+        if found is None:
+            return _error(400, "Bad Request: invalid file_id")
+        path, data = found
+        return _ok({"file_id": params["file_id"], "file_unique_id": "AgAD0001",
+                    "file_size": len(data), "file_path": path})
 
     def _m_getMe(self, params: dict[str, Any]) -> Response:
         return _ok(self._me())
