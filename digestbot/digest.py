@@ -62,7 +62,7 @@ class History(Protocol):
 
 def select(
     store: Store, subscriber: Subscriber, date: str, *, history: History,
-    library: Library | None = None,
+    library: Library | None = None, superset: bool = False,
 ) -> Digest | None:
     """The digest of `date` for `subscriber`, or None when nothing passes (no empty mail).
 
@@ -74,6 +74,10 @@ def select(
     the cap never cuts it); the reader's `must` and `exclude` keywords sift the others.
     Best score first, ties by id; beyond `max_papers` only counted. Pass one
     `library` for a batch of subscribers to read each paper once.
+
+    `superset`: every paper that can still be in it once the enrichments are in — for a
+    reader with `must`/`exclude` keywords, unsifted and uncapped (a Chinese keyword can only
+    match a translation that is not made yet); the same digest for anyone else.
     """
     window = _window(store, history, subscriber, date)
     found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
@@ -85,7 +89,8 @@ def select(
         found.pop(pid, None)
         followed.pop(pid, None)
     # Keywords sift what the topics brought; a followed author's paper comes regardless.
-    for pid in context.filtered_out([pid for pid in found if pid not in followed]):
+    unsifted = superset and bool(context.profile.must or context.profile.exclude)
+    for pid in [] if unsifted else context.filtered_out([p for p in found if p not in followed]):
         del found[pid]
     if not found and not followed:
         return None
@@ -93,7 +98,7 @@ def select(
     ranked = sorted({*found, *followed}, key=lambda pid: (
         pid not in followed, -max((r["score"] for r in found.get(pid, ())), default=0), pid))
     kept = _weekly_cut(ranked, found, followed) if subscriber.cadence == "weekly" else ranked
-    kept = kept[:subscriber.max_papers]
+    kept = ranked if unsifted else kept[:subscriber.max_papers]
     picks = [
         (_announcement(found[pid][0]) if pid in found else followed[pid][0],
          context.hits(found.get(pid, [])), followed.get(pid, (None, []))[1])

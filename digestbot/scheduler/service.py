@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,17 +46,22 @@ from digestbot.subscribers import notices
 
 # One logger for the whole scheduler package: operators filter on it.
 log = logging.getLogger("digestbot.scheduler")
+# How long the pipeline's nudges gather before they make a delivery tick.
+NUDGE_GAP = timedelta(seconds=5)
 HOLIDAY_NOTICE = ("今天 arXiv 无公告（假日）", "No arXiv announcement today (holiday)")
 
 
 class Service:
     """The jobs of `digestbot run`, callable directly (tests) or from APScheduler.
 
-    One asyncio.Lock makes the pipeline and planning take turns: a digest is never selected
-    while the day's papers are half scored, and a delivery tick that finds the pipeline busy
-    skips (the pipeline triggers a delivery itself when it is done). Sending the planned rows
-    happens outside that lock (under `_sending`), so a slow or dead mail server never holds
-    up the evening's fetch and enrichment.
+    A timeline, not a batch: while the evening's pipeline runs (under `_work`), delivery ticks
+    still plan — strictly: a reader gets a row only once every paper that could be in their
+    digest is final (`outbox.timeline.Readiness`), so nobody gets a partial digest — and the
+    pipeline nudges a tick (`_nudge`) whenever more digests may have become final, so an early
+    reader's digest leaves while the rest of the day is still enriched. New subscriptions are
+    scored only while the pipeline is idle. Sending the planned rows happens outside `_work`
+    (under `_sending`), so a slow or dead mail server never holds up the evening's fetch and
+    enrichment.
     """
 
     def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
@@ -71,6 +77,8 @@ class Service:
         self._held_alerts: dict[str, dict[str, str] | None] = {}
         self._covered: tuple[Any, ...] | None = None  # subscriptions the scores were made for
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._nudged = False  # a tick asked for by the pipeline is on its way
+        self._nudge_task: asyncio.Task[None] | None = None
 
     # The jobs -------------------------------------------------------------------------
 
@@ -82,7 +90,8 @@ class Service:
         async with self._tracked(), self._work:
             covered = subscribers.active_fingerprint(self.store)
             outcome: FetchOutcome = await in_daemon_thread(
-                fetch_and_enrich, self.settings, started, since=since)
+                fetch_and_enrich, self.settings, started, since=since,
+                on_progress=self._nudge_from_thread())
             if outcome.reports:
                 self._covered = covered
         now = self.clock.now()
@@ -116,13 +125,16 @@ class Service:
             await self.check_alerts()
 
     async def _deliver(self) -> Any:
-        if self.stopping or self._work.locked():
+        if self.stopping:
             return None
         async with self._tracked():
             now = self.clock.now()
-            async with self._work:
-                await self._score_new_subscriptions()
-                report = plan_due(self.settings, self.store, now=now)
+            if self._work.locked():  # the pipeline runs: only readers whose papers are final
+                report = plan_due(self.settings, self.store, now=now, strict=True)
+            else:
+                async with self._work:
+                    await self._score_new_subscriptions()
+                    report = plan_due(self.settings, self.store, now=now)
             if self._sending.locked():  # the previous tick is still sending; it or the
                 _log_delivery(report)   # next one sends what was planned now
                 return report
@@ -209,6 +221,32 @@ class Service:
 
     # Plumbing -------------------------------------------------------------------------
 
+    def _nudge_from_thread(self) -> Callable[[], None]:
+        """`on_progress` for the pipeline's worker thread: ask this loop for a delivery tick."""
+        loop = asyncio.get_running_loop()
+
+        def nudge() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
+                loop.call_soon_threadsafe(self._nudge)
+
+        return nudge
+
+    def _nudge(self) -> None:
+        """A delivery tick soon; nudges while one is on its way fold into it (the pipeline
+        reports every paper it finishes; planning reads the whole day each time)."""
+        if self._nudged or self.stopping:
+            return
+        self._nudged = True
+
+        async def tick() -> None:
+            await asyncio.sleep(self.clock.real_seconds(NUDGE_GAP))
+            self._nudged = False
+            await self.deliver_tick()
+
+        # Not in `_tasks` while it sleeps (a stop need not wait for it); the tick it makes
+        # is tracked like any other.
+        self._nudge_task = asyncio.get_running_loop().create_task(tick(), name="delivery nudge")
+
     def install(self, scheduler: AsyncIOScheduler) -> None:
         """(Re)create the jobs; the job store is memory, so a restart starts from this code."""
         self.scheduler = scheduler
@@ -246,6 +284,8 @@ class Service:
         start resumes it, and nothing the server accepted is sent again.
         """
         self.stopping = True
+        if self._nudged and self._nudge_task is not None:  # still sleeping: nothing in flight
+            self._nudge_task.cancel()
         running = self.scheduler is not None and self.scheduler.running
         if running:
             # pause, not shutdown: APScheduler's shutdown cancels the jobs in flight at once.

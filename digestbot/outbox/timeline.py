@@ -1,0 +1,100 @@
+"""The evening as a timeline: who is due when, what each reader will get, and whether it is
+final yet.
+
+`reading_order` is what the pipeline enriches first (it sits below selection, so the
+scheduler and the CLI hand it this function): the readers of a day in the order they are
+due, each one's papers best first — the very selection the digest will make
+(`digest.select`, followed authors and keywords included), unsifted for readers with
+keywords since a Chinese keyword can only match a translation not made yet. A reader's
+papers join the list after the earlier readers', so the first reader's digest is final
+after their own papers, not after everyone's.
+
+`Readiness` is what planning asks before writing a reader's row while the pipeline runs:
+their topics fully scored and none of their papers still pending (`enrich.progress`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from datetime import date as Date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digestbot import digest as digests
+from digestbot import subscribers
+from digestbot.enrich import progress as day_progress
+from digestbot.models import Digest, Subscriber
+from digestbot.outbox.rows import DeliveryHistory, planned_for
+from digestbot.store import Store
+
+MONDAY = 0  # date.weekday()
+
+
+def on_cadence(subscriber: Subscriber, date: str) -> bool:
+    """Does the reader get a digest dated `date` at all? A weekly reader gets Monday's only
+    (the week's best); `--now` skips send times, never this."""
+    return subscriber.cadence != "weekly" or Date.fromisoformat(date).weekday() == MONDAY
+
+
+def due_at(subscriber: Subscriber, date: str) -> datetime:
+    """When the digest of `date` becomes due for the reader (`plan.is_due`'s instant): their
+    send time on that calendar day in their zone (UTC for a zone we do not know)."""
+    try:
+        zone = ZoneInfo(subscriber.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    hour, minute = (int(x) for x in (subscriber.send_at or "08:30").split(":"))
+    return datetime.combine(Date.fromisoformat(date), time(hour, minute), zone).astimezone(UTC)
+
+
+def reading_order(store: Store, date: str) -> list[str]:
+    """The ids of the papers `date`'s readers will receive, earliest-due reader first (then
+    by id), each reader's papers best first; readers who already have their row are done."""
+    have = planned_for(store, date)
+    readers = [s for s in subscribers.list_all(store, statuses=("active",))
+               if s.id not in have and on_cadence(s, date)]
+    readers.sort(key=lambda s: (due_at(s, date), s.id))
+    library, history = digests.Library(store), DeliveryHistory(store)
+    order: dict[str, None] = {}
+    for sub in readers:
+        digest = digests.select(store, sub, date, history=history, library=library,
+                                superset=True)
+        for entry in digest.entries if digest else ():
+            order.setdefault(entry.paper.id, None)
+    return list(order)
+
+
+class Readiness:
+    """Whose digest of `date` is final, read once per planning batch.
+
+    No progress recorded for the day: final (a database the timeline never ran on), unless
+    `strict` (the pipeline is running and has not reached this day: nothing is final).
+    """
+
+    def __init__(self, store: Store, date: str, *, strict: bool) -> None:
+        self.store = store
+        self.progress = day_progress.get(store, date)
+        self.strict = strict
+
+    @property
+    def everyone(self) -> bool:
+        return (self.progress is None and not self.strict) or bool(
+            self.progress and self.progress.done)
+
+    def final(self, subscriber: Subscriber, digest: Digest | None,
+              full: Digest | None) -> bool:
+        """`digest` is what would be sent now; `full` the superset selection (the same object
+        for a reader without keywords)."""
+        if self.everyone:
+            return True
+        if self.progress is None:
+            return False
+        topics = [s.topic for s in subscribers.subscriptions(self.store, subscriber.id)]
+        ids = {e.paper.id for d in (digest, full) if d for e in d.entries}
+        return self.progress.final(topics, ids)
+
+    def needs_superset(self, subscriber: Subscriber) -> bool:
+        """Whether the superset selection differs from the digest (keywords) and matters."""
+        if self.everyone:
+            return False
+        profile = subscribers.profile.get_profile(self.store, subscriber.id)
+        return bool(profile.must or profile.exclude)
