@@ -111,6 +111,10 @@ def test_an_early_reader_is_planned_before_the_rest_of_the_day_is_enriched(
     assert ("unready", 2) in events  # right after scoring, both waited
 
 
+class Died(Exception):
+    """The process dies here (a crash, a kill) in the middle of the enrichment."""
+
+
 def test_no_partial_digest_after_a_pipeline_that_died_and_nothing_twice_after_a_rerun(
     store: Store, fake: FakeOpenAI, one_at_a_time: Settings,
 ) -> None:
@@ -122,11 +126,12 @@ def test_no_partial_digest_after_a_pipeline_that_died_and_nothing_twice_after_a_
         nonlocal finals
         finals += 1
         if finals == 3:  # scored, then two papers final: the agents ones
-            raise KeyboardInterrupt
+            raise Died
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(ExceptionGroup) as died:  # raised inside the enrichment's task group
         asyncio.run(run_pipeline(one_at_a_time, store, priority=reading_order,
                                  on_progress=die_after_the_agents))
+    assert died.value.subgroup(Died) is not None
     day = progress.get(store, DAY)
     assert day is not None and not day.done and set(PT) <= day.pending
     # `digestbot send` meanwhile (not strict: no pipeline runs): only the early reader.
@@ -216,3 +221,15 @@ def _wait_for_a_sent_row(db: str, timeout: float) -> bool:
         time.sleep(0.1)
     return False
 
+
+
+def test_a_partial_run_does_not_tell_delivery_the_day_is_final(
+    store: Store, settings: Settings,
+) -> None:
+    add_papers(store, TITLES)
+    two_readers(store)
+    asyncio.run(run_pipeline(settings, store, limit=2, priority=reading_order))
+    assert progress.get(store, DAY) is None
+    asyncio.run(run_pipeline(settings, store, priority=reading_order))
+    day = progress.get(store, DAY)
+    assert day is not None and day.done and {"agents", "post-training"} <= day.scored

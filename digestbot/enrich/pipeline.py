@@ -90,7 +90,9 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
     report.papers, report.topics = len(announced), len(active)
     report.waiting = len(announced) - len(papers)
     llm = LLMClient(settings) if settings.llm_enabled and not offline else None
-    progress = day_progress.begin(store, day)
+    # A `--limit` run scores part of the day: it must not tell delivery the day is final.
+    progress = (day_progress.begin(store, day) if limit is None
+                else day_progress.DayProgress(day, stored=False))
     told = on_progress or (lambda: None)
     first_pages = FirstPages(settings, store)
     pages = _Pages(first_pages)

@@ -34,6 +34,7 @@ class DayProgress:
     scored: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)
     done: bool = False
+    stored: bool = True  # False: kept in memory only (a partial run's)
 
     def final(self, topics: Iterable[str], arxiv_ids: Iterable[str]) -> bool:
         """Are these topics fully scored and these papers final (enriched or given up)?"""
@@ -42,6 +43,8 @@ class DayProgress:
         return set(topics) <= self.scored and not (set(arxiv_ids) & self.pending)
 
     def save(self, store: Store) -> None:
+        if not self.stored:
+            return
         store.set_meta(KEY + self.date, json.dumps(
             {"scored": sorted(self.scored), "pending": sorted(self.pending), "done": self.done}))
 
