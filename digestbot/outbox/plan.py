@@ -23,6 +23,7 @@ from digestbot.store import Store
 
 log = logging.getLogger(__name__)
 
+
 def is_due(subscriber: Subscriber, now: datetime, date: str | None = None) -> bool:
     """Has the subscriber's local send time passed (today, or on `date` and after)?
 

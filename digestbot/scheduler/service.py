@@ -36,7 +36,7 @@ from digestbot.clock import (
 )
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
-from digestbot.outbox import deliver_and_close, plan_due
+from digestbot.outbox import DeliveryReport, deliver_and_close, plan_due
 from digestbot.render.i18n import label
 from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
 from digestbot.sources.papers import latest_announcement_date
@@ -60,8 +60,8 @@ class Service:
     pipeline nudges a tick (`_nudge`) whenever more digests may have become final, so an early
     reader's digest leaves while the rest of the day is still enriched. New subscriptions are
     scored only while the pipeline is idle. Sending the planned rows happens outside `_work`
-    (under `_sending`), so a slow or dead mail server never holds up the evening's fetch and
-    enrichment.
+    (under `_sending`, one lock per channel), so a slow or dead mail server never holds up
+    the evening's fetch and enrichment, nor Telegram's pacing the email.
     """
 
     def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
@@ -71,7 +71,7 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.stopping = False
         self._work = asyncio.Lock()
-        self._sending = asyncio.Lock()
+        self._sending: dict[str, asyncio.Lock] = {}  # per channel: one drain at a time
         self._alerting = asyncio.Lock()  # one check at a time: each incident is told once
         # What alerts.mark could not write while the database refused writes.
         self._held_alerts: dict[str, dict[str, str] | None] = {}
@@ -135,16 +135,32 @@ class Service:
                 async with self._work:
                     await self._score_new_subscriptions()
                     report = plan_due(self.settings, self.store, now=now)
-            if self._sending.locked():  # the previous tick is still sending; it or the
-                _log_delivery(report)   # next one sends what was planned now
-                return report
-            async with self._sending:
-                await deliver_and_close(self.store, build_senders(self.settings), now=now,
-                                        report=report)
+            senders = build_senders(self.settings)
+            # A channel still draining an earlier tick's rows sends these after them (it or
+            # the next tick); the others start now, so email never waits for Telegram's pace.
+            free = {ch: s for ch, s in senders.items() if not self._channel(ch).locked()}
+            await _close([s for ch, s in senders.items() if ch not in free])
+            if free:
+                parts = await asyncio.gather(*(self._drain(ch, s, now) for ch, s in free.items()))
+                for part in parts:
+                    _add_up(report, part)
+                # Rows of a channel with no sender at all are counted (once) as waiting.
+                report.waiting.update({ch: n for ch, n in parts[0].waiting.items()
+                                       if ch not in senders})
                 # The breakers live in this process; /status may be served by another.
                 status.record_breakers(self.store, breaker_states())
         _log_delivery(report)
         return report
+
+    def _channel(self, channel: str) -> asyncio.Lock:
+        return self._sending.setdefault(channel, asyncio.Lock())
+
+    async def _drain(self, channel: str, sender: Any, now: datetime) -> DeliveryReport:
+        """Every ready row of one channel (the sender is closed afterwards)."""
+        part = DeliveryReport()
+        async with self._channel(channel):
+            await deliver_and_close(self.store, {channel: sender}, now=now, report=part)
+        return part
 
     async def check_alerts(self) -> list[alerts.Alert]:
         """Tell the operator (DIGESTBOT_ADMIN) of each incident that began or cleared, once.
@@ -318,6 +334,20 @@ class Service:
         self._covered = fingerprint
         for day, report in reports.items():
             log.info("subscriptions changed; pipeline %s: %s", day, report.summary())
+
+
+async def _close(senders: list[Any]) -> None:
+    for sender in senders:
+        closer = getattr(sender, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+
+
+def _add_up(report: DeliveryReport, part: DeliveryReport) -> None:
+    """One channel's sending counts into the tick's report."""
+    for name in ("sent", "failed", "permanent", "cancelled"):
+        setattr(report, name, getattr(report, name) + getattr(part, name))
 
 
 def _log_delivery(report: Any) -> None:
