@@ -233,3 +233,45 @@ def test_a_partial_run_does_not_tell_delivery_the_day_is_final(
     asyncio.run(run_pipeline(settings, store, priority=reading_order))
     day = progress.get(store, DAY)
     assert day is not None and day.done and {"agents", "post-training"} <= day.scored
+
+
+async def test_email_does_not_wait_for_telegrams_pace(
+    monkeypatch: pytest.MonkeyPatch, store: Store, tmp_path: Path,
+) -> None:
+    """A Telegram digest that takes long to go out (every Bot API answer after 1 s) does not
+    hold up an email digest planned by a later tick: each channel drains on its own."""
+    from tests.fakes.telegram import FakeTelegram
+
+    with served_day(monkeypatch, on_topic=3, off_topic=2) as arxiv, FakeTelegram() as tg:
+        inner = tg.server.handle
+
+        def slow(req):
+            resp = inner(req)
+            resp.delay = max(resp.delay, 1.0)
+            return resp
+
+        tg.server.handle = slow
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", tg.token)
+        monkeypatch.setenv("DIGESTBOT_TELEGRAM_API_URL", tg.base_url)
+        settings = load_settings()
+        chat = subscribers.add_or_update(store, channel="telegram", address="4242",
+                                         topics=["post-training"], tz="Asia/Shanghai",
+                                         send_at="08:30")
+        mail = subscribers.add_or_update(store, channel="email", address="late@example.org",
+                                         topics=["post-training"], tz="Asia/Shanghai",
+                                         send_at="10:00")
+        announce = datetime(2026, 11, 18, 20, 0, tzinfo=ET)  # 09:00 in Beijing
+        arxiv.publish("2026-11-19")
+        clock = ManualClock(announce)
+        service = Service(settings, store, clock)
+        evening = asyncio.create_task(service.fetch_cycle())
+        while not tg.sent:  # the Telegram digest is on its way
+            await asyncio.sleep(0.05)
+        clock.set(datetime(2026, 11, 18, 21, 0, tzinfo=ET))  # 10:00 in Beijing
+        await service.deliver_tick()
+        assert not evening.done()  # Telegram is still sending…
+        assert [p.name for p in Path(settings.outbox).glob("*.eml")]  # …the email is out
+        await evening
+        sent = {r["subscriber_id"] for r in store.db.query(
+            "select subscriber_id from deliveries where status = 'sent'")}
+        assert sent == {chat.id, mail.id}
