@@ -29,6 +29,7 @@ from digestbot.sources.papers import save_batch
 from digestbot.store import Store
 from tests.fakes.arxiv_day import paper_id, served_day
 from tests.fakes.openai import FakeOpenAI
+from tests.fakes.telegram import FakeTelegram
 from tests.test_enrich import DAY, add_papers
 from tests.test_pdf import WITH_AFFILIATIONS, PdfHost, pdfs  # noqa: F401 (a fixture)
 from tests.test_scheduler_service import ManualClock
@@ -240,8 +241,6 @@ async def test_email_does_not_wait_for_telegrams_pace(
 ) -> None:
     """A Telegram digest that takes long to go out (every Bot API answer after 1 s) does not
     hold up an email digest planned by a later tick: each channel drains on its own."""
-    from tests.fakes.telegram import FakeTelegram
-
     with served_day(monkeypatch, on_topic=3, off_topic=2) as arxiv, FakeTelegram() as tg:
         inner = tg.server.handle
 
