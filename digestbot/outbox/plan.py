@@ -104,13 +104,16 @@ def plan_into(
     created: list[int] = []
     library = digests.Library(store)  # each of the day's papers is read once, not per reader
     history = DeliveryHistory(store)
-    ready = Readiness(store, date, strict=strict)
     # Taken before selecting, so a score written meanwhile invalidates what we record now.
     stamp = _selection_inputs(store)
+    ready = Readiness(store, date, strict=strict, inputs=stamp)
     empty = _known_empty(store, date, stamp)
     for sub in _candidates(store, date, now, force, report):
         if sub.id in empty:
             report.empty += 1
+            continue
+        if ready.still_waiting(sub):
+            report.unready += 1
             continue
         digest = digests.select(store, sub, date, history=history, library=library)
         full = (digests.select(store, sub, date, history=history, library=library,

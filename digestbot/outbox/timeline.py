@@ -79,17 +79,39 @@ def reading_order(store: Store, date: str) -> list[str]:
     return list(order)
 
 
+# Readers found not final, with the papers that held them, per (database, date, selection
+# inputs): while those inputs stand their selection cannot change, so a later plan (one every
+# few seconds while the pipeline runs) skips selecting them again until one of those papers
+# is final. In memory only: another process simply selects afresh.
+_held: dict[tuple[str, str, str], dict[int, frozenset[str]]] = {}
+
+
 class Readiness:
     """Whose digest of `date` is final, read once per planning batch.
 
     No progress recorded for the day: final (a database the timeline never ran on), unless
     `strict` (the pipeline is running and has not reached this day: nothing is final).
+    `inputs` (planning's fingerprint of what selection reads) lets it remember who waits.
     """
 
-    def __init__(self, store: Store, date: str, *, strict: bool) -> None:
+    def __init__(self, store: Store, date: str, *, strict: bool, inputs: str = "") -> None:
         self.store = store
         self.progress = day_progress.get(store, date)
         self.strict = strict
+        key = (str(store.path), date, inputs)
+        if inputs and key not in _held:
+            _held.clear()  # only the latest inputs are worth remembering
+        self._held: dict[int, frozenset[str]] = _held.setdefault(key, {}) if inputs else {}
+
+    def still_waiting(self, subscriber: Subscriber) -> bool:
+        """Known not final without selecting: a paper that held them is still pending."""
+        ids = self._held.get(subscriber.id)
+        if ids is None or self.progress is None or self.everyone:
+            return False
+        if ids & self.progress.pending:
+            return True
+        del self._held[subscriber.id]
+        return False
 
     @property
     def everyone(self) -> bool:
@@ -106,7 +128,10 @@ class Readiness:
             return False
         topics = [s.topic for s in subscribers.subscriptions(self.store, subscriber.id)]
         ids = {e.paper.id for d in (digest, full) if d for e in d.entries}
-        return self.progress.final(topics, ids)
+        if self.progress.final(topics, ids):
+            return True
+        self._held[subscriber.id] = frozenset(ids & self.progress.pending)
+        return False
 
     def needs_superset(self, subscriber: Subscriber) -> bool:
         """Whether the superset selection differs from the digest (keywords) and matters."""
