@@ -63,7 +63,7 @@ class History(Protocol):
 
 def select(
     store: Store, subscriber: Subscriber, date: str, *, history: History,
-    library: Library | None = None,
+    library: Library | None = None, superset: bool = False,
 ) -> Digest | None:
     """The digest of `date` for `subscriber`, or None when nothing passes (no empty mail).
 
@@ -77,6 +77,10 @@ def select(
     👍/👎 model (`rerank`) gives, with up to `rerank.MAY_LIKE` papers under the thresholds;
     beyond `max_papers` only counted. Pass one `library` for a batch of subscribers to read
     each paper once.
+
+    `superset`: every paper that can still be in it once the enrichments are in — for a
+    reader with `must`/`exclude` keywords, unsifted and uncapped (a Chinese keyword can only
+    match a translation that is not made yet); the same digest for anyone else.
     """
     window = _window(store, history, subscriber, date)
     context = _Context(store, subscriber, library)
@@ -95,7 +99,9 @@ def select(
         followed.pop(pid, None)
         pool.pop(pid, None)
     # Keywords sift what the topics brought; a followed author's paper comes regardless.
-    for pid in context.filtered_out([pid for pid in [*found, *pool] if pid not in followed]):
+    unsifted = superset and bool(context.profile.must or context.profile.exclude)
+    sift = [] if unsifted else [pid for pid in [*found, *pool] if pid not in followed]
+    for pid in context.filtered_out(sift) if sift else ():
         found.pop(pid, None)
         pool.pop(pid, None)
     if not found and not followed:
@@ -109,7 +115,7 @@ def select(
         found.update({pid: pool[pid] for pid in suggested})
     kept = (_weekly_cut(ranked, found, {**followed, **suggested})
             if subscriber.cadence == "weekly" else ranked)
-    kept = kept[:subscriber.max_papers]
+    kept = ranked if unsifted else kept[:subscriber.max_papers]
     picks = [
         (_announcement(found[pid][0]) if pid in found else followed[pid][0],
          [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),

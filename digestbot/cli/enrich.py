@@ -12,6 +12,7 @@ from digestbot import topics as catalogue
 from digestbot.config import Settings
 from digestbot.enrich.pipeline import day_papers, run_pipeline
 from digestbot.errors import DigestbotError, UsageError
+from digestbot.outbox.timeline import reading_order
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
@@ -24,7 +25,7 @@ def cmd_enrich(settings: Settings, args: argparse.Namespace) -> int:
         nobody = not subscribers.anyone_subscribed(store)
         report = asyncio.run(run_pipeline(settings, store, date=args.date, topics=args.topic,
                                           all_papers=args.all or nobody, limit=args.limit,
-                                          offline=args.offline))
+                                          offline=args.offline, priority=reading_order))
     if report.date is None:
         print("还没有公告 / no announcement in the database yet: run `digestbot fetch` first")
         return 0

@@ -18,6 +18,7 @@ from digestbot.cli.deliver import send
 from digestbot.config import Settings
 from digestbot.enrich.pipeline import run_pipeline
 from digestbot.errors import DigestbotError, NetworkError
+from digestbot.outbox.timeline import reading_order
 from digestbot.sources import arxiv
 from digestbot.store import Store
 
@@ -32,7 +33,8 @@ def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
         print(result.message)
         if args.demo:
             _ensure_demo_subscriber(settings, store)
-        print(asyncio.run(run_pipeline(settings, store, date=result.date)).summary())
+        print(asyncio.run(run_pipeline(settings, store, date=result.date,
+                                        priority=reading_order)).summary())
         print(send(settings, store, force=True).summary())
         if not settings.smtp_url:
             _print_written(sorted(set(outbox.glob("*.eml")) - before), outbox)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from digestbot import topics as catalogue
 from digestbot.enrich import offline, prompts
@@ -22,7 +23,7 @@ from digestbot.enrich.calls import (
     run_all,
 )
 from digestbot.enrich.llm import LLMClient
-from digestbot.enrich.pdf import FirstPages, page_text
+from digestbot.enrich.pdf import GivenUp, page_text
 from digestbot.errors import AnswerError
 from digestbot.models import Enrichment, Institution, Paper
 from digestbot.store import Store, now_iso
@@ -32,18 +33,33 @@ log = logging.getLogger(__name__)
 OFFLINE_MODEL = "offline"
 
 
+class PageSource(Protocol):
+    """Where the institutions' text comes from (`pdf.FirstPages`, or the pipeline's memo of
+    it): feed/API affiliations or page 1 of the PDF, "" when there is none to be had, GivenUp
+    while arXiv is away (the paper goes without institutions now, filled in later)."""
+
+    async def get(self, paper: Paper) -> str | GivenUp: ...
+
+
 async def enrich_papers(store: Store, papers: Sequence[Paper], llm: LLMClient | None,
-                        first_pages: FirstPages, report: PipelineReport) -> None:
+                        first_pages: PageSource, report: PipelineReport, *,
+                        on_final: Callable[[Paper], None] | None = None) -> None:
+    """Enrich `papers`, started in the order given (the pipeline passes them in the order
+    readers need them: the PDF turn and the LLM slots are first come, first served).
+    `on_final(paper)` is called once a paper's enrichment is stored or found in the cache."""
+    final = on_final or (lambda paper: None)
     done = _enriched_keys(store, papers, llm)
     todo = []
     for paper in papers:
         if (paper.id, paper.version) in done:
             report.cached += 1
+            final(paper)
         else:
             todo.append(paper)
     if llm is None:
         for paper in todo:
             save_enrichment(store, offline_enrichment(paper))
+            final(paper)
         report.enriched += len(todo)
         return
 
@@ -51,11 +67,12 @@ async def enrich_papers(store: Store, papers: Sequence[Paper], llm: LLMClient | 
         enrichment = await _llm_enrichment(store, llm, first_pages, paper, report)
         save_enrichment(store, enrichment)
         report.enriched += 1
+        final(paper)
 
     await run_all(one(paper) for paper in todo)
 
 
-async def _llm_enrichment(store: Store, llm: LLMClient, first_pages: FirstPages, paper: Paper,
+async def _llm_enrichment(store: Store, llm: LLMClient, first_pages: PageSource, paper: Paper,
                           report: PipelineReport) -> Enrichment:
     page = page_text(await first_pages.get(paper))
 

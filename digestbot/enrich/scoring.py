@@ -111,11 +111,14 @@ def _stored_scores(store: Store, papers: Sequence[Paper]) -> dict[Key, dict[str,
 # -- selection -------------------------------------------------------------------------------
 
 def above_threshold(store: Store, papers: Sequence[Paper]) -> list[Paper]:
-    """Papers whose score reaches the lowest threshold of some subscriber of that topic."""
+    """Papers whose score reaches the lowest threshold of some subscriber of that topic, best
+    passing score first (ties in the given order): the order their first pages are wanted."""
     thresholds = prefilter.lowest_thresholds(store)
     if not thresholds:
         return []
     stored = _stored_scores(store, papers)
-    return [p for p in papers
-            if any(s.score >= thresholds.get(slug, 101)
-                   for slug, s in stored.get((p.id, p.version), {}).items())]
+    best = {(p.id, p.version): max((s.score for slug, s in stored.get((p.id, p.version), {}).items()
+                                    if s.score >= thresholds.get(slug, 101)), default=None)
+            for p in papers}
+    passing = [p for p in papers if best[(p.id, p.version)] is not None]
+    return sorted(passing, key=lambda p: -(best[(p.id, p.version)] or 0))

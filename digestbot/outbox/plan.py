@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date as Date
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digestbot import digest as digests
@@ -18,12 +17,11 @@ from digestbot.config import Settings
 from digestbot.enrich import topic_scores
 from digestbot.models import Subscriber
 from digestbot.outbox.rows import DeliveryHistory, DeliveryReport, aware, create_row, planned_for
+from digestbot.outbox.timeline import Readiness, on_cadence, opens_week
 from digestbot.sources import papers
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)
-
-MONDAY = 0  # date.weekday()
 
 
 def is_due(subscriber: Subscriber, now: datetime, date: str | None = None, *,
@@ -48,29 +46,6 @@ def is_due(subscriber: Subscriber, now: datetime, date: str | None = None, *,
     if date is not None and local.date().isoformat() != date:
         return local.date().isoformat() > date
     return local.time() >= time(hour, minute)
-
-
-def on_cadence(subscriber: Subscriber, date: str, *, first_of_week: bool | None = None) -> bool:
-    """Does the reader get a digest dated `date` at all? A weekly reader gets the week's first
-    one only (the week's best): Monday's, or after a holiday Monday the next announcement's
-    (`first_of_week`, from `opens_week`; without it, Monday's). `--now` skips send times, never
-    this."""
-    if subscriber.cadence != "weekly":
-        return True
-    return Date.fromisoformat(date).weekday() == MONDAY if first_of_week is None else first_of_week
-
-
-def opens_week(store: Store, date: str) -> bool:
-    """Is `date` the first announcement day of its week (Monday to Sunday)? A Monday always is;
-    a later day is when no announcement came earlier that week although the bot was already
-    collecting before it: an arXiv holiday Monday must not cost weekly readers the whole week,
-    while a bot started on a Thursday waits for Monday like everyone else."""
-    day = Date.fromisoformat(date)
-    if day.weekday() == MONDAY:
-        return True
-    monday = day - timedelta(days=day.weekday())
-    earlier = papers.announcement_dates(store, before=date)
-    return bool(earlier) and earlier[-1] < monday.isoformat()
 
 
 def due_subscribers(
@@ -107,30 +82,50 @@ def plan_for(
 ) -> int | None:
     """One subscriber's row for `date` now, whatever their send time (a chat's `/digest`).
 
-    None when nothing new passes their thresholds or the day already has a row.
+    None when nothing new passes their thresholds, the day already has a row, or their papers
+    are not final yet (the evening's pipeline is still on them: never a partial digest).
     """
-    digest = digests.select(store, subscriber, date, history=DeliveryHistory(store))
-    if digest is None or not digest.entries:
+    history = DeliveryHistory(store)
+    digest = digests.select(store, subscriber, date, history=history)
+    ready = Readiness(store, date, strict=False)
+    full = (digests.select(store, subscriber, date, history=history, superset=True)
+            if ready.needs_superset(subscriber) else digest)
+    if digest is None or not digest.entries or not ready.final(subscriber, digest, full):
         return None
     return create_row(store, settings, digest, now)
 
 
 def plan_into(
     store: Store, settings: Settings, date: str, *, now: datetime, force: bool,
-    report: DeliveryReport,
+    report: DeliveryReport, strict: bool = False,
 ) -> list[int]:
-    """`plan`, counting into `report` (planned, empty, not yet due)."""
+    """`plan`, counting into `report` (planned, empty, not yet due, not final yet).
+
+    A due reader gets a row only once every paper that could be in their digest is final
+    (`timeline.Readiness`: their topics scored, their papers enriched or given up), so the
+    pipeline may still be enriching other readers' papers. `strict` while it runs: a day it
+    has not started on is not final for anyone.
+    """
     created: list[int] = []
     library = digests.Library(store)  # each of the day's papers is read once, not per reader
     history = DeliveryHistory(store)
     # Taken before selecting, so a score written meanwhile invalidates what we record now.
     stamp = _selection_inputs(store)
+    ready = Readiness(store, date, strict=strict, inputs=stamp)
     empty = _known_empty(store, date, stamp)
     for sub in _candidates(store, date, now, force, report):
         if sub.id in empty:
             report.empty += 1
             continue
+        if ready.still_waiting(sub):
+            report.unready += 1
+            continue
         digest = digests.select(store, sub, date, history=history, library=library)
+        full = (digests.select(store, sub, date, history=history, library=library,
+                               superset=True) if ready.needs_superset(sub) else digest)
+        if not ready.final(sub, digest, full):
+            report.unready += 1
+            continue
         if digest is None or not digest.entries:
             report.empty += 1
             empty.add(sub.id)

@@ -70,6 +70,7 @@ class DeliveryReport:
     cancelled: int = 0
     empty: int = 0  # due, but nothing new passed their thresholds
     not_due: int = 0  # their local send time has not come yet
+    unready: int = 0  # due, but some paper of theirs is not final yet (scored, enriched)
     waiting: Counter[str] = field(default_factory=Counter)  # channel → rows with no sender
     would_send: list[str] = field(default_factory=list)  # dry run: one line per digest
 
@@ -83,6 +84,8 @@ class DeliveryReport:
             parts.append(f"nothing due for {self.empty + self.not_due}")
         if self.not_due:
             parts[-1] += f" ({self.not_due} not yet at their send time)"
+        if self.unready:
+            parts.append(f"{self.unready} waiting for their papers to be final")
         parts += [f"{n} {ch} waiting (channel not configured)" for ch, n in self.waiting.items()]
         return "投递 / delivery: " + ", ".join(parts)
 

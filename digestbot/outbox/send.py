@@ -83,16 +83,17 @@ async def run_send(
 
 def plan_due(
     settings: Settings, store: Store, *, now: datetime, force: bool = False,
-    dry_run: bool = False, date: str | None = None,
+    dry_run: bool = False, date: str | None = None, strict: bool = False,
 ) -> DeliveryReport:
-    """`run_send`'s first half: rows for the latest announcement's due subscribers (quick;
-    `run` does it while the pipeline is idle, so nothing is selected from half-scored papers)."""
+    """`run_send`'s first half: rows for the latest announcement's due subscribers whose
+    papers are final (`plan.plan_into`; `strict` while the pipeline runs)."""
     report = DeliveryReport()
     date = date or latest_announcement_date(store)
     if date and dry_run:
         preview_into(store, date, now, force, report)
     elif date:
-        plan_into(store, settings, date, now=aware(now), force=force, report=report)
+        plan_into(store, settings, date, now=aware(now), force=force, report=report,
+                  strict=strict)
     return report
 
 

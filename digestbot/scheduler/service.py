@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,7 +36,7 @@ from digestbot.clock import (
 )
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
-from digestbot.outbox import deliver_and_close, plan_due
+from digestbot.outbox import DeliveryReport, deliver_and_close, plan_due
 from digestbot.render.i18n import label
 from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
 from digestbot.sources.papers import latest_announcement_date
@@ -45,17 +46,22 @@ from digestbot.subscribers import notices
 
 # One logger for the whole scheduler package: operators filter on it.
 log = logging.getLogger("digestbot.scheduler")
+# How long the pipeline's nudges gather before they make a delivery tick.
+NUDGE_GAP = timedelta(seconds=5)
 HOLIDAY_NOTICE = ("今天 arXiv 无公告（假日）", "No arXiv announcement today (holiday)")
 
 
 class Service:
     """The jobs of `digestbot run`, callable directly (tests) or from APScheduler.
 
-    One asyncio.Lock makes the pipeline and planning take turns: a digest is never selected
-    while the day's papers are half scored, and a delivery tick that finds the pipeline busy
-    skips (the pipeline triggers a delivery itself when it is done). Sending the planned rows
-    happens outside that lock (under `_sending`), so a slow or dead mail server never holds
-    up the evening's fetch and enrichment.
+    A timeline, not a batch: while the evening's pipeline runs (under `_work`), delivery ticks
+    still plan — strictly: a reader gets a row only once every paper that could be in their
+    digest is final (`outbox.timeline.Readiness`), so nobody gets a partial digest — and the
+    pipeline nudges a tick (`_nudge`) whenever more digests may have become final, so an early
+    reader's digest leaves while the rest of the day is still enriched. New subscriptions are
+    scored only while the pipeline is idle. Sending the planned rows happens outside `_work`
+    (under `_sending`, one lock per channel), so a slow or dead mail server never holds up
+    the evening's fetch and enrichment, nor Telegram's pacing the email.
     """
 
     def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
@@ -65,12 +71,14 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.stopping = False
         self._work = asyncio.Lock()
-        self._sending = asyncio.Lock()
+        self._sending: dict[str, asyncio.Lock] = {}  # per channel: one drain at a time
         self._alerting = asyncio.Lock()  # one check at a time: each incident is told once
         # What alerts.mark could not write while the database refused writes.
         self._held_alerts: dict[str, dict[str, str] | None] = {}
         self._covered: tuple[Any, ...] | None = None  # subscriptions the scores were made for
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._nudged = False  # a tick asked for by the pipeline is on its way
+        self._nudge_task: asyncio.Task[None] | None = None
 
     # The jobs -------------------------------------------------------------------------
 
@@ -82,7 +90,8 @@ class Service:
         async with self._tracked(), self._work:
             covered = subscribers.active_fingerprint(self.store)
             outcome: FetchOutcome = await in_daemon_thread(
-                fetch_and_enrich, self.settings, started, since=since)
+                fetch_and_enrich, self.settings, started, since=since,
+                on_progress=self._nudge_from_thread())
             if outcome.reports:
                 self._covered = covered
         now = self.clock.now()
@@ -116,23 +125,42 @@ class Service:
             await self.check_alerts()
 
     async def _deliver(self) -> Any:
-        if self.stopping or self._work.locked():
+        if self.stopping:
             return None
         async with self._tracked():
             now = self.clock.now()
-            async with self._work:
-                await self._score_new_subscriptions()
-                report = plan_due(self.settings, self.store, now=now)
-            if self._sending.locked():  # the previous tick is still sending; it or the
-                _log_delivery(report)   # next one sends what was planned now
-                return report
-            async with self._sending:
-                await deliver_and_close(self.store, build_senders(self.settings), now=now,
-                                        report=report)
+            if self._work.locked():  # the pipeline runs: only readers whose papers are final
+                report = plan_due(self.settings, self.store, now=now, strict=True)
+            else:
+                async with self._work:
+                    await self._score_new_subscriptions()
+                    report = plan_due(self.settings, self.store, now=now)
+            senders = build_senders(self.settings)
+            # A channel still draining an earlier tick's rows sends these after them (it or
+            # the next tick); the others start now, so email never waits for Telegram's pace.
+            free = {ch: s for ch, s in senders.items() if not self._channel(ch).locked()}
+            await _close([s for ch, s in senders.items() if ch not in free])
+            if free:
+                parts = await asyncio.gather(*(self._drain(ch, s, now) for ch, s in free.items()))
+                for part in parts:
+                    _add_up(report, part)
+                # Rows of a channel with no sender at all are counted (once) as waiting.
+                report.waiting.update({ch: n for ch, n in parts[0].waiting.items()
+                                       if ch not in senders})
                 # The breakers live in this process; /status may be served by another.
                 status.record_breakers(self.store, breaker_states())
         _log_delivery(report)
         return report
+
+    def _channel(self, channel: str) -> asyncio.Lock:
+        return self._sending.setdefault(channel, asyncio.Lock())
+
+    async def _drain(self, channel: str, sender: Any, now: datetime) -> DeliveryReport:
+        """Every ready row of one channel (the sender is closed afterwards)."""
+        part = DeliveryReport()
+        async with self._channel(channel):
+            await deliver_and_close(self.store, {channel: sender}, now=now, report=part)
+        return part
 
     async def check_alerts(self) -> list[alerts.Alert]:
         """Tell the operator (DIGESTBOT_ADMIN) of each incident that began or cleared, once.
@@ -209,6 +237,32 @@ class Service:
 
     # Plumbing -------------------------------------------------------------------------
 
+    def _nudge_from_thread(self) -> Callable[[], None]:
+        """`on_progress` for the pipeline's worker thread: ask this loop for a delivery tick."""
+        loop = asyncio.get_running_loop()
+
+        def nudge() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
+                loop.call_soon_threadsafe(self._nudge)
+
+        return nudge
+
+    def _nudge(self) -> None:
+        """A delivery tick soon; nudges while one is on its way fold into it (the pipeline
+        reports every paper it finishes; planning reads the whole day each time)."""
+        if self._nudged or self.stopping:
+            return
+        self._nudged = True
+
+        async def tick() -> None:
+            await asyncio.sleep(self.clock.real_seconds(NUDGE_GAP))
+            self._nudged = False
+            await self.deliver_tick()
+
+        # Not in `_tasks` while it sleeps (a stop need not wait for it); the tick it makes
+        # is tracked like any other.
+        self._nudge_task = asyncio.get_running_loop().create_task(tick(), name="delivery nudge")
+
     def install(self, scheduler: AsyncIOScheduler) -> None:
         """(Re)create the jobs; the job store is memory, so a restart starts from this code."""
         self.scheduler = scheduler
@@ -246,6 +300,8 @@ class Service:
         start resumes it, and nothing the server accepted is sent again.
         """
         self.stopping = True
+        if self._nudged and self._nudge_task is not None:  # still sleeping: nothing in flight
+            self._nudge_task.cancel()
         running = self.scheduler is not None and self.scheduler.running
         if running:
             # pause, not shutdown: APScheduler's shutdown cancels the jobs in flight at once.
@@ -278,6 +334,20 @@ class Service:
         self._covered = fingerprint
         for day, report in reports.items():
             log.info("subscriptions changed; pipeline %s: %s", day, report.summary())
+
+
+async def _close(senders: list[Any]) -> None:
+    for sender in senders:
+        closer = getattr(sender, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+
+
+def _add_up(report: DeliveryReport, part: DeliveryReport) -> None:
+    """One channel's sending counts into the tick's report."""
+    for name in ("sent", "failed", "permanent", "cancelled"):
+        setattr(report, name, getattr(report, name) + getattr(part, name))
 
 
 def _log_delivery(report: Any) -> None:

@@ -20,6 +20,7 @@ from digestbot.clock import expected_announcement_date
 from digestbot.config import Settings
 from digestbot.enrich.pipeline import PipelineReport, run_pipeline
 from digestbot.errors import FeedError, NetworkError
+from digestbot.outbox.timeline import reading_order
 from digestbot.sources import arxiv
 from digestbot.sources.papers import announcement_dates, latest_announcement_date
 from digestbot.store import Store
@@ -48,13 +49,14 @@ class FetchOutcome:
         return "; ".join(parts)
 
 
-async def fetch_and_enrich(settings: Settings, now: datetime, *,
-                           since: str | None = None) -> FetchOutcome:
+async def fetch_and_enrich(settings: Settings, now: datetime, *, since: str | None = None,
+                           on_progress: Callable[[], None] | None = None) -> FetchOutcome:
     """Fetch, then score and enrich every announcement date the fetch added or grew.
 
     The fetch blocks (arXiv is asked politely, one request every few seconds, partly through
     the blocking `arxiv` package), so this runs on its worker thread's own event loop
-    (`in_daemon_thread`), where blocking holds up nothing else.
+    (`in_daemon_thread`), where blocking holds up nothing else. The pipeline enriches in
+    the readers' order and calls `on_progress` (from this thread) as digests become final.
     """
     expected = expected_announcement_date(now)
     with Store(settings.db) as store:
@@ -68,7 +70,8 @@ async def fetch_and_enrich(settings: Settings, now: datetime, *,
         dates = set(announcement_dates(store)) - before
         if result.new_announcements and result.date:
             dates.add(result.date)
-        reports = {d: await run_pipeline(settings, store, date=d) for d in sorted(dates)}
+        reports = {d: await run_pipeline(settings, store, date=d, priority=reading_order,
+                                         on_progress=on_progress) for d in sorted(dates)}
         return FetchOutcome(expected, _has(store, expected), result, reports=reports)
 
 
@@ -79,7 +82,8 @@ def _has(store: Store, expected: str) -> bool:
 async def enrich_dates(settings: Settings, dates: list[str]) -> dict[str, PipelineReport]:
     """Score and enrich for the current subscriptions (only missing work; the cache has the rest)."""
     with Store(settings.db) as store:
-        return {d: await run_pipeline(settings, store, date=d) for d in dates}
+        return {d: await run_pipeline(settings, store, date=d, priority=reading_order)
+                for d in dates}
 
 
 def in_daemon_thread(fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any,
