@@ -1,14 +1,16 @@
 """What each subscriber gets: the papers of a day (plus any missed) that hit their topics.
 
 Selection reads the announcements and the cached per-topic scores through their owners
-(`sources.papers`, `enrich.topic_scores`) and what the subscriber already received through
-the `History` the outbox passes in, so it costs a few indexed queries per subscriber and
-never an LLM call. Enrichment is looked up, not made: a paper without one
+(`sources.papers`, `enrich.topic_scores`) once per batch into a `Library` (a day's passing
+scores are a few thousand rows), and what the subscriber already received through the
+`History` the outbox passes in, so it costs a few indexed queries per subscriber and never
+an LLM call. Enrichment is looked up, not made: a paper without one
 is shown in English only.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from datetime import date as Date
 from datetime import timedelta
@@ -16,7 +18,7 @@ from typing import Any, Protocol
 
 from digestbot import subscribers, topics
 from digestbot.enrich.enrichment import get_enrichment
-from digestbot.enrich.topic_scores import passing_in_window, subscribed_scores
+from digestbot.enrich.topic_scores import passing_on, subscribed_scores
 from digestbot.models import (
     Announcement,
     AuthorHit,
@@ -25,6 +27,7 @@ from digestbot.models import (
     Enrichment,
     Paper,
     Subscriber,
+    Subscription,
     Topic,
     TopicHit,
 )
@@ -75,9 +78,9 @@ def select(
     Best score first, ties by id; beyond `max_papers` only counted. Pass one
     `library` for a batch of subscribers to read each paper once.
     """
-    window = _window(store, history, subscriber, date)
-    found = _latest_per_paper(passing_in_window(store, subscriber.id, window))
     context = _Context(store, subscriber, library)
+    window = _window(context.library, history, subscriber, date)
+    found = _latest_per_paper(context.library.passing(context.subscriptions, window))
     followed = context.followed_in(window)
     candidates = list(dict.fromkeys([*followed, *found]))
     # Never twice: a paper the reader got (in any version) is not offered again.
@@ -143,7 +146,7 @@ def rebuild(
     return context.digest(date, picks, more=more)
 
 
-def _window(store: Store, history: History, subscriber: Subscriber, date: str) -> list[str]:
+def _window(library: Library, history: History, subscriber: Subscriber, date: str) -> list[str]:
     """Announcement dates this digest covers: `date` and the uncovered days before it (for a
     weekly reader, the week before `date` at most)."""
     days = WEEK_DAYS if subscriber.cadence == "weekly" else CATCH_UP_DAYS
@@ -158,7 +161,7 @@ def _window(store: Store, history: History, subscriber: Subscriber, date: str) -
     else:
         after = date
     # The date asked for is always covered, even for someone who subscribed after it.
-    return [*announcement_dates(store, after=after, before=date), date]
+    return [*library.dates(after=after, before=date), date]
 
 
 def _latest_per_paper(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -180,19 +183,81 @@ def _announcement(row: dict[str, Any]) -> Announcement:
                         source=row["source"])
 
 
+_GENERATIONS = itertools.count(1)
+
+
 class Library:
-    """Papers and their enrichments, read once for a batch of digests (a plan, a delivery run).
+    """The day in memory for a batch of digests (a plan, a delivery run): papers, their
+    enrichments, the announcements and the scores that pass, each read once.
 
     A day's digests share a few hundred papers among thousands of readers; reading each paper
-    once per batch rather than once per reader is most of what selection costs. The digests
-    of a batch share these objects (renderers only read them). Keep one only for the length
-    of a batch, so a paper fetched or enriched afterwards is read fresh by the next.
+    and each day's scores once per batch rather than once per reader is most of what selection
+    costs. The digests of a batch share these objects (renderers only read them, and cache a
+    paper's rendered entry under `DigestEntry.key`, which names this batch). Keep one only for
+    the length of a batch, so a paper fetched, scored or enriched afterwards is read fresh by
+    the next.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.generation = next(_GENERATIONS)
         self._papers: dict[str, Paper] = {}
         self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
+        self._dates: list[str] | None = None
+        self._announced: dict[str, list[Announcement]] = {}
+        # day → (the lowest score loaded, topic → rows best first)
+        self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
+        self._topics: dict[str, Topic] = {}
+
+    def dates(self, *, after: str, before: str) -> list[str]:
+        """Days with announcements strictly between `after` and `before`, oldest first."""
+        if self._dates is None:
+            self._dates = announcement_dates(self.store)
+        return [d for d in self._dates if after < d < before]
+
+    def announced(self, day: str) -> list[Announcement]:
+        if day not in self._announced:
+            self._announced[day] = announcements_on(self.store, day)
+        return self._announced[day]
+
+    def topic(self, slug: str) -> Topic:
+        if slug not in self._topics:
+            self._topics[slug] = _topic(self.store, slug)
+        return self._topics[slug]
+
+    def passing(self, subscriptions: list[Subscription], window: list[str]) -> list[dict[str, Any]]:
+        """Score rows of papers announced in `window` that pass one of `subscriptions`'
+        thresholds, each paper only at its latest announcement in the window (a v2 that lost
+        relevance is not rescued by the v1 announced a few days earlier)."""
+        if not subscriptions:
+            return []
+        floor = min(s.threshold for s in subscriptions)
+        days = sorted(set(window))
+        rows = []
+        for day in days:
+            by_topic = self._passing_on(day, floor)
+            for sub in subscriptions:
+                for row in by_topic.get(sub.topic, ()):
+                    if row["score"] < sub.threshold:
+                        break
+                    rows.append(row)
+        if len(days) > 1:
+            latest = {ann.arxiv_id: day for day in days for ann in self.announced(day)}
+            rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
+        return rows
+
+    def _passing_on(self, day: str, floor: int) -> dict[str, list[dict[str, Any]]]:
+        """`day`'s score rows at or above `floor` by topic, best first (read again only for a
+        reader whose threshold is lower than any before)."""
+        held = self._scores.get(day)
+        if held is None or held[0] > floor:
+            by_topic: dict[str, list[dict[str, Any]]] = {}
+            for row in passing_on(self.store, day, floor):
+                by_topic.setdefault(row["topic"], []).append(row)
+            for rows in by_topic.values():
+                rows.sort(key=lambda r: -r["score"])
+            held = self._scores[day] = (floor, by_topic)
+        return held[1]
 
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]
@@ -215,7 +280,7 @@ class _Context:
         self.library = library or Library(store)
         self.subscriber = subscriber
         self.subscriptions = subscribers.subscriptions(store, subscriber.id)
-        self.topics = {s.topic: _topic(store, s.topic) for s in self.subscriptions}
+        self.topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
         self.order = {slug: i for i, slug in enumerate(self.topics)}
         self.profile = profile.get_profile(store, subscriber.id)
 
@@ -225,7 +290,7 @@ class _Context:
             return {}
         latest: dict[str, Announcement] = {}
         for day in sorted(set(window)):
-            for ann in announcements_on(self.store, day):
+            for ann in self.library.announced(day):
                 latest[ann.arxiv_id] = ann
         out = {}
         for pid in sorted(latest):
@@ -285,6 +350,8 @@ class _Context:
             DigestEntry(
                 paper=papers[ann.arxiv_id], announcement=ann, hits=hits,
                 enrichment=self.library.enrichment(papers[ann.arxiv_id]), authors=authors,
+                key=(self.library.generation, ann.arxiv_id, papers[ann.arxiv_id].version,
+                     ann.date, ann.announce_type),
             )
             for ann, hits, authors in picks
             if ann.arxiv_id in papers

@@ -6,6 +6,7 @@ converts them to and from rows; nothing here touches I/O.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -217,6 +218,9 @@ class DigestEntry:
     enrichment: Enrichment | None = None
     # Followed authors on the paper: it comes whatever its topic scores.
     authors: list[AuthorHit] = field(default_factory=list)
+    # Names the paper, its announcement and enrichment as a batch read them (`digest.Library`),
+    # so renderers cache its reader-independent parts without hashing its text; None: by content.
+    key: Hashable | None = None
 
     @property
     def best_score(self) -> int:
