@@ -1,0 +1,299 @@
+"""The digest email: plain text and CSS-inlined HTML, assembled from pieces rendered once.
+
+A day's papers go to thousands of readers: each paper's row and text are rendered (and
+inlined) once per language and abstract cut, the page around them once per language and
+shape, each as a `fragments.Stamp` whose slots take the reader's parts.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import css_inline
+
+from digestbot.models import Digest, DigestEntry
+from digestbot.render import i18n
+from digestbot.render.base import (
+    _ABSTRACT_STEPS,
+    HTML_BUDGET_BYTES,
+    RenderedEmail,
+    badge,
+    environment,
+    hit_text,
+    lead_topic,
+    subject,
+)
+from digestbot.render.fragments import Memo, Part, Stamp, block, slot
+from digestbot.render.i18n import label
+
+
+@functools.cache
+def _inliner() -> css_inline.CSSInliner:
+    # @media rules (dark mode, phones) cannot be inlined; keep them in a <style> block.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False, minify_css=True)
+
+
+@functools.cache
+def _stylesheet() -> str:
+    """The email's CSS as digest.html embeds it, for inlining a row outside the page."""
+    return environment().get_template("email/_digest.css").render()
+
+
+def inline_piece(html: str) -> Stamp:
+    """A piece of an entry (`html`, with `slot`/`block` markers) inlined as it is inside an
+    entry row: the hook for per-reader-per-paper markup such as 👍/👎 links. Render and
+    inline it once per language, then `fill` it per reader and pass the result as an
+    entry's controls (see `render_email`)."""
+    html = _inliner().inline_fragment(
+        f'<table><tr><td class="entry">{_FROM}{html}{_TO}</td></tr></table>', _stylesheet())
+    start, end = html.find(_FROM), html.find(_TO)
+    if start < 0 or end < start:
+        raise RuntimeError(f"css-inline moved a piece out of its entry: {html[:80]!r}")
+    return Stamp(html[start + len(_FROM):end])
+
+
+_FROM, _TO = block("piece-from"), block("piece-to")
+# Where the rows go in the inlined page (see `fragments.block`).
+_ROWS_MARKER = block("entry-rows")
+# How css-inline returns a row parsed inside a bare table (the parser adds the <tbody>).
+_ROW_WRAPPER = ("<table><tbody>", "</tbody></table>")
+
+# A paper's row (per language and abstract cut) and text, rendered once for every reader.
+_ROWS = Memo(20_000)
+_TEXTS = Memo(20_000)
+# Page shells and reason lines, per language and which optional parts are there.
+_PIECES = Memo(1_000)
+
+
+def _fields(obj: Any) -> tuple[Any, ...]:
+    """A dataclass's values as a hashable key (lists become tuples; their items are frozen)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in vars(obj).values())
+
+
+def _paper_key(entry: DigestEntry, lang: str) -> Hashable:
+    """What a paper's reader-independent rendering depends on: the batch's name for it
+    (`DigestEntry.key`), else its content (hits and followed authors are the reader's)."""
+    if entry.key is not None:
+        return (entry.key, lang)
+    enrichment = _fields(entry.enrichment) if entry.enrichment else None
+    return (lang, _fields(entry.paper), entry.announcement, enrichment)
+
+
+def _effective(limit: int | None, text: str) -> int | None:
+    """A clip limit that keeps all of `text` renders like no limit: share one cached row."""
+    return None if limit and len(text) <= limit else limit
+
+
+def text_reasons(entry: DigestEntry, lang: str) -> str:
+    """The reader's reasons for a paper in the plain-text email (see email/_entry.txt)."""
+    hit_label = label(lang, "专题命中", "Topic match")
+    # A blank line after a followed author, none after a hit (as the template always had it).
+    return "".join([*(f"{i18n.followed_author(a, lang)}\n\n" for a in entry.authors),
+                    *(f"{hit_label}: {hit_text(h)}\n" for h in entry.hits)])
+
+
+def _reason_line(reason_label: str) -> Stamp:
+    return _PIECES.get(("reason", reason_label), lambda: inline_piece(
+        environment().get_template("email/_entry_reason.html").render(
+            reason_label=reason_label, reason_text=slot("text"))))
+
+
+def html_reasons(entry: DigestEntry, lang: str) -> str:
+    """The reader's reasons for a paper as inlined email rows' lines (followed authors, hits)."""
+    author, hit = _reason_line("👤"), _reason_line(label(lang, "专题命中", "Topic match"))
+    return "".join([*(author.fill({"text": i18n.followed_author(a, lang)}) for a in entry.authors),
+                    *(hit.fill({"text": hit_text(h)}) for h in entry.hits)])
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An entry with its cache key and the reader's parts, computed once per render."""
+
+    entry: DigestEntry
+    key: Hashable
+    reader: dict[str, str]
+    reader_size: int
+
+    @classmethod
+    def of(cls, entry: DigestEntry, lang: str, controls: str) -> _Entry:
+        reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
+                  "controls": controls}
+        return cls(entry, _paper_key(entry, lang), reader,
+                   sum(len(v.encode("utf-8")) for v in reader.values()))
+
+
+def _row(item: _Entry, lang: str, en_chars: int | None, zh_chars: int | None) -> Stamp:
+    """One paper's inlined table row, rendered once per paper, language and clip; the
+    reader's badge, reasons and controls are its slots."""
+    entry = item.entry
+    zh_text = entry.enrichment.abstract_zh if entry.enrichment else ""
+    en_chars = _effective(en_chars, entry.paper.abstract or "")
+    zh_chars = _effective(zh_chars, zh_text or "")
+
+    def make() -> Stamp:
+        raw = environment().get_template("email/_entry_row.html").render(
+            entry=entry, lang=lang, en_chars=en_chars, zh_chars=zh_chars, match=slot("match"),
+            reasons=block("reasons"), controls=block("controls"))
+        wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
+        head, tail = _ROW_WRAPPER
+        if not (wrapped.startswith(head) and wrapped.endswith(tail)):
+            raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
+        return Stamp(wrapped[len(head):-len(tail)])
+
+    return _ROWS.get((item.key, en_chars, zh_chars), make)
+
+
+def _row_size(item: _Entry, lang: str, step: tuple[int | None, int | None]) -> int:
+    return _row(item, lang, *step).size + item.reader_size
+
+
+def _entry_text(item: _Entry, lang: str, controls: str) -> str:
+    stamp = _TEXTS.get(item.key, lambda: Stamp(environment().get_template(
+        "email/_entry.txt").render(entry=item.entry, lang=lang, match=slot("match"),
+                                   reasons=slot("reasons"), controls=slot("controls")),
+        html=False))
+    return stamp.fill({"match": item.reader["match"], "controls": controls,
+                       "reasons": text_reasons(item.entry, lang)})
+
+
+# The page's values that differ per reader; absent ones ("" or None) leave out their parts.
+_PAGE_SLOTS = ("subject", "header", "late", "more", "pages_url", "followed", "preferences_url",
+               "unsubscribe_url")
+
+
+def _page(template: str, context: dict[str, Any], more: int, **extra: Any) -> tuple[Stamp, dict[str, str]]:
+    """`template` (digest.html or .txt) for this reader: a stamp rendered once per language
+    and set of present parts, and the values to fill it with."""
+    lang = context["lang"]
+    values = {name: context.get(name) or "" for name in _PAGE_SLOTS}
+    values["more"] = i18n.more_not_shown(more, lang) if more else ""
+    shape = tuple(bool(v) for v in values.values())
+
+    def make() -> Stamp:
+        marks: dict[str, Any] = {name: slot(name) if present else None
+                                 for name, present in zip(values, shape, strict=True)}
+        # `more_not_shown` is the template's; here it gives the marker for the reader's line.
+        marks.update(more=1 if values["more"] else 0, lang=lang,
+                     more_not_shown=lambda _more, _lang: slot("more"))
+        text = environment().get_template(template).render(marks, **extra)
+        html = template.endswith(".html")
+        return Stamp(_inliner().inline(text) if html else text, html=html)
+
+    return _PIECES.get((template, lang, shape), make), values
+
+
+def _shell(context: dict[str, Any], more: int) -> tuple[Part, Part]:
+    """The inlined page around the rows (header, footer with `more`), split where rows go."""
+    stamp, values = _page("email/digest.html", context, more, entry_rows=_ROWS_MARKER)
+    before, marker, after = stamp.fill({**values, "entry-rows": _ROWS_MARKER}).partition(
+        _ROWS_MARKER)
+    if not marker:
+        raise RuntimeError("css-inline dropped the entry-rows marker from digest.html")
+    return Part.of(before), Part.of(after)
+
+
+def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
+                  preferences_url: str | None = None,
+                  pages_url: str | None = None) -> dict[str, Any]:
+    """What email/digest.html and digest.txt see besides the entries and the `more` count."""
+    lang = digest.subscriber.lang
+    return {
+        "digest": digest,
+        "lang": lang,
+        "subject": subject(digest),
+        "lead_topic": lead_topic(digest),
+        "header": i18n.header_line(digest, lang),
+        "late": i18n.late_line(digest, lang),
+        "followed": i18n.followed_topics(digest, lang),
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+        "pages_url": pages_url,
+    }
+
+
+_RULE = "=" * 66
+
+
+def render_email(
+    digest: Digest,
+    *,
+    unsubscribe_url: str | None = None,
+    preferences_url: str | None = None,
+    pages_url: str | None = None,
+    controls: EntryControls | None = None,
+) -> RenderedEmail:
+    """Subject, plain text and inlined HTML for one digest.
+
+    The HTML is kept under `HTML_BUDGET_BYTES`: abstracts are shortened, then dropped (English
+    first — the Chinese one is the reason to subscribe), and as a last resort trailing entries
+    move into the "另有 K 篇" count, so the footer with the unsubscribe link always survives.
+
+    The same paper goes to thousands of readers, so each paper's row is rendered and inlined
+    once (per language and abstract cut) with slots for the reader's parts — the match badge,
+    their reasons (topic hits, followed authors) and `controls` — and the page around the
+    rows is inlined once per language and shape with slots for the reader's values; a digest
+    is then a join of those pieces (the same bytes as inlining the whole page). Sizes add up,
+    so fitting the budget costs no rendering.
+
+    `controls` (optional) gives each entry's per-reader-per-paper markup (👍/👎 links): its
+    `html(entry)` is inlined HTML (see `inline_piece`) placed after the entry's links line,
+    its `text(entry)` the plain-text lines after the PDF link.
+    """
+    lang = digest.subscriber.lang
+    context = email_context(digest, unsubscribe_url=unsubscribe_url,
+                            preferences_url=preferences_url, pages_url=pages_url)
+    items = [_Entry.of(e, lang, controls.html(e) if controls else "") for e in digest.entries]
+    entries = "".join(
+        f"\n{_RULE}\n[{n}] {_entry_text(item, lang, controls.text(item.entry) if controls else '')}"
+        for n, item in enumerate(items, 1))
+    stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
+    text = stamp.fill({**values, "entries": entries})
+    shell = _shell(context, digest.more)
+    step = _fitting_step(shell, items, lang)
+    if step is None:
+        keep, shell = _fitting_count(context, items, digest.more)
+        items, step = items[:keep], _fitting_step(shell, items[:keep], lang) or _ABSTRACT_STEPS[-1]
+    rows = "".join(_row(i, lang, *step).fill(i.reader) for i in items)
+    return RenderedEmail(subject=context["subject"], text=text,
+                         html=shell[0].html + rows + shell[1].html)
+
+
+class EntryControls(Protocol):
+    """Per-reader, per-paper pieces stitched into each email entry (see `render_email`)."""
+
+    def html(self, entry: DigestEntry) -> str: ...
+
+    def text(self, entry: DigestEntry) -> str: ...
+
+
+def _fitting_step(shell: tuple[Part, Part], items: list[_Entry],
+                  lang: str) -> tuple[int | None, int | None] | None:
+    """The first abstract step at which the rows fit the budget, or None if none does."""
+    room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+    for step in _ABSTRACT_STEPS:
+        if sum(_row_size(i, lang, step) for i in items) <= room:
+            return step
+    return None
+
+
+def _fitting_count(context: dict[str, Any], items: list[_Entry],
+                   more: int) -> tuple[int, tuple[Part, Part]]:
+    """How many leading entries fit without abstracts (at least one), and the page for them.
+
+    The footer's count grows as entries move into it, so the page is re-measured until the
+    count settles (it only shrinks, at most a digit's worth each time).
+    """
+    sizes = [_row_size(i, context["lang"], _ABSTRACT_STEPS[-1]) for i in items]
+    keep = len(items) - 1
+    while True:
+        shell = _shell(context, more + len(items) - keep)
+        room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+        totals = itertools.accumulate(sizes[:keep])
+        fits = next((n for n, total in enumerate(totals) if total > room), keep)
+        if fits >= keep or keep <= 1:
+            return keep, shell
+        keep = max(1, fits)
