@@ -115,6 +115,7 @@ class _Entry:
 
     entry: DigestEntry
     key: Hashable
+    rows: _Rows
     reader: dict[str, str]
     reader_size: int
 
@@ -122,33 +123,50 @@ class _Entry:
     def of(cls, entry: DigestEntry, lang: str, controls: str) -> _Entry:
         reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
                   "controls": controls}
-        return cls(entry, _paper_key(entry, lang), reader,
+        key = _paper_key(entry, lang)
+        return cls(entry, key, _ROWS.get(key, lambda: _Rows(entry, lang)), reader,
                    sum(len(v.encode("utf-8")) for v in reader.values()))
 
 
+Step = tuple[int | None, int | None]
+
+
+class _Rows:
+    """One paper's inlined table rows in one language, one per abstract cut (rendered when
+    first asked, shared by every reader); the reader's badge, reasons and controls are
+    their slots."""
+
+    def __init__(self, entry: DigestEntry, lang: str) -> None:
+        self.entry, self.lang = entry, lang
+        self.by_step: dict[Step, Stamp] = {}
+
+    def at(self, step: Step) -> Stamp:
+        try:
+            return self.by_step[step]
+        except KeyError:
+            pass
+        entry = self.entry
+        zh_text = entry.enrichment.abstract_zh if entry.enrichment else ""
+        cut = (_effective(step[0], entry.paper.abstract or ""), _effective(step[1], zh_text or ""))
+        if cut not in self.by_step:
+            raw = environment().get_template("email/_entry_row.html").render(
+                entry=entry, lang=self.lang, en_chars=cut[0], zh_chars=cut[1],
+                match=slot("match"), reasons=block("reasons"), controls=block("controls"))
+            wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
+            head, tail = _ROW_WRAPPER
+            if not (wrapped.startswith(head) and wrapped.endswith(tail)):
+                raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
+            self.by_step[cut] = Stamp(wrapped[len(head):-len(tail)])
+        stamp = self.by_step[step] = self.by_step[cut]
+        return stamp
+
+
 def _row(item: _Entry, lang: str, en_chars: int | None, zh_chars: int | None) -> Stamp:
-    """One paper's inlined table row, rendered once per paper, language and clip; the
-    reader's badge, reasons and controls are its slots."""
-    entry = item.entry
-    zh_text = entry.enrichment.abstract_zh if entry.enrichment else ""
-    en_chars = _effective(en_chars, entry.paper.abstract or "")
-    zh_chars = _effective(zh_chars, zh_text or "")
-
-    def make() -> Stamp:
-        raw = environment().get_template("email/_entry_row.html").render(
-            entry=entry, lang=lang, en_chars=en_chars, zh_chars=zh_chars, match=slot("match"),
-            reasons=block("reasons"), controls=block("controls"))
-        wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
-        head, tail = _ROW_WRAPPER
-        if not (wrapped.startswith(head) and wrapped.endswith(tail)):
-            raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
-        return Stamp(wrapped[len(head):-len(tail)])
-
-    return _ROWS.get((item.key, en_chars, zh_chars), make)
+    return item.rows.at((en_chars, zh_chars))
 
 
-def _row_size(item: _Entry, lang: str, step: tuple[int | None, int | None]) -> int:
-    return _row(item, lang, *step).size + item.reader_size
+def _row_size(item: _Entry, lang: str, step: Step) -> int:
+    return item.rows.at(step).size + item.reader_size
 
 
 def _entry_text(item: _Entry, lang: str, controls: str) -> str:

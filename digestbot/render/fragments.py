@@ -88,15 +88,14 @@ class Stamp:
             self.slots.append((block_name, _raw) if block_name
                               else (name, _escaper(seen, html)))
         self.size = sum(len(t.encode("utf-8")) for t in self.literals)
+        # One str.format call per fill: the literals with their braces doubled, a field per slot.
+        self._format = "".join(
+            t.replace("{", "{{").replace("}", "}}") + ("{}" if n < len(self.slots) else "")
+            for n, t in enumerate(self.literals)).format
 
     def fill(self, values: Mapping[str, str]) -> str:
-        out = [self.literals[0]]
-        for (name, escape), literal in zip(self.slots, self.literals[1:], strict=True):
-            value = values.get(name)
-            if value:
-                out.append(escape(value))
-            out.append(literal)
-        return "".join(out)
+        return self._format(*[escape(values.get(name) or "") if escape is not _raw
+                              else values.get(name) or "" for name, escape in self.slots])
 
 
 @dataclass(frozen=True)
