@@ -208,6 +208,7 @@ class Library:
         # day → (the lowest score loaded, topic → rows best first)
         self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
         self._topics: dict[str, Topic] = {}
+        self._entries: dict[tuple[Any, ...], DigestEntry] = {}
 
     def dates(self, *, after: str, before: str) -> list[str]:
         """Days with announcements strictly between `after` and `before`, oldest first."""
@@ -219,6 +220,20 @@ class Library:
         if day not in self._announced:
             self._announced[day] = announcements_on(self.store, day)
         return self._announced[day]
+
+    def entry(self, paper: Paper, ann: Announcement, hits: list[TopicHit],
+              authors: list[AuthorHit]) -> DigestEntry:
+        """The paper as a digest entry with these reasons: one shared object for every reader
+        it comes to alike, so renderers cache it whole under its `key` — (the paper in this
+        batch, the entry) — which no entry with other content can carry."""
+        shown = (paper.id, paper.version, ann.date, ann.announce_type)
+        content = (shown, tuple(hits), tuple(authors))
+        entry = self._entries.get(content)
+        if entry is None:
+            entry = self._entries[content] = DigestEntry(
+                paper=paper, announcement=ann, hits=hits, enrichment=self.enrichment(paper),
+                authors=authors, key=((self.generation, *shown), len(self._entries)))
+        return entry
 
     def topic(self, slug: str) -> Topic:
         if slug not in self._topics:
@@ -346,16 +361,8 @@ class _Context:
         more: int,
     ) -> Digest:
         papers = self.library.papers([ann.arxiv_id for ann, _, _ in picks])
-        entries = [
-            DigestEntry(
-                paper=papers[ann.arxiv_id], announcement=ann, hits=hits,
-                enrichment=self.library.enrichment(papers[ann.arxiv_id]), authors=authors,
-                key=(self.library.generation, ann.arxiv_id, papers[ann.arxiv_id].version,
-                     ann.date, ann.announce_type),
-            )
-            for ann, hits, authors in picks
-            if ann.arxiv_id in papers
-        ]
+        entries = [self.library.entry(papers[ann.arxiv_id], ann, hits, authors)
+                   for ann, hits, authors in picks if ann.arxiv_id in papers]
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
             entries=entries, more=more,

@@ -218,9 +218,10 @@ class DigestEntry:
     enrichment: Enrichment | None = None
     # Followed authors on the paper: it comes whatever its topic scores.
     authors: list[AuthorHit] = field(default_factory=list)
-    # Names the paper, its announcement and enrichment as a batch read them (`digest.Library`),
-    # so renderers cache its reader-independent parts without hashing its text; None: by content.
-    key: Hashable | None = None
+    # Set by `digest.Library`, which shares one entry among the readers it comes to alike:
+    # (a name for the paper, announcement and enrichment as the batch read them, a name for
+    # this entry). Renderers cache by it without hashing text; None: they key by content.
+    key: tuple[Hashable, Hashable] | None = None
 
     @property
     def best_score(self) -> int:

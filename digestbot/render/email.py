@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import css_inline
@@ -109,26 +108,9 @@ def html_reasons(entry: DigestEntry, lang: str) -> str:
                     *(hit.fill({"text": hit_text(h)}) for h in entry.hits)])
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """An entry with its cache key and the reader's parts, computed once per render."""
-
-    entry: DigestEntry
-    key: Hashable
-    rows: _Rows
-    reader: dict[str, str]
-    reader_size: int
-
-    @classmethod
-    def of(cls, entry: DigestEntry, lang: str, controls: str) -> _Entry:
-        reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
-                  "controls": controls}
-        key = _paper_key(entry, lang)
-        return cls(entry, key, _ROWS.get(key, lambda: _Rows(entry, lang)), reader,
-                   sum(len(v.encode("utf-8")) for v in reader.values()))
-
-
 Step = tuple[int | None, int | None]
+# Where a reader's controls go in a filled row (private use, as the markers).
+_CONTROLS = "\ue002"
 
 
 class _Rows:
@@ -161,21 +143,45 @@ class _Rows:
         return stamp
 
 
-def _row(item: _Entry, lang: str, en_chars: int | None, zh_chars: int | None) -> Stamp:
-    return item.rows.at((en_chars, zh_chars))
+class _Entry:
+    """An entry with its badge and reasons filled in: its rows (split where the reader's
+    controls go) and its text, made once for every reader the same entry goes to."""
+
+    def __init__(self, entry: DigestEntry, lang: str) -> None:
+        paper = (entry.key[0], lang) if entry.key else _paper_key(entry, lang)
+        self.rows: _Rows = _ROWS.get(paper, lambda: _Rows(entry, lang))
+        self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
+                       "controls": _CONTROLS}
+        self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
+        self.filled: dict[Step, tuple[str, str]] = {}
+        text = _TEXTS.get(paper, lambda: Stamp(environment().get_template(
+            "email/_entry.txt").render(entry=entry, lang=lang, match=slot("match"),
+                                       reasons=slot("reasons"), controls=slot("controls")),
+            html=False))
+        # The controls come last in an entry's text (see _entry.txt).
+        self.text = text.fill({"match": self.reader["match"], "controls": "",
+                               "reasons": text_reasons(entry, lang)})
+
+    @staticmethod
+    def of(entry: DigestEntry, lang: str) -> _Entry:
+        key = (entry.key, lang) if entry.key else (
+            _paper_key(entry, lang), tuple(entry.hits), tuple(entry.authors))
+        return _FILLED.get(key, lambda: _Entry(entry, lang))
+
+    def size(self, step: Step) -> int:
+        return self.rows.at(step).size + self.reader_size
+
+    def html(self, step: Step, controls: str) -> str:
+        try:
+            head, tail = self.filled[step]
+        except KeyError:
+            head, _, tail = self.rows.at(step).fill(self.reader).partition(_CONTROLS)
+            self.filled[step] = (head, tail)
+        return f"{head}{controls}{tail}" if controls else head + tail
 
 
-def _row_size(item: _Entry, lang: str, step: Step) -> int:
-    return item.rows.at(step).size + item.reader_size
-
-
-def _entry_text(item: _Entry, lang: str, controls: str) -> str:
-    stamp = _TEXTS.get(item.key, lambda: Stamp(environment().get_template(
-        "email/_entry.txt").render(entry=item.entry, lang=lang, match=slot("match"),
-                                   reasons=slot("reasons"), controls=slot("controls")),
-        html=False))
-    return stamp.fill({"match": item.reader["match"], "controls": controls,
-                       "reasons": text_reasons(item.entry, lang)})
+# A distinct entry (paper and reasons) filled in, per language.
+_FILLED = Memo(50_000)
 
 
 # The page's values that differ per reader; absent ones ("" or None) leave out their parts.
@@ -264,18 +270,24 @@ def render_email(
     lang = digest.subscriber.lang
     context = email_context(digest, unsubscribe_url=unsubscribe_url,
                             preferences_url=preferences_url, pages_url=pages_url)
-    items = [_Entry.of(e, lang, controls.html(e) if controls else "") for e in digest.entries]
+    items = [_Entry.of(e, lang) for e in digest.entries]
+    html_controls = [controls.html(e) for e in digest.entries] if controls else [""] * len(items)
+    extra = sum(len(c.encode("utf-8")) for c in html_controls)
     entries = "".join(
-        f"\n{_RULE}\n[{n}] {_entry_text(item, lang, controls.text(item.entry) if controls else '')}"
-        for n, item in enumerate(items, 1))
+        f"\n{_RULE}\n[{n}] {item.text}{controls.text(e) if controls else ''}"
+        for n, (item, e) in enumerate(zip(items, digest.entries, strict=True), 1))
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
     text = stamp.fill({**values, "entries": entries})
     shell = _shell(context, digest.more)
-    step = _fitting_step(shell, items, lang)
+    step = _fitting_step(shell, items, extra)
     if step is None:
-        keep, shell = _fitting_count(context, items, digest.more)
-        items, step = items[:keep], _fitting_step(shell, items[:keep], lang) or _ABSTRACT_STEPS[-1]
-    rows = "".join(_row(i, lang, *step).fill(i.reader) for i in items)
+        sizes = [i.size(_ABSTRACT_STEPS[-1]) + len(c.encode("utf-8"))
+                 for i, c in zip(items, html_controls, strict=True)]
+        keep, shell = _fitting_count(context, sizes, digest.more)
+        items, html_controls = items[:keep], html_controls[:keep]
+        extra = sum(len(c.encode("utf-8")) for c in html_controls)
+        step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
+    rows = "".join(i.html(step, c) for i, c in zip(items, html_controls, strict=True))
     return RenderedEmail(subject=context["subject"], text=text,
                          html=shell[0].html + rows + shell[1].html)
 
@@ -288,27 +300,26 @@ class EntryControls(Protocol):
     def text(self, entry: DigestEntry) -> str: ...
 
 
-def _fitting_step(shell: tuple[Part, Part], items: list[_Entry],
-                  lang: str) -> tuple[int | None, int | None] | None:
-    """The first abstract step at which the rows fit the budget, or None if none does."""
-    room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> Step | None:
+    """The first abstract step at which the rows (and `extra` bytes of controls) fit the
+    budget, or None if none does."""
+    room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
     for step in _ABSTRACT_STEPS:
-        if sum(_row_size(i, lang, step) for i in items) <= room:
+        if sum(i.size(step) for i in items) <= room:
             return step
     return None
 
 
-def _fitting_count(context: dict[str, Any], items: list[_Entry],
+def _fitting_count(context: dict[str, Any], sizes: list[int],
                    more: int) -> tuple[int, tuple[Part, Part]]:
     """How many leading entries fit without abstracts (at least one), and the page for them.
 
     The footer's count grows as entries move into it, so the page is re-measured until the
     count settles (it only shrinks, at most a digit's worth each time).
     """
-    sizes = [_row_size(i, context["lang"], _ABSTRACT_STEPS[-1]) for i in items]
-    keep = len(items) - 1
+    keep = len(sizes) - 1
     while True:
-        shell = _shell(context, more + len(items) - keep)
+        shell = _shell(context, more + len(sizes) - keep)
         room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
         totals = itertools.accumulate(sizes[:keep])
         fits = next((n for n, total in enumerate(totals) if total > room), keep)
