@@ -209,6 +209,20 @@ class Library:
         self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
         self._topics: dict[str, Topic] = {}
         self._entries: dict[tuple[Any, ...], DigestEntry] = {}
+        self._subscriptions: dict[int, list[Subscription]] | None = None
+        self._profiles: dict[int, profile.Profile] | None = None
+
+    def subscriptions(self, subscriber_id: int) -> list[Subscription]:
+        """The reader's subscriptions (everyone's are read on the first ask)."""
+        if self._subscriptions is None:
+            self._subscriptions = subscribers.all_subscriptions(self.store)
+        return self._subscriptions.get(subscriber_id, [])
+
+    def profile(self, subscriber_id: int) -> profile.Profile:
+        """The reader's followed authors and keywords (everyone's are read on the first ask)."""
+        if self._profiles is None:
+            self._profiles = profile.all_profiles(self.store)
+        return self._profiles.get(subscriber_id) or profile.Profile()
 
     def dates(self, *, after: str, before: str) -> list[str]:
         """Days with announcements strictly between `after` and `before`, oldest first."""
@@ -294,10 +308,10 @@ class _Context:
         self.store = store
         self.library = library or Library(store)
         self.subscriber = subscriber
-        self.subscriptions = subscribers.subscriptions(store, subscriber.id)
+        self.subscriptions = self.library.subscriptions(subscriber.id)
         self.topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
         self.order = {slug: i for i, slug in enumerate(self.topics)}
-        self.profile = profile.get_profile(store, subscriber.id)
+        self.profile = self.library.profile(subscriber.id)
 
     def followed_in(self, window: list[str]) -> dict[str, tuple[Announcement, list[AuthorHit]]]:
         """Papers announced in the window with a followed author, at their latest announcement."""
