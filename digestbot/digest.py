@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from digestbot import subscribers, topics
-from digestbot.enrich.enrichment import get_enrichment
+from digestbot.enrich.enrichment import get_enrichment, get_enrichments
 from digestbot.enrich.topic_scores import passing_on, subscribed_scores
 from digestbot.models import (
     Announcement,
@@ -291,7 +291,13 @@ class Library:
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]
         if missing:
-            self._papers.update(get_papers(self.store, missing))
+            found = get_papers(self.store, missing)
+            self._papers.update(found)
+            # Their enrichments in the same breath: the renderers ask for each.
+            keys = [(p.id, p.version) for p in found.values()
+                    if (p.id, p.version) not in self._enrichments]
+            extras = get_enrichments(self.store, keys)
+            self._enrichments.update({key: extras.get(key) for key in keys})
         return {pid: self._papers[pid] for pid in ids if pid in self._papers}
 
     def enrichment(self, paper: Paper) -> Enrichment | None:

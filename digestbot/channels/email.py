@@ -13,6 +13,7 @@ which receiving clients use to fold the copies into one.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import io
 import os
@@ -20,12 +21,14 @@ import re
 import ssl
 from datetime import UTC, datetime
 from email import policy
+from email.contentmanager import ContentManager, raw_data_manager
 from email.generator import BytesGenerator
 from email.header import Header
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiosmtplib
@@ -142,8 +145,27 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
     msg.set_content(rendered.text)
     # base64, not the quoted-printable the stdlib picks from the CSS lines: Chinese text in QP
     # triples in size (Gmail clips at ~102 KB) and costs more to encode.
-    msg.add_alternative(rendered.html, subtype="html", cte="base64")
+    msg.add_alternative(rendered.html, subtype="html", cte="base64", content_manager=_BASE64)
     return msg
+
+
+def _base64_text(msg: EmailMessage, text: str, subtype: str = "plain", cte: str | None = None,
+                 **params: Any) -> None:
+    """`set_content` for a str, with base64 encoded in one go rather than the stdlib's Python
+    loop over 57-byte chunks (a third of our CPU per message); the same headers and bytes."""
+    if cte != "base64":
+        raw_data_manager.set_content(msg, text, subtype, cte=cte, **params)
+        return
+    raw_data_manager.set_content(msg, "", subtype, cte=cte, **params)  # the headers
+    linesep = msg.policy.linesep.encode("ascii")
+    body = binascii.b2a_base64(linesep.join(text.encode("utf-8").splitlines()) + linesep,
+                               newline=False).decode("ascii")
+    width = msg.policy.max_line_length // 4 * 4  # 57 bytes a line, as the stdlib cuts them
+    msg.set_payload("".join(f"{body[i:i + width]}\n" for i in range(0, len(body), width)))
+
+
+_BASE64 = ContentManager()
+_BASE64.add_set_handler(str, _base64_text)
 
 
 # Bytes of an address kept in a file name: file systems allow 255 bytes a name, and an
