@@ -134,7 +134,8 @@ def rebuild(
     """
     ids = list(dict.fromkeys(paper_ids))
     scored = _latest_per_paper(subscribed_scores(store, subscriber.id, ids, date))
-    announced = last_announcements(store, ids, date)
+    # Only a paper that no longer scores on the reader's topics needs its announcement read.
+    announced = last_announcements(store, [pid for pid in ids if pid not in scored], date)
     context = _Context(store, subscriber, library)
     picks = []
     for pid in ids:

@@ -136,3 +136,22 @@ def test_controls_are_stitched_into_each_entry_per_reader() -> None:
             assert f"PDF: {e.paper.pdf_url}\n👍 https://d.example/v?r={reader}&p={e.paper.id}\n" in email.text
     assert "r=b" not in a.html and "r=a" not in b.html
     assert a.html.count('<td class="entry"') == 2
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_message_parts_are_encoded_as_the_stdlib_encodes_them(lang: str) -> None:
+    """The parts' base64 is made in one go; headers and bytes must be the stdlib's own."""
+    from email.message import EmailMessage
+
+    settings = load_settings(smtp_url="smtp://127.0.0.1:25")
+    long_en = "Reinforcement learning from human feedback aligns models. " * 10
+    digest = make_digest([make_entry(1, abstract=long_en), make_entry(2)], lang=lang)
+    row = DeliveryRow(id=1, subscriber_id=7, digest_date="2026-08-13", status="pending",
+                      paper_ids=[], message_id="<digest.1@example.org>")
+    text, html = build_message(settings, row, digest).iter_parts()
+    for part, kwargs in ((text, {}), (html, {"subtype": "html", "cte": "base64"})):
+        reference = EmailMessage(policy=part.policy)
+        reference.set_content(part.get_content(), **kwargs)
+        assert part.get_payload() == reference.get_payload()
+        for header in ("Content-Type", "Content-Transfer-Encoding"):
+            assert part[header] == reference[header]

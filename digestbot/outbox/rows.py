@@ -218,8 +218,11 @@ def update(store: Store, row_id: int, now: datetime, **values: Any) -> None:
     if values.get("last_error"):
         # Masked before it is cut, so a cut cannot leave half a token unrecognised.
         values["last_error"] = redact(values["last_error"])[:ERROR_CHARS]
+    values = {**values, "updated_at": iso(now)}
+    sets = ", ".join(f"{name} = ?" for name in values)
+    # Plain SQL: the table API looks the schema up on every call (three reads per message).
     with store.db.atomic():
-        store.db["deliveries"].update(row_id, {**values, "updated_at": iso(now)})
+        store.db.execute(f"update deliveries set {sets} where id = ?", [*values.values(), row_id])
 
 
 # -- per-part progress (chat channels) ------------------------------------------------------
