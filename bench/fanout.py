@@ -8,12 +8,14 @@ Builds a throwaway database (papers announced on one day, every paper scored for
 as the scorer would have left it), subscribes each subscriber to 1–3 random topics at
 thresholds 50–80, then
 
-1. selects and renders (HTML with inlined CSS + text) every digest — target ≤ 60 s in all;
-2. plans and delivers `--send` of them to a local aiosmtpd sink through `EmailSender` (one
-   SMTP connection, an outbox row per digest) — target ≥ 100 messages/s.
+1. selects and renders (HTML with inlined CSS + text) every digest — target ≤ 1 ms CPU a
+   digest (10,000 in ≤ 10 s);
+2. plans and delivers `--send` of them to a local aiosmtpd sink through `EmailSender`
+   (`SMTP_CONNECTIONS` connections, an outbox row per digest) — target ≥ 200 messages/s.
 
-Not part of the test suite: it takes a minute and measures this machine. Wall time is the
-target; CPU time is printed beside it because other work on the machine inflates wall time.
+Not part of the test suite: it takes minutes and measures this machine. CPU time of this
+process is printed beside wall time because other work on the machine inflates wall time
+(the sink runs in its own process and is not counted in our CPU).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from aiosmtpd.controller import Controller
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot import digest, render, subscribers, topics  # noqa: E402
-from digestbot.channels.email import EmailSender  # noqa: E402
+from digestbot.channels.email import SMTP_CONNECTIONS, SMTP_TIMEOUT, EmailSender  # noqa: E402
 from digestbot.config import load_settings  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
 from digestbot.outbox import DeliveryHistory, deliver_pending, plan  # noqa: E402
@@ -177,11 +179,15 @@ def main() -> int:
               f"in {time.perf_counter() - t0:.1f} s")
         seconds, cpu, rendered, entries = select_and_render(store)
         print(f"select + render: {seconds:.1f} s (CPU {cpu:.1f} s) for {args.subscribers} subscribers "
-              f"({1000 * seconds / args.subscribers:.2f} ms each; {rendered} digests, "
-              f"{entries / max(rendered, 1):.1f} papers on average) — target ≤ 60 s")
+              f"({1000 * seconds / args.subscribers:.2f} ms each, CPU "
+              f"{1000 * cpu / args.subscribers:.2f} ms; {rendered} digests, "
+              f"{entries / max(rendered, 1):.1f} papers on average) — target ≤ 1 ms CPU each")
         seconds, cpu, accepted = send(store, args.send, args.sink_in_process)
-        print(f"send: {accepted} messages over SMTP in {seconds:.1f} s (CPU {cpu:.1f} s) "
-              f"({accepted / seconds:.0f} messages/s) — target ≥ 100/s")
+        print(f"send: {accepted} messages over SMTP in {seconds:.1f} s (CPU {cpu:.1f} s, "
+              f"{1000 * cpu / max(accepted, 1):.1f} ms a message) ({accepted / seconds:.0f} "
+              f"messages/s; {SMTP_CONNECTIONS} connections, timeout {SMTP_TIMEOUT:.0f} s, sink "
+              f"{'in this process' if args.sink_in_process else 'in its own process'})"
+              " — target ≥ 200/s")
     return 0
 
 
