@@ -2,6 +2,9 @@
 # Both install exactly requirements-dev.lock (every package pinned, with its hashes): pip
 # bootstraps the locked uv, and uv makes .venv match the lock (it also removes what the lock
 # no longer lists). `make lock` refreshes the locks to the newest versions the ranges allow.
+# --compile-bytecode: uv writes no .pyc by default, and where PYTHONDONTWRITEBYTECODE is set
+# (CI here) Python never caches one either, so every process recompiled scikit-learn & co. from
+# source: `import sklearn` cost ~6 s of CPU a process, a test's subprocess start ~13 s.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +19,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 $(STAMP): $(LOCK) requirements/uv.lock pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/uv.lock
-	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python $(LOCK)
+	$(UV) pip sync --quiet --require-hashes --compile-bytecode --python $(BIN)/python $(LOCK)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -223,6 +223,9 @@ KEYS: tuple[Key, ...] = (
     _k("llm_model", _str, "gpt-4.1-mini", "LLM model name"),
     _k("llm_json", _choice("schema", "object", "prompt"), "schema", "JSON mode: schema|object|prompt"),
     _k("llm_concurrency", _int_in(1, 256), 8, "LLM requests in flight"),
+    _k("llm_batch", _int_in(1, 32), 8, "papers scored per LLM request (one shared prefix)"),
+    _k("prefilter", _choice("on", "off"), "on",
+       "drop papers no followed topic can reach before any LLM call (on|off)"),
     _k("llm_price_input", _float_min(0.0), 0.40, "USD per million prompt tokens"),
     _k("llm_price_cached", _float_min(0.0), 0.10, "USD per million cached prompt tokens"),
     _k("llm_price_output", _float_min(0.0), 1.60, "USD per million completion tokens"),
@@ -243,6 +246,8 @@ KEYS: tuple[Key, ...] = (
     _k("slack_api_url", _url("http", "https"), "https://slack.com/api/", "Slack Web API base"),
     _k("slack_mode", _choice("thread", "sequential"), "thread",
        "long Slack digests: thread replies under a summary, or sequential messages"),
+    _k("zotero_api_url", _url("http", "https"), "https://api.zotero.org",
+       "Zotero Web API v3 base (reader libraries)"),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 

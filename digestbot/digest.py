@@ -10,35 +10,19 @@ is shown in English only.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from datetime import date as Date
 from datetime import timedelta
 from typing import Any, Protocol
 
-from digestbot import subscribers, topics
-from digestbot.enrich.enrichment import get_enrichment, get_enrichments
-from digestbot.enrich.topic_scores import passing_on, subscribed_scores
-from digestbot.models import (
-    Announcement,
-    AuthorHit,
-    Digest,
-    DigestEntry,
-    Enrichment,
-    Paper,
-    Subscriber,
-    Subscription,
-    Topic,
-    TopicHit,
-)
-from digestbot.sources.papers import (
-    announcement_dates,
-    announcements_on,
-    get_papers,
-    last_announcements,
-)
+from digestbot import rerank
+from digestbot.digest_batch import Library
+from digestbot.enrich.topic_scores import subscribed_scores
+from digestbot.models import Announcement, AuthorHit, Digest, Subscriber, TopicHit
+from digestbot.sources.papers import last_announcements
 from digestbot.store import Store
-from digestbot.subscribers import profile
+from digestbot.subscribers import library as libraries
+from digestbot.subscribers import library_score
 from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, match_author
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
@@ -75,31 +59,47 @@ def select(
     subscriber has never received — so a replaced version comes only to those who missed
     the paper. A paper by an author the reader follows comes whatever its scores (first, so
     the cap never cuts it); the reader's `must` and `exclude` keywords sift the others.
-    Best score first, ties by id; beyond `max_papers` only counted. Pass one
-    `library` for a batch of subscribers to read each paper once.
+    Best score first, ties by id — or, once the reader has voted enough, in the order their
+    👍/👎 model (`rerank`) gives, with up to `rerank.MAY_LIKE` papers under the thresholds;
+    beyond `max_papers` only counted. Pass one `library` for a batch of subscribers to read
+    each paper once.
     """
     context = _Context(store, subscriber, library)
     window = _window(context.library, history, subscriber, date)
-    found = _latest_per_paper(context.library.passing(context.subscriptions, window))
+    # The reader's library scores like one more topic (subscribers.library).
+    found = _latest_per_paper([*context.library.passing(context.subscriptions, window),
+                               *context.library_rows(window=window)])
     followed = context.followed_in(window)
-    candidates = list(dict.fromkeys([*followed, *found]))
+    # The reader's 👍/👎 model (None until they voted enough) and what it may suggest.
+    learned = rerank.learn(store, subscriber.id, list(context.topics))
+    pool = _latest_per_paper(rerank.pool_rows(store, subscriber.id, window, date,
+                                              [*found, *followed])) if learned else {}
+    candidates = list(dict.fromkeys([*followed, *found, *pool]))
     # Never twice: a paper the reader got (in any version) is not offered again.
     for pid in history.delivered(subscriber.id, candidates) if candidates else ():
         found.pop(pid, None)
         followed.pop(pid, None)
+        pool.pop(pid, None)
     # Keywords sift what the topics brought; a followed author's paper comes regardless.
-    for pid in context.filtered_out([pid for pid in found if pid not in followed]):
-        del found[pid]
+    for pid in context.filtered_out([pid for pid in [*found, *pool] if pid not in followed]):
+        found.pop(pid, None)
+        pool.pop(pid, None)
     if not found and not followed:
         return None
     # Followed authors first, so the cap never cuts them; then best score first, ties by id.
     ranked = sorted({*found, *followed}, key=lambda pid: (
         pid not in followed, -max((r["score"] for r in found.get(pid, ())), default=0), pid))
-    kept = _weekly_cut(ranked, found, followed) if subscriber.cadence == "weekly" else ranked
+    suggested: dict[str, TopicHit] = {}
+    if learned:
+        ranked, suggested = learned.rank(store, ranked, followed, pool, found, context.lang)
+        found.update({pid: pool[pid] for pid in suggested})
+    kept = (_weekly_cut(ranked, found, {**followed, **suggested})
+            if subscriber.cadence == "weekly" else ranked)
     kept = kept[:subscriber.max_papers]
     picks = [
         (_announcement(found[pid][0]) if pid in found else followed[pid][0],
-         context.hits(found.get(pid, [])), followed.get(pid, (None, []))[1])
+         [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),
+         followed.get(pid, (None, []))[1])
         for pid in kept
     ]
     return context.digest(date, picks, more=len(ranked) - len(kept))
@@ -133,10 +133,15 @@ def rebuild(
     since, the entry still names its subscribed topics' scores as the reason).
     """
     ids = list(dict.fromkeys(paper_ids))
-    scored = _latest_per_paper(subscribed_scores(store, subscriber.id, ids, date))
-    # Only a paper that no longer scores on the reader's topics needs its announcement read.
-    announced = last_announcements(store, [pid for pid in ids if pid not in scored], date)
     context = _Context(store, subscriber, library)
+    topic_rows = subscribed_scores(store, subscriber.id, ids, date)
+    # Only a paper that no longer scores on the reader's topics needs its announcement read,
+    # unless the reader's library scores them all.
+    on_topics = {r["arxiv_id"] for r in topic_rows}
+    announced = last_announcements(
+        store, ids if context.shelf else [pid for pid in ids if pid not in on_topics], date)
+    scored = _latest_per_paper([*topic_rows, *context.library_rows(announced.values(),
+                                                                  passing_only=False)])
     picks = []
     for pid in ids:
         rows = scored.get(pid, [])
@@ -184,130 +189,6 @@ def _announcement(row: dict[str, Any]) -> Announcement:
                         source=row["source"])
 
 
-_GENERATIONS = itertools.count(1)
-
-
-class Library:
-    """The day in memory for a batch of digests (a plan, a delivery run): papers, their
-    enrichments, the announcements and the scores that pass, each read once.
-
-    A day's digests share a few hundred papers among thousands of readers; reading each paper
-    and each day's scores once per batch rather than once per reader is most of what selection
-    costs. The digests of a batch share these objects (renderers only read them, and cache a
-    paper's rendered entry under `DigestEntry.key`, which names this batch). Keep one only for
-    the length of a batch, so a paper fetched, scored or enriched afterwards is read fresh by
-    the next.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.generation = next(_GENERATIONS)
-        self._papers: dict[str, Paper] = {}
-        self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
-        self._dates: list[str] | None = None
-        self._announced: dict[str, list[Announcement]] = {}
-        # day → (the lowest score loaded, topic → rows best first)
-        self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
-        self._topics: dict[str, Topic] = {}
-        self._entries: dict[tuple[Any, ...], DigestEntry] = {}
-        self._subscriptions: dict[int, list[Subscription]] | None = None
-        self._profiles: dict[int, profile.Profile] | None = None
-
-    def subscriptions(self, subscriber_id: int) -> list[Subscription]:
-        """The reader's subscriptions (everyone's are read on the first ask)."""
-        if self._subscriptions is None:
-            self._subscriptions = subscribers.all_subscriptions(self.store)
-        return self._subscriptions.get(subscriber_id, [])
-
-    def profile(self, subscriber_id: int) -> profile.Profile:
-        """The reader's followed authors and keywords (everyone's are read on the first ask)."""
-        if self._profiles is None:
-            self._profiles = profile.all_profiles(self.store)
-        return self._profiles.get(subscriber_id) or profile.Profile()
-
-    def dates(self, *, after: str, before: str) -> list[str]:
-        """Days with announcements strictly between `after` and `before`, oldest first."""
-        if self._dates is None:
-            self._dates = announcement_dates(self.store)
-        return [d for d in self._dates if after < d < before]
-
-    def announced(self, day: str) -> list[Announcement]:
-        if day not in self._announced:
-            self._announced[day] = announcements_on(self.store, day)
-        return self._announced[day]
-
-    def entry(self, paper: Paper, ann: Announcement, hits: list[TopicHit],
-              authors: list[AuthorHit]) -> DigestEntry:
-        """The paper as a digest entry with these reasons: one shared object for every reader
-        it comes to alike, so renderers cache it whole under its `key` — (the paper in this
-        batch, the entry) — which no entry with other content can carry."""
-        shown = (paper.id, paper.version, ann.date, ann.announce_type)
-        content = (shown, tuple(hits), tuple(authors))
-        entry = self._entries.get(content)
-        if entry is None:
-            entry = self._entries[content] = DigestEntry(
-                paper=paper, announcement=ann, hits=hits, enrichment=self.enrichment(paper),
-                authors=authors, key=((self.generation, *shown), len(self._entries)))
-        return entry
-
-    def topic(self, slug: str) -> Topic:
-        if slug not in self._topics:
-            self._topics[slug] = _topic(self.store, slug)
-        return self._topics[slug]
-
-    def passing(self, subscriptions: list[Subscription], window: list[str]) -> list[dict[str, Any]]:
-        """Score rows of papers announced in `window` that pass one of `subscriptions`'
-        thresholds, each paper only at its latest announcement in the window (a v2 that lost
-        relevance is not rescued by the v1 announced a few days earlier)."""
-        if not subscriptions:
-            return []
-        floor = min(s.threshold for s in subscriptions)
-        days = sorted(set(window))
-        rows = []
-        for day in days:
-            by_topic = self._passing_on(day, floor)
-            for sub in subscriptions:
-                for row in by_topic.get(sub.topic, ()):
-                    if row["score"] < sub.threshold:
-                        break
-                    rows.append(row)
-        if len(days) > 1:
-            latest = {ann.arxiv_id: day for day in days for ann in self.announced(day)}
-            rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
-        return rows
-
-    def _passing_on(self, day: str, floor: int) -> dict[str, list[dict[str, Any]]]:
-        """`day`'s score rows at or above `floor` by topic, best first (read again only for a
-        reader whose threshold is lower than any before)."""
-        held = self._scores.get(day)
-        if held is None or held[0] > floor:
-            by_topic: dict[str, list[dict[str, Any]]] = {}
-            for row in passing_on(self.store, day, floor):
-                by_topic.setdefault(row["topic"], []).append(row)
-            for rows in by_topic.values():
-                rows.sort(key=lambda r: -r["score"])
-            held = self._scores[day] = (floor, by_topic)
-        return held[1]
-
-    def papers(self, ids: list[str]) -> dict[str, Paper]:
-        missing = [pid for pid in ids if pid not in self._papers]
-        if missing:
-            found = get_papers(self.store, missing)
-            self._papers.update(found)
-            # Their enrichments in the same breath: the renderers ask for each.
-            keys = [(p.id, p.version) for p in found.values()
-                    if (p.id, p.version) not in self._enrichments]
-            extras = get_enrichments(self.store, keys)
-            self._enrichments.update({key: extras.get(key) for key in keys})
-        return {pid: self._papers[pid] for pid in ids if pid in self._papers}
-
-    def enrichment(self, paper: Paper) -> Enrichment | None:
-        key = (paper.id, paper.version)
-        if key not in self._enrichments:
-            self._enrichments[key] = get_enrichment(self.store, paper.id, paper.version)
-        return self._enrichments[key]
-
-
 class _Context:
     """A subscriber's subscriptions and topics, loaded once per digest."""
 
@@ -317,17 +198,36 @@ class _Context:
         self.subscriber = subscriber
         self.subscriptions = self.library.subscriptions(subscriber.id)
         self.topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
+        self.shelf = libraries.get_library(store, subscriber.id)
+        if self.shelf is not None:
+            self.topics[libraries.TOPIC] = libraries.library_topic()
         self.order = {slug: i for i, slug in enumerate(self.topics)}
         self.profile = self.library.profile(subscriber.id)
+
+    def latest_in(self, window: list[str]) -> dict[str, Announcement]:
+        """Every paper announced in the window, at its latest announcement there."""
+        latest: dict[str, Announcement] = {}
+        for day in sorted(set(window)):
+            for ann in self.library.announcements(day):
+                latest[ann.arxiv_id] = ann
+        return latest
+
+    def library_rows(self, anns: Iterable[Announcement] = (), passing_only: bool = True, *,
+                     window: list[str] | None = None) -> list[dict[str, Any]]:
+        """Score rows of these announcements' papers (or of every paper announced in the
+        window) against the reader's library; nothing to read for a reader without one."""
+        if self.shelf is None:
+            return []
+        anns = list(self.latest_in(window).values()) if window is not None else list(anns)
+        papers = self.library.papers([a.arxiv_id for a in anns])
+        return library_score.score_rows(self.store, self.subscriber.id, self.subscriber.lang, anns,
+                                    papers, passing_only=passing_only)
 
     def followed_in(self, window: list[str]) -> dict[str, tuple[Announcement, list[AuthorHit]]]:
         """Papers announced in the window with a followed author, at their latest announcement."""
         if not self.profile.follows:
             return {}
-        latest: dict[str, Announcement] = {}
-        for day in sorted(set(window)):
-            for ann in self.library.announced(day):
-                latest[ann.arxiv_id] = ann
+        latest = self.latest_in(window)
         out = {}
         for pid in sorted(latest):
             authors = self.authors_of(pid)
@@ -367,9 +267,13 @@ class _Context:
                 out.append(pid)
         return out
 
+    @property
+    def lang(self) -> str:
+        return "en" if self.subscriber.lang == "en" else "zh"
+
     def hits(self, rows: list[dict[str, Any]]) -> list[TopicHit]:
         """Why the paper is here: each subscribed topic it hit, best score first."""
-        lang = "en" if self.subscriber.lang == "en" else "zh"
+        lang = self.lang
         rows = sorted(rows, key=lambda r: (-r["score"], self.order.get(r["topic"], 0)))
         return [
             TopicHit(topic=r["topic"], topic_name=self.topics[r["topic"]].display(lang),
@@ -387,13 +291,6 @@ class _Context:
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
             entries=entries, more=more,
-            thresholds={s.topic: s.threshold for s in self.subscriptions},
+            thresholds={s.topic: s.threshold for s in self.subscriptions}
+            | ({libraries.TOPIC: self.shelf.threshold} if self.shelf else {}),
         )
-
-
-def _topic(store: Store, slug: str) -> Topic:
-    try:
-        return topics.get_topic(slug, store)
-    except KeyError:
-        # A topic dropped from the catalogue keeps its subscriptions and scores; show the slug.
-        return Topic(slug=slug, name_zh=slug, name_en=slug, description="")

@@ -4,8 +4,9 @@ Library profiles, the offline scorer and the per-reader re-ranker all compare pa
 meaning, with no LLM call and no network. wordllama's `l2_supercat_256` weights and tokenizer
 config ship in the wordllama wheel; `cache_dir` points its loader at the package folder and
 `disable_download=True` keeps a miss from ever turning into a download (its default lookup of
-the bundled tokenizer looks elsewhere and would go to Hugging Face). A paper embeds in tens of
-microseconds, so vectors are computed when needed and never stored.
+the bundled tokenizer looks elsewhere and would go to Hugging Face). A real title + abstract
+embeds in ~1.5 ms of CPU (1,500 papers in ~2 s), so a day's vectors are computed when needed,
+once per batch, and never stored.
 """
 
 from __future__ import annotations

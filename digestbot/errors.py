@@ -47,6 +47,15 @@ class NetworkError(DigestbotError):
     """A remote service could not be reached after retries."""
 
 
+class ArxivDown(NetworkError):
+    """arXiv's circuit breaker is open (it was unreachable or said 403/429/503): no request
+    was made. `retry_after` is the number of seconds until the next trial request."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Rollback(DigestbotError):
     """Raised inside a transaction only to undo it; the code that raises it catches it."""
 
@@ -127,3 +136,19 @@ class PermanentError(DigestbotError):
             raise ValueError(f"PermanentError status must be bounced or blocked, not {status!r}")
         super().__init__(message)
         self.status = status
+
+
+# -- reader libraries (subscribers/zotero.py) --------------------------------------------------
+
+
+class ZoteroError(DigestbotError):
+    """The Zotero Web API could not be read (network, server error); nothing was changed."""
+
+
+class ZoteroBusy(DigestbotError):
+    """Zotero asked for a wait (`Backoff`/`Retry-After`) longer than a reader should sit
+    through; raised inside the HTTP client to stop pyzotero from sleeping it out."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"Zotero asks for a {wait:.0f} s wait")
+        self.wait = wait

@@ -150,3 +150,46 @@ def m007_subscriber_cadence(db: sqlite_utils.Database) -> None:
     """A reader's cadence, daily or weekly (issue 16), owned by `subscribers`; independent of
     m006 so the two can land in either order."""
     db["subscribers"].add_column("cadence", str, not_null_default="daily")
+
+
+@migrations()
+def m008_llm_call_request(db: sqlite_utils.Database) -> None:
+    """Several papers per scoring request (issue 15): the llm_calls rows of one request share
+    its id, so `stats` counts requests, not rows. Older rows keep NULL (one row, one request)."""
+    db["llm_calls"].add_column("request", str)
+
+
+@migrations()
+def m009_feedback(db: sqlite_utils.Database) -> None:
+    """A reader's 👍/👎 on delivered papers (issue 17), owned by `subscribers.feedback`: one
+    row per reader and paper (the last vote counts), removed with the reader."""
+    db["feedback"].create(
+        {"subscriber_id": int, "arxiv_id": str, "vote": int, "created_at": str,
+         "updated_at": str},
+        pk=("subscriber_id", "arxiv_id"),
+        foreign_keys=[("subscriber_id", "subscribers", "id")],
+    )
+
+
+@migrations()
+def m010_first_page_state(db: sqlite_utils.Database) -> None:
+    """Each first page's state (issue 15), owned by `enrich` (`enrich.pdf`): `fetched`, `no_text`
+    (arXiv has no PDF, or none with text: final) or `given_up` (arXiv was away: try again
+    later and fill the institutions in). Rows before it were all fetched."""
+    db["first_pages"].add_column("state", str, not_null_default="fetched")
+
+
+@migrations()
+def m011_reader_library(db: sqlite_utils.Database) -> None:
+    """A reader's paper library as a profile (issue 16), owned by `subscribers.library`: where
+    it came from, its threshold, and per entry only the source key, the title and the abstract
+    cut for embedding. The Zotero key is kept for refreshing (masked in every log and error)."""
+    fk = [("subscriber_id", "subscribers", "id")]
+    db["libraries"].create(
+        {"subscriber_id": int, "source": str, "name": str, "zotero_user": str,
+         "zotero_key": str, "threshold": int, "size": int, "created_at": str,
+         "updated_at": str},
+        pk="subscriber_id", foreign_keys=fk)
+    db["library_items"].create(
+        {"subscriber_id": int, "key": str, "title": str, "abstract": str, "pos": int},
+        pk=("subscriber_id", "key"), foreign_keys=fk)

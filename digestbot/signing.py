@@ -30,12 +30,14 @@ from digestbot.models import Subscriber
 
 CONFIRM = "confirm"
 PREFERENCES = "preferences"
+FEEDBACK = "feedback"
 CSRF = "csrf"
 
 # A confirmation link is for the next day or two; a preferences link rides in every digest
 # and must still work when someone digs out a few weeks' old email.
 CONFIRM_TTL = 48 * 3600
 PREFERENCES_TTL = 120 * 24 * 3600
+FEEDBACK_TTL = PREFERENCES_TTL
 
 # base64url payload + "." + base-36 expiry + "." + 43 signature characters.
 MAX_TOKEN_LENGTH = 200
@@ -190,3 +192,20 @@ def preferences_path(settings: Settings, subscriber: Subscriber, *, now: float |
     """A same-site link to the preferences page with a fresh token (`SecretMissing` without
     a secret: the web pages check for one first)."""
     return link_path("/preferences", _preferences_token(settings, subscriber, now), **extra)
+
+
+def feedback_link(settings: Settings, subscriber: Subscriber, *, now: float | None = None
+                  ) -> str | None:
+    """`{public}/feedback?token=…`, the base of a digest's 👍/👎 links (issue 17); None without
+    a public URL or a secret, so delivery never fails for want of one.
+
+    One signature per digest, not per paper: the token names the reader only (its own purpose,
+    so it can vote and nothing else), and each entry appends `&paper=…&vote=…` — a string
+    join, cheap for every entry of every digest. Anyone holding the link could vote on any
+    paper for that reader, which is all it can do: the preferences link in the same email
+    already carries more.
+    """
+    if not settings.public_url or not settings.secret:
+        return None
+    token = sign(secret_of(settings), FEEDBACK, subject(subscriber), FEEDBACK_TTL, now=now)
+    return public_link(settings, "/feedback", token)

@@ -10,6 +10,7 @@ import pytest
 from digestbot.bots.telegram import start_bot
 from digestbot.channels.telegram import FloodLimiter
 from digestbot.config import Settings, load_settings
+from digestbot.sources.http import GATE
 from digestbot.store import Store
 from tests.fakes.openai import OPENAI_TEST_KEY, FakeOpenAI
 from tests.fakes.telegram import NO_LIMITS, TOKEN, FakeTelegram
@@ -35,6 +36,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DIGESTBOT_DB", str(tmp_path / "var" / "digestbot.db"))
     monkeypatch.setenv("DIGESTBOT_OUTBOX", str(tmp_path / "var" / "outbox"))
     monkeypatch.setenv("DIGESTBOT_ARXIV_DELAY", "0")
+    GATE.reset()  # arXiv's gate and breaker are the process's: no earlier test's state
     return tmp_path
 
 
@@ -59,7 +61,12 @@ def openai_server() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def fake(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
-    """The module's fake, reset, with OPENAI_BASE_URL/OPENAI_API_KEY pointing at it."""
+    """The module's fake, reset, with OPENAI_BASE_URL/OPENAI_API_KEY pointing at it.
+
+    The prefilter is off here: these tests count the model's calls paper by paper, on toy
+    papers far from every topic that it would keep from the model. tests/test_prefilter.py
+    turns it on and checks what it keeps and drops."""
+    monkeypatch.setenv("DIGESTBOT_PREFILTER", "off")
     return openai_server.use(monkeypatch, OPENAI_TEST_KEY)
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from digestbot.breaker import Breaker, breaker_for
 from digestbot.channels import email as email_channel
-from digestbot.channels.breaker import Breaker, breaker_for
 from digestbot.channels.email import EmailSender
 from digestbot.config import Settings, load_settings
 from digestbot.errors import ServiceDown
@@ -44,6 +44,18 @@ def test_breaker_opens_fails_fast_then_lets_one_trial_through() -> None:
     breaker.before()
     breaker.succeeded()
     assert (breaker.state, breaker.failures) == ("closed", 0)
+
+
+def test_a_server_saying_stop_trips_it_for_as_long_as_it_asks() -> None:
+    now = [0.0]
+    breaker = Breaker("arXiv", threshold=2, cooldown=300, clock=lambda: now[0])
+    breaker.before()
+    breaker.trip(7.0)  # one 503 with Retry-After: 7, below the threshold all the same
+    assert (breaker.state, breaker.remaining()) == ("open", 7.0)
+    now[0] = 7
+    breaker.before()  # the trial
+    breaker.trip()  # refused again, without a Retry-After: the whole cooldown
+    assert breaker.remaining() == 300 and breaker.snapshot().name == "arXiv"
 
 
 def rows(store: Store) -> list[dict]:

@@ -7,6 +7,7 @@ subscriber's threshold are enriched; a replaced version is done again; offline w
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -67,15 +68,30 @@ TITLES = ["A post-training recipe with GRPO", "Sign language recognition",
           "Agents that plan", "Post-training for small models", "Speech codecs", "Graph layouts"]
 
 
+def scoring_bodies(fake: FakeOpenAI) -> list[dict]:
+    return [b for b in fake.bodies if b["messages"][1]["content"].startswith("Topics to score")]
+
+
+def ids_sent(body: dict) -> list[str]:
+    """The arXiv ids of the papers a scoring request carries, in order."""
+    return re.findall(r"^\[\d+\] arXiv id: (\S+)$", body["messages"][1]["content"], re.M)
+
+
 @pytest.mark.parametrize("n_subscribers", [1, 30])
-def test_one_scoring_call_per_paper_whatever_the_subscribers(
-        llm_settings: Settings, store: Store, fake: FakeOpenAI, n_subscribers: int) -> None:
+def test_scoring_requests_grow_with_papers_not_subscribers(
+        store: Store, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, n_subscribers: int) -> None:
+    monkeypatch.setenv("DIGESTBOT_LLM_MODEL", "fake-mini")
+    monkeypatch.setenv("DIGESTBOT_LLM_BATCH", "4")
     add_papers(store, TITLES)
     subscribe(store, n_subscribers, ["post-training", "agents"])
-    report = run_pipeline(llm_settings, store)
-    scoring = [b for b in fake.bodies if b["messages"][1]["content"].startswith("Topics to score")]
-    assert len(scoring) == len(TITLES) == report.score_calls
-    # Every call scores both topics at once, behind one byte-identical static prefix.
+    report = run_pipeline(load_settings(), store)
+    scoring = scoring_bodies(fake)
+    # Six papers, four a request, in their order; each paper once (in flight side by side).
+    assert sorted(ids_sent(b) for b in scoring) == [[f"2608.0000{i}v1" for i in range(1, 5)],
+                                                    ["2608.00005v1", "2608.00006v1"]]
+    assert report.score_calls == 2 == len({c["request"] for c in calls(store, "score")})
+    assert len(calls(store, "score")) == len(TITLES)  # a row per paper
+    # Every request scores both topics at once, behind one byte-identical static prefix.
     assert {b["messages"][1]["content"].splitlines()[0] for b in scoring} == {
         "Topics to score: agents, post-training"}
     assert len({b["messages"][0]["content"] for b in scoring}) == 1
@@ -85,6 +101,7 @@ def test_one_scoring_call_per_paper_whatever_the_subscribers(
     row = store.db["scores"].get(("2608.00001", 1, "post-training"))
     assert (row["score"], row["scorer"]) == (90, "llm:fake-mini")
     assert row["reason"] == "与post-training相关程度的判断"
+    assert store.db["scores"].get(("2608.00006", 1, "post-training"))["score"] == 10
     # Enriched: papers 1 and 4 (post-training) and 3 (agents) reach the threshold of 60.
     assert report.enrich_calls == report.enriched == 3
     assert {c["arxiv_id"] for c in calls(store, "enrich")} == {"2608.00001", "2608.00003",
@@ -104,13 +121,11 @@ def test_second_run_makes_no_calls_and_new_topics_are_scored_alone(
 
     subscribers.add_or_update(store, channel="telegram", address="42", topics=["agents"])
     third = run_pipeline(llm_settings, store)
-    new = fake.bodies[before:]
-    scoring = [b for b in new if b["messages"][1]["content"].startswith("Topics to score")]
-    assert len(scoring) == len(TITLES) == third.score_calls
-    assert all(b["messages"][1]["content"].startswith("Topics to score: agents\n")
-               for b in scoring)
+    [scoring] = scoring_bodies(fake)[-1:]
+    assert third.score_calls == 1 and len(ids_sent(scoring)) == len(TITLES)
+    assert scoring["messages"][1]["content"].startswith("Topics to score: agents\n")
     # The prefix lists every active topic, sorted by slug, so it stays cacheable.
-    system = scoring[0]["messages"][0]["content"]
+    system = scoring["messages"][0]["content"]
     assert system.index("- agents:") < system.index("- post-training:")
     assert third.enrich_calls == 1  # "Agents that plan"
 
@@ -163,7 +178,7 @@ def test_a_paper_whose_version_is_unknown_waits_for_the_api_to_say(
     assert store.db["scores"].count == store.db["enrichments"].count == 0
     add_papers(store, TITLES[:2], version=3)  # the API pass: same day, the version now known
     report = run_pipeline(llm_settings, store, all_papers=True)
-    assert (report.waiting, report.score_calls, report.enrich_calls) == (0, 2, 2)
+    assert (report.waiting, report.score_calls, report.enrich_calls) == (0, 1, 2)
     assert "waiting" not in report.summary()
     assert {r["version"] for r in store.db["scores"].rows} == {3}
     assert get_enrichment(store, "2608.00001", 3) is not None
@@ -198,20 +213,32 @@ def test_an_enrichment_that_keeps_failing_is_given_up_and_the_offline_one_stays(
 
 
 def test_tokens_and_cached_tokens_reach_stats(
-        llm_settings: Settings, store: Store, fake: FakeOpenAI, capsys) -> None:
+        store: Store, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("DIGESTBOT_LLM_MODEL", "fake-mini")
+    monkeypatch.setenv("DIGESTBOT_LLM_BATCH", "2")
+    monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "1")  # one after the other: a known order
     add_papers(store, TITLES)
     subscribe(store, 1, ["post-training"])
-    run_pipeline(llm_settings, store)
+    report = run_pipeline(load_settings(), store)
     rows = calls(store)
     stats = enrich_counts(store)["llm"]
-    assert stats["calls"] == len(rows) == 8 and stats["failures"] == 0
-    assert stats["prompt_tokens"] == sum(r["prompt_tokens"] for r in rows) > 0
-    assert stats["completion_tokens"] == sum(r["completion_tokens"] for r in rows) > 0
-    # The fake caches a system prompt it has seen: every call after the first of each kind.
-    assert sum(r["cached_tokens"] > 0 for r in rows) == len(rows) - 2
+    # Three scoring requests of two papers, then two enrichments: five requests, eight rows.
+    assert stats["calls"] == 5 == report.score_calls + report.enrich_calls
+    assert len(rows) == 8 and stats["failures"] == 0
+    for field in ("prompt_tokens", "completion_tokens", "cached_tokens"):
+        assert stats[field] == sum(r[field] for r in rows) == getattr(report, field)
+    assert stats["prompt_tokens"] == sum(u["prompt_tokens"] for u in fake.usages)
+    # The fake caches as OpenAI does: the scoring prefix (≥ 1,024 tokens) from the second
+    # request on, in steps of 128; enrichment's short prompt never.
+    cached = [u["prompt_tokens_details"]["cached_tokens"] for u in fake.usages]
+    assert cached[0] == 0 and cached[3:] == [0, 0]
+    assert all(1024 <= c < u["prompt_tokens"] and c % 128 == 0
+               for c, u in zip(cached[1:3], fake.usages[1:3], strict=True))
     assert all(r["outcome"] == "ok" and r["model"] == "fake-mini" for r in rows)
+    assert f"({stats['cached_tokens']:,} cached)" in report.summary()
     assert main(["stats", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
+    assert printed["llm"]["calls"] == 5
     assert printed["llm"]["cached_tokens"] == stats["cached_tokens"] > 0
     assert printed["llm"]["cost_usd"] > 0
 
@@ -219,6 +246,8 @@ def test_tokens_and_cached_tokens_reach_stats(
 def test_deepseek_cache_hits_are_counted(monkeypatch, store: Store, fake: FakeOpenAI) -> None:
     fake.reset(deepseek=True)
     monkeypatch.setenv("DIGESTBOT_LLM_JSON", "object")
+    monkeypatch.setenv("DIGESTBOT_LLM_BATCH", "1")
+    monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "1")  # a prefix is cached once answered
     add_papers(store, TITLES[:3])
     subscribe(store, 1, ["agents"])
     run_pipeline(load_settings(), store)
@@ -229,10 +258,12 @@ def test_deepseek_cache_hits_are_counted(monkeypatch, store: Store, fake: FakeOp
 
 
 def test_cost_estimate_uses_the_configured_prices(
-        llm_settings: Settings, store: Store, fake: FakeOpenAI, monkeypatch, capsys) -> None:
+        store: Store, fake: FakeOpenAI, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DIGESTBOT_LLM_BATCH", "2")  # three scoring requests: two find a cache
+    monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "1")
     add_papers(store, TITLES)
     subscribe(store, 1, ["post-training"])
-    run_pipeline(llm_settings, store)
+    run_pipeline(load_settings(), store)
     llm = enrich_counts(store)["llm"]
     prompt, cached, completion = llm["prompt_tokens"], llm["cached_tokens"], llm["completion_tokens"]
     assert 0 < cached < prompt and completion > 0
@@ -350,7 +381,7 @@ def test_score_command_uses_the_llm_and_the_store(
     assert len(lines) == 4 and lines[0] == lines[2]
     assert lines[0] == {"id": "2608.00001", "topic": "agents", "score": 10,
                         "reason": "与agents相关程度的判断"}
-    assert len(fake.bodies) == 2
+    assert len(fake.bodies) == 1 and len(ids_sent(fake.bodies[0])) == 2
     assert main(["score", "--topic", "agents", "--offline"]) == 0
 
 

@@ -21,7 +21,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from digestbot.channels import breaker as breaker_module
+from digestbot import breaker as breaker_module
 from digestbot.channels import email as email_channel
 from digestbot.channels.email import EmailSender
 from digestbot.cli import main

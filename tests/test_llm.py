@@ -24,7 +24,14 @@ from tests.fakes.openai import FakeOpenAI, Reply, blank, ok, refusal, slow, stat
 from tests.fakes.pipeline import run_pipeline
 from tests.test_enrich import KEY, add_papers, calls
 
-GOOD = {"scores": [{"topic": "post-training", "score": 88, "reason_zh": "GRPO后训练"}]}
+
+def answer(*scores: dict, paper: str = "2608.00001v1") -> dict:
+    """A scoring answer for one paper: the batch shape with one item."""
+    return {"papers": [{"id": paper, "scores": list(scores)}]}
+
+
+SCORE = {"topic": "post-training", "score": 88, "reason_zh": "GRPO后训练"}
+GOOD = answer(SCORE)
 
 
 
@@ -46,7 +53,10 @@ def score_row(store: Store) -> dict:
     ([truncated(), ok(GOOD)], "retried", 2),
     ([blank(), ok(GOOD)], "retried", 2),
     ([refusal(), ok(GOOD)], "retried", 2),
-    ([ok({"scores": []}), ok(GOOD)], "retried", 2),  # the topic is missing
+    ([ok(answer()), ok(GOOD)], "retried", 2),  # the topic is missing
+    ([ok(answer(SCORE, paper="2608.00002v1")), ok(GOOD)], "retried", 2),  # another paper's id
+    ([ok({"papers": GOOD["papers"] * 2}), ok(GOOD)], "retried", 2),  # answered twice
+    ([ok(answer(SCORE, paper="2608.00001")), ok(GOOD)], "ok", 1),  # the bare id names it too
     ([ok("```json\n" + json.dumps(GOOD) + "\n```")], "ok", 1),  # fenced
 ])
 def test_answers_that_end_well(store: Store, fake: FakeOpenAI, replies, outcome, requests) -> None:
@@ -60,7 +70,7 @@ def test_answers_that_end_well(store: Store, fake: FakeOpenAI, replies, outcome,
 
 def test_the_retry_shows_the_model_its_error(store: Store, fake: FakeOpenAI) -> None:
     one_paper(store)
-    fake.script(ok({"scores": [{"topic": "post-training", "score": 150, "reason_zh": "x"}]}))
+    fake.script(ok(answer({"topic": "post-training", "score": 150, "reason_zh": "x"})))
     run_pipeline(load_settings(), store)
     first, second = fake.bodies
     assert second["messages"][:2] == first["messages"]
@@ -74,9 +84,9 @@ def test_the_retry_shows_the_model_its_error(store: Store, fake: FakeOpenAI) -> 
     ([blank(), blank()], "fallback", "blank"),
     ([refusal(), refusal("No.")], "fallback", "refused"),
     ([truncated(), truncated()], "fallback", "cut off"),
-    ([ok({"scores": [{"topic": "post-training", "score": 50, "reason_zh": "长" * 41}]})] * 2,
+    ([ok(answer({"topic": "post-training", "score": 50, "reason_zh": "长" * 41}))] * 2,
      "fallback", "reason_zh"),
-    ([ok({"wrong": 1})] * 2, "fallback", "scores"),
+    ([ok({"wrong": 1})] * 2, "fallback", "papers"),
     ([status(500)] * 5, "error", "HTTP 500"),  # 1 try + the SDK's 4 retries
     ([Reply(status=400, error="response_format is not supported")], "error", "HTTP 400"),
 ])
@@ -105,11 +115,15 @@ def test_a_failed_paper_is_retried_on_the_next_run_but_not_forever(
 
 def test_a_dead_endpoint_stops_being_called(store: Store, fake: FakeOpenAI, monkeypatch) -> None:
     monkeypatch.setenv("DIGESTBOT_LLM_CONCURRENCY", "1")
+    monkeypatch.setenv("DIGESTBOT_LLM_BATCH", "2")
     add_papers(store, [f"Paper {i}" for i in range(12)])
     subscribers.add_or_update(store, channel="email", address="a@example.org", topics=["agents"])
     fake.script(*[Reply(status=404, error="model not found")] * 20)
     report = run_pipeline(load_settings(), store)
-    assert len(fake.bodies) == BREAKER_ERRORS == len(calls(store))
+    # Six requests of two papers: five fail, the sixth is not sent.
+    assert len(fake.bodies) == BREAKER_ERRORS == enrich_counts(store)["llm"]["calls"]
+    assert len(calls(store)) == 2 * BREAKER_ERRORS
+    assert {c["outcome"] for c in calls(store)} == {"error"}
     assert report.failures == 12 and store.db["scores"].count_where("topic = 'agents'") == 12
 
 
@@ -131,7 +145,7 @@ async def test_json_modes(fake: FakeOpenAI, monkeypatch, mode: str) -> None:
         result = await llm.ask([{"role": "system", "content": prompts.score_system([])},
                                 {"role": "user", "content": "hi"}], prompts.ScoreAnswer,
                                name="topic_scores")
-    assert result.outcome == "ok" and result.value.scores[0].score == 88
+    assert result.outcome == "ok" and result.value.papers[0].scores[0].score == 88
     [body] = fake.bodies
     if mode == "schema":
         fmt = body["response_format"]
@@ -143,7 +157,7 @@ async def test_json_modes(fake: FakeOpenAI, monkeypatch, mode: str) -> None:
         assert body["response_format"] == {"type": "json_object"}
         # JSON mode needs the word "json" and an example in the prompt.
         system = prompts.score_system([])
-        assert "JSON" in system and '{"scores": [{"topic"' in system
+        assert "JSON" in system and '{"papers": [' in system and '"scores": [' in system
     else:
         assert "response_format" not in body
 
@@ -158,7 +172,11 @@ def test_the_pipeline_in_every_json_mode(store: Store, fake: FakeOpenAI, monkeyp
     subscribers.add_or_update(store, channel="email", address="a@example.org",
                               topics=["post-training", "agents"])
     report = run_pipeline(load_settings(), store)
-    assert (report.score_calls, report.enrich_calls, report.failures) == (3, 2, 0)
+    # One scoring request for the three papers, in every mode.
+    assert (report.score_calls, report.enrich_calls, report.failures) == (1, 2, 0)
+    [scoring] = [b for b in fake.bodies if b["messages"][1]["content"].startswith("Topics to")]
+    assert [line.split(": ")[1] for line in scoring["messages"][1]["content"].splitlines()
+            if " arXiv id: " in line] == ["2608.00001v1", "2608.00002v1", "2608.00003v1"]
     assert {c["outcome"] for c in calls(store)} == {"ok"}
     followed = "topic in ('post-training', 'agents')"
     assert {r["scorer"] for r in store.db["scores"].rows_where(followed)} == {"llm:gpt-4.1-mini"}

@@ -137,7 +137,7 @@ def post_training() -> Topic:
 
 
 def test_scorer_name() -> None:
-    assert SCORER == "offline-v1"
+    assert SCORER == "offline-v2"
 
 
 def test_on_topic_high_unrelated_low_with_reasons() -> None:

@@ -110,11 +110,14 @@ def test_a_missing_pdf_gives_none_and_no_crash(store: Store, fake: FakeOpenAI, p
     e = get_enrichment(store, "2608.00001", 1)
     assert e.institutions == [] and e.title_zh  # enriched all the same
     assert "(not available" in fake.bodies[-1]["messages"][1]["content"]
+    # arXiv says there is no such PDF: final, never asked again (unlike a page given up).
+    assert store.db["first_pages"].get(("2608.00001", 1))["state"] == "no_text"
 
 
 def test_invented_institutions_are_dropped(store: Store, fake: FakeOpenAI, pdfs) -> None:
     pdfs.files["/pdf/2608.00001v1"] = WITH_AFFILIATIONS
-    fake.script(ok({"scores": [{"topic": "post-training", "score": 90, "reason_zh": "GRPO"}]}),
+    fake.script(ok({"papers": [{"id": "2608.00001v1", "scores": [
+                    {"topic": "post-training", "score": 90, "reason_zh": "GRPO"}]}]}),
                 ok({"title_zh": "标题", "summary_zh": "本文提出方法。", "summary_en": "A method.",
                     "abstract_zh": "我们研究" * 20, "institutions": [
                         {"name": "Tsinghua University", "name_zh": "清华大学"},

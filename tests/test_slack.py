@@ -123,8 +123,9 @@ def test_short_digest_is_one_message_with_every_field():
     messages = render_slack(make_digest(3))
     assert len(messages) == 1
     blocks = messages[0].blocks
+    # Each entry closes with its 👍/👎 buttons (issue 17) where a divider was.
     assert [b["type"] for b in blocks] == (
-        ["header"] + ["section", "context", "divider"] * 3 + ["context"])
+        ["header"] + ["section", "context", "actions"] * 3 + ["context"])
     assert_within_limits(messages[0])
     section = blocks[1]["text"]["text"]
     # Linked English title, Chinese title, match, badge, topic hit reason, AI summary.

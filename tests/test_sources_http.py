@@ -1,7 +1,7 @@
 """PoliteClient against a local server: spacing between requests, retries, Retry-After, bounds.
 
-`time.sleep` in the client is recorded instead of slept, so the tests see every pause the
-client decided on (arXiv's 3 s spacing, a server's Retry-After) without waiting for it.
+The gate's pauses run on a virtual clock (recorded, not slept), so the tests see every pause
+the client decided on (arXiv's 3 s spacing, a server's Retry-After) without waiting for it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ from tests.fakes.http import FakeServer, Response
 @pytest.fixture
 def pauses(monkeypatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(http.time, "sleep", slept.append)
-    monkeypatch.setattr(http, "_last_request", 0.0)  # no earlier test's request to wait for
+    now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(http.GATE, "clock", lambda: now[0])
+    monkeypatch.setattr(http.GATE, "sleep", sleep)
     return slept
 
 
@@ -31,8 +37,8 @@ def test_requests_are_spaced_by_the_delay(pauses):
     with serve() as server, PoliteClient(delay=3.0) as client:
         for _ in range(3):
             assert client.get(server.url).status_code == 200
-    # Nothing before the first request; about 3 s before each later one.
-    assert len(pauses) == 2 and all(2.5 < p <= 3.0 for p in pauses)
+    # Nothing before the first request; 3 s before each later one.
+    assert pauses == [3.0, 3.0]
     assert all("digestbot" in r.headers["user-agent"] for r in server.requests)
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from digestbot import breaker as breakers
 from digestbot import status
-from digestbot.channels import breaker as breakers
 from digestbot.cli import main
 from digestbot.config import Settings, load_settings
 from digestbot.models import BreakerState
@@ -37,7 +37,7 @@ SCHEMA = {
     "digests": None, "queue": {"pending", "failed"},
     "llm": {"since", "calls", "failures", "prompt_tokens", "completion_tokens",
             "cached_tokens", "cost_usd"},
-    "breakers": None,
+    "breakers": None, "arxiv": {"breaker", "first_pages"},
 }
 
 

@@ -162,6 +162,7 @@ def test_round_trip(tmp_path: Path, settings, monkeypatch: pytest.MonkeyPatch, n
     assert main(["sub", "add", "--telegram", "77", "--custom", "--topic",
                  "protein folding with language models"]) == 0
     assert main(["sub", "add", "--telegram", "78", "--topic", "后训练"]) == 0
+    assert main(["sub", "add", "--telegram", "79", "--topic", "后训练", "--weekly"]) == 0
     with Store(settings.db) as store:
         subscribers.set_status(store, 4, "unsubscribed")
         token = subscribers.get(store, 1).token  # type: ignore[union-attr]
@@ -170,6 +171,7 @@ def test_round_trip(tmp_path: Path, settings, monkeypatch: pytest.MonkeyPatch, n
     text = first.read_text(encoding="utf-8")
     assert "SECRETSECRET" not in text and "hooks.slack.com" not in text and token not in text
     assert "78" not in text  # an unsubscribed reader is not signed up again elsewhere
+    assert "weekly" in text  # the cadence travels with the reader
     monkeypatch.setenv("DIGESTBOT_DB", str(tmp_path / "fresh.db"))
     assert main(["sub", "import", "--custom", str(first)]) == 0
     second = tmp_path / ("again." + name.split(".")[1])
@@ -213,3 +215,20 @@ def test_too_many_custom_topics_is_a_bad_row(tmp_path: Path, settings, capsys) -
     assert _count(settings.db) == (0, 0)
     with Store(settings.db) as store:
         assert store.db["custom_topics"].count == 0
+
+
+def test_cadence_column(tmp_path: Path, settings, capsys) -> None:
+    assert main(["sub", "add", "--telegram", "5", "--topic", "后训练", "--weekly"]) == 0
+    f = tmp_path / "readers.csv"
+    f.write_text("channel,address,topics,cadence\n"
+                 "telegram,6,后训练,weekly\n"
+                 "telegram,5,后训练,\n"  # left out: the stored weekly stays
+                 "telegram,7,后训练,每周\n", encoding="utf-8")
+    assert main(["sub", "import", str(f)]) == 0
+    with Store(settings.db) as store:
+        cadences = {s.address: s.cadence for s in subscribers.list_all(store)}
+    assert cadences == {"5": "weekly", "6": "weekly", "7": "weekly"}
+    f.write_text("channel,address,topics,cadence\ntelegram,8,后训练,hourly\n", encoding="utf-8")
+    assert main(["sub", "import", str(f)]) == 2  # bad input: usage status, as other bad rows
+    err = capsys.readouterr().err
+    assert "line 2" in err and "daily or weekly" in err

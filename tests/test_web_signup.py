@@ -421,6 +421,8 @@ async def test_no_get_route_changes_the_database() -> None:
                                  f"/d/{DAY}/{custom}", f"/d/{DAY}/a brand new interest"],
             "/feed/{topic}.xml": ["/feed/post-training.xml", f"/feed/{custom}.xml",
                                   "/feed/a brand new interest.xml"],
+            "/feedback": [path_of(signing.feedback_link(site.settings, active))
+                          + "&paper=2608.00001&vote=down"],
         }
         # A GET route added later without a line here fails this test.
         served = {r.resource.canonical for r in site.app.router.routes() if r.method == "GET"}

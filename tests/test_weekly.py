@@ -15,7 +15,7 @@ from digestbot.commands import CommandContext, execute
 from digestbot.config import Settings, load_settings
 from digestbot.digest import WEEKLY_PER_TOPIC
 from digestbot.outbox import DeliveryHistory
-from digestbot.outbox.plan import is_due, on_cadence
+from digestbot.outbox.plan import is_due, on_cadence, opens_week
 from digestbot.render.slack import render_slack
 from digestbot.store import Store
 from tests.fakes.digests import TOPIC, add_paper
@@ -122,6 +122,28 @@ def test_weekly_readers_are_due_at_their_time_on_monday_in_their_zone(store: Sto
     assert is_due(sub, datetime(2026, 8, 17, 11, 0, tzinfo=UTC), MON)
     assert not is_due(sub, datetime(2026, 8, 18, 11, 0, tzinfo=UTC), TUE)
     assert not is_due(sub, datetime(2026, 8, 18, 11, 0, tzinfo=UTC))  # a local Tuesday
+
+
+def test_a_holiday_monday_moves_the_weekly_digest_to_the_next_announcement(
+        store: Store, capsys) -> None:
+    """No announcement on a Monday (an arXiv holiday): the week's first announcement brings the
+    weekly digest instead, once; the next day is an ordinary day again."""
+    add("weekly@example.org", "--weekly")
+    backdate(store)
+    add_paper(store, "2608.10001", 90, date=FRI)
+    assert main(["send", "--now"]) == 0
+    assert sent(store, "weekly@example.org") == {}
+    assert opens_week(store, MON)  # a Monday always opens its week
+    add_paper(store, "2608.30001", 80, date=TUE)  # Monday MON brought nothing
+    assert opens_week(store, TUE)
+    assert main(["send", "--now"]) == 0
+    assert sent(store, "weekly@example.org") == {TUE: ["2608.10001", "2608.30001"]}
+    wed = "2026-08-19"
+    add_paper(store, "2608.40001", 85, date=wed)
+    assert not opens_week(store, wed)
+    assert main(["send", "--now"]) == 0
+    assert set(sent(store, "weekly@example.org")) == {TUE}
+    assert opens_week(store, NEXT_MON)
 
 
 async def test_weekly_digest_through_telegram(store: Store) -> None:

@@ -16,15 +16,25 @@ member of the workspace — not a bot, not deactivated, not a single- or multi-c
 (`conversations.members`); in a direct message with the bot the user is the subscriber and
 may change it. When Slack cannot answer (missing `users:read`/`channels:read`/`groups:read`
 scope, network), the change is refused with a reply that says so, never allowed blindly.
-Bot scopes needed: `chat:write`, `commands`, `users:read`, `channels:read`, `groups:read`.
+Bot scopes needed: `chat:write`, `commands`, `users:read`, `channels:read`, `groups:read`;
+for library files also `files:read` and the `message.im`/`message.channels` events.
+
+A BibTeX or RIS file shared with the bot becomes the channel's library (issue 16): in a
+direct message any file, in a channel one whose message says `library`. The bot reads the
+file's metadata with files.info, refuses one too large before downloading, then fetches
+`url_private` with its token — only from a Slack host (or the configured API's), never
+following a redirect, so the token goes nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -34,10 +44,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from digestbot import commands, outbox
 from digestbot.channels.slack import SlackSender, api_error, web_client, webhook_client
 from digestbot.config import Settings
-from digestbot.errors import DigestbotError, PermanentError, TransientError
-from digestbot.render import clip
+from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
+from digestbot.render import clip, controls
 from digestbot.render.slack import ACTIONS_ELEMENTS, BUTTON_CHARS, MAX_BLOCKS, escape, fit, section
 from digestbot.store import Store
+from digestbot.subscribers import feedback
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,10 @@ _COMMAND_REF = re.compile(
     r"(?<![\w/])/(" + "|".join(sorted(
         (n for c in commands.COMMANDS for n in (c.name, *c.aliases)), key=len, reverse=True))
     + r")\b")
+
+
+# What a channel message says when its file is meant as the channel's library.
+_LIBRARY_WORDS = {"library", "文库", "zotero", "bib"}
 
 
 def parse_command(text: str) -> tuple[str, str]:
@@ -93,15 +108,109 @@ class SlackCommands:
                 await self.on_slash(req.payload)
             elif req.type == "interactive" and req.payload.get("type") == "block_actions":
                 await self.on_action(req.payload)
+            elif req.type == "events_api":
+                await self.on_event(req.payload)
         except Exception:
             log.exception("slack: %s request failed", req.type)
+
+    async def on_event(self, payload: dict[str, Any]) -> commands.Reply | None:
+        """A file shared with the bot (a `message` event of subtype `file_share`)."""
+        event = payload.get("event") or {}
+        files = event.get("files") or []
+        if event.get("type") != "message" or event.get("subtype") != "file_share" or not files:
+            return None
+        channel, user = event.get("channel") or "", event.get("user") or ""
+        said = (event.get("text") or "").strip().lower().lstrip("/").removeprefix("arxiv ")
+        if not channel.startswith("D") and said not in _LIBRARY_WORDS:
+            return None  # a file shared in a channel for its members, not for the bot
+        reply = await self.import_file(channel, user, str(files[0].get("id") or ""))
+        await self.client.chat_postEphemeral(channel=channel, user=user,
+                                             text=slack_text(reply.text))
+        return reply
+
+    async def import_file(self, channel: str, user: str, file_id: str) -> commands.Reply:
+        refusal = await self.refusal(channel, user)
+        if refusal is not None:
+            return commands.Reply(refusal)
+        ctx = commands.CommandContext(channel="slack", address=channel)
+        try:
+            info = (await self.client.files_info(file=file_id))["file"]
+            size = int(info.get("size") or 0)
+            if size > commands.library.MAX_UPLOAD_BYTES:
+                return commands.library.refuse_size(self.store, ctx, size)
+            data = await self._download(info.get("url_private_download")
+                                        or info.get("url_private") or "")
+        except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError, DigestbotError) as exc:
+            log.warning("slack: file %s not fetched: %s", file_id, type(exc).__name__)
+            return commands.library.failed_download(self.store, ctx, exc)
+        name = str(info.get("name") or "file")
+        parsed = await asyncio.to_thread(commands.library.parse, data, name)
+        return commands.library.upload(self.store, ctx, parsed, name)
+
+    async def _download(self, url: str) -> bytes:
+        """A private file's bytes (at most one more than the limit: the parser refuses it)."""
+        host = urlsplit(url).hostname or ""
+        if not (host.endswith(".slack.com") or host == urlsplit(self.settings.slack_api_url).hostname):
+            raise DigestbotError("not a Slack file URL")
+        limit = commands.library.MAX_UPLOAD_BYTES + 1
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                url, headers={"Authorization": f"Bearer {self.client.token}"},
+                allow_redirects=False) as resp:
+            # Without files:read Slack answers its sign-in page, not the file.
+            if resp.status != 200 or resp.content_type == "text/html":
+                raise DigestbotError(f"HTTP {resp.status} {resp.content_type}")
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(65536):
+                data += chunk
+                if len(data) >= limit:
+                    break
+            return bytes(data[:limit])
 
     async def on_slash(self, payload: dict[str, Any]) -> commands.Reply:
         return await self._handle(payload, payload.get("text", ""))
 
     async def on_action(self, payload: dict[str, Any]) -> commands.Reply:
         action = (payload.get("actions") or [{}])[0]
+        line = controls.slack_action(action.get("action_id", ""), str(action.get("value", "")))
+        tapped = controls.parse(line) if line else None
+        if tapped is not None:
+            return await self.on_vote(payload, *tapped)
         return await self._handle(payload, action.get("value", ""))
+
+    async def on_vote(self, payload: dict[str, Any], value: int, paper_id: str) -> commands.Reply:
+        """👍/👎 under a digest entry: record it for the channel's subscription and show it on
+        the message's buttons (chat.update of that message; no new message). Any member's
+        click is the channel's vote, as its digest is the channel's."""
+        channel, _ = _asker(payload)
+        ctx = commands.CommandContext(channel="slack", address=channel)
+        lang = commands.reply_lang(self.store, "slack", channel)
+        try:
+            sub_id = commands.vote(self.store, ctx, value, paper_id)
+        except UsageError as exc:
+            reply = commands.Reply(commands.in_lang(exc, lang))
+            await self.respond(payload, reply)
+            return reply
+        message = payload.get("message") or {}
+        ts = message.get("ts") or (payload.get("container") or {}).get("message_ts")
+        blocks = message.get("blocks")
+        if ts and isinstance(blocks, list):
+            prefix = f"{controls.ACTION}:"
+            ids = {str(b.get("block_id", "")): str(b.get("block_id", ""))[len(prefix):]
+                   for b in blocks if isinstance(b, dict)
+                   and str(b.get("block_id", "")).startswith(prefix)}
+            votes = feedback.votes_on(self.store, sub_id, list(ids.values()))
+            # The message as it is, every entry's buttons showing the channel's vote now.
+            fresh = [controls.slack_actions(ids[b["block_id"]], lang, votes.get(ids[b["block_id"]]))
+                     if isinstance(b, dict) and b.get("block_id") in ids else b for b in blocks]
+            try:
+                await self.client.chat_update(channel=channel, ts=ts, blocks=fresh,
+                                              text=message.get("text") or "")
+            except SlackApiError as exc:
+                # Recorded all the same; only the buttons do not show it.
+                log.warning("slack: cannot update the buttons in %s: %s", channel,
+                            api_error(exc))
+        return commands.Reply("")
 
     async def _handle(self, payload: dict[str, Any], line: str) -> commands.Reply:
         """A typed command and a button's are the same command line: run, answer, deliver."""

@@ -6,12 +6,14 @@ the outbox with `channels.telegram`'s sender, the same one `digestbot send` uses
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
 
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import BotCommand, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -31,11 +33,15 @@ from digestbot.channels.telegram import (
     bot_token,
     file_url,
     initialize,
+    vote_markup,
 )
 from digestbot.config import Settings
+from digestbot.errors import UsageError
+from digestbot.render import controls
 from digestbot.render.i18n import label
-from digestbot.render.telegram import plain_messages, render_telegram
+from digestbot.render.telegram import plain_messages, render_parts
 from digestbot.store import Store
+from digestbot.subscribers import feedback
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +106,42 @@ class _Bot:
         reply = commands.execute(self.store, self.settings, ctx, name, arg)
         await self._show(context, update.effective_chat.id, reply)
 
+    async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A BibTeX or RIS file becomes the chat's library; in a group only when captioned
+        /library (members share files there for other reasons)."""
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or message.document is None or chat is None:
+            return
+        caption = parse_command(message.caption or "", context.bot.username)
+        named = commands.resolve(caption[0]) if caption else None
+        if chat.type in _GROUPS and (named is None or named.name != "library"):
+            return
+        user_id = message.from_user.id if message.from_user else None
+        ctx = await self._context(context, update, "library", user_id)
+        doc = message.document
+        if doc.file_size and doc.file_size > commands.library.MAX_UPLOAD_BYTES:
+            reply = commands.library.refuse_size(self.store, ctx, doc.file_size)
+        elif (refused := commands.library.may_upload(self.store, ctx)) is not None:
+            reply = refused
+        else:
+            try:
+                file = await context.bot.get_file(doc.file_id)
+                data = bytes(await file.download_as_bytearray())
+            except TelegramError as exc:
+                reply = commands.library.failed_download(self.store, ctx, exc)
+            else:
+                name = doc.file_name or "file"
+                parsed = await asyncio.to_thread(commands.library.parse, data, name)
+                reply = commands.library.upload(self.store, ctx, parsed, name)
+        await self._show(context, chat.id, reply)
+
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         if query is None or not query.data or update.effective_chat is None:
+            return
+        tapped = controls.parse(query.data)
+        if tapped is not None:
+            await self.on_vote(query, update.effective_chat.id, *tapped)
             return
         name, _, arg = query.data.partition(" ")
         ctx = await self._context(context, update, name, query.from_user.id)
@@ -115,6 +154,29 @@ class _Bot:
             )
         else:
             await self._show(context, update.effective_chat.id, reply)
+
+    async def on_vote(self, query: CallbackQuery, chat_id: int, value: int, paper_id: str) -> None:
+        """👍/👎 under a digest message: record it, answer the callback quietly and show the
+        vote on that message's keyboard (edited in place: no new message)."""
+        ctx = commands.CommandContext(channel="telegram", address=str(chat_id))
+        try:
+            sub_id = commands.vote(self.store, ctx, value, paper_id)
+        except UsageError as exc:
+            await query.answer(commands.in_lang(
+                exc, commands.reply_lang(self.store, "telegram", str(chat_id)))[:200])
+            return
+        await query.answer()
+        message = query.message
+        markup = message.reply_markup if message is not None else None
+        # The message's papers, from its own keyboard: one row per paper.
+        ids = [parsed[1] for row in (markup.inline_keyboard if markup else ())
+               if row and (parsed := controls.parse(row[0].callback_data or "")) is not None]
+        ids = ids or [paper_id]
+        fresh = vote_markup(ids, feedback.votes_on(self.store, sub_id, ids))
+        # Telegram refuses an edit that changes nothing ("message is not modified"): a second
+        # tap on the same side leaves the keyboard as it is.
+        if markup is None or fresh is None or fresh.to_dict() != markup.to_dict():
+            await query.edit_message_reply_markup(fresh)
 
     async def _context(self, context: ContextTypes.DEFAULT_TYPE, update: Update, name: str,
                        user_id: int | None) -> commands.CommandContext:
@@ -152,8 +214,10 @@ class _Bot:
                     lang, "发送失败,稍后会自动重试。",
                     "Sending failed; it will be retried automatically."))
         if reply.digest is not None:
-            for text in render_telegram(reply.digest):
-                await self.sender.post(self.store, reply.digest.subscriber.id, chat_id, text)
+            for text, ids in render_parts(reply.digest):
+                await self.sender.post(self.store, reply.digest.subscriber.id, chat_id, text,
+                                       vote_markup(ids, feedback.votes_on(
+                                           self.store, reply.digest.subscriber.id, ids)))
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed: %s", context.error, exc_info=context.error)
@@ -182,6 +246,8 @@ def build_application(settings: Settings, store: Store,
     sender = TelegramSender(app.bot, owns_bot=False, public_url=settings.public_url)
     bot = _Bot(settings, store, sender)
     app.add_handler(MessageHandler(filters.COMMAND & filters.UpdateType.MESSAGE, bot.on_command))
+    app.add_handler(MessageHandler(filters.Document.ALL & filters.UpdateType.MESSAGE,
+                                   bot.on_document))
     app.add_handler(CallbackQueryHandler(bot.on_button))
     app.add_error_handler(bot.on_error)
     return app, bot

@@ -29,12 +29,13 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import aiosmtplib
 
 from digestbot import render, signing
-from digestbot.channels.breaker import breaker_for
+from digestbot.breaker import breaker_for
 from digestbot.channels.mime import FAST_BASE64, flatten
 from digestbot.config import Settings
 from digestbot.errors import ConfigError, PermanentError, ServiceDown, TransientError
 from digestbot.models import Digest
 from digestbot.outbox import DeliveryRow
+from digestbot.render import controls
 from digestbot.store import Store
 
 SMTP_TIMEOUT = 30.0
@@ -88,6 +89,11 @@ def wire_address(address: str) -> tuple[str, bool]:
     return f"{local}@{ascii_domain}", not local.isascii()
 
 
+def _votes(feedback_link: str | None, lang: str) -> render.EntryControls | None:
+    # One signed link a digest (the HMAC); each paper's two URLs are string joins on it.
+    return controls.EmailVotes(feedback_link, lang) if feedback_link else None
+
+
 def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> EmailMessage:
     """The digest email, with the Message-ID the outbox row chose before the first attempt."""
     sub = digest.subscriber
@@ -98,6 +104,7 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
         digest, unsubscribe_url=web_unsubscribe,
         preferences_url=signing.preferences_url(settings, sub),
         pages_url=signing.pages_url(settings.public_url, digest.date),
+        controls=_votes(signing.feedback_link(settings, sub), sub.lang),
     )
 
     to, utf8 = wire_address(sub.address)
@@ -224,7 +231,7 @@ class EmailSender:
     Recipient refused with 5xx → `PermanentError('bounced')`; 4xx, connection trouble, a
     rejected sender or message → `TransientError` (the outbox retries with backoff). Errors
     name the host and the server's answer, never the URL or the password. A server that
-    stops answering trips the process's breaker for it (`channels.breaker`): the rest of the
+    stops answering trips the process's breaker for it (`digestbot.breaker`): the rest of the
     batch fails at once with `ServiceDown` instead of waiting out a timeout per reader.
     """
 

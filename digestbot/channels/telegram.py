@@ -15,7 +15,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from telegram import LinkPreviewOptions, Message
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -32,6 +32,7 @@ from digestbot import outbox, signing, subscribers
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
 from digestbot.models import Digest, Subscriber
+from digestbot.render import controls
 from digestbot.render.telegram import render_parts
 from digestbot.store import Store, protect
 
@@ -219,19 +220,23 @@ class TelegramSender:
         chat_id: int | str = _chat_id(subscriber.address)
         # New parts are numbered after the recorded ones, which keep their rows.
         for seq, (text, paper_ids) in enumerate(parts, max(done, default=-1) + 1):
-            message, chat_id = await self.post(store, subscriber.id, chat_id, text)
+            message, chat_id = await self.post(store, subscriber.id, chat_id, text,
+                                               vote_markup(paper_ids))
             outbox.mark_part(store, delivery_row.id, seq, str(message.message_id),
                                paper_ids=paper_ids)
 
     async def post(self, store: Store, subscriber_id: int, chat_id: int | str,
-                    text: str) -> tuple[Message, int | str]:
-        """One HTML message; a chat that became a supergroup is followed to its new id.
+                   text: str, markup: InlineKeyboardMarkup | None = None
+                   ) -> tuple[Message, int | str]:
+        """One HTML message (with `markup`, its 👍/👎 keyboard); a chat that became a
+        supergroup is followed to its new id.
 
         Returns the message and the chat id it finally went to.
         """
         try:
             return await self.bot.send_message(
                 chat_id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+                reply_markup=markup,
             ), chat_id
         except ChatMigrated as exc:
             new_id = exc.new_chat_id
@@ -245,7 +250,7 @@ class TelegramSender:
             log.info("chat %s migrated to %s; subscriber #%s follows", chat_id, new_id,
                      subscriber_id)
             subscribers.update_settings(store, subscriber_id, address=str(new_id))
-            return await self.post(store, subscriber_id, new_id, text)
+            return await self.post(store, subscriber_id, new_id, text, markup)
         except Forbidden as exc:
             raise PermanentError(f"telegram: {exc.message}", status="blocked") from None
         except BadRequest as exc:
@@ -255,6 +260,16 @@ class TelegramSender:
         except (RetryAfter, NetworkError) as exc:
             # RetryAfter lands here only once the limiter's retries are used up.
             raise TransientError(f"telegram: {exc.message}") from None
+
+
+def vote_markup(paper_ids: list[str], votes: dict[str, int] | None = None
+                ) -> InlineKeyboardMarkup | None:
+    """The 👍/👎 keyboard of a digest message carrying `paper_ids` (none for the header)."""
+    if not paper_ids:
+        return None
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(b["text"], callback_data=b["callback_data"]) for b in row]
+        for row in controls.telegram_keyboard(paper_ids, votes or {})])
 
 
 def _chat_id(address: str) -> int | str:

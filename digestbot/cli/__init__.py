@@ -44,6 +44,8 @@ HANDLERS: dict[str, str] = {
     "sub follow": "digestbot.cli.profile:cmd_sub_follow",
     "sub unfollow": "digestbot.cli.profile:cmd_sub_unfollow",
     "sub keywords": "digestbot.cli.profile:cmd_sub_keywords",
+    "feedback": "digestbot.cli.profile:cmd_feedback",
+    "sub library": "digestbot.cli.library:cmd_sub_library",
     "preview": "digestbot.cli.deliver:cmd_preview",
     "send": "digestbot.cli.deliver:cmd_send",
     "once": "digestbot.cli.once:cmd_once",
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "sub":
             if args.sub_command is None:
                 raise UsageError("digestbot sub: expected add, import, export, list, rm, follow, "
-                                 "unfollow or keywords (see `digestbot sub --help`)")
+                                 "unfollow, keywords or library (see `digestbot sub --help`)")
             command = f"sub {args.sub_command}"
         setup_logging(args.verbose, args.log_json)
         handler = _resolve(command)

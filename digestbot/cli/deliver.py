@@ -13,8 +13,8 @@ from typing import Any
 
 from digestbot import digest as digests
 from digestbot import outbox, render, signing, status, subscribers
+from digestbot.breaker import snapshots as breaker_states
 from digestbot.channels import build_senders
-from digestbot.channels.breaker import snapshots as breaker_states
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber

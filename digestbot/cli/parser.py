@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="as JSON")
 
     s = _command(sub, "sub", "管理订阅者 / manage subscribers: add, import, export, list, rm, "
-                 "follow, unfollow, keywords",
+                 "follow, unfollow, keywords, library",
                  "`digestbot sub ACTION --help` explains each action.")
     ss = s.add_subparsers(dest="sub_command", metavar="ACTION", parser_class=_Parser)
     a = _command(
@@ -196,6 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--exclude", action="append", default=[], metavar="WORD", help="excluded word (repeatable)")
     k.add_argument("--remove", action="append", default=[], metavar="WORD", help="drop a word (repeatable)")
     k.add_argument("--clear", choices=["must", "exclude", "all"], help="drop every word of a kind first")
+    lib = _command(ss, "library", "文库 / a reader's paper library as a profile",
+                   "Import a BibTeX or RIS file, or a Zotero library (Web API v3, a read-only key "
+                   "from DIGESTBOT_ZOTERO_KEY or --key-file, never the command line). Each day's "
+                   "papers close to it (local embeddings) come with the nearest library paper as "
+                   "the reason. Importing again replaces it. Without options, shows it.")
+    lib.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
+    lib.add_argument("--file", metavar="BIB_OR_RIS", help="BibTeX (.bib) or RIS (.ris) file")
+    lib.add_argument("--zotero", metavar="USER_ID", help="Zotero user id (zotero.org/settings/keys)")
+    lib.add_argument("--key-file", metavar="FILE", help="file holding the Zotero key")
+    lib.add_argument("--refresh", action="store_true", help="fetch the Zotero library again")
+    lib.add_argument("--clear", action="store_true", help="forget the library")
+    lib.add_argument("--threshold", default=None, metavar="N", help="minimum match 0–100 (default 60)")
+
+    s = _command(
+        sub, "feedback", "读者的 👍/👎 / a reader's votes",
+        "The papers the reader voted on (👍/👎 from a digest's buttons or links), newest "
+        "first; the last vote on a paper counts. With 5 or more votes of both kinds they "
+        "re-rank the reader's digest.",
+    )
+    s.add_argument("id", type=_positive, metavar="ID", help="subscriber id")
+    s.add_argument("--json", action="store_true", help="as JSON")
 
     s = _command(
         sub, "preview", "预览摘要 / print a subscriber's digest without sending it",

@@ -1,14 +1,17 @@
-"""`digestbot sub follow | unfollow | keywords`: a reader's followed authors and keywords."""
+"""`digestbot sub follow | unfollow | keywords`, `digestbot feedback`: a reader's followed
+authors, keywords and votes."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from digestbot import subscribers
 from digestbot.config import Settings
 from digestbot.errors import UsageError
+from digestbot.sources.papers import get_papers
 from digestbot.store import Store
-from digestbot.subscribers import profile
+from digestbot.subscribers import feedback, profile
 
 
 def _existing(store: Store, id: int) -> None:
@@ -66,4 +69,25 @@ def cmd_sub_keywords(settings: Settings, args: argparse.Namespace) -> int:
                 if words:
                     profile.add_keywords(store, args.id, kind, words)
         _show(store, args.id)
+    return 0
+
+
+def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
+    with Store(settings.db) as store:
+        _existing(store, args.id)
+        votes = feedback.votes(store, args.id)
+        titles = {pid: p.title for pid, p in get_papers(store, [v.arxiv_id for v in votes]).items()}
+    if args.json:
+        print(json.dumps([{"arxiv_id": v.arxiv_id, "vote": v.name, "at": v.at,
+                           "title": titles.get(v.arxiv_id, "")} for v in votes],
+                         ensure_ascii=False, indent=2))
+        return 0
+    if not votes:
+        print("还没有投票 / no votes yet")
+    for v in votes:
+        mark = "👍" if v.vote == feedback.UP else "👎"
+        print(f"{mark} {v.arxiv_id}  {v.at[:16]}  {titles.get(v.arxiv_id, '')[:80]}")
+    ups = sum(v.vote == feedback.UP for v in votes)
+    print(f"共 {len(votes)} 票(👍 {ups},👎 {len(votes) - ups})/ {len(votes)} votes "
+          f"({ups} up, {len(votes) - ups} down)")
     return 0

@@ -12,14 +12,24 @@ and as its "中文 / English" line to the others.
 
 The package: `core` (the model: context, reply, buttons, language, shared lookups),
 `subscriptions` (what a chat follows), `preferences` (how and whether its digests come),
-`profile` (followed authors, keywords in and out) and
+`profile` (followed authors, keywords in and out), `library` (a paper library as a profile) and
 `registry` (every command by name, /help, and the dispatch). Each imports only those before
 it in that list; callers use the names re-exported here.
 """
 
 from __future__ import annotations
 
-from digestbot.commands.core import Button, Command, CommandContext, Reply, reply_lang, say
+from digestbot.commands import library
+from digestbot.commands.core import (
+    Button,
+    Command,
+    CommandContext,
+    Reply,
+    in_lang,
+    reply_lang,
+    say,
+)
+from digestbot.commands.profile import vote
 from digestbot.commands.registry import (
     COMMANDS,
     MAX_ARG_CHARS,
@@ -37,7 +47,10 @@ __all__ = [
     "CommandContext",
     "Reply",
     "execute",
+    "in_lang",
+    "library",
     "menu",
+    "vote",
     "mutates",
     "reply_lang",
     "resolve",

@@ -25,7 +25,7 @@ from digestbot.models import Subscriber
 from digestbot.render.i18n import label, topic_name
 from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
-from digestbot.subscribers import notices
+from digestbot.subscribers import library, notices
 from digestbot.subscribers import profile as profiles
 
 # -- /list --------------------------------------------------------------------------------------
@@ -55,6 +55,7 @@ def cmd_list(store: Store, settings: Settings, ctx: CommandContext, arg: str, la
         rows_en.append(f"• {topic_name(topic, 'en') if topic else s.topic}  ≥{s.threshold}%")
     none = ("(无)", "(none)")
     prof = profiles.get_profile(store, sub.id)
+    shelf = library.get_library(store, sub.id)
     notify = ({True: ("开", "on"), False: ("关", "off")}[notices.wants_notices(store, sub.id)]
               if sub.channel in notices.CHANNELS else None)
     zh = "\n".join([
@@ -62,6 +63,7 @@ def cmd_list(store: Store, settings: Settings, ctx: CommandContext, arg: str, la
         *([f"关注作者:{' · '.join(prof.follows)}"] if prof.follows else []),
         *([f"必含关键词:{' · '.join(prof.must)}"] if prof.must else []),
         *([f"排除关键词:{' · '.join(prof.exclude)}"] if prof.exclude else []),
+        *([library.describe(shelf, "zh")] if shelf else []),
         f"推送时间:{_when_zh(sub)}", f"语言:{zh_lang}", f"每期最多:{sub.max_papers} 篇",
         f"状态:{zh_status}", *([f"假日提醒:{notify[0]}"] if notify else []),
     ])
@@ -70,6 +72,7 @@ def cmd_list(store: Store, settings: Settings, ctx: CommandContext, arg: str, la
         *([f"Followed authors: {' · '.join(prof.follows)}"] if prof.follows else []),
         *([f"Must-have keywords: {' · '.join(prof.must)}"] if prof.must else []),
         *([f"Excluded keywords: {' · '.join(prof.exclude)}"] if prof.exclude else []),
+        *([library.describe(shelf, "en")] if shelf else []),
         f"Delivery: {_when_en(sub)}", f"Language: {en_lang}",
         f"At most {sub.max_papers} papers per digest", f"Status: {en_status}",
         *([f"Holiday notices: {notify[1]}"] if notify else []),

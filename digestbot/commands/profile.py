@@ -1,5 +1,6 @@
-"""A chat's profile beyond topics: /follow, /unfollow, /must and /exclude (issue 16), and
-/notify: whether the chat hears a one-line notice on a day without a digest (issue 18).
+"""A chat's profile beyond topics: /follow, /unfollow, /must and /exclude (issue 16),
+/notify: whether the chat hears a one-line notice on a day without a digest (issue 18), and
+/learned and /forget: what the chat's 👍/👎 taught its ranking, and starting over (issue 17).
 
 A followed author's new papers come whatever their topic scores; `must` keeps only papers
 whose title or abstract mentions one of the words, `exclude` drops those that mention one.
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import unicodedata
 
+from digestbot import rerank
 from digestbot.commands.core import CommandContext, Reply, Run, ensure_subscriber, say
 from digestbot.config import Settings
+from digestbot.errors import UsageError
 from digestbot.store import Store
-from digestbot.subscribers import by_address, notices
+from digestbot.subscribers import by_address, feedback, notices, subscriptions
 from digestbot.subscribers import profile as profiles
 from digestbot.subscribers.profile import KeywordKind
 
@@ -124,3 +127,49 @@ def cmd_notify(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
                          "On: on an arXiv holiday (no announcement) this chat gets a one-line "
                          "notice."))
     return Reply(say(lang, "已关闭假日提醒。", "Holiday notices off."))
+
+
+def cmd_learned(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:
+    """What the re-ranker learned from the chat's votes: words it leans to and from, and the
+    liked papers it ranks highest. Computed now from the votes (milliseconds, no LLM)."""
+    sub = by_address(store, ctx.channel, ctx.address)
+    votes = feedback.votes(store, sub.id) if sub else []
+    ups = sum(v.vote == feedback.UP for v in votes)
+    learned = rerank.learn(store, sub.id, [s.topic for s in subscriptions(store, sub.id)]) \
+        if sub else None
+    if learned is None:
+        return Reply(say(
+            lang, f"已有 {len(votes)} 票(👍 {ups} · 👎 {len(votes) - ups})。至少 "
+            f"{rerank.MIN_VOTES} 票且 👍 👎 都有时,摘要才会按你的喜好排序;点摘要里每篇论文下的 "
+            "👍/👎 即可。",
+            f"{len(votes)} votes so far ({ups} up, {len(votes) - ups} down). Your digest is "
+            f"ranked by your taste from {rerank.MIN_VOTES} votes with both 👍 and 👎: tap them "
+            "under each paper of your digest."))
+    likes, dislikes = learned.top_words(store)
+    best = learned.favourites(3)
+    zh = [f"从 {len(votes)} 票(👍 {ups} · 👎 {len(votes) - ups})学到:",
+          f"偏好:{', '.join(likes) or '—'}", f"不感兴趣:{', '.join(dislikes) or '—'}",
+          "最像你喜欢的:", *(f"• {t}" for t in best), "重新开始:/forget"]
+    en = [f"Learned from {len(votes)} votes ({ups} up, {len(votes) - ups} down):",
+          f"Leaning to: {', '.join(likes) or '—'}", f"Leaning away from: {', '.join(dislikes) or '—'}",
+          "Closest to your taste:", *(f"• {t}" for t in best), "Start over: /forget"]
+    return Reply(say(lang, "\n".join(zh), "\n".join(en)))
+
+
+def cmd_forget(store: Store, settings: Settings, ctx: CommandContext, arg: str, lang: str) -> Reply:
+    sub = by_address(store, ctx.channel, ctx.address)
+    gone = feedback.forget(store, sub.id) if sub else 0
+    return Reply(say(lang, f"已删除 {gone} 票;摘要恢复按主题匹配度排序。",
+                     f"Deleted {gone} votes; your digest is ranked by topic match again."))
+
+
+def vote(store: Store, ctx: CommandContext, value: int, paper_id: str) -> int:
+    """A 👍/👎 tapped under a paper of the chat's digest (Telegram and Slack alike), recorded
+    for the chat's subscription (the last tap counts; in a group, any member's tap is the
+    group's); the subscriber's id, for the caller to show the state (`feedback.votes_on`).
+    UsageError when the chat has no subscription or the paper is unknown."""
+    sub = by_address(store, ctx.channel, ctx.address)
+    if sub is None:
+        raise UsageError(zh="本聊天没有订阅。", en="This chat is not subscribed.")
+    feedback.record(store, sub.id, paper_id, value)
+    return sub.id

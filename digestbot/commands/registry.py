@@ -12,6 +12,7 @@ from digestbot.commands.core import (
     reply_lang,
     say,
 )
+from digestbot.commands.library import cmd_library
 from digestbot.commands.preferences import (
     cmd_digest,
     cmd_lang,
@@ -22,7 +23,15 @@ from digestbot.commands.preferences import (
     cmd_tz,
     cmd_weekly,
 )
-from digestbot.commands.profile import cmd_exclude, cmd_follow, cmd_must, cmd_notify, cmd_unfollow
+from digestbot.commands.profile import (
+    cmd_exclude,
+    cmd_follow,
+    cmd_forget,
+    cmd_learned,
+    cmd_must,
+    cmd_notify,
+    cmd_unfollow,
+)
 from digestbot.commands.subscriptions import (
     cmd_custom,
     cmd_start,
@@ -82,6 +91,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("exclude", ("never",), True, "排除关键词(不推提到这些词的论文)",
             "excluded keywords (never papers that mention one)", "/exclude speech, 语音",
             cmd_exclude),
+    Command("learned", ("taste",), False, "从你的 👍/👎 学到了什么", "what your 👍/👎 taught",
+            "/learned", cmd_learned),
+    Command("forget", (), True, "删除全部 👍/👎,恢复默认排序",
+            "delete your 👍/👎 and reset the ranking", "/forget", cmd_forget),
+    Command("library", ("zotero", "bib"), True, "我的文库(发送 .bib/.ris 文件导入)",
+            "my paper library (send a .bib/.ris file to import)",
+            "/library · /library 70 · /library clear", cmd_library),
     Command("time", ("at",), True, "每日推送时间", "daily delivery time", "/time 08:30", cmd_time),
     Command("tz", ("timezone",), True, "时区", "time zone", "/tz Asia/Shanghai", cmd_tz),
     Command("weekly", ("cadence",), True, "每周精选(周一推送,不再每天)",

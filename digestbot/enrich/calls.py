@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from digestbot.enrich import offline
-from digestbot.enrich.llm import LLMClient, record_call
+from digestbot.enrich.llm import LLMClient, Outcome, record_call
 from digestbot.errors import DigestbotError
 from digestbot.models import Paper
 from digestbot.store import Store, chunks
@@ -34,12 +34,17 @@ class PipelineReport:
     topics: int = 0
     scorer: str = offline.SCORER
     scored: int = 0  # paper versions that got new scores
-    score_calls: int = 0
+    score_calls: int = 0  # requests: one scores several papers (settings.llm_batch)
+    prefiltered: int = 0  # paper versions kept from the LLM: no followed topic within reach
     enrich_selected: int = 0
     enriched: int = 0  # new enrichments written
     enrich_calls: int = 0
     cached: int = 0  # scoring and enrichment work found in the cache
     failures: int = 0  # papers that fell back to offline after an LLM failure
+    # What the requests cost, as the provider reported it (cached: part of prompt).
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
     waiting: int = 0  # papers left for a later run: their version is not known yet
     # Wall time of each phase, for operators' logs and bench/enrich.py's wall ÷ ideal.
     score_seconds: float = 0.0
@@ -51,11 +56,15 @@ class PipelineReport:
         if self.date is None:
             return "没有公告 / no announcement to process"
         return (f"{self.date}: {_n(self.papers, 'paper')} × {_n(self.topics, 'topic')} ({self.scorer}); "
-                f"scored {self.scored} ({self.score_calls} LLM calls), "
+                f"scored {self.scored} ({self.score_calls} LLM calls"
+                + (f", prefiltered {self.prefiltered}" if self.prefiltered else "") + "), "
                 f"enriched {self.enriched}/{self.enrich_selected} selected "
                 f"({self.enrich_calls} LLM calls), {self.cached} cached, "
                 f"{self.failures} failures"
                 + (f", {self.waiting} waiting for their version" if self.waiting else "")
+                + (f"; LLM tokens {self.prompt_tokens:,} prompt ({self.cached_tokens:,} cached)"
+                   f" + {self.completion_tokens:,} completion"
+                   if self.score_calls or self.enrich_calls else "")
                 + (f"; {_n(self.catalogue_topics, 'other catalogue topic')} offline "
                    f"({self.catalogue_seconds:.1f} s)" if self.catalogue_topics else ""))
 
@@ -66,25 +75,36 @@ def _n(count: int, noun: str) -> str:
 
 async def ask_recorded(store: Store, llm: LLMClient, report: PipelineReport, kind: str,
                        paper: Paper, messages: list[dict[str, str]], answer: type[M], *,
-                       name: str, check: Callable[[M], None]) -> M | None:
+                       name: str, check: Callable[[M], None],
+                       schema: type[BaseModel] | None = None) -> M | None:
     """One logical call about `paper`: recorded in llm_calls and counted in the report.
 
     None means the caller falls back to the offline result; the failure is counted (and
     logged, unless the breaker skipped the call: it already said why, once).
     """
-    result = await llm.ask(messages, answer, name=name, check=check)
-    record_call(store, kind, paper.id, paper.version, llm.model, result)
-    if result.called:
-        if kind == "score":
-            report.score_calls += 1
-        else:
-            report.enrich_calls += 1
+    result = await llm.ask(messages, answer, name=name, check=check, schema=schema)
+    record_call(store, kind, llm.model, result,
+                [(paper.id, paper.version, result.outcome, result.error)])
+    count_call(report, kind, result)
     if result.value is None:
         report.failures += 1
         if result.called:
             log.warning("%s %s fell back to offline: %s", kind, paper.versioned_id,
                         result.error)
     return result.value
+
+
+def count_call(report: PipelineReport, kind: str, result: Outcome[Any]) -> None:
+    """One request (with its validation retry) in the report: nothing if it was not sent."""
+    if not result.called:
+        return
+    if kind == "score":
+        report.score_calls += 1
+    else:
+        report.enrich_calls += 1
+    report.prompt_tokens += result.usage.prompt
+    report.completion_tokens += result.usage.completion
+    report.cached_tokens += result.usage.cached
 
 
 def rows_for(store: Store, table: str, ids: list[str]) -> list[dict[str, Any]]:

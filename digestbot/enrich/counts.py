@@ -6,15 +6,22 @@ from typing import Any
 
 from digestbot.store import Store
 
+# `calls` are requests (a scoring request has a row per paper; a row without a request id is a
+# request of its own); `failures` are requests some paper of which got no usable answer.
+_LLM = """
+select count(distinct coalesce(request, 'row' || id)) calls,
+       count(distinct case when outcome not in ('ok', 'retried')
+                      then coalesce(request, 'row' || id) end) failures,
+       coalesce(sum(prompt_tokens), 0) prompt_tokens,
+       coalesce(sum(completion_tokens), 0) completion_tokens,
+       coalesce(sum(cached_tokens), 0) cached_tokens
+from llm_calls
+"""
+
 
 def counts(store: Store) -> dict[str, Any]:
     db = store.db
-    llm = next(iter(db.query(
-        "select count(*) calls, coalesce(sum(outcome not in ('ok', 'retried')), 0) failures,"
-        " coalesce(sum(prompt_tokens), 0) prompt_tokens,"
-        " coalesce(sum(completion_tokens), 0) completion_tokens,"
-        " coalesce(sum(cached_tokens), 0) cached_tokens from llm_calls"
-    )))
+    llm = next(iter(db.query(_LLM)))
     return {
         "scores": next(iter(db.query("select count(*) n from scores")))["n"],
         "enriched": next(iter(db.query(
@@ -36,9 +43,4 @@ def evening_times(store: Store, date: str) -> dict[str, str | None]:
 
 def llm_since(store: Store, since: str) -> dict[str, int]:
     """The LLM's calls, failures and tokens since `since` (ISO, UTC)."""
-    return dict(next(iter(store.db.query(
-        "select count(*) calls, coalesce(sum(outcome not in ('ok', 'retried')), 0) failures,"
-        " coalesce(sum(prompt_tokens), 0) prompt_tokens,"
-        " coalesce(sum(completion_tokens), 0) completion_tokens,"
-        " coalesce(sum(cached_tokens), 0) cached_tokens from llm_calls where created_at >= ?",
-        [since]))))
+    return dict(next(iter(store.db.query(_LLM + " where created_at >= ?", [since]))))

@@ -23,7 +23,7 @@ from digestbot.enrich.calls import (
     run_all,
 )
 from digestbot.enrich.llm import LLMClient
-from digestbot.enrich.pdf import FirstPages
+from digestbot.enrich.pdf import FirstPages, page_text
 from digestbot.errors import AnswerError
 from digestbot.models import Enrichment, Institution, Paper
 from digestbot.store import Store, chunks, now_iso
@@ -58,7 +58,7 @@ async def enrich_papers(store: Store, papers: Sequence[Paper], llm: LLMClient | 
 
 async def _llm_enrichment(store: Store, llm: LLMClient, first_pages: FirstPages, paper: Paper,
                           report: PipelineReport) -> Enrichment:
-    page = await first_pages.get(paper)
+    page = page_text(await first_pages.get(paper))
 
     def check(answer: prompts.EnrichAnswer) -> None:
         # A summary passed off as the translation is the typical failure; Chinese runs at

@@ -9,7 +9,8 @@
 - A 401/403 stops the run: every further call would fail the same way.
 - After several transport errors in a row the endpoint is considered down and the rest of
   the run skips the LLM, so a dead server costs seconds, not hours of backoff.
-Every call's tokens (prompt, completion, cached), latency and outcome go to `llm_calls`.
+Every request's tokens (prompt, completion, cached), latency and outcome go to `llm_calls`,
+one row per paper it was about (a scoring request covers several), sharing a request id.
 The API key is never logged and is scrubbed from any error text we keep.
 """
 
@@ -20,7 +21,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -84,6 +86,7 @@ class LLMClient:
                                  "use the offline scorer (--offline)")
         self.model = settings.llm_model
         self.mode = settings.llm_json
+        self.batch = settings.llm_batch  # papers per scoring request
         protect(settings)  # an error body that quotes the key stays out of logs and llm_calls
         self._client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key.get(),
@@ -115,20 +118,27 @@ class LLMClient:
         *,
         name: str,
         check: Callable[[M], None] | None = None,
+        schema: type[BaseModel] | None = None,
+        attempts: int = 2,
     ) -> Outcome[M]:
-        """Send `messages`, return the answer validated as `answer` (and by `check`)."""
+        """Send `messages`, return the answer validated as `answer` (and by `check`).
+
+        `schema` is the shape `schema` mode asks for when it differs from what is parsed (a
+        batch is parsed leniently and checked item by item); `attempts=1` skips the
+        validation retry, for a caller that handles an unusable answer itself.
+        """
         usage = Usage()
         started = time.monotonic()
         convo = list(messages)
         error = ""
-        for attempt in (1, 2):
+        for attempt in range(1, attempts + 1):
             try:
                 async with self._slots:
                     # Checked once a slot is ours: calls queued before the breaker opened skip too.
                     if self.down:
                         return Outcome(None, "error", self.down, called=False)
                     response = await self._client.chat.completions.create(
-                        model=self.model, messages=convo, **self._format(answer, name)
+                        model=self.model, messages=convo, **self._format(schema or answer, name)
                     )
             except (openai.AuthenticationError, openai.PermissionDeniedError):
                 raise DigestbotError(AUTH_ERROR) from None
@@ -226,21 +236,36 @@ def parse_answer(response: Any, answer: type[M]) -> M:
     try:
         return answer.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise AnswerError(f"wrong shape: {problems}") from None
+        raise AnswerError(f"wrong shape: {shape_problems(exc)}") from None
 
 
-def record_call(store: Store, kind: str, arxiv_id: str, version: int, model: str,
-                result: Outcome[Any]) -> None:
-    """One llm_calls row per logical call (a validation retry is part of the same call)."""
-    if not result.called:
+def shape_problems(exc: ValidationError) -> str:
+    """The first few validation errors as `path.to.field: what is wrong`, for the model."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
+                     for e in exc.errors()[:5])
+
+
+def record_call(store: Store, kind: str, model: str, result: Outcome[Any],
+                rows: Sequence[tuple[str, int | None, str, str | None]]) -> None:
+    """The llm_calls rows of one logical call (a validation retry is part of it): one per
+    paper it was about, as (arxiv_id, version, outcome, error), under one request id. The
+    request's tokens are split over its rows, so every sum over llm_calls is the bill."""
+    if not result.called or not rows:
         return
-    store.db["llm_calls"].insert({
+    request = uuid.uuid4().hex[:16]
+    created = now_iso()
+    shares = [_split(total, len(rows)) for total in
+              (result.usage.prompt, result.usage.completion, result.usage.cached)]
+    store.db["llm_calls"].insert_all([{
         "kind": kind, "arxiv_id": arxiv_id, "version": version, "model": model,
-        "prompt_tokens": result.usage.prompt, "completion_tokens": result.usage.completion,
-        "cached_tokens": result.usage.cached, "latency_ms": result.latency_ms,
-        "outcome": result.outcome, "error": result.error and redact(result.error),
-        "created_at": now_iso(),
-    })
+        "prompt_tokens": shares[0][i], "completion_tokens": shares[1][i],
+        "cached_tokens": shares[2][i], "latency_ms": result.latency_ms,
+        "outcome": outcome, "error": error and redact(error), "request": request,
+        "created_at": created,
+    } for i, (arxiv_id, version, outcome, error) in enumerate(rows)])
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """`total` in `parts` whole shares that add up to it exactly."""
+    share, rest = divmod(total, parts)
+    return [share + (i < rest) for i in range(parts)]

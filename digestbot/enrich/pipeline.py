@@ -5,6 +5,8 @@ Enrich once, deliver many: the cost of a run grows with papers, never with subsc
   per (arxiv_id, version, topic), so a newly subscribed topic costs one call per paper for just
   that topic and a re-run costs nothing. Offline scores (no key, or an LLM failure) are
   upgraded by a later LLM run, up to MAX_FAILED_CALLS failed attempts per paper version.
+  First the prefilter (`DIGESTBOT_PREFILTER`, on by default): a paper whose offline score is
+  far below every followed topic's lowest threshold keeps it as final and costs no call.
 - Selection: a paper version is enriched when it reaches, on some topic, the lowest threshold
   of that topic's subscribers (active or paused), or always with `all_papers`.
 - Enrichment: one call per selected paper version, cached per (arxiv_id, version,
@@ -30,6 +32,7 @@ from digestbot import topics as catalogue
 from digestbot.config import Settings
 from digestbot.enrich.calls import PipelineReport
 from digestbot.enrich.enrichment import enrich_papers
+from digestbot.enrich.institutions import FILL_PER_RUN, fill_missing_institutions
 from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pdf import FirstPages
 from digestbot.enrich.scoring import above_threshold, score_papers
@@ -70,7 +73,8 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
         if llm is not None:
             report.scorer = llm.scorer
         started = time.monotonic()
-        await score_papers(store, papers, active, llm, report)
+        await score_papers(store, papers, active, llm, report,
+                           first_stage=settings.prefilter == "on")
         report.score_seconds = time.monotonic() - started
         # After the followed topics' scores (the digests wait on those, not on these).
         await _score_catalogue(store, papers, active, report)
@@ -79,6 +83,9 @@ async def run_pipeline(settings: Settings, store: Store, *, date: str | None = N
         started = time.monotonic()
         await enrich_papers(store, selected, llm, first_pages, report)
         report.enrich_seconds = time.monotonic() - started
+        if llm is not None:  # pages given up while arXiv was away, a few per run (≈1 min)
+            await fill_missing_institutions(settings, store, llm=llm, first_pages=first_pages,
+                                            limit=FILL_PER_RUN)
     finally:
         first_pages.close()
         if llm is not None:

@@ -1,34 +1,33 @@
-"""Scoring: every paper version × topic, one LLM call per paper version for all its missing
-topics, cached per (arxiv_id, version, topic); offline scores are upgraded by a later LLM run.
-Selection reads the stored scores back: which papers some subscriber's threshold reaches.
+"""Scoring: every paper version × topic, cached per (arxiv_id, version, topic); the papers
+the cache lacks are sent to the LLM several per request (`batches`), each asked once for all
+its missing topics; offline scores are upgraded by a later LLM run. With `first_stage`, the
+prefilter keeps papers no subscriber's threshold is within reach of from the LLM: their
+offline scores are final (`prefilter`). Selection reads the stored scores back: which papers
+some subscriber's threshold reaches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from digestbot.enrich import offline, prompts
-from digestbot.enrich.calls import (
-    Key,
-    PipelineReport,
-    ask_recorded,
-    failed_often,
-    rows_for,
-    run_all,
-)
+from digestbot.enrich import prefilter
+from digestbot.enrich.batches import offline_scores, score_requests
+from digestbot.enrich.calls import Key, PipelineReport, failed_often, rows_for
 from digestbot.enrich.llm import LLMClient
-from digestbot.errors import AnswerError
 from digestbot.models import Paper, Score, Topic
 from digestbot.store import Store, now_iso
 
 
 async def score_papers(store: Store, papers: Sequence[Paper], topics: Sequence[Topic],
                        llm: LLMClient | None, report: PipelineReport, *,
-                       cache: bool = True) -> dict[Key, dict[str, Score]]:
+                       cache: bool = True, first_stage: bool = False
+                       ) -> dict[Key, dict[str, Score]]:
     """Every paper × topic score, from the cache where possible; new ones are stored.
 
     With `cache=False` (papers that are not in the store) nothing is read or written
-    except the llm_calls accounting.
+    except the llm_calls accounting. With `first_stage` (and an LLM), papers that cannot
+    reach any subscriber's threshold get their offline scores as final and no LLM call
+    (`prefilter`).
     """
     topics = sorted(topics, key=lambda t: t.slug)
     results: dict[Key, dict[str, Score]] = {(p.id, p.version): {} for p in papers}
@@ -53,54 +52,34 @@ async def score_papers(store: Store, papers: Sequence[Paper], topics: Sequence[T
             todo.append((paper, missing))
         else:
             report.cached += 1
+    if first_stage and llm is not None:
+        todo, dropped = prefilter.split(store, todo)
+        # Re-checked every run; only what changed is written (a re-run is not new work).
+        fresh = [s for s in dropped if stored.get((s.arxiv_id, s.version), {}).get(s.topic) != s]
+        _save_scores(store, fresh, cache)
+        for s in dropped:
+            results[(s.arxiv_id, s.version)][s.topic] = s
+        papers_dropped = {(s.arxiv_id, s.version) for s in dropped}
+        papers_fresh = {(s.arxiv_id, s.version) for s in fresh}
+        report.prefiltered += len(papers_dropped)
+        report.scored += len(papers_fresh)
+        report.cached += len(papers_dropped - papers_fresh)
     if llm is None:
-        rows = [s for paper, missing in todo for s in _offline_scores(paper, missing)]
+        rows = offline_scores(todo)
         _save_scores(store, rows, cache)
         for s in rows:
             results[(s.arxiv_id, s.version)][s.topic] = s
         report.scored += len(todo)
         return results
 
-    system = prompts.score_system(topics)
-
-    async def one(paper: Paper, missing: list[Topic]) -> None:
-        scores = await _llm_scores(store, llm, system, paper, missing, report)
+    def done(scores: list[Score]) -> None:
         _save_scores(store, scores, cache)
         for s in scores:
             results[(s.arxiv_id, s.version)][s.topic] = s
-        report.scored += 1
+        report.scored += len({(s.arxiv_id, s.version) for s in scores})
 
-    await run_all(one(paper, missing) for paper, missing in todo)
+    await score_requests(store, llm, report, topics, todo, done)
     return results
-
-
-async def _llm_scores(store: Store, llm: LLMClient, system: str, paper: Paper,
-                      missing: list[Topic], report: PipelineReport) -> list[Score]:
-    slugs = [t.slug for t in missing]
-
-    def check(answer: prompts.ScoreAnswer) -> None:
-        absent = set(slugs) - {s.topic for s in answer.scores}
-        if absent:
-            raise AnswerError(f"missing topics: {', '.join(sorted(absent))}")
-
-    answer = await ask_recorded(
-        store, llm, report, "score", paper,
-        [{"role": "system", "content": system},
-         {"role": "user", "content": prompts.score_user(paper, slugs)}],
-        prompts.ScoreAnswer, name="topic_scores", check=check)
-    if answer is None:
-        return _offline_scores(paper, missing)
-    by_topic = {s.topic: s for s in answer.scores}
-    return [Score(paper.id, paper.version, slug, by_topic[slug].score,
-                  by_topic[slug].reason_zh.strip(), llm.scorer) for slug in slugs]
-
-
-def _offline_scores(paper: Paper, topics: Sequence[Topic]) -> list[Score]:
-    out = []
-    for topic in topics:
-        score, reason = offline.score_offline(paper.title, paper.abstract, topic)
-        out.append(Score(paper.id, paper.version, topic.slug, score, reason, offline.SCORER))
-    return out
 
 
 def _save_scores(store: Store, scores: Sequence[Score], cache: bool) -> None:
@@ -131,16 +110,9 @@ def _stored_scores(store: Store, papers: Sequence[Paper]) -> dict[Key, dict[str,
 
 # -- selection -------------------------------------------------------------------------------
 
-_MIN_THRESHOLDS = """
-select s.topic, min(s.threshold) threshold from subscriptions s
-join subscribers b on b.id = s.subscriber_id
-where b.status in ('active', 'paused') group by s.topic
-"""
-
-
 def above_threshold(store: Store, papers: Sequence[Paper]) -> list[Paper]:
     """Papers whose score reaches the lowest threshold of some subscriber of that topic."""
-    thresholds = {r["topic"]: r["threshold"] for r in store.db.query(_MIN_THRESHOLDS)}
+    thresholds = prefilter.lowest_thresholds(store)
     if not thresholds:
         return []
     stored = _stored_scores(store, papers)

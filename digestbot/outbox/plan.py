@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date as Date
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digestbot import digest as digests
@@ -26,14 +26,15 @@ log = logging.getLogger(__name__)
 MONDAY = 0  # date.weekday()
 
 
-def is_due(subscriber: Subscriber, now: datetime, date: str | None = None) -> bool:
+def is_due(subscriber: Subscriber, now: datetime, date: str | None = None, *,
+           first_of_week: bool | None = None) -> bool:
     """Has the subscriber's local send time passed (today, or on `date` and after)?
 
     With `date`, the digest of that date is not due before that calendar day in the
     subscriber's zone: arXiv announces at 20:00 New York time, which is still the day before
     for the Americas, and a reader who asked for 06:00 wants it at 06:00, not the evening
     before. Local wall time through zoneinfo, so DST shifts move the instant, not the hour.
-    A weekly reader is due only for a Monday's digest (without `date`: on a local Monday).
+    A weekly reader is due only for the week's first digest (`on_cadence`).
     """
     try:
         zone = ZoneInfo(subscriber.tz)
@@ -41,7 +42,7 @@ def is_due(subscriber: Subscriber, now: datetime, date: str | None = None) -> bo
         log.warning("subscriber #%s has an unknown time zone %r; using UTC", subscriber.id, subscriber.tz)
         zone = ZoneInfo("UTC")
     local = aware(now).astimezone(zone)
-    if not on_cadence(subscriber, date or local.date().isoformat()):
+    if not on_cadence(subscriber, date or local.date().isoformat(), first_of_week=first_of_week):
         return False
     hour, minute = (int(x) for x in (subscriber.send_at or "08:30").split(":"))
     if date is not None and local.date().isoformat() != date:
@@ -49,10 +50,27 @@ def is_due(subscriber: Subscriber, now: datetime, date: str | None = None) -> bo
     return local.time() >= time(hour, minute)
 
 
-def on_cadence(subscriber: Subscriber, date: str) -> bool:
-    """Does the reader get a digest dated `date` at all? A weekly reader gets Monday's only
-    (the week's best); `--now` skips send times, never this."""
-    return subscriber.cadence != "weekly" or Date.fromisoformat(date).weekday() == MONDAY
+def on_cadence(subscriber: Subscriber, date: str, *, first_of_week: bool | None = None) -> bool:
+    """Does the reader get a digest dated `date` at all? A weekly reader gets the week's first
+    one only (the week's best): Monday's, or after a holiday Monday the next announcement's
+    (`first_of_week`, from `opens_week`; without it, Monday's). `--now` skips send times, never
+    this."""
+    if subscriber.cadence != "weekly":
+        return True
+    return Date.fromisoformat(date).weekday() == MONDAY if first_of_week is None else first_of_week
+
+
+def opens_week(store: Store, date: str) -> bool:
+    """Is `date` the first announcement day of its week (Monday to Sunday)? A Monday always is;
+    a later day is when no announcement came earlier that week although the bot was already
+    collecting before it: an arXiv holiday Monday must not cost weekly readers the whole week,
+    while a bot started on a Thursday waits for Monday like everyone else."""
+    day = Date.fromisoformat(date)
+    if day.weekday() == MONDAY:
+        return True
+    monday = day - timedelta(days=day.weekday())
+    earlier = papers.announcement_dates(store, before=date)
+    return bool(earlier) and earlier[-1] < monday.isoformat()
 
 
 def due_subscribers(
@@ -61,7 +79,9 @@ def due_subscribers(
     """Active subscribers whose send time has passed (all active ones with `force`)."""
     active = subscribers.list_all(store, statuses=("active",))
     today = date or aware(now).date().isoformat()
-    return [s for s in active if on_cadence(s, today) and (force or is_due(s, now, date))]
+    first = opens_week(store, today)
+    return [s for s in active if on_cadence(s, today, first_of_week=first)
+            and (force or is_due(s, now, date, first_of_week=first))]
 
 
 def _candidates(
@@ -70,7 +90,9 @@ def _candidates(
     """Due subscribers with no row for `date` yet; counts the ones whose time has not come."""
     have = planned_for(store, date)
     waiting = [s for s in subscribers.list_all(store, statuses=("active",)) if s.id not in have]
-    due = [s for s in waiting if on_cadence(s, date) and (force or is_due(s, now, date))]
+    first = opens_week(store, date)
+    due = [s for s in waiting if on_cadence(s, date, first_of_week=first)
+           and (force or is_due(s, now, date, first_of_week=first))]
     report.not_due += len(waiting) - len(due)
     return due
 

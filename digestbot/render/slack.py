@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from digestbot.models import Digest, DigestEntry
-from digestbot.render import badge, clip, i18n, lead_topic, percent, shorten_authors
+from digestbot.render import badge, clip, controls, i18n, lead_topic, percent, shorten_authors
 from digestbot.render.i18n import announce_label, followed_author, label
 
 # Slack's Block Kit limits (api.slack.com/reference/block-kit).
@@ -25,7 +25,8 @@ HEADER_CHARS = 150
 CONTEXT_ELEMENTS = 10
 BUTTON_CHARS = 75
 ACTIONS_ELEMENTS = 25
-# Three blocks a paper (section, context, divider): 15 papers plus header, intro and footer
+# Three blocks a paper (section, context, then a divider, or the 👍/👎 buttons in its place
+# when the reader can click them): 15 papers plus header, intro and footer
 # fill one message; a part of a long digest carries 16 plus its "papers 17–32" line.
 ENTRIES_PER_MESSAGE = 15
 ENTRIES_PER_PART = 16
@@ -96,7 +97,7 @@ def header_text(digest: Digest) -> str:
     return text if len(text) <= HEADER_CHARS else clip(text, HEADER_CHARS - 2)
 
 
-def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
+def _entry_blocks(entry: DigestEntry, lang: str, votes: bool = False) -> list[dict[str, Any]]:
     """A paper: section (title, 中文标题, match, badge, 专题命中, AI总结), context, divider."""
     p, a, e = entry.paper, entry.announcement, entry.enrichment
     # Budgets (escaped characters) add up to under SECTION_CHARS with every field at its
@@ -129,7 +130,7 @@ def _entry_blocks(entry: DigestEntry, lang: str) -> list[dict[str, Any]]:
     blocks = [section("\n".join(lines))]
     if context["elements"]:
         blocks.append(context)
-    return [*blocks, {"type": "divider"}]
+    return [*blocks, controls.slack_actions(p.id, lang) if votes else {"type": "divider"}]
 
 
 def _footer(digest: Digest, lang: str, more: bool, pages_url: str | None) -> dict[str, Any]:
@@ -159,6 +160,9 @@ def render_slack(digest: Digest, mode: str = "thread", *,
     if mode not in MODES:
         raise ValueError(f"slack mode must be one of {', '.join(MODES)}, not {mode!r}")
     lang = digest.subscriber.lang
+    # 👍/👎 only where a click reaches the bot: a bot-token channel, not an incoming webhook
+    # (often another workspace's app, where the buttons would do nothing).
+    votes = not digest.subscriber.webhook_url
     head = header_text(digest)
     header = {"type": "header", "text": {"type": "plain_text", "text": head}}
     late = i18n.late_line(digest, lang)
@@ -166,7 +170,7 @@ def render_slack(digest: Digest, mode: str = "thread", *,
     if len(entries) <= ENTRIES_PER_MESSAGE:
         blocks = [header, *([_context(escape(late))] if late else [])]
         for entry in entries:
-            blocks += _entry_blocks(entry, lang)
+            blocks += _entry_blocks(entry, lang, votes)
         blocks.append(_footer(digest, lang, more=True, pages_url=pages_url))
         return [SlackMessage(_fallback(head, entries), blocks, [e.paper.id for e in entries])]
     where = label(lang, "完整列表见本消息的讨论串(thread)回复。", "The full list is in this thread.")
@@ -186,7 +190,7 @@ def render_slack(digest: Digest, mode: str = "thread", *,
         span = f"{start + 1}–{start + len(chunk)} / {len(entries)}"
         blocks: list[dict[str, Any]] = [_context(f"*{escape(head)}* · {span}")]
         for entry in chunk:
-            blocks += _entry_blocks(entry, lang)
+            blocks += _entry_blocks(entry, lang, votes)
         messages.append(SlackMessage(_fallback(f"{head} · {span}", chunk, start + 1), blocks,
                                      [e.paper.id for e in chunk]))
     return messages

@@ -19,9 +19,9 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digestbot import status, subscribers
+from digestbot.breaker import snapshots as breaker_states
 from digestbot.channels import build_senders
 from digestbot.channels.admin import send_admin
-from digestbot.channels.breaker import snapshots as breaker_states
 from digestbot.clock import (
     DELIVERY_TICK,
     ET,

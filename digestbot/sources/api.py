@@ -6,6 +6,7 @@ throttled with every other arXiv request, and its failure never loses the feed's
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,14 +17,13 @@ from typing import Any
 import arxiv
 import requests
 
-from digestbot import USER_AGENT
 from digestbot.clock import announcement_date, next_fetch_time
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, FeedError, NetworkError
 from digestbot.models import Author, FeedBatch, Paper
 from digestbot.sources import parsers
 from digestbot.sources.authors import clean_author
-from digestbot.sources.http import wait_turn
+from digestbot.sources.http import PoliteClient
 from digestbot.sources.papers import announcements_on, get_papers
 from digestbot.store import Store, chunks
 
@@ -35,31 +35,38 @@ API_TIMEOUT = 30.0
 _DEADLINE_LEAD = timedelta(hours=6)
 
 
-class _PoliteSession(requests.Session):
-    """The `arxiv` client's session: our User-Agent, a timeout, and the shared throttle.
+class _GatedSession(requests.Session):
+    """The `arxiv` client's session: each of its requests is one GET through the process's
+    arXiv gate (`sources.http.GATE`): the shared delay, connection, breaker and User-Agent.
 
-    arxiv.Client sends its own User-Agent and no timeout; arXiv asks bots to name themselves,
-    and a hung API call must not hold a fetch for ever.
+    arxiv.Client would otherwise keep its own connection, its own 3 s clock and its own
+    User-Agent, and could ask arXiv at the same moment as a PDF download on another thread.
+    It retries failed pages itself (num_retries), so the gate's client makes one attempt;
+    while the breaker is open that attempt raises ArxivDown and nothing is sent.
     """
 
     def __init__(self, delay: float) -> None:
         super().__init__()
-        self.delay = delay
+        self.client = PoliteClient(delay, timeout=API_TIMEOUT, attempts=1)
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        headers = {**(kwargs.pop("headers", None) or {}), "user-agent": USER_AGENT}
-        kwargs.setdefault("timeout", API_TIMEOUT)
-        wait_turn(self.delay)
-        return super().request(method, url, *args, headers=headers, **kwargs)
+    def request(self, method: str | bytes, url: str | bytes, *args: Any,
+                **kwargs: Any) -> requests.Response:
+        answer = self.client.get(url.decode() if isinstance(url, bytes) else url)
+        response = requests.Response()
+        response.status_code = answer.status_code
+        response.headers.update(answer.headers)
+        response.url = str(answer.url)
+        response.raw = io.BytesIO(answer.content)  # what `.content` reads
+        return response
 
 
 def api_client(settings: Settings, page_size: int = API_BATCH) -> arxiv.Client:
-    """An arxiv.Client aimed at settings.arxiv_api_url, throttled with every other request."""
-    # The shared throttle spaces requests, so the client's own delay would only double it.
+    """An arxiv.Client aimed at settings.arxiv_api_url, its requests through the gate."""
+    # The gate spaces requests, so the client's own delay would only double it.
     client = arxiv.Client(page_size=page_size, delay_seconds=0, num_retries=2)
     # arxiv 4.x builds every page URL from this format string (a class attribute).
     client.query_url_format = settings.arxiv_api_url + "?{}"
-    client._session = _PoliteSession(settings.arxiv_delay)
+    client._session = _GatedSession(settings.arxiv_delay)
     return client
 
 

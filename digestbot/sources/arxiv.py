@@ -30,7 +30,7 @@ from digestbot.sources.api import (
     result_to_paper,
     submission_announced,
 )
-from digestbot.sources.http import PoliteClient
+from digestbot.sources.http import STOP_STATUSES, PoliteClient
 from digestbot.sources.listing import parse_listing
 from digestbot.sources.papers import (
     announcements_on,
@@ -144,7 +144,8 @@ def _worst(errors: list[DigestbotError]) -> DigestbotError:
 
 def _get(client: PoliteClient, url: str, params: dict[str, str] | None = None) -> bytes:
     response = client.get(url, params=params)
-    if response.status_code >= 500 or response.status_code == 429:
+    # 403 is arXiv refusing a robot (its breaker is open now), not a feed that changed shape.
+    if response.status_code >= 500 or response.status_code in STOP_STATUSES:
         raise NetworkError(f"{url} answered HTTP {response.status_code} after retries")
     if response.status_code == 400 and b"Feed error for query" in response.content[:4096]:
         # rss.arxiv.org explains a bad category in an error feed: its reason beats "HTTP 400".

@@ -5,7 +5,7 @@ enrich: scoring, enrichment and the LLM's bill; outbox: the digests and the queu
 calendar (`clock`) into one dict with a stable schema (`SCHEMA`, tested). It is public: it
 carries counts, times and states only — no address, subscriber id, token or error text.
 
-Circuit breakers live in the process that sends (`channels.breaker`), which may not be the
+Circuit breakers live in the process that sends (`digestbot.breaker`), which may not be the
 one serving `/status`; the entry points that send record their breakers' states in `meta`
 (`record_breakers`) after each delivery, and the snapshot reads them from there.
 """
@@ -30,6 +30,7 @@ from digestbot.clock import (
 from digestbot.config import Settings
 from digestbot.enrich.counts import counts as enrich_counts
 from digestbot.enrich.counts import evening_times, llm_since
+from digestbot.enrich.pdf import arxiv_status
 from digestbot.models import BreakerState
 from digestbot.sources import papers
 from digestbot.store import Store
@@ -130,6 +131,8 @@ def snapshot(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
         "queue": {status: queue.get(status, 0) for status in QUEUED},
         "llm": {"since": _iso(since), **llm, "cost_usd": llm_cost(settings, llm)},
         "breakers": [dataclasses.asdict(b) for b in breakers(store) if b.state != "closed"],
+        # arXiv's breaker apart: it opening is no incident by itself (see status.alerts).
+        "arxiv": arxiv_status(store),
     }
 
 

@@ -24,7 +24,7 @@ from digestbot.models import (
     Subscription,
 )
 from digestbot.store import Store, add_secrets, now_iso, redact
-from digestbot.subscribers import notices, profile
+from digestbot.subscribers import feedback, library, notices, profile
 from digestbot.subscribers.validate import (
     _check_status,
     _unknown_channel,
@@ -123,7 +123,7 @@ def fingerprint(store: Store) -> str:
     row = next(iter(store.db.query(
         "select (select count(*) || ':' || total(threshold) || ':' || coalesce(max(created_at), '')"
         "  from subscriptions) t, (select coalesce(max(updated_at), '') from subscribers) u")))
-    return f"{row['t']}|{row['u']}|{profile.fingerprint(store)}"
+    return f"{row['t']}|{row['u']}|{profile.fingerprint(store)}|{library.fingerprint(store)}"
 
 
 def active_fingerprint(store: Store) -> tuple[Any, ...]:
@@ -304,7 +304,7 @@ REMOVED = "removed"
 def remove(store: Store, id: int) -> bool:
     """Remove a subscriber; False when there was none.
 
-    Their subscriptions, followed authors and keywords go; the row keeps only its id and channel (address and token are
+    Their subscriptions, followed authors, keywords, votes and library go; the row keeps only its id and channel (address and token are
     replaced, the webhook dropped), so the address can subscribe afresh and old links do
     nothing. Their outbox rows stay: pending ones are cancelled when the outbox reaches them.
     """
@@ -314,6 +314,8 @@ def remove(store: Store, id: int) -> bool:
             return False
         store.db.execute("delete from subscriptions where subscriber_id = ?", [id])
         profile.delete_profile(store, id)
+        feedback.delete_feedback(store, id)
+        library.delete_library(store, id)
         notices.set_notify(store, id, on=False)
         store.db["subscribers"].update(id, {
             "status": REMOVED, "status_reason": None, "address": f"{REMOVED}:{id}",

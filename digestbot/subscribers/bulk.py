@@ -20,7 +20,7 @@ from typing import Any
 
 from digestbot import topics
 from digestbot.errors import Rollback, UsageError
-from digestbot.models import CHANNELS, Channel, Lang, Subscriber, Topic
+from digestbot.models import CHANNELS, Cadence, Channel, Lang, Subscriber, Topic
 from digestbot.store import Store, now_iso
 from digestbot.subscribers import (
     DEFAULT_LANG,
@@ -37,6 +37,7 @@ from digestbot.subscribers.files import Format, RawRow, problem, read_rows
 from digestbot.subscribers.validate import (
     _unknown_channel,
     validate_address,
+    validate_cadence,
     validate_lang,
     validate_max_papers,
     validate_threshold,
@@ -58,6 +59,7 @@ class ImportRow:
     send_at: str | None = None
     lang: Lang | None = None
     max_papers: int | None = None
+    cadence: Cadence | None = None
 
 
 @dataclass
@@ -138,7 +140,8 @@ def _validate(store: Store, raw: RawRow, looked_up: dict[str, Topic | None],
     values = {key: check(func, f[column]) if f.get(column) else None
               for key, column, func in (("tz", "zone", validate_tz), ("send_at", "time", validate_time),
                                         ("lang", "lang", validate_lang),
-                                        ("max_papers", "max", validate_max_papers))}
+                                        ("max_papers", "max", validate_max_papers),
+                                        ("cadence", "cadence", validate_cadence))}
     if errors:
         return None, errors
     return ImportRow(raw.line, channel, address, tuple(dict.fromkeys(slugs)), threshold,  # type: ignore[arg-type]
@@ -159,6 +162,10 @@ def _topic(store: Store, name: str, looked_up: dict[str, Topic | None], custom: 
     return topic
 
 
+# The reader settings a row may give; one left out keeps its stored value (or the default).
+_SETTINGS = ("tz", "send_at", "lang", "max_papers", "cadence")
+
+
 @dataclass
 class _Reader:
     """The rows for one (channel, address) merged in file order, as repeated `sub add`s would."""
@@ -173,9 +180,7 @@ def _merge(rows: list[ImportRow]) -> dict[tuple[str, str], _Reader]:
     for row in rows:
         reader = readers.setdefault((row.channel, row.address), _Reader([], {}, {}))
         reader.lines.append(row.line)
-        reader.settings.update({k: v for k, v in (("tz", row.tz), ("send_at", row.send_at),
-                                                  ("lang", row.lang), ("max_papers", row.max_papers))
-                                if v is not None})
+        reader.settings.update({k: v for k in _SETTINGS if (v := getattr(row, k)) is not None})
         for slug in row.topics:
             reader.subscriptions[slug] = row.threshold
     return readers
@@ -191,20 +196,20 @@ def _write(store: Store, rows: list[ImportRow], report: ImportReport) -> list[st
     new = [(key, r) for key, r in readers.items() if key not in existing]
     old = [(existing[key], r) for key, r in readers.items() if key in existing]
     db.conn.executemany(
-        "insert into subscribers (channel, address, tz, send_at, lang, max_papers, webhook_url,"
-        " status, status_reason, token, created_at, updated_at)"
-        " values (?, ?, ?, ?, ?, ?, null, 'active', null, ?, ?, ?)",
+        "insert into subscribers (channel, address, tz, send_at, lang, max_papers, cadence,"
+        " webhook_url, status, status_reason, token, created_at, updated_at)"
+        " values (?, ?, ?, ?, ?, ?, ?, null, 'active', null, ?, ?, ?)",
         [(channel, address, r.settings.get("tz", DEFAULT_TZ),
           r.settings.get("send_at", DEFAULT_SEND_AT), r.settings.get("lang", DEFAULT_LANG),
-          r.settings.get("max_papers", DEFAULT_MAX_PAPERS), secrets.token_urlsafe(32), now, now)
+          r.settings.get("max_papers", DEFAULT_MAX_PAPERS), r.settings.get("cadence", "daily"),
+          secrets.token_urlsafe(32), now, now)
          for (channel, address), r in new])
     # Settings the file leaves out keep their stored value (coalesce), as in `sub add`.
     db.conn.executemany(
         "update subscribers set tz = coalesce(?, tz), send_at = coalesce(?, send_at),"
-        " lang = coalesce(?, lang), max_papers = coalesce(?, max_papers), updated_at = ?"
-        " where id = ?",
-        [(r.settings.get("tz"), r.settings.get("send_at"), r.settings.get("lang"),
-          r.settings.get("max_papers"), now, row["id"]) for row, r in old])
+        " lang = coalesce(?, lang), max_papers = coalesce(?, max_papers),"
+        " cadence = coalesce(?, cadence), updated_at = ? where id = ?",
+        [(*(r.settings.get(k) for k in _SETTINGS), now, row["id"]) for row, r in old])
     for row, _ in old:
         if row["status"] != "active":  # coming back, as `sub add` brings them back
             current: Subscriber = _row_to_subscriber(row)
@@ -254,4 +259,4 @@ def export_records(store: Store) -> Iterator[dict[str, Any]]:
         for threshold, names in (by_threshold or {None: []}).items():
             yield {"channel": r["channel"], "address": r["address"], "topics": names,
                    "threshold": threshold, "zone": r["tz"], "time": r["send_at"],
-                   "lang": r["lang"], "max": r["max_papers"]}
+                   "lang": r["lang"], "max": r["max_papers"], "cadence": r["cadence"]}

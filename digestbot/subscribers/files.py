@@ -20,7 +20,7 @@ Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
 
 # The columns in the order an export writes them; only channel and address are required.
-COLUMNS = ("channel", "address", "topics", "threshold", "zone", "time", "lang", "max")
+COLUMNS = ("channel", "address", "topics", "threshold", "zone", "time", "lang", "max", "cadence")
 # Other names people (and `sub list --json`) use for the same columns.
 _ALIASES = {"tz": "zone", "send_at": "time", "max_papers": "max", "topic": "topics"}
 # Several topics in one CSV cell: `;` or `|` (a comma would clash with the CSV itself).

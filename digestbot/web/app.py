@@ -3,7 +3,9 @@
     /                      home and signup form          `signup`
     /subscribe, /confirm   double opt-in                 `signup`
     /preferences           manage a subscription         `preferences`
+    /preferences/library   library upload, Zotero        `library`
     /unsubscribe           confirm page, one-click POST  `preferences`
+    /feedback              👍/👎 confirm page, POST       `feedback`
     /d…, /feed/….xml       daily pages, Atom feeds       `pages`
     /status, /metrics      the evening, for operators    `status`
     /healthz               the store answers             here
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from digestbot.config import Settings
 from digestbot.store import Store, protect
-from digestbot.web import forms, pages, preferences, signup, status
+from digestbot.web import feedback, forms, library, pages, preferences, signup, status
 from digestbot.web.common import SETTINGS, STORE, WRITER, StoreThread
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,11 @@ ROUTES = [
     web.post("/confirm", signup.confirm),
     web.get("/preferences", preferences.preferences),
     web.post("/preferences", preferences.change_preferences),
+    web.post("/preferences/library", library.change_library),
     web.get("/unsubscribe", preferences.unsubscribe_form),
     web.post("/unsubscribe", preferences.unsubscribe),
+    web.get("/feedback", feedback.feedback_form),
+    web.post("/feedback", feedback.record_vote),
     web.get("/d", pages.pick),
     web.get(r"/d/{day:\d{4}-\d{2}-\d{2}}", pages.day_page),
     web.get(r"/d/{day:\d{4}-\d{2}-\d{2}}/{topic}", pages.topic_page),

@@ -22,7 +22,7 @@ from multidict import MultiDictProxy
 from digestbot import signing, subscribers, topics
 from digestbot.errors import FormError
 from digestbot.models import Subscriber
-from digestbot.subscribers import profile
+from digestbot.subscribers import feedback, profile
 from digestbot.web.common import SETTINGS, STORE, notice, page
 
 # Per client IP and per address, in a sliding window: enough for typos and a resend, not
@@ -49,6 +49,10 @@ FIELD_LIMITS: dict[str, int] = {
     "action": 16,
     "csrf": 64,
     "token": signing.MAX_TOKEN_LENGTH,
+    # A 👍/👎 form (web.feedback): an arXiv id (old style "math.AG/0601001" is the longest).
+    "paper": 40,
+    "vote": 4,
+    "back": 200,  # the day page a vote was cast on, to return to
 }
 THRESHOLD_FIELD = "thr."  # preferences: one threshold input per topic, "thr.<slug>"
 MAX_TOPICS = 64
@@ -232,3 +236,19 @@ async def signed_form(request: web.Request, purpose: str
     if not csrf_ok(request, form):
         return csrf_rejected()
     return form, sub, token
+
+
+def feedback_page(request: web.Request, template: str, paper_ids: list[str], *, status: int = 200,
+                  **context: Any) -> web.Response:
+    """A page of papers for a reader holding a 👍/👎 link's token (`?token=`): each paper with
+    its two buttons (forms posting to /feedback, back to this page), their votes shown.
+    The page names a reader, so it is never cached; a bad token gets the page explaining."""
+    token = request.query.get("token", "")
+    sub, problem = token_subscriber(request, signing.FEEDBACK, token)
+    if sub is None:
+        return problem  # type: ignore[return-value]
+    votes = feedback.votes_on(request.app[STORE], sub.id, paper_ids)
+    response = form_page(request, template, status=status, vote_token=token, votes=votes,
+                         back=request.path, **context)
+    response.headers["Cache-Control"] = "no-store"
+    return response

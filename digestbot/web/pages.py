@@ -32,6 +32,7 @@ from digestbot.sources.papers import (
 from digestbot.store import Store
 from digestbot.subscribers import DEFAULT_THRESHOLD
 from digestbot.web.common import SETTINGS, STORE, notice, page
+from digestbot.web.forms import feedback_page
 
 # Announcement days an Atom feed spans, and the most entries it carries.
 FEED_DAYS = 7
@@ -58,6 +59,8 @@ def scorer_label(scorers: dict[str, int]) -> str:
             names.append(f"模型评分 / model {name.removeprefix('llm:')}")
         elif name.startswith("offline"):
             names.append("离线评分 / offline scorer")
+        elif name.startswith("prefilter:"):  # never sent to the model: no topic within reach
+            names.append("预筛 · 离线评分 / prefiltered, offline scorer")
         else:
             names.append(name)
     return " + ".join(dict.fromkeys(names))
@@ -216,11 +219,12 @@ async def topic_page(request: web.Request) -> web.StreamResponse:
     entries = topic_entries(store, topic, day, min_score)
     announced = bool(announcements_on(store, day))
     scored = _topic_count(topic, topic_scores.day_topics(store, day, min_score, topic.slug).get(topic.slug))
-    return _public(page(
-        "day.html", status=200 if announced else 404, entries=entries, min_score=min_score,
-        scored=scored,
-        header=topic, nothing=not announced, **_place(topic), **picker_context(store, day, topic),
-    ))
+    context = dict(status=200 if announced else 404, entries=entries, min_score=min_score,
+                   scored=scored, header=topic, nothing=not announced, **_place(topic),
+                   **picker_context(store, day, topic))
+    if "token" in request.query:  # a reader from a signed 👍/👎 link: the page with buttons
+        return feedback_page(request, "day.html", [e.paper.id for e in entries], **context)
+    return _public(page("day.html", **context))
 
 
 async def feed(request: web.Request) -> web.StreamResponse:

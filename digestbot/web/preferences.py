@@ -25,7 +25,9 @@ from digestbot import signing, subscribers, topics
 from digestbot.errors import UsageError
 from digestbot.models import Subscriber
 from digestbot.store import Store
+from digestbot.subscribers import library
 from digestbot.subscribers import profile as profiles
+from digestbot.subscribers.library_files import MAX_BYTES
 from digestbot.web import forms
 from digestbot.web.common import SETTINGS, STORE, notice, page, shown_address, write
 
@@ -43,6 +45,7 @@ _DONE = {
     "pause": ("已暂停：恢复之前不会收到摘要。", "Paused: no digests until you resume."),
     "resume": ("已恢复订阅。", "Resumed."),
     "unsubscribe": ("已退订：不会再收到摘要。", "Unsubscribed: no more digests."),
+    "library": ("文库已更新。", "Library updated."),
 }
 
 
@@ -65,8 +68,15 @@ def _preferences_page(request: web.Request, sub: Subscriber, token: str, *,
         thresholds={s.topic: s.threshold for s in subs}, error=error,
         done=_DONE.get(done or ""), resumable=sub.status in _RESUMABLE,
         default_threshold=subscribers.DEFAULT_THRESHOLD,
-        profile=profiles.get_profile(store, sub.id),
+        profile=profiles.get_profile(store, sub.id), shelf=library.get_library(store, sub.id),
+        library_threshold=library.DEFAULT_THRESHOLD, max_mb=MAX_BYTES // (1024 * 1024),
     )
+
+
+def show(request: web.Request, sub: Subscriber, token: str, *, status: int = 200,
+         error: str | None = None) -> web.Response:
+    """The page again, with an error (the library section's form, `web.library`)."""
+    return _preferences_page(request, sub, token, status=status, error=error)
 
 
 def _unconfirmed() -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,11 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    # The client's port (one per connection), and when the request arrived and its answer
+    # was written (time.monotonic), for tests of spacing and overlap.
+    peer: int = 0
+    started: float = 0.0
+    finished: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -75,17 +81,21 @@ class FakeServer:
             disable_nagle_algorithm = True
 
             def _serve(self) -> None:
+                started = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 req = Request(self.command, parts.path, parse_qs(parts.query),
-                              {k.lower(): v for k, v in self.headers.items()}, body)
+                              {k.lower(): v for k, v in self.headers.items()}, body,
+                              peer=self.client_address[1], started=started)
                 with outer._lock:
                     outer.requests.append(req)
                 resp = outer.handle(req)
                 if resp.delay:
                     threading.Event().wait(resp.delay)
                 data = resp.body.encode() if isinstance(resp.body, str) else resp.body
+                # Before the first byte goes out: the client cannot have it (and ask again) yet.
+                req.finished = time.monotonic()
                 self.send_response(resp.status)
                 for k, v in resp.headers.items():
                     self.send_header(k, v)

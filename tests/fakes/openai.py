@@ -5,8 +5,9 @@ openai ≥ 3 has its own HTTP stack, so only a real server intercepts it: point
 order (429 then success, 500, invalid JSON, wrong schema, blank, refusal, truncated, slow,
 401); after that `answer(body)` makes a plausible valid reply from the request itself:
 
-- scoring (the user message starts with "Topics to score:"): `score_for(title, slug)`,
-  by default 90 when the slug's words occur in the title, else 10;
+- scoring (the user message starts with "Topics to score:"): one item per paper of the
+  message, by its "arXiv id", scored `score_for(title, slug)`, by default 90 when the slug's
+  words occur in the title, else 10;
 - enrichment: Chinese fields derived from the title, and as institutions every line of the
   first-page block that names a university/institute/lab/company — like a model that reads
   only the text it is given.
@@ -16,13 +17,22 @@ messages, `json_schema` needs a name and a schema (400 otherwise). Without one (
 mode, servers like Ollama) the generated answer comes in a ```json fence after a line of
 prose, as chatty local models write it.
 
+`edited(fn)` answers from the request, then lets `fn(answer, body)` spoil the answer (drop a
+paper, change an id or a score) whichever request it lands on.
+
 Usage is reported as OpenAI does (`prompt_tokens_details.cached_tokens`), or as DeepSeek does
-(`prompt_cache_hit_tokens`) with `deepseek=True`; a prompt whose system message was seen
-before reports that message's tokens as cached, as real prefix caching would.
+(`prompt_cache_hit_tokens`) with `deepseek=True`. Tokens are counted by the README's rule,
+`prompts.estimate_tokens` (4 ASCII characters or 1.5 other characters a token). Caching works
+as OpenAI describes it: a prompt (response format, then the messages in order) is in the
+cache once a request with it has been answered; a later prompt that starts with a cached
+prefix of at least 1,024 tokens reports the longest such prefix, in steps of 128 tokens, as
+cached (DeepSeek: from 64, in steps of 64). A prompt shorter than the minimum is never cached.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 import re
 import threading
@@ -32,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from digestbot.enrich.prompts import estimate_tokens, tokens_of
 from tests.fakes.http import FakeServer, Request, Response
 
 # The key every test uses; tests assert it never reaches output, logs or the database.
@@ -51,6 +62,8 @@ class Reply:
     delay: float = 0.0
     headers: dict[str, str] | None = None
     error: str = ""
+    # Called with the generated answer and the request body; returns the answer to send.
+    edit: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
 
 
 def ok(content: str | dict[str, Any]) -> Reply:
@@ -78,6 +91,10 @@ def slow(seconds: float) -> Reply:
     return Reply(delay=seconds)
 
 
+def edited(edit: Callable[[dict[str, Any], dict[str, Any]], Any]) -> Reply:
+    return Reply(edit=edit)
+
+
 def default_score(title: str, slug: str) -> int:
     words = slug.replace("-", " ")
     return 90 if words in title.lower() or slug in title.lower() else 10
@@ -90,7 +107,7 @@ class FakeOpenAI:
         self.delay = delay
         self.deepseek = deepseek
         self._script: deque[Reply] = deque()
-        self._seen_prefixes: set[str] = set()
+        self._cached_prefixes: set[str] = set()  # hashes of prompt prefixes at cache steps
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -112,7 +129,7 @@ class FakeOpenAI:
         with self._lock:
             self.score_for, self.delay, self.deepseek = score_for, delay, deepseek
             self._script.clear()
-            self._seen_prefixes.clear()
+            self._cached_prefixes.clear()
             self.server.requests.clear()
             self.in_flight = self.max_in_flight = 0
             self.usages.clear()
@@ -149,16 +166,23 @@ class FakeOpenAI:
                                             "code": None}}, 400)
         content = reply.content
         if content is None and reply.refusal is None:
-            content = json.dumps(self.answer(body), ensure_ascii=False)
+            answer = self.answer(body)
+            if reply.edit:
+                answer = reply.edit(answer, body)
+            content = json.dumps(answer, ensure_ascii=False)
             if "response_format" not in body:
                 content = f"Here is the JSON you asked for:\n```json\n{content}\n```"
         message = {"role": "assistant", "content": content, "refusal": reply.refusal}
+        prompt = _prompt_text(body)
+        steps = self._steps(prompt)
+        cached = self._cached(steps)  # as the request arrives
         self._wait(reply.delay or self.delay)
+        self._cache(steps)  # answered: its prefixes are in the cache from now on
         return Response.json({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
             "model": body.get("model", ""),
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": self._usage(body, content or ""),
+            "usage": self._usage(prompt, cached, content or ""),
         })
 
     def _wait(self, seconds: float) -> None:
@@ -172,17 +196,37 @@ class FakeOpenAI:
             with self._lock:
                 self.in_flight -= 1
 
-    def _usage(self, body: dict[str, Any], content: str) -> dict[str, Any]:
-        messages = body.get("messages", [])
-        prompt = sum(len(m.get("content") or "") for m in messages) // 4 + 1
-        system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+    def _steps(self, prompt: str) -> list[tuple[int, str]]:
+        """(tokens, hash of the prompt's first that many tokens) at every cacheable step."""
+        first, step = (64, 64) if self.deepseek else (1024, 128)
+        wide = [m.start() for m in re.finditer(r"[^\x00-\x7f]", prompt)]
+
+        def tokens_before(n: int) -> int:
+            return tokens_of(n, bisect.bisect_left(wide, n))
+
+        out, start = [], 0
+        for target in range(first, tokens_before(len(prompt)) + 1, step):
+            # The shortest prefix of `target` tokens (the estimate grows with the prefix).
+            end = bisect.bisect_left(range(len(prompt) + 1), target, lo=start, key=tokens_before)
+            out.append((target, hashlib.sha1(prompt[:end].encode()).hexdigest()))
+            start = end
+        return out
+
+    def _cached(self, steps: list[tuple[int, str]]) -> int:
         with self._lock:
-            cached = len(system) // 4 if system in self._seen_prefixes else 0
-            self._seen_prefixes.add(system)
-        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": len(content) // 4 + 1,
-                                 "total_tokens": 0}
+            hits = [n for n, h in steps if h in self._cached_prefixes]
+        return max(hits, default=0)
+
+    def _cache(self, steps: list[tuple[int, str]]) -> None:
+        with self._lock:
+            self._cached_prefixes.update(h for _, h in steps)
+
+    def _usage(self, prompt: str, cached: int, content: str) -> dict[str, Any]:
+        usage: dict[str, Any] = {"prompt_tokens": estimate_tokens(prompt),
+                                 "completion_tokens": estimate_tokens(content), "total_tokens": 0}
         if self.deepseek:
-            usage |= {"prompt_cache_hit_tokens": cached, "prompt_cache_miss_tokens": prompt - cached}
+            usage |= {"prompt_cache_hit_tokens": cached,
+                      "prompt_cache_miss_tokens": usage["prompt_tokens"] - cached}
         else:
             usage["prompt_tokens_details"] = {"cached_tokens": cached}
         with self._lock:
@@ -195,8 +239,10 @@ class FakeOpenAI:
         title = _field(paper, "Title")
         if paper.startswith("Topics to score:"):
             slugs = [s.strip() for s in paper.splitlines()[0].split(":", 1)[1].split(",")]
-            return {"scores": [{"topic": s, "score": self.score_for(title, s),
-                                "reason_zh": f"与{s}相关程度的判断"} for s in slugs]}
+            return {"papers": [
+                {"id": m["id"], "scores": [{"topic": s, "score": self.score_for(m["title"], s),
+                                            "reason_zh": f"与{s}相关程度的判断"} for s in slugs]}
+                for m in _PAPER_RE.finditer(paper)]}
         page = paper.split("<<<", 1)[1].split(">>>", 1)[0] if "<<<" in paper else ""
         # "Author: affiliation; affiliation" (API) or one affiliation per line (PDF).
         parts = [p for line in page.splitlines() for p in line.split(":")[-1].split(";")]
@@ -207,6 +253,17 @@ class FakeOpenAI:
                 "summary_en": f"This paper studies {title}.",
                 "abstract_zh": "中文翻译:" + "译" * (len(abstract) // 3),
                 "institutions": institutions}
+
+
+_PAPER_RE = re.compile(r"^\[\d+\] arXiv id: (?P<id>\S+)\nTitle: (?P<title>.*)$", re.MULTILINE)
+
+
+def _prompt_text(body: dict[str, Any]) -> str:
+    """The prompt as a cache sees it: the response format (a schema is part of the prefix),
+    then each message's role and content in order."""
+    parts = [json.dumps(body.get("response_format"), sort_keys=True)]
+    parts += [f"{m.get('role')}\n{m.get('content') or ''}" for m in body.get("messages", [])]
+    return "\n".join(parts)
 
 
 def _format_problem(body: dict[str, Any]) -> str:

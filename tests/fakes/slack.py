@@ -40,6 +40,7 @@ class FakeSlack:
         # Accepted chat.postMessage / chat.postEphemeral calls, with the ts given.
         self.posted: list[dict[str, Any]] = []
         self.ephemeral: list[dict[str, Any]] = []
+        self.updated: list[dict[str, Any]] = []  # accepted chat.update calls
         self.hooks: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.responses: list[dict[str, Any]] = []
         # Scripted: channel → error word for every post to it; method → queued responses.
@@ -60,6 +61,9 @@ class FakeSlack:
         self.slow: dict[str, float] = {}
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
+        # Uploaded files: id → (name, bytes or None for one too large to exist here, size).
+        self.files: dict[str, tuple[str, bytes | None, int]] = {}
+        self.downloads: list[dict[str, str]] = []  # GETs of url_private: path and auth header
         self.server = FakeServer(self.handle)
 
     def __enter__(self) -> FakeSlack:
@@ -107,6 +111,12 @@ class FakeSlack:
         for channel in channels:
             self.members.setdefault(channel, []).append(user_id)
 
+    def add_file(self, file_id: str, name: str, data: bytes | None, *, size: int | None = None
+                 ) -> dict[str, Any]:
+        """A file a user shared; returns the `files` entry of its `file_share` message event."""
+        self.files[file_id] = (name, data, len(data) if size is None and data else size or 0)
+        return {"id": file_id, "name": name, "mode": "hosted", "filetype": "text"}
+
     # -- the server -----------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
@@ -116,6 +126,8 @@ class FakeSlack:
             with self._lock:
                 self.responses.append({"name": req.path.removeprefix("/respond/"), **req.json()})
             return Response(200, "ok", {"Content-Type": "text/plain"})
+        if req.path.startswith("/files-pri/"):
+            return self._file(req)
         if not req.path.startswith("/api/"):
             return Response(404, "not found")
         method = req.path.removeprefix("/api/")
@@ -159,6 +171,29 @@ class FakeSlack:
             self.hooks[name].append(body)
         return Response(200, "ok", {"Content-Type": "text/plain"})
 
+    def _file(self, req: Request) -> Response:
+        """url_private: the bytes with the bot's token; without it Slack's sign-in page."""
+        with self._lock:
+            self.downloads.append({"path": req.path,
+                                   "authorization": req.headers.get("authorization", "")})
+        file_id = req.path.split("/")[2].split("-")[-1]
+        found = self.files.get(file_id)
+        if req.headers.get("authorization") != f"Bearer {self.bot_token}" or not found:
+            return Response(200, "<html><body>Sign in to Slack</body></html>",
+                            {"Content-Type": "text/html; charset=utf-8"})
+        return Response(200, found[1] or b"", {"Content-Type": "application/octet-stream"})
+
+    def api_files_info(self, args: dict[str, Any]) -> Response:
+        found = self.files.get(str(args.get("file", "")))
+        if found is None:
+            return _error("file_not_found")
+        name, _, size = found
+        url = f"{self.server.url}/files-pri/T0TEST-{args['file']}/{name}"
+        return _ok(file={"id": args["file"], "name": name, "title": name, "size": size,
+                         "mimetype": "text/plain", "filetype": "text", "mode": "hosted",
+                         "url_private": url, "url_private_download": url + "?download=1"},
+                   comments=[], response_metadata={"next_cursor": ""})
+
     def api_auth_test(self, args: dict[str, Any]) -> Response:
         return _ok(url="https://test.slack.com/", team="Test", user="arxiv-digest",
                    team_id="T0TEST", user_id="U0BOT", bot_id="B0BOT")
@@ -181,6 +216,21 @@ class FakeSlack:
         with self._lock:
             self.posted.append({**args, "blocks": blocks, "ts": ts})
         return _ok(channel=channel, ts=ts, message={"text": args.get("text"), "ts": ts})
+
+    def api_chat_update(self, args: dict[str, Any]) -> Response:
+        """Replace a posted message's text and blocks (Slack keeps its ts)."""
+        channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
+        blocks = _json_arg(args.get("blocks"))
+        if blocks is not None and len(blocks) > 50:
+            return _error("invalid_blocks")
+        with self._lock:
+            shown = next((p for p in self.posted if p["channel"] == channel and p["ts"] == ts),
+                         None)
+            if shown is None:
+                return _error("message_not_found")
+            shown.update({"text": args.get("text", shown.get("text")), "blocks": blocks})
+            self.updated.append({"channel": channel, "ts": ts, "blocks": blocks})
+        return _ok(channel=channel, ts=ts, text=args.get("text"))
 
     def api_chat_postEphemeral(self, args: dict[str, Any]) -> Response:
         with self._lock:

@@ -17,6 +17,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections import Counter, deque
 from typing import Any
 
@@ -65,6 +66,8 @@ class FakeTelegram:
         self._message_ids = itertools.count(1000)
         self._recent: deque[float] = deque()
         self._last_in_chat: dict[int, float] = {}
+        # Files the bot can fetch: file_id → (file_path, bytes); see push_document.
+        self.files: dict[str, tuple[str, bytes]] = {}
         self.server = FakeServer(self.handle)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -99,17 +102,47 @@ class FakeTelegram:
             ]
         return self._push({"message": message})
 
+    def push_document(self, chat_id: int, data: bytes | None, file_name: str, *,
+                      caption: str | None = None, size: int | None = None,
+                      user_id: int | None = None, chat_type: str = "private") -> int:
+        """Queue a message carrying a document. Its bytes are served by getFile and the file
+        download path; `data` None stands for a file the bot must not fetch (only `size`)."""
+        user_id = chat_id if user_id is None else user_id
+        file_id = f"BQACAgIAAxkBAAI{len(self.files) + 1:04d}"
+        if data is not None:
+            self.files[file_id] = (f"documents/file_{len(self.files) + 1}", data)
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids), "date": int(time.time()),
+            "chat": _chat(chat_id, chat_type),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "document": {"file_id": file_id, "file_unique_id": f"AgAD{len(self.files):04d}",
+                         "file_name": file_name, "mime_type": "application/octet-stream",
+                         "file_size": len(data) if size is None and data is not None else size},
+        }
+        if caption is not None:
+            message["caption"] = caption
+            if caption.startswith("/"):
+                message["caption_entities"] = [{"type": "bot_command", "offset": 0,
+                                                "length": _utf16_len(caption.split()[0])}]
+        return self._push({"message": message})
+
     def push_callback(self, chat_id: int, data: str, *, user_id: int | None = None,
                       chat_type: str = "private", message_id: int = 1) -> int:
         """Queue a tap on an inline button of the bot's message `message_id`."""
         user_id = chat_id if user_id is None else user_id
+        # As Telegram does, the callback carries the message as it is now (text, keyboard).
+        with self._cond:
+            shown = next((m for m in self.sent if m["chat_id"] == chat_id
+                          and m["message_id"] == message_id), None)
+        message = {"message_id": message_id, "date": int(time.time()),
+                   "chat": _chat(chat_id, chat_type), "text": shown["text"] if shown else "…",
+                   "from": self._me()}
+        if shown and shown.get("reply_markup"):
+            message["reply_markup"] = shown["reply_markup"]
         return self._push({"callback_query": {
             "id": f"cb{next(self._update_ids)}", "chat_instance": str(chat_id),
             "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
-            "data": data,
-            "message": {"message_id": message_id, "date": int(time.time()),
-                        "chat": _chat(chat_id, chat_type), "text": "…",
-                        "from": self._me()},
+            "data": data, "message": message,
         }})
 
     def fail_next(self, chat_id: int, status: int, description: str, *, after: int = 0,
@@ -151,6 +184,15 @@ class FakeTelegram:
     # -- the server ------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
+        files = f"/file/bot{self.token}/"
+        if urllib.parse.unquote(req.path).startswith(files):  # a download: the bytes, as api.telegram.org serves them
+            with self._cond:
+                wanted = urllib.parse.unquote(req.path)[len(files):]
+                self.calls.append(("download", {"file_path": wanted}))
+            for path, data in self.files.values():
+                if path == wanted:
+                    return Response(200, data, {"Content-Type": "application/octet-stream"})
+            return _error(404, "Not Found")
         prefix = f"/bot{self.token}/"
         if not req.path.startswith(prefix):
             return _error(401, "Unauthorized")
@@ -202,6 +244,14 @@ class FakeTelegram:
                 "username": self.username, "can_join_groups": True,
                 "can_read_all_group_messages": False, "supports_inline_queries": False}
 
+    def _m_getFile(self, params: dict[str, Any]) -> Response:
+        found = self.files.get(params.get("file_id", ""))
+        if found is None:
+            return _error(400, "Bad Request: invalid file_id")
+        path, data = found
+        return _ok({"file_id": params["file_id"], "file_unique_id": "AgAD0001",
+                    "file_size": len(data), "file_path": path})
+
     def _m_getMe(self, params: dict[str, Any]) -> Response:
         return _ok(self._me())
 
@@ -229,7 +279,8 @@ class FakeTelegram:
                 self._cond.wait(remaining)
 
     def _m_sendMessage(self, params: dict[str, Any]) -> Response:
-        if (refused := _refuse_text(params)) is not None:
+        if (refused := _refuse_text(params) or _refuse_markup(
+                _json_field(params, "reply_markup"))) is not None:
             return refused
         chat_id = int(params["chat_id"])
         message = {
@@ -257,6 +308,27 @@ class FakeTelegram:
                                 "reply_markup": _json_field(params, "reply_markup")})
         return _ok({"message_id": int(params["message_id"]), "date": int(time.time()),
                     "chat": _chat(chat_id, "private"), "text": params["text"]})
+
+    def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> Response:
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        markup = _json_field(params, "reply_markup")
+        with self._cond:
+            shown = next((m for m in self.sent if m["chat_id"] == chat_id
+                          and m["message_id"] == message_id), None)
+            if shown is None:
+                return _error(400, "Bad Request: message to edit not found")
+            if (refused := _refuse_markup(markup)) is not None:
+                return refused
+            if markup == shown.get("reply_markup"):
+                return _error(400, "Bad Request: message is not modified: specified new message "
+                                   "content and reply markup are exactly the same as a current "
+                                   "content and reply markup of the message")
+            shown["reply_markup"] = markup
+            self.edited.append({"chat_id": chat_id, "message_id": message_id,
+                                "text": None, "reply_markup": markup})
+        return _ok({"message_id": message_id, "date": int(time.time()),
+                    "chat": _chat(chat_id, "private"), "text": shown["text"],
+                    **({"reply_markup": markup} if markup else {})})
 
     def _m_answerCallbackQuery(self, params: dict[str, Any]) -> Response:
         with self._cond:
@@ -315,6 +387,16 @@ def _json_field(params: dict[str, Any], name: str) -> Any:
     """Form bodies carry objects as JSON strings, JSON bodies as objects: accept both."""
     value = params.get(name)
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _refuse_markup(markup: Any) -> Response | None:
+    """Telegram's checks on an inline keyboard: 1–64 bytes of callback data a button."""
+    for row in (markup or {}).get("inline_keyboard", []):
+        for button in row:
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(data.encode()) <= 64:
+                return _error(400, "Bad Request: BUTTON_DATA_INVALID")
+    return None
 
 
 def _refuse_text(params: dict[str, Any]) -> Response | None:

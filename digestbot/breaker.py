@@ -1,11 +1,13 @@
 """A circuit breaker: stop calling a server that keeps failing, and try it again later.
 
+Used by the SMTP sender (`channels.email`) and by every request to arXiv (`sources.http`).
 An SMTP server that accepts connections and never answers costs a full timeout per message;
 with hundreds of readers that is hours in which nothing else moves. After `threshold`
 connection failures in a row the breaker opens: calls fail at once with `ServiceDown` (the
 outbox keeps the rows 'failed' with a `next_attempt_at`, no attempt counted) until
 `cooldown` has passed; then one trial call goes through (half-open). Its success closes
-the breaker, its failure opens it for another cooldown.
+the breaker, its failure opens it for another cooldown. A server that says "stop" outright
+(arXiv's 403/429/503) is `trip`ped: open at once, for as long as its Retry-After asks.
 
 Breakers are kept per server for the whole process (`breaker_for`), so `run`, which builds
 fresh senders at every delivery tick, remembers that a server is down.
@@ -36,6 +38,7 @@ class Breaker:
         self.clock = clock
         self.failures = 0  # in a row
         self.opened_at: float | None = None
+        self.hold = self.cooldown  # how long this opening lasts (a Retry-After may set it)
         self.opened_wall: float | None = None  # the same moment on the wall clock, for status
         self.trial = False  # a half-open trial call is in flight
         self._lock = threading.Lock()
@@ -44,7 +47,13 @@ class Breaker:
     def state(self) -> str:
         if self.opened_at is None:
             return "closed"
-        return "half-open" if self.clock() - self.opened_at >= self.cooldown else "open"
+        return "half-open" if self.remaining() <= 0 else "open"
+
+    def remaining(self) -> float:
+        """Seconds until the half-open trial may go (0 when closed or already due)."""
+        if self.opened_at is None:
+            return 0.0
+        return max(self.opened_at + self.hold - self.clock(), 0.0)
 
     def snapshot(self) -> BreakerState:
         """The state for `/status`: the kind of server only (its first word), no address."""
@@ -58,7 +67,7 @@ class Breaker:
         with self._lock:
             if self.opened_at is None:
                 return
-            left = self.opened_at + self.cooldown - self.clock()
+            left = self.opened_at + self.hold - self.clock()
             if left > 0 or self.trial:
                 raise ServiceDown(
                     f"{self.name} is not answering ({self.failures} failures in a row); "
@@ -109,20 +118,35 @@ class Breaker:
         with self._lock:
             self.failures += 1
             if self.trial or self.failures >= self.threshold:
-                if self.opened_at is None:  # a failed trial keeps the incident's start
-                    self.opened_wall = time.time()
-                self.opened_at = self.clock()
+                self._open(self.cooldown)
             self.trial = False
+
+    def trip(self, hold: float | None = None) -> None:
+        """Open now, whatever the count: the server said to stop (for `hold` seconds, when it
+        said how long; else the cooldown)."""
+        with self._lock:
+            self.failures += 1
+            self._open(self.cooldown if hold is None else hold)
+            self.trial = False
+
+    def _open(self, hold: float) -> None:
+        if self.opened_at is None:  # a failed trial keeps the incident's start
+            self.opened_wall = time.time()
+        self.opened_at, self.hold = self.clock(), hold
 
 
 _BREAKERS: dict[str, Breaker] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def breaker_for(name: str) -> Breaker:
-    """The process's breaker for server `name` (host:port), made on first use."""
+def breaker_for(name: str, *, threshold: int | None = None,
+                cooldown: float | None = None) -> Breaker:
+    """The process's breaker for server `name` (host:port), made on first use (with
+    `threshold` and `cooldown`, which a later call does not change)."""
     with _REGISTRY_LOCK:
-        return _BREAKERS.setdefault(name, Breaker(name))
+        if name not in _BREAKERS:
+            _BREAKERS[name] = Breaker(name, threshold=threshold, cooldown=cooldown)
+        return _BREAKERS[name]
 
 
 def snapshots() -> list[BreakerState]:

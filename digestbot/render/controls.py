@@ -1,0 +1,118 @@
+"""The 👍/👎 controls under every delivered paper, one function per channel (issue 17).
+
+Kept apart from the entry renderings on purpose: an entry is rendered once per paper and
+shared by every reader, while a control names the reader (the email's signed link) or shows
+their vote (a chat keyboard after a tap). So the controls are stitched beside the cached
+entries, never into them, and each costs a string join per entry:
+
+- Telegram: an inline keyboard under each message, a row per paper it carries
+  (`telegram_keyboard`); a tap comes back as callback data `vote up 2608.01234`.
+- Slack: an actions block closing each entry in place of its divider (`slack_actions`, so
+  the 50-block budget is unchanged); a click comes back as a block action `vote_up` whose
+  value is the paper id.
+- Email and web: two links per entry, `{feedback_link}&paper=…&vote=up|down`
+  (`vote_url`; in the email `EmailVotes`, through `render_email`'s per-entry `controls`),
+  leading to a confirm page (mail scanners follow links; only the page's POST records).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from digestbot.models import DigestEntry
+from digestbot.render.email import inline_piece
+from digestbot.render.fragments import Stamp, slot
+from digestbot.render.i18n import label
+from digestbot.subscribers.feedback import DOWN, UP
+
+ACTION = "vote"  # Telegram callback data "vote up ID"; Slack action_id "vote_up" / "vote_down"
+_DATA = re.compile(r"vote (up|down) (\S{1,40})")
+_MARK = {UP: "👍", DOWN: "👎"}
+
+
+def parse(data: str) -> tuple[int, str] | None:
+    """(UP or DOWN, paper id) of a tap's callback data or a Slack action; None for others."""
+    match = _DATA.fullmatch(data.strip())
+    if match is None:
+        return None
+    return (UP if match[1] == "up" else DOWN), match[2]
+
+
+def slack_action(action_id: str, value: str) -> str | None:
+    """A Slack button's action as callback data (`vote up ID`), or None if it is no vote."""
+    name = {f"{ACTION}_up": "up", f"{ACTION}_down": "down"}.get(action_id)
+    return f"{ACTION} {name} {value}" if name else None
+
+
+def _button_text(mark: str, pid: str, chosen: bool) -> str:
+    # The chosen side carries a check, so the state reads without a new message.
+    return f"{'✅' if chosen else ''}{mark} {pid}"
+
+
+def telegram_keyboard(paper_ids: Sequence[str], votes: Mapping[str, int]
+                      ) -> list[list[dict[str, str]]]:
+    """Rows of Bot API InlineKeyboardButtons: 👍 / 👎 for each paper of a message, the reader's
+    current vote checked. Callback data stays far under Telegram's 64 bytes."""
+    return [[{"text": _button_text(_MARK[v], pid, votes.get(pid) == v),
+              "callback_data": f"{ACTION} {'up' if v == UP else 'down'} {pid}"}
+             for v in (UP, DOWN)] for pid in paper_ids]
+
+
+def slack_actions(paper_id: str, lang: str, vote: int | None = None) -> dict[str, Any]:
+    """The actions block under a Slack entry: 👍 and 👎 (the reader's vote styled primary)."""
+    elements = []
+    for v, zh, en in ((UP, "有用", "useful"), (DOWN, "不感兴趣", "not for me")):
+        button: dict[str, Any] = {
+            "type": "button", "action_id": f"{ACTION}_{'up' if v == UP else 'down'}",
+            "value": paper_id,
+            "text": {"type": "plain_text", "emoji": True,
+                     "text": f"{'✅' if vote == v else ''}{_MARK[v]} {label(lang, zh, en)}"}}
+        if vote == v:
+            button["style"] = "primary"
+        elements.append(button)
+    return {"type": "actions", "block_id": f"{ACTION}:{paper_id}", "elements": elements}
+
+
+def vote_url(feedback_link: str, paper_id: str, vote: int) -> str:
+    """One entry's signed vote link: the digest's `signing.feedback_link` plus paper and vote."""
+    return f"{feedback_link}&paper={quote(paper_id, safe='')}&vote={'up' if vote == UP else 'down'}"
+
+
+@functools.cache
+def _email_links(lang: str) -> Stamp:
+    """The two links as inlined entry markup with the URLs as slots: rendered and inlined once
+    per language, filled per reader and paper (a string join)."""
+    style = "color:#57606a;text-decoration:none;margin-right:16px"
+    links = "".join(
+        f'<a href="{slot(name)}" style="{style}">{_MARK[v]} {html.escape(label(lang, zh, en))}</a>'
+        for name, v, zh, en in (("up", UP, "有用", "useful"), ("down", DOWN, "不感兴趣", "not for me")))
+    return inline_piece(f'<p class="votes" style="margin:0 0 4px;font-size:13px">{links}</p>')
+
+
+class EmailVotes:
+    """One reader's 👍/👎 links for `render_email(controls=...)` (an `EntryControls`): the
+    digest's one signed `feedback_link` plus each paper's id, in the HTML after the entry's
+    links line and in the text after its PDF line."""
+
+    def __init__(self, feedback_link: str, lang: str) -> None:
+        self.link, self.lang = feedback_link, lang
+        self.stamp = _email_links(lang)
+
+    def html(self, entry: DigestEntry) -> str:
+        pid = entry.paper.id
+        return self.stamp.fill({"up": vote_url(self.link, pid, UP),
+                                "down": vote_url(self.link, pid, DOWN)})
+
+    def text(self, entry: DigestEntry) -> str:
+        return email_text(self.link, entry.paper.id, self.lang)
+
+
+def email_text(feedback_link: str, paper_id: str, lang: str) -> str:
+    """The plain-text part's lines under an entry."""
+    return (f"\n👍 {label(lang, '有用', 'useful')}: {vote_url(feedback_link, paper_id, UP)}"
+            f"\n👎 {label(lang, '不感兴趣', 'not for me')}: {vote_url(feedback_link, paper_id, DOWN)}")
