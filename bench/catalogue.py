@@ -34,12 +34,13 @@ FEED = (Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / 
 DAY = "2026-08-13"
 
 
-def copies(papers: list[Paper], n: int) -> list[Paper]:
+def copies(papers: list[Paper], n: int, prefix: str = "2608") -> list[Paper]:
+    """`n` papers cycled from `papers`, each with its own id; repeats say which copy they are."""
     out = []
     for i in range(n):
         p, k = papers[i % len(papers)], i // len(papers)
         out.append(dataclasses.replace(
-            p, id=f"2608.{i:05d}", version=1,
+            p, id=f"{prefix}.{i:05d}", version=1,
             title=p.title if k == 0 else f"{p.title} (copy {k})",
             abstract=p.abstract if k == 0 else f"{p.abstract} Copy {k}."))
     return out

@@ -14,7 +14,6 @@ each library (once per import); the figure per reader after that is what a deliv
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from bench.catalogue import copies  # noqa: E402
 from digestbot import digest, subscribers  # noqa: E402
 from digestbot.models import Announcement, FeedBatch, Paper  # noqa: E402
 from digestbot.outbox import DeliveryHistory  # noqa: E402
@@ -39,17 +39,6 @@ FEED = SHARED / "rss_new_cs.CL_2026-08-13.xml"
 KEPT = (SHARED / "api_query_search_all-testing_100entries_2026-04-12.xml",
         SHARED / "api_query_cat_cs.LG_OR_cs.AI_20entries_2026-04-30.xml")
 DAY = "2026-08-13"
-
-
-def copies(papers: list[Paper], n: int, prefix: str = "2608") -> list[Paper]:
-    out = []
-    for i in range(n):
-        p, k = papers[i % len(papers)], i // len(papers)
-        out.append(dataclasses.replace(
-            p, id=f"{prefix}.{i:05d}", version=1,
-            title=p.title if k == 0 else f"{p.title} (copy {k})",
-            abstract=p.abstract if k == 0 else f"{p.abstract} Copy {k}."))
-    return out
 
 
 def bibtex(papers: list[Paper]) -> bytes:
