@@ -1,9 +1,10 @@
 """What each subscriber gets: the papers of a day (plus any missed) that hit their topics.
 
 Selection reads the announcements and the cached per-topic scores through their owners
-(`sources.papers`, `enrich.topic_scores`) and what the subscriber already received through
-the `History` the outbox passes in, so it costs a few indexed queries per subscriber and
-never an LLM call. Enrichment is looked up, not made: a paper without one
+(`sources.papers`, `enrich.topic_scores`) once per batch into a `Library` (a day's passing
+scores are a few thousand rows), and what the subscriber already received through the
+`History` the outbox passes in, so it costs a few indexed queries per subscriber and never
+an LLM call. Enrichment is looked up, not made: a paper without one
 is shown in English only.
 """
 
@@ -14,29 +15,14 @@ from datetime import date as Date
 from datetime import timedelta
 from typing import Any, Protocol
 
-from digestbot import rerank, subscribers, topics
-from digestbot.enrich.enrichment import get_enrichment
-from digestbot.enrich.topic_scores import passing_in_window, subscribed_scores
-from digestbot.models import (
-    Announcement,
-    AuthorHit,
-    Digest,
-    DigestEntry,
-    Enrichment,
-    Paper,
-    Subscriber,
-    Topic,
-    TopicHit,
-)
-from digestbot.sources.papers import (
-    announcement_dates,
-    announcements_on,
-    get_papers,
-    last_announcements,
-)
+from digestbot import rerank
+from digestbot.digest_batch import Library
+from digestbot.enrich.topic_scores import subscribed_scores
+from digestbot.models import Announcement, AuthorHit, Digest, Subscriber, TopicHit
+from digestbot.sources.papers import last_announcements
 from digestbot.store import Store
 from digestbot.subscribers import library as libraries
-from digestbot.subscribers import library_score, profile
+from digestbot.subscribers import library_score
 from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, match_author
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
@@ -82,10 +68,10 @@ def select(
     reader with `must`/`exclude` keywords, unsifted and uncapped (a Chinese keyword can only
     match a translation that is not made yet); the same digest for anyone else.
     """
-    window = _window(store, history, subscriber, date)
     context = _Context(store, subscriber, library)
+    window = _window(context.library, history, subscriber, date)
     # The reader's library scores like one more topic (subscribers.library).
-    found = _latest_per_paper([*passing_in_window(store, subscriber.id, window),
+    found = _latest_per_paper([*context.library.passing(context.subscriptions, window),
                                *context.library_rows(window=window)])
     followed = context.followed_in(window)
     # The reader's 👍/👎 model (None until they voted enough) and what it may suggest.
@@ -153,10 +139,15 @@ def rebuild(
     since, the entry still names its subscribed topics' scores as the reason).
     """
     ids = list(dict.fromkeys(paper_ids))
-    announced = last_announcements(store, ids, date)
     context = _Context(store, subscriber, library)
-    scored = _latest_per_paper([*subscribed_scores(store, subscriber.id, ids, date),
-                                *context.library_rows(announced.values(), passing_only=False)])
+    topic_rows = subscribed_scores(store, subscriber.id, ids, date)
+    # Only a paper that no longer scores on the reader's topics needs its announcement read,
+    # unless the reader's library scores them all.
+    on_topics = {r["arxiv_id"] for r in topic_rows}
+    announced = last_announcements(
+        store, ids if context.shelf else [pid for pid in ids if pid not in on_topics], date)
+    scored = _latest_per_paper([*topic_rows, *context.library_rows(announced.values(),
+                                                                  passing_only=False)])
     picks = []
     for pid in ids:
         rows = scored.get(pid, [])
@@ -167,7 +158,7 @@ def rebuild(
     return context.digest(date, picks, more=more)
 
 
-def _window(store: Store, history: History, subscriber: Subscriber, date: str) -> list[str]:
+def _window(library: Library, history: History, subscriber: Subscriber, date: str) -> list[str]:
     """Announcement dates this digest covers: `date` and the uncovered days before it (for a
     weekly reader, the week before `date` at most)."""
     days = WEEK_DAYS if subscriber.cadence == "weekly" else CATCH_UP_DAYS
@@ -182,7 +173,7 @@ def _window(store: Store, history: History, subscriber: Subscriber, date: str) -
     else:
         after = date
     # The date asked for is always covered, even for someone who subscribed after it.
-    return [*announcement_dates(store, after=after, before=date), date]
+    return [*library.dates(after=after, before=date), date]
 
 
 def _latest_per_paper(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -204,40 +195,6 @@ def _announcement(row: dict[str, Any]) -> Announcement:
                         source=row["source"])
 
 
-class Library:
-    """Papers and their enrichments, read once for a batch of digests (a plan, a delivery run).
-
-    A day's digests share a few hundred papers among thousands of readers; reading each paper
-    once per batch rather than once per reader is most of what selection costs. The digests
-    of a batch share these objects (renderers only read them). Keep one only for the length
-    of a batch, so a paper fetched or enriched afterwards is read fresh by the next.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._papers: dict[str, Paper] = {}
-        self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
-        self._announced: dict[str, list[Announcement]] = {}
-
-    def announcements(self, day: str) -> list[Announcement]:
-        """The day's announcements (a window's days are the same for every reader)."""
-        if day not in self._announced:
-            self._announced[day] = announcements_on(self.store, day)
-        return self._announced[day]
-
-    def papers(self, ids: list[str]) -> dict[str, Paper]:
-        missing = [pid for pid in ids if pid not in self._papers]
-        if missing:
-            self._papers.update(get_papers(self.store, missing))
-        return {pid: self._papers[pid] for pid in ids if pid in self._papers}
-
-    def enrichment(self, paper: Paper) -> Enrichment | None:
-        key = (paper.id, paper.version)
-        if key not in self._enrichments:
-            self._enrichments[key] = get_enrichment(self.store, paper.id, paper.version)
-        return self._enrichments[key]
-
-
 class _Context:
     """A subscriber's subscriptions and topics, loaded once per digest."""
 
@@ -245,13 +202,13 @@ class _Context:
         self.store = store
         self.library = library or Library(store)
         self.subscriber = subscriber
-        self.subscriptions = subscribers.subscriptions(store, subscriber.id)
-        self.topics = {s.topic: _topic(store, s.topic) for s in self.subscriptions}
+        self.subscriptions = self.library.subscriptions(subscriber.id)
+        self.topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
         self.shelf = libraries.get_library(store, subscriber.id)
         if self.shelf is not None:
             self.topics[libraries.TOPIC] = libraries.library_topic()
         self.order = {slug: i for i, slug in enumerate(self.topics)}
-        self.profile = profile.get_profile(store, subscriber.id)
+        self.profile = self.library.profile(subscriber.id)
 
     def latest_in(self, window: list[str]) -> dict[str, Announcement]:
         """Every paper announced in the window, at its latest announcement there."""
@@ -335,25 +292,11 @@ class _Context:
         more: int,
     ) -> Digest:
         papers = self.library.papers([ann.arxiv_id for ann, _, _ in picks])
-        entries = [
-            DigestEntry(
-                paper=papers[ann.arxiv_id], announcement=ann, hits=hits,
-                enrichment=self.library.enrichment(papers[ann.arxiv_id]), authors=authors,
-            )
-            for ann, hits, authors in picks
-            if ann.arxiv_id in papers
-        ]
+        entries = [self.library.entry(papers[ann.arxiv_id], ann, hits, authors)
+                   for ann, hits, authors in picks if ann.arxiv_id in papers]
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
             entries=entries, more=more,
             thresholds={s.topic: s.threshold for s in self.subscriptions}
             | ({libraries.TOPIC: self.shelf.threshold} if self.shelf else {}),
         )
-
-
-def _topic(store: Store, slug: str) -> Topic:
-    try:
-        return topics.get_topic(slug, store)
-    except KeyError:
-        # A topic dropped from the catalogue keeps its subscriptions and scores; show the slug.
-        return Topic(slug=slug, name_zh=slug, name_en=slug, description="")

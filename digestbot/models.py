@@ -6,6 +6,7 @@ converts them to and from rows; nothing here touches I/O.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -217,6 +218,10 @@ class DigestEntry:
     enrichment: Enrichment | None = None
     # Followed authors on the paper: it comes whatever its topic scores.
     authors: list[AuthorHit] = field(default_factory=list)
+    # Set by `digest.Library`, which shares one entry among the readers it comes to alike:
+    # (a name for the paper, announcement and enrichment as the batch read them, a name for
+    # this entry). Renderers cache by it without hashing text; None: they key by content.
+    key: tuple[Hashable, Hashable] | None = None
 
     @property
     def best_score(self) -> int:

@@ -221,5 +221,5 @@ def test_template_dir_prefers_the_installed_copy(tmp_path, monkeypatch) -> None:
     pkg = tmp_path / "digestbot"
     (pkg / "templates" / "email").mkdir(parents=True)
     (pkg / "templates" / "email" / "digest.html").write_text("x")
-    monkeypatch.setattr(render, "__file__", str(pkg / "render" / "__init__.py"))
+    monkeypatch.setattr(render.base, "__file__", str(pkg / "render" / "base.py"))
     assert render.template_dir() == pkg / "templates"

@@ -13,6 +13,7 @@ from digestbot.channels.email import build_message, flatten
 from digestbot.config import load_settings
 from digestbot.models import TopicHit
 from digestbot.outbox import DeliveryRow
+from digestbot.render.fragments import slot
 from tests.test_render import AGENTS, POST_TRAINING, make_digest, make_entry
 
 HOSTILE = '<script>alert(1)</script> & "LaTeX" $\\Delta$ < 5'
@@ -81,3 +82,76 @@ def test_flatten_gives_the_same_bytes_as_the_stdlib() -> None:
                       paper_ids=[], message_id="<digest.1@example.org>")
     msg = build_message(settings, row, digest)
     assert flatten(msg) == bytes(msg)
+
+
+ODD = ["a\r\nb\rc", "nul\0here", "nb\xa0sp", '<b>&amp; "q" \'s\'', "tab\tand\x0cff", "中文 & 标点"]
+
+
+@pytest.mark.parametrize("odd", ODD)
+def test_values_filled_in_per_reader_equal_inlining_them(odd: str) -> None:
+    """The page and rows are inlined once with markers; the reader's values are escaped the
+    way the inliner writes them (text, <title>, attributes) — including what its parser
+    changes (CR, NUL, no-break space)."""
+    topic = dataclasses.replace(POST_TRAINING, name_zh=f"主题{odd}", name_en=f"Topic{odd}")
+    entry = dataclasses.replace(make_entry(1, 90), hits=[TopicHit("post-training", topic.name_zh,
+                                                                   90, f"理由{odd}")])
+    digest = make_digest([entry, make_entry(2, 80)], lang="both", more=1, topics=[topic])
+    links = {"unsubscribe_url": f"https://d.example/u?t={odd}", "preferences_url": None,
+             "pages_url": f"https://d.example/d?{odd}"}
+    html = render.render_email(digest, **links).html
+    assert html == whole_page(digest, [(e, (None, None)) for e in digest.entries], 1, **links)
+
+
+def test_the_more_line_ends_before_the_footer_in_text() -> None:
+    digest = make_digest([make_entry(1)], more=3)
+    text = render.render_email(digest, pages_url="https://d.example/d/2026-08-13").text
+    assert "在网页上查看: https://d.example/d/2026-08-13\n你收到这封邮件" in text
+    assert "未在本期显示\n你收到这封邮件" in render.render_email(digest).text
+
+
+class Votes:
+    """A per-reader-per-paper piece, as the 👍/👎 links will be: filled from one stamp."""
+
+    def __init__(self, reader: str) -> None:
+        self.reader = reader
+        self.stamp = render.inline_piece(
+            '<p class="links"><a href="' + slot("up") + '">👍</a></p>\n')
+
+    def html(self, entry) -> str:
+        return self.stamp.fill({"up": f"https://d.example/v?r={self.reader}&p={entry.paper.id}"})
+
+    def text(self, entry) -> str:
+        return f"👍 https://d.example/v?r={self.reader}&p={entry.paper.id}\n"
+
+
+def test_controls_are_stitched_into_each_entry_per_reader() -> None:
+    entries = [make_entry(1, 90), make_entry(2, 80)]
+    a = render.render_email(make_digest(entries), controls=Votes("a"))
+    b = render.render_email(make_digest(entries), controls=Votes("b"))
+    for email, reader in ((a, "a"), (b, "b")):
+        for e in entries:
+            link = f"https://d.example/v?r={reader}&amp;p={e.paper.id}"
+            # Right after the entry's own links line, inside its row.
+            assert f'PDF</a></p>\n<p class="links" style="margin:0 0 6px"><a href="{link}" ' in email.html
+            assert f"PDF: {e.paper.pdf_url}\n👍 https://d.example/v?r={reader}&p={e.paper.id}\n" in email.text
+    assert "r=b" not in a.html and "r=a" not in b.html
+    assert a.html.count('<td class="entry"') == 2
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_message_parts_are_encoded_as_the_stdlib_encodes_them(lang: str) -> None:
+    """The parts' base64 is made in one go; headers and bytes must be the stdlib's own."""
+    from email.message import EmailMessage
+
+    settings = load_settings(smtp_url="smtp://127.0.0.1:25")
+    long_en = "Reinforcement learning from human feedback aligns models. " * 10
+    digest = make_digest([make_entry(1, abstract=long_en), make_entry(2)], lang=lang)
+    row = DeliveryRow(id=1, subscriber_id=7, digest_date="2026-08-13", status="pending",
+                      paper_ids=[], message_id="<digest.1@example.org>")
+    text, html = build_message(settings, row, digest).iter_parts()
+    for part, kwargs in ((text, {}), (html, {"subtype": "html", "cte": "base64"})):
+        reference = EmailMessage(policy=part.policy)
+        reference.set_content(part.get_content(), **kwargs)
+        assert part.get_payload() == reference.get_payload()
+        for header in ("Content-Type", "Content-Transfer-Encoding"):
+            assert part[header] == reference[header]

@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from digestbot import topics as catalogue
 from digestbot.enrich import offline, prompts
@@ -26,7 +26,7 @@ from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pdf import GivenUp, page_text
 from digestbot.errors import AnswerError
 from digestbot.models import Enrichment, Institution, Paper
-from digestbot.store import Store, now_iso
+from digestbot.store import Store, chunks, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,33 @@ def get_enrichment(store: Store, arxiv_id: str, version: int) -> Enrichment | No
     """The enrichment to show for that version: a model's before offline, then the current
     prompt's, then the newest."""
     rows = list(store.db.query(
-        "select * from enrichments where arxiv_id = ? and version = ?"
-        " order by model = ? asc, prompt_version = ? desc, created_at desc, rowid desc limit 1",
+        f"select * from enrichments where arxiv_id = ? and version = ? {_PREFERRED} limit 1",
         [arxiv_id, version, OFFLINE_MODEL, prompts.PROMPT_VERSION]))
-    if not rows:
-        return None
-    row = rows[0]
+    return _from_row(rows[0]) if rows else None
+
+
+# Which of a version's enrichments is shown: a model's before offline, then the current
+# prompt's, then the newest.
+_PREFERRED = "order by model = ? asc, prompt_version = ? desc, created_at desc, rowid desc"
+
+
+def get_enrichments(store: Store, keys: Sequence[Key]) -> dict[Key, Enrichment]:
+    """`get_enrichment` for many versions at once (a batch of digests reads the day's papers
+    in a few queries, not one each); versions without one are absent."""
+    wanted, out = set(keys), {}
+    for chunk in chunks(sorted({pid for pid, _ in wanted}), 500):
+        marks = ",".join("?" * len(chunk))
+        for row in store.db.query(
+                f"select * from enrichments where arxiv_id in ({marks})"
+                f" {_PREFERRED.replace('order by', 'order by arxiv_id, version,')}",
+                [*chunk, OFFLINE_MODEL, prompts.PROMPT_VERSION]):
+            key = (row["arxiv_id"], row["version"])
+            if key in wanted and key not in out:
+                out[key] = _from_row(row)
+    return out
+
+
+def _from_row(row: dict[str, Any]) -> Enrichment:
     return Enrichment(
         arxiv_id=row["arxiv_id"], version=row["version"], title_zh=row["title_zh"] or "",
         summary_zh=row["summary_zh"] or "", abstract_zh=row["abstract_zh"] or "",

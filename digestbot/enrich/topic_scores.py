@@ -61,6 +61,14 @@ def on_days(store: Store, topic: str, days: Sequence[str], min_score: int, limit
     return [_announced(r) for r in rows]
 
 
+def passing_on(store: Store, day: str, min_score: int) -> list[dict[str, Any]]:
+    """Every score row of `day`'s announcements at or above `min_score`, any topic: what a
+    planning pass holds in memory to select for thousands of readers without a query each
+    (`digest.Library`). Rows carry the announcement and the version rule of `_SCORED`."""
+    return list(store.db.query(_SCORED.format(where="a.date = :date"),
+                               {"date": day, "min": min_score}))
+
+
 @dataclass(frozen=True)
 class DayTopic:
     """One topic on one announcement day: papers at or above the cut, papers scored at all,

@@ -115,23 +115,27 @@ def last_sent(store: Store, subscriber_id: int) -> DeliveryRow | None:
 
 
 class DeliveryHistory:
-    """What each reader already got, for `digest.select` (a `digest.History`)."""
+    """What each reader already got, for `digest.select` (a `digest.History`). Keep one for
+    a planning pass: the last sent dates are read for every reader at once."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._last_sent: dict[str, dict[int, str]] = {}
 
     def last_sent(self, subscriber_id: int, before: str) -> str | None:
-        return next(iter(self.store.db.query(
-            "select max(digest_date) d from deliveries"
-            " where subscriber_id = ? and status = 'sent' and digest_date < ?",
-            [subscriber_id, before])))["d"]
+        if before not in self._last_sent:
+            self._last_sent[before] = {r["subscriber_id"]: r["d"] for r in self.store.db.query(
+                "select subscriber_id, max(digest_date) d from deliveries"
+                " where status = 'sent' and digest_date < ? group by subscriber_id", [before])}
+        return self._last_sent[before].get(subscriber_id)
 
     def delivered(self, subscriber_id: int, arxiv_ids: Sequence[str]) -> set[str]:
         # `delivered_papers` is written with the row at plan time, so "planned" counts too.
         out: set[str] = set()
         for chunk in chunks(list(arxiv_ids), 500):
             marks = ",".join("?" * len(chunk))
-            out |= {r["arxiv_id"] for r in self.store.db.query(
+            # A plain read (no sqlite-utils savepoint around it): one per reader in a pass.
+            out |= {r[0] for r in self.store.db.execute(
                 "select arxiv_id from delivered_papers where subscriber_id = ?"
                 f" and arxiv_id in ({marks})", [subscriber_id, *chunk])}
         return out
@@ -217,8 +221,11 @@ def update(store: Store, row_id: int, now: datetime, **values: Any) -> None:
     if values.get("last_error"):
         # Masked before it is cut, so a cut cannot leave half a token unrecognised.
         values["last_error"] = redact(values["last_error"])[:ERROR_CHARS]
+    values = {**values, "updated_at": iso(now)}
+    sets = ", ".join(f"{name} = ?" for name in values)
+    # Plain SQL: the table API looks the schema up on every call (three reads per message).
     with store.db.atomic():
-        store.db["deliveries"].update(row_id, {**values, "updated_at": iso(now)})
+        store.db.execute(f"update deliveries set {sets} where id = ?", [*values.values(), row_id])
 
 
 # -- per-part progress (chat channels) ------------------------------------------------------

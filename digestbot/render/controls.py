@@ -11,18 +11,22 @@ entries, never into them, and each costs a string join per entry:
   the 50-block budget is unchanged); a click comes back as a block action `vote_up` whose
   value is the paper id.
 - Email and web: two links per entry, `{feedback_link}&paper=…&vote=up|down`
-  (`vote_url`, `email_row`, `email_text`), leading to a confirm page (mail scanners follow
-  links; only the page's POST records).
+  (`vote_url`; in the email `EmailVotes`, through `render_email`'s per-entry `controls`),
+  leading to a confirm page (mail scanners follow links; only the page's POST records).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from digestbot.models import DigestEntry
+from digestbot.render.email import inline_piece
+from digestbot.render.fragments import Stamp, html_attribute, slot
 from digestbot.render.i18n import label
 from digestbot.subscribers.feedback import DOWN, UP
 
@@ -76,21 +80,56 @@ def slack_actions(paper_id: str, lang: str, vote: int | None = None) -> dict[str
 
 def vote_url(feedback_link: str, paper_id: str, vote: int) -> str:
     """One entry's signed vote link: the digest's `signing.feedback_link` plus paper and vote."""
-    return f"{feedback_link}&paper={quote(paper_id, safe='')}&vote={'up' if vote == UP else 'down'}"
+    return feedback_link + _suffixes(paper_id)[0 if vote == UP else 1]
 
 
-def email_row(feedback_link: str, paper_id: str, lang: str) -> str:
-    """A table row after a cached entry row: the two links, styled inline (it is never run
-    through the CSS inliner, which would cost more than the rest of the row)."""
+@functools.lru_cache(maxsize=20_000)
+def _suffixes(paper_id: str) -> tuple[str, str]:
+    """What a paper adds to the reader's link for 👍 and 👎 (a day's papers, each quoted once
+    for all its readers)."""
+    pid = quote(paper_id, safe="")
+    return f"&paper={pid}&vote=up", f"&paper={pid}&vote=down"
+
+
+@functools.lru_cache(maxsize=20_000)
+def _html_suffixes(paper_id: str) -> tuple[str, str]:
+    # Attribute escaping is per character, so the link and a suffix escape apart.
+    up, down = _suffixes(paper_id)
+    return html_attribute(up), html_attribute(down)
+
+
+@functools.cache
+def _email_links(lang: str) -> Stamp:
+    """The two links as inlined entry markup with the URLs as slots: rendered and inlined once
+    per language, filled per reader and paper (a string join)."""
     style = "color:#57606a;text-decoration:none;margin-right:16px"
     links = "".join(
-        f'<a href="{html.escape(vote_url(feedback_link, paper_id, v))}" style="{style}">'
-        f"{_MARK[v]} {html.escape(label(lang, zh, en))}</a>"
-        for v, zh, en in ((UP, "有用", "useful"), (DOWN, "不感兴趣", "not for me")))
-    return f'<tr><td style="padding:0 0 14px;font-size:13px">{links}</td></tr>'
+        f'<a href="{slot(name)}" style="{style}">{_MARK[v]} {html.escape(label(lang, zh, en))}</a>'
+        for name, v, zh, en in (("up", UP, "有用", "useful"), ("down", DOWN, "不感兴趣", "not for me")))
+    stamp = inline_piece(f'<p class="votes" style="margin:0 0 4px;font-size:13px">{links}</p>')
+    if [(name, escape) for name, escape in stamp.slots] != [("up", html_attribute),
+                                                           ("down", html_attribute)]:
+        raise RuntimeError(f"css-inline moved the vote links' URLs: {stamp.literals!r}")
+    return stamp
 
 
-def email_text(feedback_link: str, paper_id: str, lang: str) -> str:
-    """The plain-text part's lines under an entry."""
-    return (f"\n👍 {label(lang, '有用', 'useful')}: {vote_url(feedback_link, paper_id, UP)}"
-            f"\n👎 {label(lang, '不感兴趣', 'not for me')}: {vote_url(feedback_link, paper_id, DOWN)}")
+class EmailVotes:
+    """One reader's 👍/👎 links for `render_email(controls=...)` (an `EntryControls`): the
+    digest's one signed `feedback_link` plus each paper's id, in the HTML after the entry's
+    links line and in the text after its PDF line. Per entry, a join of cached strings (the
+    same bytes as filling `_email_links`' stamp)."""
+
+    def __init__(self, feedback_link: str, lang: str) -> None:
+        before, between, after = _email_links(lang).literals
+        link = html_attribute(feedback_link)
+        self._html = (before + link, between + link, after)
+        self._text = (f"\n👍 {label(lang, '有用', 'useful')}: {feedback_link}",
+                      f"\n👎 {label(lang, '不感兴趣', 'not for me')}: {feedback_link}")
+
+    def html(self, entry: DigestEntry) -> str:
+        up, down = _html_suffixes(entry.paper.id)
+        return f"{self._html[0]}{up}{self._html[1]}{down}{self._html[2]}"
+
+    def text(self, entry: DigestEntry) -> str:
+        up, down = _suffixes(entry.paper.id)
+        return f"{self._text[0]}{up}{self._text[1]}{down}"

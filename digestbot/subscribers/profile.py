@@ -52,6 +52,22 @@ def get_profile(store: Store, subscriber_id: int) -> Profile:
     return Profile(tuple(follows), tuple(words["must"]), tuple(words["exclude"]))
 
 
+def all_profiles(store: Store) -> dict[int, Profile]:
+    """Every reader's non-empty profile by subscriber id (`get_profile` for a planning pass:
+    two queries, not two per reader); a reader without one is absent."""
+    follows: dict[int, list[str]] = {}
+    for row in store.db.query(
+            "select subscriber_id, name from followed_authors order by created_at, rowid"):
+        follows.setdefault(row["subscriber_id"], []).append(row["name"])
+    words: dict[int, dict[str, list[str]]] = {}
+    for row in store.db.query(
+            "select subscriber_id, kind, word from keyword_filters order by created_at, rowid"):
+        words.setdefault(row["subscriber_id"], {}).setdefault(row["kind"], []).append(row["word"])
+    return {sid: Profile(tuple(follows.get(sid, ())), tuple(words.get(sid, {}).get("must", ())),
+                         tuple(words.get(sid, {}).get("exclude", ())))
+            for sid in {*follows, *words}}
+
+
 def _clean(text: str, what_zh: str, what_en: str, limit: int) -> str:
     text = " ".join(text.split())
     if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):

@@ -1,0 +1,156 @@
+"""The day in memory for a batch of digests (`Library`): what every reader's selection and
+rendering share, read once per batch (see `digest`)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from digestbot import subscribers, topics
+from digestbot.enrich.enrichment import get_enrichment, get_enrichments
+from digestbot.enrich.topic_scores import passing_on
+from digestbot.models import (
+    Announcement,
+    AuthorHit,
+    DigestEntry,
+    Enrichment,
+    Paper,
+    Subscription,
+    Topic,
+    TopicHit,
+)
+from digestbot.sources.papers import announcement_dates, announcements_on, get_papers
+from digestbot.store import Store
+from digestbot.subscribers import profile
+
+_GENERATIONS = itertools.count(1)
+
+
+class Library:
+    """The day in memory for a batch of digests (a plan, a delivery run): papers, their
+    enrichments, the announcements and the scores that pass, each read once.
+
+    A day's digests share a few hundred papers among thousands of readers; reading each paper
+    and each day's scores once per batch rather than once per reader is most of what selection
+    costs. The digests of a batch share these objects (renderers only read them, and cache a
+    paper's rendered entry under `DigestEntry.key`, which names this batch). Keep one only for
+    the length of a batch, so a paper fetched, scored or enriched afterwards is read fresh by
+    the next.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.generation = next(_GENERATIONS)
+        self._papers: dict[str, Paper] = {}
+        self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
+        self._dates: list[str] | None = None
+        self._announced: dict[str, list[Announcement]] = {}
+        # day → (the lowest score loaded, topic → rows best first)
+        self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
+        self._topics: dict[str, Topic] = {}
+        self._entries: dict[tuple[Any, ...], DigestEntry] = {}
+        self._subscriptions: dict[int, list[Subscription]] | None = None
+        self._profiles: dict[int, profile.Profile] | None = None
+
+    def subscriptions(self, subscriber_id: int) -> list[Subscription]:
+        """The reader's subscriptions (everyone's are read on the first ask)."""
+        if self._subscriptions is None:
+            self._subscriptions = subscribers.all_subscriptions(self.store)
+        return self._subscriptions.get(subscriber_id, [])
+
+    def profile(self, subscriber_id: int) -> profile.Profile:
+        """The reader's followed authors and keywords (everyone's are read on the first ask)."""
+        if self._profiles is None:
+            self._profiles = profile.all_profiles(self.store)
+        return self._profiles.get(subscriber_id) or profile.Profile()
+
+    def dates(self, *, after: str, before: str) -> list[str]:
+        """Days with announcements strictly between `after` and `before`, oldest first."""
+        if self._dates is None:
+            self._dates = announcement_dates(self.store)
+        return [d for d in self._dates if after < d < before]
+
+    def announcements(self, day: str) -> list[Announcement]:
+        """The day's announcements (a window's days are the same for every reader)."""
+        if day not in self._announced:
+            self._announced[day] = announcements_on(self.store, day)
+        return self._announced[day]
+
+    def entry(self, paper: Paper, ann: Announcement, hits: list[TopicHit],
+              authors: list[AuthorHit]) -> DigestEntry:
+        """The paper as a digest entry with these reasons: one shared object for every reader
+        it comes to alike, so renderers cache it whole under its `key` — (the paper in this
+        batch, the entry) — which no entry with other content can carry."""
+        shown = (paper.id, paper.version, ann.date, ann.announce_type)
+        content = (shown, tuple(hits), tuple(authors))
+        entry = self._entries.get(content)
+        if entry is None:
+            entry = self._entries[content] = DigestEntry(
+                paper=paper, announcement=ann, hits=hits, enrichment=self.enrichment(paper),
+                authors=authors, key=((self.generation, *shown), len(self._entries)))
+        return entry
+
+    def topic(self, slug: str) -> Topic:
+        if slug not in self._topics:
+            self._topics[slug] = _topic(self.store, slug)
+        return self._topics[slug]
+
+    def passing(self, subscriptions: list[Subscription], window: list[str]) -> list[dict[str, Any]]:
+        """Score rows of papers announced in `window` that pass one of `subscriptions`'
+        thresholds, each paper only at its latest announcement in the window (a v2 that lost
+        relevance is not rescued by the v1 announced a few days earlier)."""
+        if not subscriptions:
+            return []
+        floor = min(s.threshold for s in subscriptions)
+        days = sorted(set(window))
+        rows = []
+        for day in days:
+            by_topic = self._passing_on(day, floor)
+            for sub in subscriptions:
+                for row in by_topic.get(sub.topic, ()):
+                    if row["score"] < sub.threshold:
+                        break
+                    rows.append(row)
+        if len(days) > 1:
+            latest = {ann.arxiv_id: day for day in days for ann in self.announcements(day)}
+            rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
+        return rows
+
+    def _passing_on(self, day: str, floor: int) -> dict[str, list[dict[str, Any]]]:
+        """`day`'s score rows at or above `floor` by topic, best first (read again only for a
+        reader whose threshold is lower than any before)."""
+        held = self._scores.get(day)
+        if held is None or held[0] > floor:
+            by_topic: dict[str, list[dict[str, Any]]] = {}
+            for row in passing_on(self.store, day, floor):
+                by_topic.setdefault(row["topic"], []).append(row)
+            for rows in by_topic.values():
+                rows.sort(key=lambda r: -r["score"])
+            held = self._scores[day] = (floor, by_topic)
+        return held[1]
+
+    def papers(self, ids: list[str]) -> dict[str, Paper]:
+        missing = [pid for pid in ids if pid not in self._papers]
+        if missing:
+            found = get_papers(self.store, missing)
+            self._papers.update(found)
+            # Their enrichments in the same breath: the renderers ask for each.
+            keys = [(p.id, p.version) for p in found.values()
+                    if (p.id, p.version) not in self._enrichments]
+            extras = get_enrichments(self.store, keys)
+            self._enrichments.update({key: extras.get(key) for key in keys})
+        return {pid: self._papers[pid] for pid in ids if pid in self._papers}
+
+    def enrichment(self, paper: Paper) -> Enrichment | None:
+        key = (paper.id, paper.version)
+        if key not in self._enrichments:
+            self._enrichments[key] = get_enrichment(self.store, paper.id, paper.version)
+        return self._enrichments[key]
+
+
+def _topic(store: Store, slug: str) -> Topic:
+    try:
+        return topics.get_topic(slug, store)
+    except KeyError:
+        # A topic dropped from the catalogue keeps its subscriptions and scores; show the slug.
+        return Topic(slug=slug, name_zh=slug, name_en=slug, description="")

@@ -1,0 +1,328 @@
+"""The digest email: plain text and CSS-inlined HTML, assembled from pieces rendered once.
+
+A day's papers go to thousands of readers: each paper's row and text are rendered (and
+inlined) once per language and abstract cut, the page around them once per language and
+shape, each as a `fragments.Stamp` whose slots take the reader's parts.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Hashable
+from typing import Any, Protocol
+
+import css_inline
+
+from digestbot.models import Digest, DigestEntry
+from digestbot.render import i18n
+from digestbot.render.base import (
+    _ABSTRACT_STEPS,
+    HTML_BUDGET_BYTES,
+    RenderedEmail,
+    badge,
+    environment,
+    hit_text,
+    lead_topic,
+    subject,
+)
+from digestbot.render.fragments import Memo, Part, Stamp, block, slot
+from digestbot.render.i18n import label
+
+
+@functools.cache
+def _inliner() -> css_inline.CSSInliner:
+    # @media rules (dark mode, phones) cannot be inlined; keep them in a <style> block.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False, minify_css=True)
+
+
+@functools.cache
+def _stylesheet() -> str:
+    """The email's CSS as digest.html embeds it, for inlining a row outside the page."""
+    return environment().get_template("email/_digest.css").render()
+
+
+def inline_piece(html: str) -> Stamp:
+    """A piece of an entry (`html`, with `slot`/`block` markers) inlined as it is inside an
+    entry row: the hook for per-reader-per-paper markup such as 👍/👎 links. Render and
+    inline it once per language, then `fill` it per reader and pass the result as an
+    entry's controls (see `render_email`)."""
+    html = _inliner().inline_fragment(
+        f'<table><tr><td class="entry">{_FROM}{html}{_TO}</td></tr></table>', _stylesheet())
+    start, end = html.find(_FROM), html.find(_TO)
+    if start < 0 or end < start:
+        raise RuntimeError(f"css-inline moved a piece out of its entry: {html[:80]!r}")
+    return Stamp(html[start + len(_FROM):end])
+
+
+_FROM, _TO = block("piece-from"), block("piece-to")
+# Where the rows go in the inlined page (see `fragments.block`).
+_ROWS_MARKER = block("entry-rows")
+# How css-inline returns a row parsed inside a bare table (the parser adds the <tbody>).
+_ROW_WRAPPER = ("<table><tbody>", "</tbody></table>")
+
+# A paper's row (per language and abstract cut) and text, rendered once for every reader.
+_ROWS = Memo(20_000)
+_TEXTS = Memo(20_000)
+# Page shells and reason lines, per language and which optional parts are there.
+_PIECES = Memo(1_000)
+
+
+def _fields(obj: Any) -> tuple[Any, ...]:
+    """A dataclass's values as a hashable key (lists become tuples; their items are frozen)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in vars(obj).values())
+
+
+def _paper_key(entry: DigestEntry, lang: str) -> Hashable:
+    """What a paper's reader-independent rendering depends on: the batch's name for it
+    (`DigestEntry.key`), else its content (hits and followed authors are the reader's)."""
+    if entry.key is not None:
+        return (entry.key, lang)
+    enrichment = _fields(entry.enrichment) if entry.enrichment else None
+    return (lang, _fields(entry.paper), entry.announcement, enrichment)
+
+
+def _effective(limit: int | None, text: str) -> int | None:
+    """A clip limit that keeps all of `text` renders like no limit: share one cached row."""
+    return None if limit and len(text) <= limit else limit
+
+
+def text_reasons(entry: DigestEntry, lang: str) -> str:
+    """The reader's reasons for a paper in the plain-text email (see email/_entry.txt)."""
+    hit_label = label(lang, "专题命中", "Topic match")
+    # A blank line after a followed author, none after a hit (as the template always had it).
+    return "".join([*(f"{i18n.followed_author(a, lang)}\n\n" for a in entry.authors),
+                    *(f"{hit_label}: {hit_text(h)}\n" for h in entry.hits)])
+
+
+def _reason_line(reason_label: str) -> Stamp:
+    return _PIECES.get(("reason", reason_label), lambda: inline_piece(
+        environment().get_template("email/_entry_reason.html").render(
+            reason_label=reason_label, reason_text=slot("text"))))
+
+
+def html_reasons(entry: DigestEntry, lang: str) -> str:
+    """The reader's reasons for a paper as inlined email rows' lines (followed authors, hits)."""
+    author, hit = _reason_line("👤"), _reason_line(label(lang, "专题命中", "Topic match"))
+    return "".join([*(author.fill({"text": i18n.followed_author(a, lang)}) for a in entry.authors),
+                    *(hit.fill({"text": hit_text(h)}) for h in entry.hits)])
+
+
+Step = tuple[int | None, int | None]
+# Where a reader's controls go in a filled row (private use, as the markers).
+_CONTROLS = "\ue002"
+
+
+class _Rows:
+    """One paper's inlined table rows in one language, one per abstract cut (rendered when
+    first asked, shared by every reader); the reader's badge, reasons and controls are
+    their slots."""
+
+    def __init__(self, entry: DigestEntry, lang: str) -> None:
+        self.entry, self.lang = entry, lang
+        self.by_step: dict[Step, Stamp] = {}
+
+    def at(self, step: Step) -> Stamp:
+        try:
+            return self.by_step[step]
+        except KeyError:
+            pass
+        entry = self.entry
+        zh_text = entry.enrichment.abstract_zh if entry.enrichment else ""
+        cut = (_effective(step[0], entry.paper.abstract or ""), _effective(step[1], zh_text or ""))
+        if cut not in self.by_step:
+            raw = environment().get_template("email/_entry_row.html").render(
+                entry=entry, lang=self.lang, en_chars=cut[0], zh_chars=cut[1],
+                match=slot("match"), reasons=block("reasons"), controls=block("controls"))
+            wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
+            head, tail = _ROW_WRAPPER
+            if not (wrapped.startswith(head) and wrapped.endswith(tail)):
+                raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
+            self.by_step[cut] = Stamp(wrapped[len(head):-len(tail)])
+        stamp = self.by_step[step] = self.by_step[cut]
+        return stamp
+
+
+class _Entry:
+    """An entry with its badge and reasons filled in: its rows (split where the reader's
+    controls go) and its text, made once for every reader the same entry goes to."""
+
+    def __init__(self, entry: DigestEntry, lang: str) -> None:
+        paper = (entry.key[0], lang) if entry.key else _paper_key(entry, lang)
+        self.rows: _Rows = _ROWS.get(paper, lambda: _Rows(entry, lang))
+        self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
+                       "controls": _CONTROLS}
+        self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
+        self.filled: dict[Step, tuple[str, str]] = {}
+        text = _TEXTS.get(paper, lambda: Stamp(environment().get_template(
+            "email/_entry.txt").render(entry=entry, lang=lang, match=slot("match"),
+                                       reasons=slot("reasons"), controls=slot("controls")),
+            html=False))
+        # The controls come last in an entry's text (see _entry.txt).
+        self.text = text.fill({"match": self.reader["match"], "controls": "",
+                               "reasons": text_reasons(entry, lang)})
+
+    @staticmethod
+    def of(entry: DigestEntry, lang: str) -> _Entry:
+        key = (entry.key, lang) if entry.key else (
+            _paper_key(entry, lang), tuple(entry.hits), tuple(entry.authors))
+        return _FILLED.get(key, lambda: _Entry(entry, lang))
+
+    def size(self, step: Step) -> int:
+        return self.rows.at(step).size + self.reader_size
+
+    def html(self, step: Step, controls: str) -> str:
+        try:
+            head, tail = self.filled[step]
+        except KeyError:
+            head, _, tail = self.rows.at(step).fill(self.reader).partition(_CONTROLS)
+            self.filled[step] = (head, tail)
+        return f"{head}{controls}{tail}" if controls else head + tail
+
+
+# A distinct entry (paper and reasons) filled in, per language.
+_FILLED = Memo(50_000)
+
+
+# The page's values that differ per reader; absent ones ("" or None) leave out their parts.
+_PAGE_SLOTS = ("subject", "header", "late", "more", "pages_url", "followed", "preferences_url",
+               "unsubscribe_url")
+
+
+def _page(template: str, context: dict[str, Any], more: int, **extra: Any) -> tuple[Stamp, dict[str, str]]:
+    """`template` (digest.html or .txt) for this reader: a stamp rendered once per language
+    and set of present parts, and the values to fill it with."""
+    lang = context["lang"]
+    values = {name: context.get(name) or "" for name in _PAGE_SLOTS}
+    values["more"] = i18n.more_not_shown(more, lang) if more else ""
+    shape = tuple(bool(v) for v in values.values())
+
+    def make() -> Stamp:
+        marks: dict[str, Any] = {name: slot(name) if present else None
+                                 for name, present in zip(values, shape, strict=True)}
+        # `more_not_shown` is the template's; here it gives the marker for the reader's line.
+        marks.update(more=1 if values["more"] else 0, lang=lang,
+                     more_not_shown=lambda _more, _lang: slot("more"))
+        text = environment().get_template(template).render(marks, **extra)
+        html = template.endswith(".html")
+        return Stamp(_inliner().inline(text) if html else text, html=html)
+
+    return _PIECES.get((template, lang, shape), make), values
+
+
+def _shell(context: dict[str, Any], more: int) -> tuple[Part, Part]:
+    """The inlined page around the rows (header, footer with `more`), split where rows go."""
+    stamp, values = _page("email/digest.html", context, more, entry_rows=_ROWS_MARKER)
+    before, marker, after = stamp.fill({**values, "entry-rows": _ROWS_MARKER}).partition(
+        _ROWS_MARKER)
+    if not marker:
+        raise RuntimeError("css-inline dropped the entry-rows marker from digest.html")
+    return Part.of(before), Part.of(after)
+
+
+def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
+                  preferences_url: str | None = None,
+                  pages_url: str | None = None) -> dict[str, Any]:
+    """What email/digest.html and digest.txt see besides the entries and the `more` count."""
+    lang = digest.subscriber.lang
+    return {
+        "digest": digest,
+        "lang": lang,
+        "subject": subject(digest),
+        "lead_topic": lead_topic(digest),
+        "header": i18n.header_line(digest, lang),
+        "late": i18n.late_line(digest, lang),
+        "followed": i18n.followed_topics(digest, lang),
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+        "pages_url": pages_url,
+    }
+
+
+_RULE = "=" * 66
+
+
+def render_email(
+    digest: Digest,
+    *,
+    unsubscribe_url: str | None = None,
+    preferences_url: str | None = None,
+    pages_url: str | None = None,
+    controls: EntryControls | None = None,
+) -> RenderedEmail:
+    """Subject, plain text and inlined HTML for one digest.
+
+    The HTML is kept under `HTML_BUDGET_BYTES`: abstracts are shortened, then dropped (English
+    first — the Chinese one is the reason to subscribe), and as a last resort trailing entries
+    move into the "另有 K 篇" count, so the footer with the unsubscribe link always survives.
+
+    The same paper goes to thousands of readers, so each paper's row is rendered and inlined
+    once (per language and abstract cut) with slots for the reader's parts — the match badge,
+    their reasons (topic hits, followed authors) and `controls` — and the page around the
+    rows is inlined once per language and shape with slots for the reader's values; a digest
+    is then a join of those pieces (the same bytes as inlining the whole page). Sizes add up,
+    so fitting the budget costs no rendering.
+
+    `controls` (optional) gives each entry's per-reader-per-paper markup (👍/👎 links): its
+    `html(entry)` is inlined HTML (see `inline_piece`) placed after the entry's links line,
+    its `text(entry)` the plain-text lines after the PDF link.
+    """
+    lang = digest.subscriber.lang
+    context = email_context(digest, unsubscribe_url=unsubscribe_url,
+                            preferences_url=preferences_url, pages_url=pages_url)
+    items = [_Entry.of(e, lang) for e in digest.entries]
+    html_controls = [controls.html(e) for e in digest.entries] if controls else [""] * len(items)
+    extra = sum(len(c.encode("utf-8")) for c in html_controls)
+    entries = "".join(
+        f"\n{_RULE}\n[{n}] {item.text}{controls.text(e) if controls else ''}"
+        for n, (item, e) in enumerate(zip(items, digest.entries, strict=True), 1))
+    stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
+    text = stamp.fill({**values, "entries": entries})
+    shell = _shell(context, digest.more)
+    step = _fitting_step(shell, items, extra)
+    if step is None:
+        sizes = [i.size(_ABSTRACT_STEPS[-1]) + len(c.encode("utf-8"))
+                 for i, c in zip(items, html_controls, strict=True)]
+        keep, shell = _fitting_count(context, sizes, digest.more)
+        items, html_controls = items[:keep], html_controls[:keep]
+        extra = sum(len(c.encode("utf-8")) for c in html_controls)
+        step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
+    rows = "".join(i.html(step, c) for i, c in zip(items, html_controls, strict=True))
+    return RenderedEmail(subject=context["subject"], text=text,
+                         html=shell[0].html + rows + shell[1].html)
+
+
+class EntryControls(Protocol):
+    """Per-reader, per-paper pieces stitched into each email entry (see `render_email`)."""
+
+    def html(self, entry: DigestEntry) -> str: ...
+
+    def text(self, entry: DigestEntry) -> str: ...
+
+
+def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> Step | None:
+    """The first abstract step at which the rows (and `extra` bytes of controls) fit the
+    budget, or None if none does."""
+    room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
+    for step in _ABSTRACT_STEPS:
+        if sum(i.size(step) for i in items) <= room:
+            return step
+    return None
+
+
+def _fitting_count(context: dict[str, Any], sizes: list[int],
+                   more: int) -> tuple[int, tuple[Part, Part]]:
+    """How many leading entries fit without abstracts (at least one), and the page for them.
+
+    The footer's count grows as entries move into it, so the page is re-measured until the
+    count settles (it only shrinks, at most a digit's worth each time).
+    """
+    keep = len(sizes) - 1
+    while True:
+        shell = _shell(context, more + len(sizes) - keep)
+        room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size
+        totals = itertools.accumulate(sizes[:keep])
+        fits = next((n for n, total in enumerate(totals) if total > room), keep)
+        if fits >= keep or keep <= 1:
+            return keep, shell
+        keep = max(1, fits)

@@ -1,0 +1,135 @@
+"""Pieces rendered once and filled in per reader, so a digest is a join of strings.
+
+A `Stamp` is a template rendered (and, for email HTML, CSS-inlined) once with markers where a
+reader's values go: `slot(name)` for a text value, `block(name)` for ready markup (entry rows,
+a reader's reasons, per-reader-per-paper controls). Filling it in escapes each text value the
+way css-inline's HTML serializer writes a parsed page, so a filled stamp is byte for byte the
+page that rendering and inlining with those values would give, at the cost of a few joins.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import markupsafe
+
+# Private-use code points: never in our templates or data we put there, and left alone by
+# jinja's escaping and by the HTML parser, so a marker comes out of inlining as it went in.
+_SLOT = "\ue000{}\ue001"
+# A comment stays in place through css-inline's parser (inside a table too), where text
+# between table rows would be moved out of the table.
+_BLOCK = "<!--digestbot:{}-->"
+_MARKERS = re.compile("\ue000([\\w-]+)\ue001|<!--digestbot:([\\w-]+)-->")
+
+
+def slot(name: str) -> str:
+    """A marker for a text value, to pass to a template where the value would go."""
+    return _SLOT.format(name)
+
+
+def block(name: str) -> markupsafe.Markup:
+    """A marker for ready markup (never escaped when filled)."""
+    return markupsafe.Markup(_BLOCK.format(name))
+
+
+def html_text(value: str) -> str:
+    """`value` as the serializer writes a text node parsed from its jinja-escaped form."""
+    value = _newlines(value).replace("\0", "")
+    return (value.replace("&", "&amp;").replace("\xa0", "&nbsp;")
+            .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def html_rcdata(value: str) -> str:
+    """As `html_text`, inside <title> (the parser keeps a NUL there, as U+FFFD)."""
+    return html_text(value.replace("\0", "\ufffd"))
+
+
+def html_attribute(value: str) -> str:
+    """`value` as the serializer writes a double-quoted attribute."""
+    value = _newlines(value).replace("\0", "\ufffd")
+    return value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;")
+
+
+def _newlines(value: str) -> str:
+    # The parser's input preprocessing: CRLF and lone CR become LF.
+    return value.replace("\r\n", "\n").replace("\r", "\n") if "\r" in value else value
+
+
+def _raw(value: str) -> str:
+    return value
+
+
+def _escaper(before: str, html: bool) -> Callable[[str], str]:
+    """How the value of a slot that follows `before` must be escaped."""
+    if not html:
+        return _raw
+    if before.rfind("<") > before.rfind(">"):
+        return html_attribute
+    if before.rfind("<title") > before.rfind("</title>"):
+        return html_rcdata
+    return html_text
+
+
+class Stamp:
+    """Literal text with named slots; `fill` puts the values in (a missing one as "")."""
+
+    def __init__(self, text: str, *, html: bool = True) -> None:
+        parts = _MARKERS.split(text)
+        self.literals: list[str] = parts[0::3]
+        self.slots: list[tuple[str, Callable[[str], str]]] = []
+        seen = ""
+        for n, literal in enumerate(self.literals[:-1]):
+            seen += literal
+            name, block_name = parts[3 * n + 1], parts[3 * n + 2]
+            self.slots.append((block_name, _raw) if block_name
+                              else (name, _escaper(seen, html)))
+        self.size = sum(len(t.encode("utf-8")) for t in self.literals)
+        # One str.format call per fill: the literals with their braces doubled, a field per slot.
+        self._format = "".join(
+            t.replace("{", "{{").replace("}", "}}") + ("{}" if n < len(self.slots) else "")
+            for n, t in enumerate(self.literals)).format
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        return self._format(*[escape(values.get(name) or "") if escape is not _raw
+                              else values.get(name) or "" for name, escape in self.slots])
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of the final HTML and its UTF-8 size, so the budget is a sum, not a render."""
+
+    html: str
+    size: int
+
+    @classmethod
+    def of(cls, html: str) -> Part:
+        return cls(html, len(html.encode("utf-8")))
+
+
+class Memo:
+    """A bounded, thread-safe memo: the oldest item goes first when full.
+
+    Items are keyed by everything they show, so one is never stale, and the bound keeps a
+    long-running `digestbot run` from growing without end (a day is a few thousand items).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        try:
+            return self._items[key]
+        except KeyError:
+            pass
+        value = make()
+        with self._lock:
+            if len(self._items) >= self.size:
+                del self._items[next(iter(self._items))]
+            self._items[key] = value
+        return value
