@@ -137,19 +137,6 @@ where {where}
 """
 
 
-def passing_in_window(store: Store, subscriber_id: int, dates: Sequence[str]) -> list[dict[str, Any]]:
-    """Score rows of papers announced on `dates` that pass one of the subscriber's thresholds,
-    each paper only at its latest announcement among `dates` (a v2 that lost relevance is not
-    rescued by the v1 announced a few days earlier)."""
-    params: dict[str, Any] = {"sid": subscriber_id}
-    in_dates = _in(params, "d", dates)
-    return list(store.db.query(_SUBSCRIBED.format(join="join", where=(
-        f"a.date in ({in_dates}) and s.score >= sub.threshold"
-        " and not exists (select 1 from announcements later"
-        f"  where later.arxiv_id = a.arxiv_id and later.date > a.date and later.date in ({in_dates}))"
-    )), params))
-
-
 def subscribed_scores(store: Store, subscriber_id: int, ids: Sequence[str], until: str
                       ) -> list[dict[str, Any]]:
     """Score rows of papers `ids` for the subscriber's topics, passing or not, from their
