@@ -168,6 +168,30 @@ def test_a_paper_that_comes_only_through_a_followed_author_is_enriched(
     assert odd.id in rows(store)[early]
 
 
+def test_a_paper_that_comes_only_through_a_library_is_enriched(
+    store: Store, fake: FakeOpenAI, one_at_a_time: Settings,
+) -> None:
+    """The reading order is the digest's own selection, so a paper only a reader's library
+    brings is enriched (translated, summarised) before that reader's digest is planned."""
+    add_papers(store, TITLES, affiliations=False)
+    odd = Paper(id="2608.00098", version=1,
+                title="Phonon spectra of granite at low temperature",
+                abstract="We measure lattice vibrations of granite samples from three quarries "
+                         "with inelastic neutron scattering at 10 kelvin.",
+                categories=["cs.CL"])
+    save_batch(store, FeedBatch(source="test", date=DAY, papers=[odd], announcements=[
+        Announcement(DAY, odd.id, "new", 1, "test")]))
+    early, _late = two_readers(store)
+    subscribers.library.replace_library(store, early, "bibtex", "rocks.bib", [
+        subscribers.library.Item("k1", "Phonon spectra of granite at low temperatures",
+                                 "Lattice vibrations of granite measured by neutron scattering."),
+    ])
+    asyncio.run(run_pipeline(one_at_a_time, store, priority=reading_order))
+    assert odd.id in enrichments(store)
+    plan_into(store, one_at_a_time, DAY, now=LATER, force=False, report=DeliveryReport())
+    assert odd.id in rows(store)[early]
+
+
 async def test_the_service_sends_an_early_digest_while_the_pipeline_still_works(
     monkeypatch: pytest.MonkeyPatch, store: Store, fake: FakeOpenAI, tmp_path: Path,
 ) -> None:
