@@ -30,16 +30,22 @@ MAX_CHARS = 2000
 _lock = threading.Lock()
 
 
-@functools.cache
 def _model() -> wordllama.WordLlama:
-    with _lock:  # the service embeds on worker threads; load once
-        try:
-            return wordllama.WordLlama.load(config=CONFIG, dim=DIM,
-                                            cache_dir=Path(wordllama.__file__).parent,
-                                            disable_download=True)
-        except (FileNotFoundError, OSError, ValueError) as exc:
-            raise ConfigError("嵌入模型无法加载 / embedding model cannot be loaded: "
-                              f"{type(exc).__name__}: {exc}") from None
+    # The service embeds on worker threads: the lock is taken before the cache is looked at,
+    # so two threads that both find it empty still load the model once.
+    with _lock:
+        return _load()
+
+
+@functools.cache
+def _load() -> wordllama.WordLlama:
+    try:
+        return wordllama.WordLlama.load(config=CONFIG, dim=DIM,
+                                        cache_dir=Path(wordllama.__file__).parent,
+                                        disable_download=True)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ConfigError("嵌入模型无法加载 / embedding model cannot be loaded: "
+                          f"{type(exc).__name__}: {exc}") from None
 
 
 def embed(texts: Sequence[str]) -> np.ndarray:

@@ -1,6 +1,8 @@
 """The embedding model loads from its wheel with no network and ranks by meaning."""
 
 import socket
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ def no_network(monkeypatch):
 
 
 def test_loads_offline_and_ranks_by_meaning(no_network):
-    embed._model.cache_clear()
+    embed._load.cache_clear()
     query = embed.embed(["post-training of large language models with human preferences"])
     papers = [
         Paper(id="2401.00001", version=1, title="Direct preference optimization revisited",
@@ -36,3 +38,29 @@ def test_loads_offline_and_ranks_by_meaning(no_network):
 
 def test_empty_input_gives_empty_matrix():
     assert embed.embed([]).shape == (0, embed.DIM)
+
+
+def test_threads_racing_on_first_use_load_the_model_once(monkeypatch):
+    """The service embeds on worker threads: two that both find no model load it once."""
+    loads = []
+    real = embed.wordllama.WordLlama.load
+    started = threading.Barrier(4)
+
+    def counted(*args, **kwargs):
+        loads.append(threading.get_ident())
+        time.sleep(0.2)  # a slow load: the other threads arrive meanwhile
+        return real(*args, **kwargs)
+
+    embed._load.cache_clear()
+    monkeypatch.setattr(embed.wordllama.WordLlama, "load", counted)
+
+    def first_use():
+        started.wait()
+        embed.embed(["reinforcement learning from human feedback"])
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1
