@@ -8,8 +8,9 @@ Everything is local and speaks the real wire formats:
   authors from the recorded arXiv responses in /work/shared/fixtures/arxiv, tests/fixtures
   as a fallback), a fifth of them on the readers' topics, a third of those (and a few
   others) with affiliations in `dc:creator` so they need no PDF; every other first page is
-  a real small PDF made with fpdf2, with the affiliations on page 1. Every arXiv request,
-  PDFs included, waits for the production politeness (DIGESTBOT_ARXIV_DELAY is left at its
+  a real small PDF made with fpdf2, with the affiliations on page 1. The export API answers
+  id_list queries with entries made from a recorded answer (the same affiliations as
+  `arxiv:affiliation`). Every arXiv request, API and PDFs included, waits for the production politeness (DIGESTBOT_ARXIV_DELAY is left at its
   default, 3 s; the bench refuses to run with less).
 - The LLM: the OpenAI-compatible fake (tests/fakes/openai.py), 2 s an answer, at most
   DIGESTBOT_LLM_CONCURRENCY (8) in flight; a paper's scores come from a table made here
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import logging
 import os
 import random
@@ -60,6 +62,7 @@ from digestbot.scheduler import Service  # noqa: E402
 from digestbot.sources.parsers import api_papers, parse_rss, parse_xml  # noqa: E402
 from digestbot.store import Store  # noqa: E402
 from digestbot.subscribers import profile  # noqa: E402
+from tests.fakes.arxiv import api_answer  # noqa: E402
 from tests.fakes.arxiv_day import paper_id  # noqa: E402
 from tests.fakes.http import FakeServer, Request, Response  # noqa: E402
 from tests.fakes.openai import FakeOpenAI  # noqa: E402
@@ -77,6 +80,7 @@ INSTITUTIONS = ["Tsinghua University", "Peking University", "Shanghai AI Laborat
                 "Carnegie Mellon University", "Zhejiang University", "ETH Zurich"]
 # Minutes after the announcement over which the other half is due (`--spread`).
 LATER_READERS_SPREAD = 25
+ATOM, ARXIV = "{http://www.w3.org/2005/Atom}", "{http://arxiv.org/schemas/atom}"
 
 
 # -- the day's papers, from real arXiv records ------------------------------------------------
@@ -156,6 +160,7 @@ class Day:
                                 "institutions": institutions, "on_topic": hit})
         self.by_id = {p["id"]: p for p in self.papers}
         self._pdfs: dict[str, bytes] = {}
+        self._api: bytes | None = None
         self._lock = threading.Lock()
 
     def score_for(self, title: str, slug: str) -> int:
@@ -185,6 +190,22 @@ Abstract: {escape(p['abstract'])}</description>
 </channel></rss>
 """
 
+    def api_feed(self) -> bytes:
+        """Every paper as the export API answers an id_list query: a real recorded answer with
+        its entries replaced by ours, each made from its first entry (so the elements and
+        namespaces are arXiv's, not ours); `arxiv:affiliation` for the authors whose
+        affiliations the feed carries, as the API gives them when authors supplied them."""
+        if self._api is None:
+            root = etree.fromstring(_recorded_api_answer())
+            entries = root.findall(f"{ATOM}entry")
+            template = entries[0]
+            for e in entries:
+                root.remove(e)
+            for p in self.papers:
+                root.append(_api_entry(template, p))
+            self._api = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        return self._api
+
     def pdf(self, arxiv_id: str) -> bytes | None:
         """A real one-page-plus PDF: title, authors with marks, affiliations, abstract."""
         paper = self.by_id.get(arxiv_id)
@@ -194,6 +215,45 @@ Abstract: {escape(p['abstract'])}</description>
             if arxiv_id not in self._pdfs:
                 self._pdfs[arxiv_id] = _make_pdf(paper)
             return self._pdfs[arxiv_id]
+
+
+def _recorded_api_answer() -> bytes:
+    """A real export API answer (the shared recordings, else the repo's excerpt)."""
+    for path in (FIXTURES[0] / "api_query_cat_cs.LG_OR_cs.AI_20entries_2026-04-30.xml",
+                 FIXTURES[1] / "arxiv" / "api_answer.xml"):
+        if path.exists():
+            return path.read_bytes()
+    sys.exit("bench/day.py: no recorded arXiv API answer found")
+
+
+def _api_entry(template: etree._Element, paper: dict) -> etree._Element:
+    """`template` (a recorded API entry) carrying `paper`: submitted the day before."""
+    entry = copy.deepcopy(template)
+    url = f"http://arxiv.org/abs/{paper['id']}v1"
+    entry.find(f"{ATOM}id").text = url
+    entry.find(f"{ATOM}title").text = paper["title"]
+    entry.find(f"{ATOM}summary").text = paper["abstract"]
+    for tag in ("updated", "published"):
+        entry.find(f"{ATOM}{tag}").text = "2026-11-18T17:59:01Z"
+    for link in entry.findall(f"{ATOM}link"):
+        kind = "pdf" if link.get("title") == "pdf" else "abs"
+        link.set("href", f"https://arxiv.org/{kind}/{paper['id']}v1")
+    for cat in entry.findall(f"{ATOM}category"):
+        entry.remove(cat)
+    entry.find(f"{ARXIV}primary_category").set("term", "cs.CL")
+    template_author = entry.find(f"{ATOM}author")
+    for author in entry.findall(f"{ATOM}author"):
+        entry.remove(author)
+    for i, name in enumerate(paper["authors"]):
+        author = copy.deepcopy(template_author)
+        author.find(f"{ATOM}name").text = name
+        if paper["feed_affiliations"]:
+            affiliation = etree.SubElement(author, f"{ARXIV}affiliation")
+            affiliation.text = paper["institutions"][i % len(paper["institutions"])]
+        entry.append(author)
+    category = etree.Element(f"{ATOM}category", term="cs.CL", scheme="http://arxiv.org/schemas/atom")
+    entry.find(f"{ATOM}summary").addnext(category)
+    return entry
 
 
 def _latin(text: str) -> str:
@@ -216,12 +276,14 @@ def _make_pdf(paper: dict) -> bytes:
 
 
 class FakeArxiv:
-    """RSS at /rss/cs.CL, PDFs at /pdf/{id}v1; counts what was asked. Listing and API 404:
-    the bench reads the feed (DIGESTBOT_SOURCES=rss), as arXiv's own RSS users do."""
+    """RSS at /rss/cs.CL, the export API (id_list queries) at /api/, PDFs at /pdf/{id}v1;
+    counts what was asked. The listing 404s: the bench reads the feed
+    (DIGESTBOT_SOURCES=rss), as arXiv's own RSS users do, and the API fills what the feed
+    lacks, each of its requests under the same politeness as the rest."""
 
     def __init__(self, day: Day, latency: float) -> None:
         self.day, self.latency = day, latency
-        self.pdf_requests = 0
+        self.pdf_requests = self.api_requests = 0
         self.requests: list[tuple[float, str]] = []
         self.server = FakeServer(self.handle)
 
@@ -229,6 +291,11 @@ class FakeArxiv:
         self.requests.append((time.monotonic(), req.path))
         if req.path.startswith("/rss/"):
             resp = Response(200, self.day.rss(), {"Content-Type": "application/rss+xml"})
+        elif req.path.startswith("/api/"):
+            self.api_requests += 1
+            ids = [i for i in req.query.get("id_list", [""])[0].split(",") if i]
+            resp = Response(200, api_answer(self.day.api_feed(), ids),
+                            {"Content-Type": "application/atom+xml"})
         elif req.path.startswith("/pdf/"):
             self.pdf_requests += 1
             data = self.day.pdf(req.path.removeprefix("/pdf/").split("v")[0])
@@ -385,7 +452,8 @@ async def simulate(args: argparse.Namespace, folder: Path) -> None:
     print(f"last delivery    {minutes(times[-1] if times else None)}  (target ≤ 30 min)")
     print(f"pipeline done    {minutes(pipeline_done)}")
     print(f"digests          {digests}")
-    print(f"PDFs fetched     {arxiv.pdf_requests} (arXiv requests in all: {len(arxiv.requests)})")
+    print(f"PDFs fetched     {arxiv.pdf_requests}, API requests {arxiv.api_requests} "
+          f"(arXiv requests in all: {len(arxiv.requests)})")
     print(f"LLM requests     {len(usage)} (logical calls by kind: {kinds})")
     print(f"LLM tokens       prompt {sum(u['prompt_tokens'] for u in usage)}, completion "
           f"{sum(u['completion_tokens'] for u in usage)}, cached "
