@@ -16,22 +16,28 @@ echoes back in an error never reaches a log or a row.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import sqlite_utils
 
 from digestbot.config import Secret, Settings
 from digestbot.schema import migrations
+
+T = TypeVar("T")
 
 
 def now_iso() -> str:
@@ -278,3 +284,38 @@ def install_redaction() -> None:
     for where in (*logging.getLogger().handlers, logging.getLogger("aiohttp.access")):
         if REDACTOR not in where.filters:
             where.addFilter(REDACTOR)
+
+
+class StoreThread:
+    """One worker thread with its own `Store`, where an asyncio app's writes run (the web
+    app's, each bot's).
+
+    A write may wait up to the busy timeout for another process (a `send`, the pipeline) to
+    finish its transaction; on the event loop that wait would stall everything else the loop
+    serves: every web request (`/healthz` included), the bots, the delivery ticks.
+    sqlite-utils connections belong to one thread, so the Store is opened in, used by and
+    closed on this one thread. Reads stay on the loop's own Store: in WAL mode a read never
+    waits for a writer.
+    """
+
+    def __init__(self, path: str, name: str = "digestbot-store") -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._store: Store | None = None
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(self._call, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._store is None:
+            self._store = Store(self.path)
+        return fn(self._store, *args, **kwargs)
+
+    def close(self) -> None:
+        def close_store() -> None:
+            if self._store is not None:
+                self._store.close()
+
+        self._pool.submit(close_store).result()
+        self._pool.shutdown()

@@ -4,8 +4,6 @@ keeps answering while one of its requests waits."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,26 +11,8 @@ from digestbot import subscribers
 from digestbot.cli import main
 from digestbot.config import Settings
 from digestbot.store import Store
+from tests.fakes.busy import hold_write_lock
 from tests.fakes.site import csrf_of, running_site
-
-# Another process takes the write lock, says so, holds it for argv[2] seconds, then commits.
-HOLD = (
-    "import sqlite3, sys, time\n"
-    "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    "c.execute('BEGIN IMMEDIATE')\n"
-    "c.execute(\"insert or replace into meta values ('held', 'yes')\")\n"
-    "print('held', flush=True)\n"
-    "time.sleep(float(sys.argv[2]))\n"
-    "c.execute('COMMIT')\n"
-)
-
-
-def hold_write_lock(db: str, seconds: float = 3.0) -> subprocess.Popen[str]:
-    Store(db).close()  # migrated, so the holder's insert has its table
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, db, str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
 
 
 def test_sub_add_waits_for_a_write_lock_held_elsewhere(

@@ -203,9 +203,10 @@ def slack():
         yield fake
 
 
-async def test_slack_buttons_record_and_update_the_message(slack, store) -> None:
+async def test_slack_buttons_record_and_update_the_message(slack, store, request) -> None:
     settings = load_settings(slack_bot_token=BOT_TOKEN, slack_api_url=slack.api_url)
     handler = SlackCommands(settings, store, web_client(settings))
+    request.addfinalizer(handler.close)
     for n in range(1, 4):
         fake_digests.add_paper(store, f"2608.0000{n}", 90 - n)
     slash = {"command": "/arxiv", "channel_id": "C0CHAN123", "user_id": "U0MEMBER",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ from digestbot.channels.slack import web_client
 from digestbot.config import load_settings
 from digestbot.errors import DigestbotError
 from digestbot.subscribers import profile
+from tests.fakes.busy import hold_write_lock
 from tests.fakes.digests import add_paper
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack, FakeSocketMode
 
@@ -43,7 +45,9 @@ def slack_settings(slack):
 
 @pytest.fixture
 def handler(slack_settings, store):
-    return SlackCommands(slack_settings, store, web_client(slack_settings))
+    handler = SlackCommands(slack_settings, store, web_client(slack_settings))
+    yield handler
+    handler.close()
 
 
 def slash(slack: FakeSlack, text: str, user: str = "U0MEMBER", channel: str = CHANNEL,
@@ -70,6 +74,24 @@ async def test_channel_member_subscribes_the_channel(slack, handler, store):
     answer = slack.responses[-1]
     assert answer["response_type"] == "ephemeral"
     assert "已订阅" in answer["text"] and "/arxiv list" in answer["text"]
+
+
+async def test_a_command_waiting_for_the_write_lock_leaves_the_loop_free(slack, handler, store):
+    """Another process holds the write lock: the command waits on the handler's store
+    thread while the loop goes on (under `digestbot run` it also serves the web app and the
+    delivery ticks); then the subscription is stored and answered."""
+    holder = await asyncio.to_thread(hold_write_lock, store.path, 3.0)
+    try:
+        command = asyncio.create_task(handler.on_slash(slash(slack, "subscribe 后训练 80")))
+        await asyncio.sleep(0.3)  # the command now waits on the lock
+        assert not command.done() and holder.poll() is None
+        started = time.monotonic()
+        await asyncio.sleep(0.05)
+        assert time.monotonic() - started < 1.0  # the loop was not held up by SQLite
+    finally:
+        await asyncio.to_thread(holder.wait, 30)
+    reply = await command
+    assert "已订阅" in reply.text and topics_of(store) == {"post-training": 80}
 
 
 @pytest.mark.parametrize("user", ["U0GUEST", "U0OUTSIDE"])

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
@@ -36,6 +37,7 @@ from digestbot.models import (
 )
 from digestbot.render.telegram import render_telegram
 from digestbot.topics import custom_topic, get_topic
+from tests.fakes.busy import hold_write_lock
 from tests.fakes.digests import TOPIC, add_paper
 from tests.fakes.outbox import asend
 from tests.fakes.telegram import NO_LIMITS, TOKEN, FakeTelegram
@@ -82,6 +84,26 @@ async def test_subscribe_replies_and_stores(tg, bot):
     english = {c["command"]: c["description"] for c in tg.commands_by_language["en"]}
     assert descriptions["subscribe"].startswith("订阅") and english.keys() == descriptions.keys()
     assert english["subscribe"].startswith("subscribe to topics")
+
+
+async def test_a_command_waiting_for_the_write_lock_leaves_the_loop_free(tg, bot, tg_settings):
+    """Another process holds the write lock: the command waits for it on the bot's store
+    thread, while the loop (which under `digestbot run` also serves the web app and the
+    delivery ticks) goes on; then the subscription is stored and answered."""
+    holder = await asyncio.to_thread(hold_write_lock, tg_settings.db, 3.0)
+    try:
+        tg.push_message(42, "/subscribe 后训练")
+        await tg.wait_idle()
+        await asyncio.sleep(0.3)  # the handler now waits on the lock
+        assert not tg.sent_to(42) and holder.poll() is None
+        started = time.monotonic()
+        await asyncio.sleep(0.05)
+        assert time.monotonic() - started < 1.0  # the loop was not held up by SQLite
+    finally:
+        await asyncio.to_thread(holder.wait, 30)
+    [reply] = await tg.wait_sent(42, timeout=10)
+    assert "已订阅" in reply["text"]
+    assert topics_of(bot.store, "42") == {"post-training": 60}
 
 
 async def test_bad_input_gets_clear_replies_and_changes_nothing(tg, bot):

@@ -47,7 +47,7 @@ from digestbot.config import Settings
 from digestbot.errors import DigestbotError, PermanentError, TransientError, UsageError
 from digestbot.render import clip, controls
 from digestbot.render.slack import ACTIONS_ELEMENTS, BUTTON_CHARS, MAX_BLOCKS, escape, fit, section
-from digestbot.store import Store
+from digestbot.store import Store, StoreThread
 from digestbot.subscribers import feedback
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,17 @@ def reply_payload(reply: commands.Reply) -> dict[str, Any]:
 
 
 class SlackCommands:
-    """Runs `/arxiv …` and button clicks for a channel through `digestbot.commands`."""
+    """Runs `/arxiv …` and button clicks for a channel through `digestbot.commands`.
+
+    Commands, votes and uploads write, and a write may wait for another process's
+    transaction: they run on `writer`'s thread, so the loop (shared with the web app and the
+    delivery ticks under `digestbot run`) never waits on SQLite. Reads stay on the loop.
+    """
 
     def __init__(self, settings: Settings, store: Store, client: AsyncWebClient) -> None:
         self.settings = settings
         self.store = store
+        self.writer = StoreThread(store.path, "digestbot-slack-store")
         self.client = client
         # `/arxiv digest` posts through the outbox at once, as the scheduler's sender would.
         self.sender = SlackSender(client, mode=settings.slack_mode, public_url=settings.public_url)
@@ -145,7 +151,7 @@ class SlackCommands:
             return commands.library.failed_download(self.store, ctx, exc)
         name = str(info.get("name") or "file")
         parsed = await asyncio.to_thread(commands.library.parse, data, name)
-        return commands.library.upload(self.store, ctx, parsed, name)
+        return await self.writer.run(commands.library.upload, ctx, parsed, name)
 
     async def _download(self, url: str) -> bytes:
         """A private file's bytes (at most one more than the limit: the parser refuses it)."""
@@ -186,7 +192,7 @@ class SlackCommands:
         ctx = commands.CommandContext(channel="slack", address=channel)
         lang = commands.reply_lang(self.store, "slack", channel)
         try:
-            sub_id = commands.vote(self.store, ctx, value, paper_id)
+            sub_id = await self.writer.run(commands.vote, ctx, value, paper_id)
         except UsageError as exc:
             reply = commands.Reply(commands.in_lang(exc, lang))
             await self.respond(payload, reply)
@@ -252,7 +258,11 @@ class SlackCommands:
             if refusal is not None:
                 return commands.Reply(refusal)
         ctx = commands.CommandContext(channel="slack", address=channel)
-        return commands.execute(self.store, self.settings, ctx, name, arg)
+        return await self.writer.run(commands.execute, self.settings, ctx, name, arg)
+
+    def close(self) -> None:
+        """Stop the store thread (the loop's own store is the caller's)."""
+        self.writer.close()
 
     async def refusal(self, channel: str, user: str) -> str | None:
         """Why `user` may not change `channel`'s subscription, or None when they may."""
@@ -319,14 +329,16 @@ def _asker(payload: dict[str, Any]) -> tuple[str, str]:
 class SocketModeHandle:
     """What `digestbot run` keeps: `await handle.stop()` closes the connection and the store."""
 
-    def __init__(self, client: SocketModeClient, store: Store) -> None:
+    def __init__(self, client: SocketModeClient, store: Store, handler: SlackCommands) -> None:
         self.client = client
         self.store = store
+        self.handler = handler
 
     async def stop(self) -> None:
         try:
             await self.client.close()
         finally:
+            self.handler.close()
             self.store.close()
 
 
@@ -351,9 +363,9 @@ async def start_socket_mode(settings: Settings, store_path: str, *,
         client.wss_uri = await client.issue_new_wss_url()
         await client.connect()
     except (SlackApiError, OSError, TimeoutError) as exc:
-        await SocketModeHandle(client, store).stop()
+        await SocketModeHandle(client, store, handler).stop()
         error = api_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
         raise DigestbotError(f"Slack Socket Mode did not connect: {error} (check SLACK_APP_TOKEN "
                              "and SLACK_BOT_TOKEN, DIGESTBOT_SLACK_API_URL)") from None
     log.info("Slack Socket Mode connected; /arxiv commands on")
-    return SocketModeHandle(client, store)
+    return SocketModeHandle(client, store, handler)

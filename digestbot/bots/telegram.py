@@ -40,7 +40,7 @@ from digestbot.errors import UsageError
 from digestbot.render import controls
 from digestbot.render.i18n import label
 from digestbot.render.telegram import plain_messages, render_parts
-from digestbot.store import Store
+from digestbot.store import Store, StoreThread
 from digestbot.subscribers import feedback
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class BotHandle:
     app: Application
     store: Store
     sender: TelegramSender
+    writer: StoreThread
 
     async def stop(self) -> None:
         if self.app.updater and self.app.updater.running:
@@ -81,16 +82,24 @@ class BotHandle:
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+        self.writer.close()
         self.store.close()
 
 
 class _Bot:
-    """The handlers: updates in, `commands.execute`, replies out."""
+    """The handlers: updates in, `commands.execute`, replies out.
 
-    def __init__(self, settings: Settings, store: Store, sender: TelegramSender) -> None:
+    Commands, votes and uploads write, and a write may wait for another process's
+    transaction: they run on `writer`'s thread, so the loop (shared with the web app and the
+    delivery ticks under `digestbot run`) never waits on SQLite. Reads stay on the loop.
+    """
+
+    def __init__(self, settings: Settings, store: Store, sender: TelegramSender,
+                 writer: StoreThread) -> None:
         self.settings = settings
         self.store = store
         self.sender = sender
+        self.writer = writer
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -103,7 +112,7 @@ class _Bot:
         name, arg = parsed
         user_id = message.from_user.id if message.from_user else None
         ctx = await self._context(context, update, name, user_id)
-        reply = commands.execute(self.store, self.settings, ctx, name, arg)
+        reply = await self.writer.run(commands.execute, self.settings, ctx, name, arg)
         await self._show(context, update.effective_chat.id, reply)
 
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -132,7 +141,7 @@ class _Bot:
             else:
                 name = doc.file_name or "file"
                 parsed = await asyncio.to_thread(commands.library.parse, data, name)
-                reply = commands.library.upload(self.store, ctx, parsed, name)
+                reply = await self.writer.run(commands.library.upload, ctx, parsed, name)
         await self._show(context, chat.id, reply)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -145,7 +154,7 @@ class _Bot:
             return
         name, _, arg = query.data.partition(" ")
         ctx = await self._context(context, update, name, query.from_user.id)
-        reply = commands.execute(self.store, self.settings, ctx, name, arg)
+        reply = await self.writer.run(commands.execute, self.settings, ctx, name, arg)
         await query.answer()
         if reply.edit and query.message is not None:
             await context.bot.edit_message_text(
@@ -160,7 +169,7 @@ class _Bot:
         vote on that message's keyboard (edited in place: no new message)."""
         ctx = commands.CommandContext(channel="telegram", address=str(chat_id))
         try:
-            sub_id = commands.vote(self.store, ctx, value, paper_id)
+            sub_id = await self.writer.run(commands.vote, ctx, value, paper_id)
         except UsageError as exc:
             await query.answer(commands.in_lang(
                 exc, commands.reply_lang(self.store, "telegram", str(chat_id)))[:200])
@@ -244,7 +253,7 @@ def build_application(settings: Settings, store: Store,
         .build()
     )
     sender = TelegramSender(app.bot, owns_bot=False, public_url=settings.public_url)
-    bot = _Bot(settings, store, sender)
+    bot = _Bot(settings, store, sender, StoreThread(store.path, "digestbot-telegram-store"))
     app.add_handler(MessageHandler(filters.COMMAND & filters.UpdateType.MESSAGE, bot.on_command))
     app.add_handler(MessageHandler(filters.Document.ALL & filters.UpdateType.MESSAGE,
                                    bot.on_document))
@@ -274,7 +283,8 @@ async def start_bot(settings: Settings, store_path: str, *,
         await app.updater.start_polling(timeout=poll_timeout, drop_pending_updates=False)
     except BaseException:
         await app.shutdown()
+        bot.writer.close()
         store.close()
         raise
     log.info("telegram bot @%s polling", app.bot.username)
-    return BotHandle(app=app, store=store, sender=bot.sender)
+    return BotHandle(app=app, store=store, sender=bot.sender, writer=bot.writer)

@@ -25,9 +25,9 @@ from typing import Any
 from aiohttp import web
 
 from digestbot.config import Settings
-from digestbot.store import Store, protect
+from digestbot.store import Store, StoreThread, protect
 from digestbot.web import feedback, forms, library, pages, preferences, signup, status
-from digestbot.web.common import SETTINGS, STORE, WRITER, StoreThread
+from digestbot.web.common import SETTINGS, STORE, WRITER
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def make_app(settings: Settings) -> web.Application:
 async def _open_store(app: web.Application) -> AsyncIterator[None]:
     with Store(app[SETTINGS].db) as store:
         app[STORE] = store
-        app[WRITER] = StoreThread(app[SETTINGS].db)
+        app[WRITER] = StoreThread(app[SETTINGS].db, "digestbot-web-store")
         try:
             yield
         finally:

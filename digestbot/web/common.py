@@ -6,10 +6,7 @@ without importing one another.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -17,42 +14,9 @@ from aiohttp import web
 from digestbot import render
 from digestbot.config import Settings
 from digestbot.models import Subscriber
-from digestbot.store import Store
+from digestbot.store import Store, StoreThread
 
 T = TypeVar("T")
-
-
-class StoreThread:
-    """One worker thread with its own `Store`, where the app's writes run.
-
-    A write may wait up to the busy timeout for another process (a `send`, the pipeline)
-    to finish its transaction; on the event loop that wait would stall every request,
-    `/healthz` included. sqlite-utils connections belong to one thread, so the Store is
-    opened in, used by and closed on this one thread. Reads stay on the loop's own Store:
-    in WAL mode a read never waits for a writer.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="digestbot-web-store")
-        self._store: Store | None = None
-
-    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        call = functools.partial(self._call, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-
-    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._store is None:
-            self._store = Store(self.path)
-        return fn(self._store, *args, **kwargs)
-
-    def close(self) -> None:
-        def close_store() -> None:
-            if self._store is not None:
-                self._store.close()
-
-        self._pool.submit(close_store).result()
-        self._pool.shutdown()
 
 
 SETTINGS = web.AppKey("settings", Settings)
