@@ -23,7 +23,7 @@ from digestbot import status, subscribers
 from digestbot.config import Settings, load_settings
 from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.institutions import fill_missing_institutions
-from digestbot.enrich.pdf import FETCHED, GIVEN_UP, FirstPages, GivenUp
+from digestbot.enrich.pdf import FETCHED, GIVEN_UP, FirstPages, GivenUp, arxiv_status
 from digestbot.errors import ArxivDown, NetworkError
 from digestbot.models import Author, Paper
 from digestbot.sources.api import api_papers
@@ -271,3 +271,5 @@ def test_a_403_on_the_listing_is_arxiv_refusing_not_a_bad_feed(settings, store, 
     with pytest.raises(NetworkError, match="unreachable.*HTTP 403"):
         fetch(point(settings, server.url), store, now=NIGHT)
     assert [r.path for r in server.requests] == ["/list/cs.CL/new"]  # RSS: not asked
+    # /status (maybe another process) sees the outage though no PDF was asked for.
+    assert arxiv_status(store)["breaker"]["state"] == "open"

@@ -18,9 +18,7 @@ extracted with pypdf, and the outcome is kept in `first_pages` so a PDF is fetch
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +28,7 @@ import pypdf
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError, NetworkError, PdfError
 from digestbot.models import Paper
-from digestbot.sources.http import GATE, PoliteClient
+from digestbot.sources.http import GATE, PoliteClient, record_breaker, recorded_breaker
 from digestbot.store import Store, now_iso
 
 log = logging.getLogger(__name__)
@@ -43,7 +41,6 @@ FETCHED, NO_TEXT, GIVEN_UP = "fetched", "no_text", "given_up"
 SHORT_WAIT_S = 30.0
 _NO_PDF = frozenset({404, 410})
 # arXiv's breaker as the enrichment last saw it, for `/status` (which may be another process).
-BREAKER_KEY = "arxiv:breaker"
 
 
 @dataclass(frozen=True)
@@ -188,18 +185,10 @@ def given_up(store: Store, limit: int | None = None) -> list[tuple[str, int]]:
     return [(r["arxiv_id"], r["version"]) for r in rows]
 
 
-def record_breaker(store: Store) -> None:
-    """Keep arXiv's breaker state where `/status` reads it (only when it changed)."""
-    value = json.dumps(dataclasses.asdict(GATE.breaker.snapshot()))
-    if store.get_meta(BREAKER_KEY) != value:
-        store.set_meta(BREAKER_KEY, value)
-
-
 def arxiv_status(store: Store) -> dict[str, Any]:
     """For `/status`: arXiv's breaker as last recorded (None before any PDF was asked for)
     and the first pages per state (`given_up`: institutions still to fill in)."""
-    recorded = store.get_meta(BREAKER_KEY)
     counts = {r["state"]: r["n"] for r in store.db.query(
         "select state, count(*) n from first_pages group by state")}
-    return {"breaker": json.loads(recorded) if recorded else None,
+    return {"breaker": recorded_breaker(store),
             "first_pages": {state: counts.get(state, 0) for state in (FETCHED, NO_TEXT, GIVEN_UP)}}

@@ -30,7 +30,7 @@ from digestbot.sources.api import (
     result_to_paper,
     submission_announced,
 )
-from digestbot.sources.http import STOP_STATUSES, PoliteClient
+from digestbot.sources.http import STOP_STATUSES, PoliteClient, record_breaker
 from digestbot.sources.listing import parse_listing
 from digestbot.sources.papers import (
     announcements_on,
@@ -69,11 +69,15 @@ def fetch(settings: Settings, store: Store, *, feeds: list[str] | None = None,
     be parsed; in both cases nothing of that source was stored.
     """
     now = now or datetime.now(UTC)
-    if feeds:
-        return _ingest_files(settings, store, feeds, date)
-    if since:
-        return _catch_up(settings, store, since, now)
-    return _fetch_tonight(settings, store, date=date, no_api=no_api, now=now)
+    try:
+        if feeds:
+            return _ingest_files(settings, store, feeds, date)
+        if since:
+            return _catch_up(settings, store, since, now)
+        return _fetch_tonight(settings, store, date=date, no_api=no_api, now=now)
+    finally:
+        record_breaker(store)  # /status shows an outage a fetch met, not only one a PDF met
+
 
 
 def _ingest_files(settings: Settings, store: Store, feeds: list[str], date: str | None) -> FetchResult:

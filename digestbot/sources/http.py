@@ -19,18 +19,22 @@ out a Retry-After that fits in `max_wait`, and stops at that total wait bound.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from digestbot import USER_AGENT
 from digestbot.breaker import Breaker
 from digestbot.errors import ArxivDown, NetworkError, ServiceDown
+from digestbot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,22 @@ class Gate:
 
 
 GATE = Gate()
+# Where `/status` (another process, maybe) reads arXiv's breaker as this process saw it last.
+BREAKER_KEY = "arxiv:breaker"
+
+
+def record_breaker(store: Store) -> None:
+    """Keep arXiv's breaker state where `/status` reads it (only when it changed): after a
+    fetch and after each first page, so an outage seen by either shows."""
+    value = json.dumps(dataclasses.asdict(GATE.breaker.snapshot()))
+    if store.get_meta(BREAKER_KEY) != value:
+        store.set_meta(BREAKER_KEY, value)
+
+
+def recorded_breaker(store: Store) -> dict[str, Any] | None:
+    """arXiv's breaker as last recorded, or None before any request was made."""
+    recorded = store.get_meta(BREAKER_KEY)
+    return json.loads(recorded) if recorded else None
 
 
 class PoliteClient:
