@@ -459,7 +459,7 @@ async def simulate(args: argparse.Namespace, folder: Path) -> None:
           f"{sum(u['completion_tokens'] for u in usage)}, cached "
           f"{sum(u['prompt_tokens_details']['cached_tokens'] for u in usage)}")
     print(f"messages         email {len(smtp.messages)}, telegram {len(tg.sent)} "
-          f"(429s: {tg.too_many_requests}), slack {len(slack.posted)}")
+          f"(429s: {tg.too_many_requests} {dict(tg.refusals)}), slack {len(slack.posted)}")
 
 
 def main() -> None:
