@@ -25,6 +25,8 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from typing import Any
 
+import numpy as np
+
 
 class _Generator(BytesGenerator):
     """`BytesGenerator`, writing a body's lines in one go instead of two writes per line.
@@ -70,10 +72,29 @@ def _stdlib_picks_base64(policy: Any, text: str) -> bool:
     lines = text.encode("utf-8").splitlines()
     if max((len(x) for x in lines), default=0) <= policy.max_line_length:
         return False
+    return _base64_is_shorter(policy, lines)
+
+
+# Bytes quoted-printable may write as themselves (blanks only inside a line, and line ends
+# become its own); every other byte takes three characters (`=XX`).
+_QP_LITERAL = bytes(c for c in range(33, 127) if c != ord("=")) + b" \t\r\n"
+
+
+def _base64_is_shorter(policy: Any, lines: list[bytes]) -> bool:
+    """The stdlib's sniff: its first ten lines in base64 shorter than in quoted-printable.
+
+    The QP encoder is Python, a few ms on a digest's long lines; a lower bound of its length
+    (each byte it must escape takes three characters, line ends none) already settles it for
+    any text that is mostly not ASCII (Chinese), so the encoder runs only when that is close.
+    """
     linesep = policy.linesep.encode("ascii")
     sniff = linesep.join(lines[:10]) + linesep
+    base64_length = len(binascii.b2a_base64(sniff))
+    at_least = len(sniff) - 2 * sniff.count(b"\r\n") + 2 * len(sniff.translate(None, _QP_LITERAL))
+    if at_least > base64_length:
+        return True
     qp = quoprimime.body_encode(sniff.decode("latin-1"), policy.max_line_length)
-    return len(qp) > len(binascii.b2a_base64(sniff))
+    return len(qp) > base64_length
 
 
 FAST_BASE64 = ContentManager()
@@ -139,12 +160,10 @@ def _text_body(policy: EmailPolicy, text: str, cte: str | None) -> tuple[str, by
         if max((len(x) for x in lines), default=0) <= policy.max_line_length:
             cte = "7bit" if text.isascii() else "8bit" if policy.cte_type == "8bit" else None
         if cte is None:
-            cte = "base64" if _stdlib_picks_base64(policy, text) else "quoted-printable"
+            cte = "base64" if _base64_is_shorter(policy, lines) else "quoted-printable"
     if cte == "base64":
         body = binascii.b2a_base64(linesep.join(lines) + linesep, newline=False)
-        width = policy.max_line_length // 4 * 4  # 57 bytes a line, as the stdlib cuts them
-        return cte, linesep.join([body[i:i + width] for i in range(0, len(body), width)]
-                                 + [b""])
+        return cte, _cut(body, policy.max_line_length // 4 * 4, linesep)
     if cte == "quoted-printable":
         # The stdlib's own encoder (Python, slow): the English text part of a digest whose
         # lines run long; for ≤ 10 lines `set_content` encodes them joined by linesep.
@@ -155,6 +174,18 @@ def _text_body(policy: EmailPolicy, text: str, cte: str | None) -> tuple[str, by
     if cte not in ("7bit", "8bit"):
         raise ValueError(f"unknown Content-Transfer-Encoding {cte!r}")
     return cte, linesep.join(lines) + linesep
+
+
+def _cut(body: bytes, width: int, linesep: bytes) -> bytes:
+    """`body` in lines of `width` (76: 57 bytes a line, as the stdlib cuts base64), each
+    ended by linesep: one numpy copy into a (lines × width+2) array instead of some 3,000
+    slices and a join for a 200 KB part (about half the time)."""
+    full = len(body) // width
+    rows = np.empty((full, width + len(linesep)), np.uint8)
+    rows[:, :width] = np.frombuffer(body, np.uint8, full * width).reshape(full, width)
+    rows[:, width:] = np.frombuffer(linesep, np.uint8)
+    tail = body[full * width:]
+    return rows.tobytes() + (tail + linesep if tail else b"")
 
 
 def _crlf(data: bytes, linesep: bytes) -> bytes:
