@@ -11,7 +11,8 @@ thresholds 50–80, then
 1. selects and renders (HTML with inlined CSS + text, each paper with its reader's signed
    👍/👎 links) every digest — target ≤ 1 ms CPU a digest (10,000 in ≤ 10 s);
 2. plans and delivers `--send` of them to a local SMTP sink through `EmailSender`
-   (`SMTP_CONNECTIONS` connections, an outbox row per digest) — target ≥ 200 messages/s.
+   (`SMTP_CONNECTIONS` connections, an outbox row per digest; `--processes N`: N sending
+   processes, each its shard of the rows) — target ≥ 200 messages/s.
 
 The sink always runs in its own process. It is Postfix's `smtp-sink` (C, written to measure
 SMTP clients) when found: `--smtp-sink PATH`, else `$BENCH_SMTP_SINK` (not DIGESTBOT_…: the
@@ -234,10 +235,59 @@ def sink_server(kind: str, path: str | None) -> contextlib.AbstractContextManage
     return postfix_sink(*found) if found else aiosmtpd_sink()
 
 
-def send(store: Store, n_send: int, sink_kind: str, sink_path: str | None, profile: int
-         ) -> tuple[float, float, DeliveryReport, Sink]:
-    """Seconds (wall, CPU of this process) to deliver `n_send` digests over SMTP, the
-    outbox's report (sent = the server's 250 replies) and the sink (its own count)."""
+def _shard_worker(db: str, port: int, shard: tuple[int, int], now: datetime, ready: Event,
+                  go: Event, results: multiprocessing.Queue) -> None:
+    """One sending process: its own store connection, sender and share of the rows."""
+    settings = load_settings(smtp_url=f"smtp://127.0.0.1:{port}?starttls=false", db=db, **LINKS)
+    with Store(db) as store:
+
+        async def deliver() -> tuple[float, DeliveryReport]:
+            sender = EmailSender(settings)
+            ready.set()
+            go.wait()
+            cpu = time.process_time()
+            report = await deliver_pending(store, {"email": sender}, now=now, shard=shard)
+            cpu = time.process_time() - cpu
+            await sender.aclose()
+            return cpu, report
+
+        cpu, report = asyncio.run(deliver())
+    results.put((cpu, report.sent, report.failed, report.permanent))
+
+
+def _deliver_in_processes(store: Store, port: int, now: datetime, n: int
+                          ) -> tuple[float, float, DeliveryReport]:
+    """`n` processes each deliver their shard of the rows (`deliver_pending(shard=…)`);
+    wall time from the common start to the last one done, CPU summed over them."""
+    ctx = multiprocessing.get_context("spawn")
+    go, results = ctx.Event(), ctx.Queue()
+    readies = [ctx.Event() for _ in range(n)]
+    workers = [ctx.Process(target=_shard_worker,
+                           args=(store.path, port, (k, n), now, readies[k], go, results))
+               for k in range(n)]
+    for worker in workers:
+        worker.start()
+    for ready in readies:
+        if not ready.wait(60):
+            raise RuntimeError("a sending process did not start")
+    start = time.perf_counter()
+    go.set()
+    outcomes = [results.get(timeout=3600) for _ in workers]
+    elapsed = time.perf_counter() - start
+    for worker in workers:
+        worker.join()
+    report = DeliveryReport()
+    for _, sent, failed, permanent in outcomes:
+        report.sent += sent
+        report.failed += failed
+        report.permanent += permanent
+    return elapsed, sum(cpu for cpu, *_ in outcomes), report
+
+
+def send(store: Store, n_send: int, sink_kind: str, sink_path: str | None, profile: int,
+         processes: int) -> tuple[float, float, DeliveryReport, Sink]:
+    """Seconds (wall, CPU of the sending processes) to deliver `n_send` digests over SMTP,
+    the outbox's report (sent = the server's 250 replies) and the sink (its own count)."""
     with sink_server(sink_kind, sink_path) as sink:
         settings = load_settings(smtp_url=f"smtp://127.0.0.1:{sink.port}?starttls=false",
                                  db=store.path, **LINKS)
@@ -245,27 +295,35 @@ def send(store: Store, n_send: int, sink_kind: str, sink_path: str | None, profi
         store.db.conn.commit()
         now = datetime.now(UTC)
         plan(store, settings, DAY, now=now, force=True)
-        profiler = cProfile.Profile() if profile else None
+        if processes > 1:
+            elapsed, cpu, report = _deliver_in_processes(store, sink.port, now, processes)
+            profiler = None
+        else:
+            profiler = cProfile.Profile() if profile else None
 
-        async def deliver() -> tuple[float, float, DeliveryReport]:
-            sender = EmailSender(settings)
-            start, cpu = time.perf_counter(), time.process_time()
-            if profiler:
-                profiler.enable()
-            report = await deliver_pending(store, {"email": sender}, now=now)
-            if profiler:
-                profiler.disable()
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-            await sender.aclose()  # QUIT: the sink's counter is final once sessions end
-            return elapsed, cpu, report
+            async def deliver() -> tuple[float, float, DeliveryReport]:
+                sender = EmailSender(settings)
+                start, cpu = time.perf_counter(), time.process_time()
+                if profiler:
+                    profiler.enable()
+                report = await deliver_pending(store, {"email": sender}, now=now)
+                if profiler:
+                    profiler.disable()
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+                await sender.aclose()  # QUIT: the sink's counter is final once sessions end
+                return elapsed, cpu, report
 
-        elapsed, cpu, report = asyncio.run(deliver())
+            elapsed, cpu, report = asyncio.run(deliver())
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(profile)
     if report.failed or report.permanent:
         print(f"  warning: {report.summary()}")
     if sink.accepted != report.sent:
         print(f"  warning: the sink counted {sink.accepted} messages, the sender {report.sent}")
+    sent_rows = store.db.execute(
+        "select count(*) from deliveries where status = 'sent'").fetchone()[0]
+    if sent_rows != report.sent:
+        print(f"  warning: {sent_rows} rows marked sent, {report.sent} reported")
     return elapsed, cpu, report, sink
 
 
@@ -279,6 +337,9 @@ def main() -> int:
     ap.add_argument("--sink", choices=("auto", "postfix", "aiosmtpd"), default="auto",
                     help="auto: postfix's smtp-sink when found, else aiosmtpd")
     ap.add_argument("--smtp-sink", metavar="PATH", help="postfix's smtp-sink binary")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="sending processes, each with its shard of the rows and its own "
+                         "SMTP_CONNECTIONS connections")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="print the N most expensive functions of the delivery (cProfile)")
     args = ap.parse_args()
@@ -293,11 +354,13 @@ def main() -> int:
               f"{1000 * cpu / args.subscribers:.2f} ms; {rendered} digests, "
               f"{entries / max(rendered, 1):.1f} papers on average; 👍/👎 links on) — target ≤ 1 ms "
               "CPU each")
-        seconds, cpu, report, sink = send(store, args.send, args.sink, args.smtp_sink, args.profile)
+        seconds, cpu, report, sink = send(store, args.send, args.sink, args.smtp_sink, args.profile,
+                                          args.processes)
         sent = report.sent
         print(f"send: {sent} messages over SMTP in {seconds:.1f} s (CPU {cpu:.1f} s, "
               f"{1000 * cpu / max(sent, 1):.1f} ms a message) ({sent / seconds:.0f} "
-              f"messages/s; {SMTP_CONNECTIONS} connections, timeout {SMTP_TIMEOUT:.0f} s; the "
+              f"messages/s; {args.processes} sending process(es) × {SMTP_CONNECTIONS} "
+              f"connections, timeout {SMTP_TIMEOUT:.0f} s; the "
               f"sink counted {sink.accepted}) — target ≥ 200/s\n  sink: {sink.name}")
     return 0
 

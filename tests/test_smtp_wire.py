@@ -111,3 +111,20 @@ def test_the_server_receives_exactly_the_bytes_we_built(store: Store, monkeypatc
     asyncio.run(deliver_row(store, Capture(), row.id, now=NOW))
     random.seed(3)
     assert got.data == email.message_bytes(settings, row, seen[0])
+
+
+class RefusesSender(RecordingHandler):
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        return "553 5.7.1 sender not allowed"
+
+
+def test_a_refused_sender_is_ours_to_retry_never_the_readers_bounce(store: Store) -> None:
+    add_paper(store, "2608.00001", 90)
+    ada = add_subscriber(store, "ada@example.org")
+    with SmtpServer(handler=RefusesSender()) as server:
+        report = send(load_settings(smtp_url=server.url), store, now=NOW)
+    assert (report.sent, report.failed, report.permanent) == (0, 1, 0)
+    assert server.messages == []
+    [row] = deliveries(store)
+    assert row["status"] == "failed" and "553 5.7.1 sender not allowed" in row["last_error"]
+    assert subscribers.get(store, ada.id).status == "active"

@@ -1,9 +1,10 @@
 """Email delivery: the message itself, SMTP (aiosmtplib) and the `.eml` outbox folder.
 
-Both senders build the same RFC 5322 message with the stdlib (`email.policy.SMTP`: CRLF,
-RFC 2047 encoded Chinese subjects, see `_Policy`): multipart/alternative with a plain-text
-and an inlined HTML part, and the List-* headers (RFC 2369, 2919, 8058) that give mail clients their
-one-click unsubscribe button.
+Both senders write the same RFC 5322 message, the bytes the stdlib would give for it
+(`mime.SmtpPolicy`: CRLF, RFC 2047 encoded Chinese subjects), built directly by
+`mime.alternative_bytes`: multipart/alternative with a plain-text and an inlined HTML part,
+and the List-* headers (RFC 2369, 2919, 8058) that give mail clients their one-click
+unsubscribe button.
 
 Duplicates after a crash (see `digestbot.outbox`): the outbox folder can tell — a file with
 this delivery's Message-ID is already there — so it does not write twice. SMTP cannot ask a
@@ -19,7 +20,6 @@ import re
 import ssl
 from datetime import UTC, datetime
 from email import policy
-from email.header import Header
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import EmailPolicy
@@ -31,7 +31,13 @@ import aiosmtplib
 
 from digestbot import render, signing
 from digestbot.breaker import breaker_for
-from digestbot.channels.mime import FAST_BASE64, alternative_bytes, flatten  # noqa: F401 - re-exported
+from digestbot.channels.mime import (  # noqa: F401 - flatten and the policies re-exported
+    FAST_BASE64,
+    SMTP_POLICY,
+    SMTP_UTF8_POLICY,
+    alternative_bytes,
+    flatten,
+)
 from digestbot.channels.smtp_wire import transmit
 from digestbot.config import Settings
 from digestbot.errors import ConfigError, PermanentError, ServiceDown, TransientError
@@ -41,40 +47,6 @@ from digestbot.render import controls
 from digestbot.store import Store
 
 SMTP_TIMEOUT = 30.0
-
-
-class _Policy(policy.EmailPolicy):
-    """`policy.SMTP`, except for two headers the modern folder gets wrong on the wire.
-
-    - A non-ASCII Subject is folded by `email.header.Header`: the modern folder drops the
-      space at a fold between two encoded-words (CPython issue 144156 and friends), so
-      "后训练 等 22 篇" arrived as "后训练等 22 篇"; the legacy encoder keeps them.
-    - List-Unsubscribe is written as it is, `<https://…>,<CRLF> <mailto:…>`, folded only
-      between its URLs: a URL longer than a line made the modern folder emit RFC 2047
-      encoded-words (`=?utf-8?q?=3Chttps…`), which Gmail and Yahoo cannot read as a one-click
-      unsubscribe. RFC 5322 allows 998 characters a line; our URLs are far shorter.
-    """
-
-    def _own_fold(self, name: str, value: str) -> str | None:
-        if name.lower() == "list-unsubscribe":
-            urls = [part.strip() for part in str(value).split(",")]
-            return f"{name}: {(',' + self.linesep + ' ').join(urls)}{self.linesep}"
-        if name.lower() != "subject" or str(value).isascii():
-            return None
-        folded = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
-        return f"{name}: {folded}{self.linesep}"
-
-    def fold(self, name: str, value: str) -> str:
-        return self._own_fold(name, value) or super().fold(name, value)
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        own = self._own_fold(name, value)
-        return own.encode("ascii") if own else super().fold_binary(name, value)
-
-
-SMTP_POLICY = _Policy(linesep="\r\n")
-# For a recipient whose local part is not ASCII: raw UTF-8 headers, sent with SMTPUTF8.
-SMTP_UTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 
 def wire_address(address: str) -> tuple[str, bool]:

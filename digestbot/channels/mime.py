@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from email import quoprimime
 from email.contentmanager import ContentManager, raw_data_manager
 from email.generator import BytesGenerator
+from email.header import Header
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from typing import Any
@@ -101,6 +102,41 @@ FAST_BASE64 = ContentManager()
 FAST_BASE64.add_set_handler(str, _base64_text)
 
 
+class SmtpPolicy(EmailPolicy):
+    """`policy.SMTP`, except for two headers the modern folder gets wrong on the wire.
+
+    - A non-ASCII Subject is folded by `email.header.Header`: the modern folder drops the
+      space at a fold between two encoded-words (CPython issue 144156 and friends), so
+      "后训练 等 22 篇" arrived as "后训练等 22 篇"; the legacy encoder keeps them.
+    - List-Unsubscribe is written as it is, `<https://…>,<CRLF> <mailto:…>`, folded only
+      between its URLs: a URL longer than a line made the modern folder emit RFC 2047
+      encoded-words (`=?utf-8?q?=3Chttps…`), which Gmail and Yahoo cannot read as a one-click
+      unsubscribe. RFC 5322 allows 998 characters a line; our URLs are far shorter.
+    """
+
+    def own_fold(self, name: str, value: str) -> str | None:
+        """The header line as we write it, or None: the modern folder's."""
+        if name.lower() == "list-unsubscribe":
+            urls = [part.strip() for part in str(value).split(",")]
+            return f"{name}: {(',' + self.linesep + ' ').join(urls)}{self.linesep}"
+        if name.lower() != "subject" or str(value).isascii():
+            return None
+        folded = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
+        return f"{name}: {folded}{self.linesep}"
+
+    def fold(self, name: str, value: str) -> str:
+        return self.own_fold(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        own = self.own_fold(name, value)
+        return own.encode("ascii") if own else super().fold_binary(name, value)
+
+
+SMTP_POLICY = SmtpPolicy(linesep="\r\n")
+# For a recipient whose local part is not ASCII: raw UTF-8 headers, sent with SMTPUTF8.
+SMTP_UTF8_POLICY = SMTP_POLICY.clone(utf8=True)
+
+
 # Header values the policy writes back exactly as given when they fit on one line: plain
 # ASCII without runs of blanks for unstructured headers, a dot-atom address for To and a
 # simple <id@domain> for Message-ID. Anything else goes through the policy's own folding.
@@ -116,11 +152,14 @@ _SIMPLE = {
 
 def header_line(policy: EmailPolicy, name: str, value: str) -> bytes:
     """`Name: value` folded as `BytesGenerator` writes a header `msg[name] = value` set."""
+    own = policy.own_fold(name, value) if isinstance(policy, SmtpPolicy) else None
+    if own is not None:
+        return own.encode("ascii")  # what fold_binary would write, without parsing first
     simple = _SIMPLE.get(name.lower())
     if (simple is not None and len(name) + 2 + len(value) <= policy.max_line_length
             and simple.fullmatch(value)):
         return f"{name}: {value}{policy.linesep}".encode("ascii")
-    if name.lower() in _SIMPLE or name.lower() == "list-unsubscribe":
+    if name.lower() in _SIMPLE:
         return _policy_line(policy, name, value)  # per reader: caching would only fill memory
     return _cached_line(policy, name, value)
 

@@ -7,6 +7,7 @@ here on a connection it holds alone for the message.
 from __future__ import annotations
 
 import contextlib
+import re
 
 import aiosmtplib
 
@@ -36,8 +37,7 @@ async def transmit(smtp: aiosmtplib.SMTP, sender: str, rcpt: str, message: bytes
         options.insert(0, f"size={len(message)}")  # RFC 1870: octets before dot-stuffing
     encoding = "utf-8" if utf8 else "ascii"
     try:
-        await smtp.mail(sender, options=options, encoding=encoding)
-        await smtp.rcpt(rcpt, encoding=encoding)
+        await _envelope(smtp, sender, rcpt, options, encoding)
         start = await smtp.execute_command(b"DATA")
         if start.code != aiosmtplib.SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(start.code, start.message)
@@ -57,6 +57,29 @@ async def transmit(smtp: aiosmtplib.SMTP, sender: str, rcpt: str, message: bytes
         with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
             await smtp.rset()
         raise
+
+
+# An address parseaddr would give back unchanged: no display name, comment, quote or route.
+_BARE = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
+
+
+async def _envelope(smtp: aiosmtplib.SMTP, sender: str, rcpt: str, options: list[str],
+                    encoding: str) -> None:
+    """MAIL FROM and RCPT TO as `smtp.mail` and `smtp.rcpt` send them, raising what they
+    raise; for the bare addresses we send they skip `email.utils.parseaddr` (a tenth of the
+    client's CPU a message), anything else goes through them."""
+    if not (_BARE.fullmatch(sender) and _BARE.fullmatch(rcpt)):
+        await smtp.mail(sender, options=options, encoding=encoding)
+        await smtp.rcpt(rcpt, encoding=encoding)
+        return
+    reply = await smtp.execute_command(
+        b"MAIL", b"FROM:<" + sender.encode(encoding) + b">",
+        *(option.encode("ascii") for option in options))
+    if reply.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+    reply = await smtp.execute_command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
+    if reply.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+        raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, rcpt)
 
 
 async def greet(smtp: aiosmtplib.SMTP) -> None:
