@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot import digest, render, signing, subscribers, topics  # noqa: E402
 from digestbot.channels.email import SMTP_CONNECTIONS, SMTP_TIMEOUT, EmailSender  # noqa: E402
-from digestbot.config import load_settings  # noqa: E402
+from digestbot.config import Settings, load_settings  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
 from digestbot.outbox import DeliveryHistory, DeliveryReport, deliver_pending, plan  # noqa: E402
 from digestbot.render.controls import EmailVotes  # noqa: E402
@@ -235,14 +235,20 @@ def sink_server(kind: str, path: str | None) -> contextlib.AbstractContextManage
     return postfix_sink(*found) if found else aiosmtpd_sink()
 
 
-def _shard_worker(db: str, port: int, shard: tuple[int, int], now: datetime, ready: Event,
-                  go: Event, results: multiprocessing.Queue) -> None:
+def _sender(settings: Settings, connections: int) -> EmailSender:
+    sender = EmailSender(settings)
+    sender.concurrency = connections  # how many rows the outbox keeps in flight for it
+    return sender
+
+
+def _shard_worker(db: str, port: int, shard: tuple[int, int], connections: int, now: datetime,
+                  ready: Event, go: Event, results: multiprocessing.Queue) -> None:
     """One sending process: its own store connection, sender and share of the rows."""
     settings = load_settings(smtp_url=f"smtp://127.0.0.1:{port}?starttls=false", db=db, **LINKS)
     with Store(db) as store:
 
         async def deliver() -> tuple[float, DeliveryReport]:
-            sender = EmailSender(settings)
+            sender = _sender(settings, connections)
             ready.set()
             go.wait()
             cpu = time.process_time()
@@ -255,7 +261,7 @@ def _shard_worker(db: str, port: int, shard: tuple[int, int], now: datetime, rea
     results.put((cpu, report.sent, report.failed, report.permanent))
 
 
-def _deliver_in_processes(store: Store, port: int, now: datetime, n: int
+def _deliver_in_processes(store: Store, port: int, now: datetime, n: int, connections: int
                           ) -> tuple[float, float, DeliveryReport]:
     """`n` processes each deliver their shard of the rows (`deliver_pending(shard=…)`);
     wall time from the common start to the last one done, CPU summed over them."""
@@ -263,7 +269,8 @@ def _deliver_in_processes(store: Store, port: int, now: datetime, n: int
     go, results = ctx.Event(), ctx.Queue()
     readies = [ctx.Event() for _ in range(n)]
     workers = [ctx.Process(target=_shard_worker,
-                           args=(store.path, port, (k, n), now, readies[k], go, results))
+                           args=(store.path, port, (k, n), connections, now, readies[k], go,
+                                 results))
                for k in range(n)]
     for worker in workers:
         worker.start()
@@ -285,7 +292,7 @@ def _deliver_in_processes(store: Store, port: int, now: datetime, n: int
 
 
 def send(store: Store, n_send: int, sink_kind: str, sink_path: str | None, profile: int,
-         processes: int) -> tuple[float, float, DeliveryReport, Sink]:
+         processes: int, connections: int) -> tuple[float, float, DeliveryReport, Sink]:
     """Seconds (wall, CPU of the sending processes) to deliver `n_send` digests over SMTP,
     the outbox's report (sent = the server's 250 replies) and the sink (its own count)."""
     with sink_server(sink_kind, sink_path) as sink:
@@ -296,13 +303,14 @@ def send(store: Store, n_send: int, sink_kind: str, sink_path: str | None, profi
         now = datetime.now(UTC)
         plan(store, settings, DAY, now=now, force=True)
         if processes > 1:
-            elapsed, cpu, report = _deliver_in_processes(store, sink.port, now, processes)
+            elapsed, cpu, report = _deliver_in_processes(store, sink.port, now, processes,
+                                                           connections)
             profiler = None
         else:
             profiler = cProfile.Profile() if profile else None
 
             async def deliver() -> tuple[float, float, DeliveryReport]:
-                sender = EmailSender(settings)
+                sender = _sender(settings, connections)
                 start, cpu = time.perf_counter(), time.process_time()
                 if profiler:
                     profiler.enable()
@@ -340,6 +348,8 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=1,
                     help="sending processes, each with its shard of the rows and its own "
                          "SMTP_CONNECTIONS connections")
+    ap.add_argument("--connections", type=int, default=SMTP_CONNECTIONS,
+                    help="SMTP connections a sending process keeps (EmailSender.concurrency)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="print the N most expensive functions of the delivery (cProfile)")
     args = ap.parse_args()
@@ -355,11 +365,11 @@ def main() -> int:
               f"{entries / max(rendered, 1):.1f} papers on average; 👍/👎 links on) — target ≤ 1 ms "
               "CPU each")
         seconds, cpu, report, sink = send(store, args.send, args.sink, args.smtp_sink, args.profile,
-                                          args.processes)
+                                          args.processes, args.connections)
         sent = report.sent
         print(f"send: {sent} messages over SMTP in {seconds:.1f} s (CPU {cpu:.1f} s, "
               f"{1000 * cpu / max(sent, 1):.1f} ms a message) ({sent / seconds:.0f} "
-              f"messages/s; {args.processes} sending process(es) × {SMTP_CONNECTIONS} "
+              f"messages/s; {args.processes} sending process(es) × {args.connections} "
               f"connections, timeout {SMTP_TIMEOUT:.0f} s; the "
               f"sink counted {sink.accepted}) — target ≥ 200/s\n  sink: {sink.name}")
     return 0
