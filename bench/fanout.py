@@ -64,6 +64,7 @@ from aiosmtpd.controller import Controller
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot import digest, render, signing, subscribers, topics  # noqa: E402
+from digestbot.channels import email as email_channel  # noqa: E402
 from digestbot.channels.email import SMTP_CONNECTIONS, SMTP_TIMEOUT, EmailSender  # noqa: E402
 from digestbot.config import Settings, load_settings  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
@@ -235,6 +236,20 @@ def sink_server(kind: str, path: str | None) -> contextlib.AbstractContextManage
     return postfix_sink(*found) if found else aiosmtpd_sink()
 
 
+MESSAGE_BYTES: list[int] = []  # the size of every message built in this process
+_message_bytes = email_channel.message_bytes
+
+
+def _counted_message_bytes(*args: object) -> bytes:
+    data = _message_bytes(*args)  # type: ignore[arg-type]
+    MESSAGE_BYTES.append(len(data))
+    return data
+
+
+# Only to print the messages' size beside the rate: one len() and append a message.
+email_channel.message_bytes = _counted_message_bytes
+
+
 def _sender(settings: Settings, connections: int) -> EmailSender:
     sender = EmailSender(settings)
     sender.concurrency = connections  # how many rows the outbox keeps in flight for it
@@ -258,7 +273,7 @@ def _shard_worker(db: str, port: int, shard: tuple[int, int], connections: int, 
             return cpu, report
 
         cpu, report = asyncio.run(deliver())
-    results.put((cpu, report.sent, report.failed, report.permanent))
+    results.put((cpu, report.sent, report.failed, report.permanent, sum(MESSAGE_BYTES)))
 
 
 def _deliver_in_processes(store: Store, port: int, now: datetime, n: int, connections: int
@@ -284,7 +299,8 @@ def _deliver_in_processes(store: Store, port: int, now: datetime, n: int, connec
     for worker in workers:
         worker.join()
     report = DeliveryReport()
-    for _, sent, failed, permanent in outcomes:
+    for _, sent, failed, permanent, size in outcomes:
+        MESSAGE_BYTES.append(size)
         report.sent += sent
         report.failed += failed
         report.permanent += permanent
@@ -371,7 +387,8 @@ def main() -> int:
               f"{1000 * cpu / max(sent, 1):.1f} ms a message) ({sent / seconds:.0f} "
               f"messages/s; {args.processes} sending process(es) × {args.connections} "
               f"connections, timeout {SMTP_TIMEOUT:.0f} s; the "
-              f"sink counted {sink.accepted}) — target ≥ 200/s\n  sink: {sink.name}")
+              f"sink counted {sink.accepted}; messages {sum(MESSAGE_BYTES) / max(sent, 1) / 1024:.0f}"
+              f" KB on average) — target ≥ 200/s\n  sink: {sink.name}")
     return 0
 
 

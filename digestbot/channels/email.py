@@ -210,9 +210,10 @@ class SmtpConfig:
 
 
 # Connections an EmailSender keeps open: while the server takes in one message, the next is
-# rendered and encoded (most of a message's cost on our side), so neither side waits for the
-# other. bench/fanout.py: 77 messages/s with 1, 90 with 2, 101 with 3, 102 with 4 (then our
-# one CPU-bound thread is the limit); relays cap connections per client, so stay small.
+# built, so neither side waits for the other. Relays cap connections per client, so stay
+# small. bench/fanout.py with postfix's smtp-sink (messages ~217 KB): 70, 60, 68 and 59
+# messages/s with 1, 2, 3 and 6 connections — one process is CPU-bound, more connections buy
+# nothing; more processes do (`deliver_pending(shard=…)`, `bench/fanout.py --processes`).
 SMTP_CONNECTIONS = 3
 
 
