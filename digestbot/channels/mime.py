@@ -5,8 +5,9 @@ with its two slow loops done in one go. `alternative_bytes` skips the object mod
 writes the headers as the policy folds them and each part encoded in one C call, the very
 bytes the stdlib route gives (tests compare them across languages, header shapes and body
 encodings). CPU per message is what limits how many messages a second one process sends:
-the stdlib route cost ~7 ms a 240 KB digest (parsing every header into an object, a regex
-search of the whole body for a boundary), this one well under 1 ms.
+the stdlib route costs ~10 ms a 330 KB digest (every header parsed into an object, the
+whole body searched for the boundary by a regex), this one ~1.9 ms, most of it the
+base64 itself.
 """
 
 from __future__ import annotations
