@@ -2,7 +2,9 @@
 how fast the outbox pushes email through SMTP.
 
     .venv/bin/python bench/fanout.py [--subscribers 10000] [--papers 1500] [--topics 30]
-                                     [--send 1000]
+                                     [--send 1000] [--processes 1] [--connections 3]
+                                     [--sink auto|postfix|aiosmtpd] [--smtp-sink PATH]
+                                     [--profile N]
 
 Builds a throwaway database (papers announced on one day, every paper scored for every topic,
 as the scorer would have left it), subscribes each subscriber to 1–3 random topics at
