@@ -1,9 +1,10 @@
 """Email delivery: the message itself, SMTP (aiosmtplib) and the `.eml` outbox folder.
 
-Both senders build the same RFC 5322 message with the stdlib (`email.policy.SMTP`: CRLF,
-RFC 2047 encoded Chinese subjects, see `_Policy`): multipart/alternative with a plain-text
-and an inlined HTML part, and the List-* headers (RFC 2369, 2919, 8058) that give mail clients their
-one-click unsubscribe button.
+Both senders write the same RFC 5322 message, the bytes the stdlib would give for it
+(`mime.SmtpPolicy`: CRLF, RFC 2047 encoded Chinese subjects), built directly by
+`mime.alternative_bytes`: multipart/alternative with a plain-text and an inlined HTML part,
+and the List-* headers (RFC 2369, 2919, 8058) that give mail clients their one-click
+unsubscribe button.
 
 Duplicates after a crash (see `digestbot.outbox`): the outbox folder can tell — a file with
 this delivery's Message-ID is already there — so it does not write twice. SMTP cannot ask a
@@ -19,9 +20,9 @@ import re
 import ssl
 from datetime import UTC, datetime
 from email import policy
-from email.header import Header
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -30,7 +31,14 @@ import aiosmtplib
 
 from digestbot import render, signing
 from digestbot.breaker import breaker_for
-from digestbot.channels.mime import FAST_BASE64, flatten
+from digestbot.channels.mime import (  # noqa: F401 - flatten and the policies re-exported
+    FAST_BASE64,
+    SMTP_POLICY,
+    SMTP_UTF8_POLICY,
+    alternative_bytes,
+    flatten,
+)
+from digestbot.channels.smtp_wire import transmit
 from digestbot.config import Settings
 from digestbot.errors import ConfigError, PermanentError, ServiceDown, TransientError
 from digestbot.models import Digest
@@ -39,40 +47,6 @@ from digestbot.render import controls
 from digestbot.store import Store
 
 SMTP_TIMEOUT = 30.0
-
-
-class _Policy(policy.EmailPolicy):
-    """`policy.SMTP`, except for two headers the modern folder gets wrong on the wire.
-
-    - A non-ASCII Subject is folded by `email.header.Header`: the modern folder drops the
-      space at a fold between two encoded-words (CPython issue 144156 and friends), so
-      "后训练 等 22 篇" arrived as "后训练等 22 篇"; the legacy encoder keeps them.
-    - List-Unsubscribe is written as it is, `<https://…>,<CRLF> <mailto:…>`, folded only
-      between its URLs: a URL longer than a line made the modern folder emit RFC 2047
-      encoded-words (`=?utf-8?q?=3Chttps…`), which Gmail and Yahoo cannot read as a one-click
-      unsubscribe. RFC 5322 allows 998 characters a line; our URLs are far shorter.
-    """
-
-    def _own_fold(self, name: str, value: str) -> str | None:
-        if name.lower() == "list-unsubscribe":
-            urls = [part.strip() for part in str(value).split(",")]
-            return f"{name}: {(',' + self.linesep + ' ').join(urls)}{self.linesep}"
-        if name.lower() != "subject" or str(value).isascii():
-            return None
-        folded = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
-        return f"{name}: {folded}{self.linesep}"
-
-    def fold(self, name: str, value: str) -> str:
-        return self._own_fold(name, value) or super().fold(name, value)
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        own = self._own_fold(name, value)
-        return own.encode("ascii") if own else super().fold_binary(name, value)
-
-
-SMTP_POLICY = _Policy(linesep="\r\n")
-# For a recipient whose local part is not ASCII: raw UTF-8 headers, sent with SMTPUTF8.
-SMTP_UTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 
 def wire_address(address: str) -> tuple[str, bool]:
@@ -94,8 +68,16 @@ def _votes(feedback_link: str | None, lang: str) -> render.EntryControls | None:
     return controls.EmailVotes(feedback_link, lang) if feedback_link else None
 
 
-def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> EmailMessage:
-    """The digest email, with the Message-ID the outbox row chose before the first attempt."""
+def message_date() -> str:
+    """The Date header's value: now."""
+    return format_datetime(datetime.now(UTC), usegmt=True)
+
+
+def _message_parts(
+    settings: Settings, delivery: DeliveryRow, digest: Digest
+) -> tuple[EmailPolicy, list[tuple[str, str]], str, str]:
+    """(policy, headers in order, text, html) of the digest email: what both routes below
+    write, with the Message-ID the outbox row chose before the first attempt."""
     sub = digest.subscriber
     from_addr = settings.mail_address
     domain = settings.mail_domain
@@ -106,31 +88,46 @@ def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> 
         pages_url=signing.pages_url(settings.public_url, digest.date),
         controls=_votes(signing.feedback_link(settings, sub), sub.lang),
     )
-
     to, utf8 = wire_address(sub.address)
-    msg = EmailMessage(policy=SMTP_UTF8_POLICY if utf8 else SMTP_POLICY)
-    msg["From"] = settings.mail_from
-    msg["To"] = to
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(datetime.now(UTC), usegmt=True)
-    msg["Message-ID"] = delivery.message_id or make_msgid(domain=domain)
-    msg["List-Id"] = f"arXiv daily digest <digest.{domain}>"
+    headers = [
+        ("From", settings.mail_from),
+        ("To", to),
+        ("Subject", rendered.subject),
+        ("Date", message_date()),
+        ("Message-ID", delivery.message_id or make_msgid(domain=domain)),
+        ("List-Id", f"arXiv daily digest <digest.{domain}>"),
+    ]
     # The web link first: it is the one Gmail's and Yahoo's one-click unsubscribe uses.
     links = [f"<{web_unsubscribe}>"] if web_unsubscribe else []
     # A mailto URI is ASCII: IDNA domain, any other non-ASCII percent-encoded (RFC 6068).
     mailbox = quote(wire_address(from_addr)[0], safe="@")
     links.append(f"<mailto:{mailbox}?subject=unsubscribe-{sub.token}>")
-    msg["List-Unsubscribe"] = ", ".join(links)
+    headers.append(("List-Unsubscribe", ", ".join(links)))
     if web_unsubscribe and web_unsubscribe.startswith("https://"):
         # RFC 8058: only meaningful with an HTTPS link that takes the one-click POST.
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(rendered.text, content_manager=FAST_BASE64)
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    headers.append(("Auto-Submitted", "auto-generated"))
+    return SMTP_UTF8_POLICY if utf8 else SMTP_POLICY, headers, rendered.text, rendered.html
+
+
+def build_message(settings: Settings, delivery: DeliveryRow, digest: Digest) -> EmailMessage:
+    """The digest email as the stdlib's object: the reference `message_bytes` must equal
+    (tests compare them), and what tests read parts from."""
+    policy, headers, text, html = _message_parts(settings, delivery, digest)
+    msg = EmailMessage(policy=policy)
+    for name, value in headers:
+        msg[name] = value
+    msg.set_content(text, content_manager=FAST_BASE64)
     # base64, not the quoted-printable the stdlib picks from the CSS lines: Chinese text in QP
     # triples in size (Gmail clips at ~102 KB) and costs more to encode.
-    msg.add_alternative(rendered.html, subtype="html", cte="base64", content_manager=FAST_BASE64)
+    msg.add_alternative(html, subtype="html", cte="base64", content_manager=FAST_BASE64)
     return msg
 
+
+def message_bytes(settings: Settings, delivery: DeliveryRow, digest: Digest) -> bytes:
+    """`flatten(build_message(…))`'s bytes, written directly (`mime.alternative_bytes`): what
+    the senders send, at a fraction of the CPU."""
+    return alternative_bytes(*_message_parts(settings, delivery, digest))
 
 
 # Bytes of an address kept in a file name: file systems allow 255 bytes a name, and an
@@ -166,7 +163,7 @@ class OutboxFolderSender:
         path = self.folder / outbox_name(delivery, digest)
         if delivery.message_id and _message_id_of(path) == delivery.message_id:
             return  # written before a crash: the file is the proof of delivery
-        data = flatten(build_message(self.settings, delivery, digest))
+        data = message_bytes(self.settings, delivery, digest)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Temp file + rename: a reader (or a crash) never sees half an email.
@@ -213,9 +210,10 @@ class SmtpConfig:
 
 
 # Connections an EmailSender keeps open: while the server takes in one message, the next is
-# rendered and encoded (most of a message's cost on our side), so neither side waits for the
-# other. bench/fanout.py: 77 messages/s with 1, 90 with 2, 101 with 3, 102 with 4 (then our
-# one CPU-bound thread is the limit); relays cap connections per client, so stay small.
+# built, so neither side waits for the other. Relays cap connections per client, so stay
+# small. bench/fanout.py with postfix's smtp-sink (messages ~217 KB): 70, 60, 68 and 59
+# messages/s with 1, 2, 3 and 6 connections — one process is CPU-bound, more connections buy
+# nothing; more processes do (`deliver_pending(shard=…)`, `bench/fanout.py --processes`).
 SMTP_CONNECTIONS = 3
 
 
@@ -274,29 +272,26 @@ class EmailSender:
             await self._send(delivery, digest)
 
     async def _send(self, delivery: DeliveryRow, digest: Digest) -> None:
-        # Flattened here with our policy: aiosmtplib's send_message would refold the Subject.
-        data = flatten(build_message(self.settings, delivery, digest))
+        message = message_bytes(self.settings, delivery, digest)
         envelope_from = wire_address(self.settings.mail_address)[0]
         rcpt, utf8 = wire_address(digest.subscriber.address)
-        options = ["SMTPUTF8"] if utf8 else []
         where = f"{self.config.host}:{self.config.port}"
         smtp = self._checkout()
         # A reused connection the server has since closed gets one fresh retry.
         for retry in (smtp is not None, False):
             try:
                 smtp = smtp or await self._connect()
-                await smtp.sendmail(envelope_from, [rcpt], data, mail_options=options)
+                await transmit(smtp, envelope_from, rcpt, message, utf8=utf8, timeout=SMTP_TIMEOUT)
                 self._checkin(smtp)
                 return
             except aiosmtplib.SMTPNotSupported as exc:
                 # Only SMTPUTF8 is asked for: this relay cannot deliver to this address.
                 self._checkin(smtp)
                 raise PermanentError(f"{where} cannot send to {rcpt}: {exc}", "bounced") from None
-            except aiosmtplib.SMTPRecipientsRefused as exc:
+            except aiosmtplib.SMTPRecipientRefused as exc:
                 self._checkin(smtp)
-                refused = exc.recipients[0]
-                answer = f"{where} refused {refused.recipient}: {refused.code} {refused.message}"
-                if 500 <= refused.code < 600:
+                answer = f"{where} refused {exc.recipient}: {exc.code} {exc.message}"
+                if 500 <= exc.code < 600:
                     raise PermanentError(answer, "bounced") from None
                 raise TransientError(answer) from None
             except aiosmtplib.SMTPAuthenticationError as exc:
@@ -310,6 +305,8 @@ class EmailSender:
                 raise TransientError(f"{where}: {exc.code} {exc.message}") from None
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,
                     aiosmtplib.SMTPTimeoutError, OSError) as exc:
+                if smtp is not None:
+                    smtp.close()  # a reply we gave up on must not pair with the next command
                 smtp = None
                 if not retry:
                     raise SmtpUnreachable(f"{where}: {type(exc).__name__}: {exc}",

@@ -1,0 +1,130 @@
+"""The email's bytes built directly (`mime.alternative_bytes`, `email.message_bytes`) are the
+bytes the stdlib's EmailMessage route gives, whatever the digest: languages, header shapes
+(non-ASCII names, long subjects that fold, SMTPUTF8 addresses, List-Unsubscribe) and each
+body encoding the stdlib can pick (7bit, 8bit, quoted-printable, base64)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+
+from digestbot.channels import email, mime
+from digestbot.config import load_settings
+from digestbot.outbox import DeliveryRow
+from tests.test_render import POST_TRAINING, make_digest, make_entry
+
+DATE = "Thu, 13 Aug 2026 01:00:00 GMT"
+ROW = DeliveryRow(id=1, subscriber_id=7, digest_date="2026-08-13", status="pending",
+                  paper_ids=[], message_id="<digest.2026-08-13.7.0a1b2c3d4e5f@example.org>")
+LONG_EN = "Reinforcement learning from human feedback aligns language models. " * 12
+LONG_ZH = "我们研究语言模型的后训练与偏好优化。" * 30
+LONG_TOPIC = dataclasses.replace(
+    POST_TRAINING, name_zh="后训练与偏好优化以及奖励模型的各种可扩展监督方法",
+    name_en="Post-training, preference optimization and scalable oversight of reward models")
+
+
+def stdlib_route(pol, headers, text: str, html: str) -> bytes:
+    msg = EmailMessage(policy=pol)
+    for name, value in headers:
+        msg[name] = value
+    msg.set_content(text, content_manager=mime.FAST_BASE64)
+    msg.add_alternative(html, subtype="html", cte="base64", content_manager=mime.FAST_BASE64)
+    return mime.flatten(msg)
+
+
+def both_routes(pol, headers, text: str, html: str) -> tuple[bytes, bytes]:
+    random.seed(11)  # the boundary is random: the same draw for both
+    reference = stdlib_route(pol, headers, text, html)
+    random.seed(11)
+    return reference, mime.alternative_bytes(pol, headers, text, html)
+
+
+TEXTS = {
+    "7bit": "short ASCII lines\n.a line starting with a dot\n\nend",
+    "8bit": "短行\n中文 and English\n.点开头的行",
+    "quoted-printable": "\n".join([LONG_EN] * 3 + ["x = y", "tail  ", "été"] * 5),
+    "quoted-printable, ten lines or fewer": f"{LONG_EN}\n=equals= and été\n",
+    "base64": "\n".join([LONG_ZH] * 4 + [".dot"]),
+    "empty": "",
+    "CR and CRLF": "one\r\ntwo\rthree\nfour",
+}
+
+
+@pytest.mark.parametrize("kind", list(TEXTS))
+def test_each_body_encoding_equals_the_stdlib(kind: str) -> None:
+    headers = [("From", "digestbot@example.org"), ("To", "ada@example.org"),
+               ("Subject", "hello")]
+    reference, fast = both_routes(email.SMTP_POLICY, headers, TEXTS[kind], "<p>" + LONG_ZH)
+    assert fast == reference
+    part = message_from_bytes(fast, policy=policy.default).get_body(("plain",))
+    if kind not in ("empty", "CR and CRLF"):
+        assert part["Content-Transfer-Encoding"] == kind.split(",")[0]
+
+
+HEADERS = {
+    "ascii": [("From", "digestbot@example.org"), ("To", "ada@example.org")],
+    "non-ASCII display name": [("From", "速递 Digest <digest@example.org>"),
+                               ("To", "bob.o'neil+tag@xn--exmple-cua.org")],
+    "quoted name, long address": [("From", '"Daily, Digest" <digest@example.org>'),
+                                  ("To", "a" * 70 + "@example.org")],
+    "long ASCII subject folds": [("Subject", "arXiv daily digest 2026-08-13 · " + "word " * 20)],
+    "long Chinese subject folds": [("Subject", "arXiv 每日速递 2026-08-13 · " + "后训练 " * 12)],
+    "blanks in a subject": [("Subject", "two  blanks and a trailing one ")],
+    "unusual Message-ID": [("Message-ID", "<a b@example.org>")],
+    "List-Unsubscribe": [("List-Unsubscribe", "<https://d.example.org/unsubscribe?token="
+                          + "t" * 90 + ">, <mailto:d@example.org?subject=unsubscribe-x>"),
+                         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")],
+}
+
+
+@pytest.mark.parametrize("kind", list(HEADERS))
+def test_each_header_shape_equals_the_stdlib(kind: str) -> None:
+    headers = [*HEADERS[kind], ("Date", DATE), ("Auto-Submitted", "auto-generated")]
+    if not any(name == "Message-ID" for name, _ in headers):
+        headers.append(("Message-ID", ROW.message_id))
+    reference, fast = both_routes(email.SMTP_POLICY, headers, "text", "<p>html</p>")
+    assert fast == reference
+
+
+def test_smtputf8_headers_equal_the_stdlib() -> None:
+    headers = [("From", "速递 <digest@example.org>"), ("To", "bób@xn--exmple-cua.org"),
+               ("Subject", "arXiv 每日速递 · 后训练 等 2 篇")]
+    reference, fast = both_routes(email.SMTP_UTF8_POLICY, headers, TEXTS["8bit"], "<p>")
+    assert fast == reference and "To: bób@xn--exmple-cua.org\r\n".encode() in fast
+
+
+SETTINGS = {
+    "https, non-ASCII From": {"mail_from": "速递 <digest@example.org>",
+                              "public_url": "https://digest.example.org/"},
+    "http": {"public_url": "http://digest.example.org/"},
+    "no public url": {},
+}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en", "both"])
+@pytest.mark.parametrize("links", list(SETTINGS))
+@pytest.mark.parametrize("address", ["alice@example.org", "bób@exämple.org"])
+def test_digest_email_equals_the_stdlib_route(lang: str, links: str, address: str,
+                                              monkeypatch) -> None:
+    monkeypatch.setattr(email, "message_date", lambda: DATE)
+    settings = load_settings(smtp_url="smtp://127.0.0.1:25", secret="s" * 32, **SETTINGS[links])
+    entries = [make_entry(1, 95, title="Tom & Jerry <b> $\\Delta$", abstract=LONG_EN),
+               make_entry(2, 80), make_entry(3, 70, announce_type="replace", authors=25)]
+    digest = make_digest(entries, lang=lang, more=3, topics=[LONG_TOPIC])
+    digest = dataclasses.replace(
+        digest, subscriber=dataclasses.replace(digest.subscriber, address=address))
+    random.seed(5)
+    reference = email.flatten(email.build_message(settings, ROW, digest))
+    random.seed(5)
+    assert email.message_bytes(settings, ROW, digest) == reference
+
+
+def test_dot_stuffing_doubles_a_leading_dot_on_every_line() -> None:
+    assert mime.dot_stuffed(b"a\r\n.b\r\n..c\r\n.\r\n") == b"a\r\n..b\r\n...c\r\n..\r\n"
+    assert mime.dot_stuffed(b".x\r\n") == b"..x\r\n"
+    assert mime.dot_stuffed(b"no dots\r\n") == b"no dots\r\n"
+
