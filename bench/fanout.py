@@ -13,8 +13,10 @@ thresholds 50–80, then
 1. selects and renders (HTML with inlined CSS + text, each paper with its reader's signed
    👍/👎 links) every digest — target ≤ 1 ms CPU a digest (10,000 in ≤ 10 s);
 2. plans and delivers `--send` of them to a local SMTP sink through `EmailSender`
-   (`SMTP_CONNECTIONS` connections, an outbox row per digest; `--processes N`: N sending
-   processes, each its shard of the rows) — target ≥ 200 messages/s.
+   (`SMTP_CONNECTIONS` connections, an outbox row per digest; `--processes N`: the
+   production route of `DIGESTBOT_SEND_WORKERS=N` / `send --workers N`, this process and
+   N - 1 spawned ones each sending its share, the workers' start-up counted in the wall
+   time) — target ≥ 200 messages/s.
 
 The sink always runs in its own process. It is Postfix's `smtp-sink` (C, written to measure
 SMTP clients) when found: `--smtp-sink PATH`, else `$BENCH_SMTP_SINK` (not DIGESTBOT_…: the
@@ -42,12 +44,14 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import logging
 import multiprocessing
 import os
 import pstats
 import random
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -63,11 +67,14 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repo root instead of bench/ itself: bench/telegram.py would shadow the `telegram` package
+# (here and in the sending workers, which are spawned with this sys.path).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from digestbot import digest, render, signing, subscribers, topics  # noqa: E402
 from digestbot.channels import email as email_channel  # noqa: E402
 from digestbot.channels.email import SMTP_CONNECTIONS, SMTP_TIMEOUT, EmailSender  # noqa: E402
+from digestbot.channels.workers import deliver_in_workers  # noqa: E402
 from digestbot.config import Settings, load_settings  # noqa: E402
 from digestbot.models import Announcement, Author, FeedBatch, Paper  # noqa: E402
 from digestbot.outbox import DeliveryHistory, DeliveryReport, deliver_pending, plan  # noqa: E402
@@ -258,55 +265,20 @@ def _sender(settings: Settings, connections: int) -> EmailSender:
     return sender
 
 
-def _shard_worker(db: str, port: int, shard: tuple[int, int], connections: int, now: datetime,
-                  ready: Event, go: Event, results: multiprocessing.Queue) -> None:
-    """One sending process: its own store connection, sender and share of the rows."""
-    settings = load_settings(smtp_url=f"smtp://127.0.0.1:{port}?starttls=false", db=db, **LINKS)
-    with Store(db) as store:
-
-        async def deliver() -> tuple[float, DeliveryReport]:
-            sender = _sender(settings, connections)
-            ready.set()
-            go.wait()
-            cpu = time.process_time()
-            report = await deliver_pending(store, {"email": sender}, now=now, shard=shard)
-            cpu = time.process_time() - cpu
-            await sender.aclose()
-            return cpu, report
-
-        cpu, report = asyncio.run(deliver())
-    results.put((cpu, report.sent, report.failed, report.permanent, sum(MESSAGE_BYTES)))
-
-
-def _deliver_in_processes(store: Store, port: int, now: datetime, n: int, connections: int
-                          ) -> tuple[float, float, DeliveryReport]:
-    """`n` processes each deliver their shard of the rows (`deliver_pending(shard=…)`);
-    wall time from the common start to the last one done, CPU summed over them."""
-    ctx = multiprocessing.get_context("spawn")
-    go, results = ctx.Event(), ctx.Queue()
-    readies = [ctx.Event() for _ in range(n)]
-    workers = [ctx.Process(target=_shard_worker,
-                           args=(store.path, port, (k, n), connections, now, readies[k], go,
-                                 results))
-               for k in range(n)]
-    for worker in workers:
-        worker.start()
-    for ready in readies:
-        if not ready.wait(60):
-            raise RuntimeError("a sending process did not start")
-    start = time.perf_counter()
-    go.set()
-    outcomes = [results.get(timeout=3600) for _ in workers]
-    elapsed = time.perf_counter() - start
-    for worker in workers:
-        worker.join()
-    report = DeliveryReport()
-    for _, sent, failed, permanent, size in outcomes:
-        MESSAGE_BYTES.append(size)
-        report.sent += sent
-        report.failed += failed
-        report.permanent += permanent
-    return elapsed, sum(cpu for cpu, *_ in outcomes), report
+def _deliver_in_workers(settings: Settings, store: Store, now: datetime, n: int,
+                        connections: int) -> tuple[float, float, DeliveryReport]:
+    """The production route (`send_workers`: channels.workers): this process and n - 1
+    spawned ones each send their share. Wall time includes starting the workers; CPU is
+    this process's plus the workers' (reaped when the pool closes)."""
+    settings = dataclasses.replace(settings, send_workers=n)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start, cpu = time.perf_counter(), time.process_time()
+    report = asyncio.run(deliver_in_workers(settings, store, {"email": _sender(settings, connections)},
+                                            now=now, workers=n, min_rows=0))
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu += (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return elapsed, cpu, report
 
 
 def send(store: Store, n_send: int, sink_kind: str, sink_path: str | None, profile: int,
@@ -321,8 +293,8 @@ def send(store: Store, n_send: int, sink_kind: str, sink_path: str | None, profi
         now = datetime.now(UTC)
         plan(store, settings, DAY, now=now, force=True)
         if processes > 1:
-            elapsed, cpu, report = _deliver_in_processes(store, sink.port, now, processes,
-                                                           connections)
+            elapsed, cpu, report = _deliver_in_workers(settings, store, now, processes,
+                                                       connections)
             profiler = None
         else:
             profiler = cProfile.Profile() if profile else None
@@ -389,8 +361,8 @@ def main() -> int:
               f"{1000 * cpu / max(sent, 1):.1f} ms a message) ({sent / seconds:.0f} "
               f"messages/s; {args.processes} sending process(es) × {args.connections} "
               f"connections, timeout {SMTP_TIMEOUT:.0f} s; the "
-              f"sink counted {sink.accepted}; messages {sum(MESSAGE_BYTES) / max(sent, 1) / 1024:.0f}"
-              f" KB on average) — target ≥ 200/s\n  sink: {sink.name}")
+              f"sink counted {sink.accepted}; messages {sum(MESSAGE_BYTES) / max(len(MESSAGE_BYTES), 1) / 1024:.0f}"
+              f" KB on average, of this process's share) — target ≥ 200/s\n  sink: {sink.name}")
     return 0
 
 

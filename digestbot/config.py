@@ -233,6 +233,8 @@ KEYS: tuple[Key, ...] = (
     _k("secret", _secret, None, "key for signed links (made by `digestbot init`)"),
     _k("smtp_url", _smtp_url, None, "smtp://user:pass@host:port (unset: outbox folder)"),
     _k("mail_from", _mail, "digestbot@localhost", "From address"),
+    _k("send_workers", _int_in(1, 16), 1,
+       "processes sending a big batch of email at once (chat channels stay in one)"),
     _k("admin", _admin, None,
        "operator alerts: an email address, telegram:CHAT_ID or slack:CHANNEL (unset: none)"),
     _k("public_url", _opt_url("http", "https"), None, "base URL for unsubscribe links"),

@@ -235,6 +235,7 @@ class EmailSender:
 
     channel = "email"
     concurrency = SMTP_CONNECTIONS
+    parallel = True  # several processes may send a batch's email (outbox `shard`)
 
     def __init__(self, settings: Settings, *, tls_context: ssl.SSLContext | None = None) -> None:
         if settings.smtp_url is None:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from digestbot import digest as digests
 from digestbot import outbox, render, signing, status, subscribers
 from digestbot.breaker import snapshots as breaker_states
 from digestbot.channels import build_senders
+from digestbot.channels.workers import deliver_in_workers
 from digestbot.config import Settings
 from digestbot.errors import UsageError
 from digestbot.models import Digest, Subscriber
@@ -24,15 +27,27 @@ from digestbot.sources.papers import latest_announcement_date
 from digestbot.store import Store
 
 
-def send(settings: Settings, store: Store, **options: Any) -> outbox.DeliveryReport:
-    """One `send` with the senders the settings enable (`send`, `once`); the breakers' states
-    are recorded for `/status`."""
-    report = asyncio.run(outbox.run_send(settings, store, build_senders(settings), **options))
+def send(settings: Settings, store: Store, *, force: bool = False,
+         dry_run: bool = False) -> outbox.DeliveryReport:
+    """One `send` with the senders the settings enable (`send`, `once`), a big email batch
+    from `send_workers` processes; the breakers' states are recorded for `/status`."""
+    senders = build_senders(settings)
+    if dry_run:
+        report = asyncio.run(outbox.run_send(settings, store, senders, force=force, dry_run=True))
+    else:
+        now = datetime.now(UTC)
+        report = outbox.plan_due(settings, store, now=now, force=force)
+        report = asyncio.run(deliver_in_workers(settings, store, senders, now=now,
+                                                workers=settings.send_workers, report=report))
     status.record_breakers(store, breaker_states())
     return report
 
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workers is not None:
+        if not 1 <= args.workers <= 16:
+            raise UsageError(f"--workers {args.workers}: 1–16 个进程 / 1 to 16 processes")
+        settings = dataclasses.replace(settings, send_workers=args.workers)
     with Store(settings.db) as store:
         report = send(settings, store, force=args.now, dry_run=args.dry_run)
     if args.dry_run:

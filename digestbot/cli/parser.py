@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--now", action="store_true", help="ignore subscribers' send times")
     s.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="processes sending a big email batch at once (default: "
+                        "DIGESTBOT_SEND_WORKERS, 1)")
 
     s = _command(
         sub, "once", "跑一遍 / fetch → score → enrich → send --now, then exit (cron-friendly)",

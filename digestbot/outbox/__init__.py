@@ -52,6 +52,7 @@ from digestbot.outbox.send import (
     BACKOFF,
     MAX_ATTEMPTS,
     ChannelSender,
+    close_senders,
     deliver_and_close,
     deliver_pending,
     deliver_row,
@@ -62,7 +63,7 @@ from digestbot.outbox.send import (
 __all__ = [
     "BACKOFF", "EMPTY_KEY", "MAX_ATTEMPTS", "ChannelSender", "DeliveryHistory", "DeliveryReport",
     "DeliveryRow", "by_channel_and_status", "count_by_status", "create_row", "day_row",
-    "day_summary", "deliver_and_close", "finished_since",
+    "close_senders", "day_summary", "deliver_and_close", "finished_since",
     "deliver_pending", "deliver_row", "due_subscribers", "get_row", "is_due", "last_sent",
     "mark_part", "papers_sent", "part_external_id", "parts_done", "plan", "plan_due", "plan_for",
     "planned_for", "ready_rows", "run_send", "set_parts_total", "set_thread_ts",

@@ -74,6 +74,11 @@ class DeliveryReport:
     waiting: Counter[str] = field(default_factory=Counter)  # channel → rows with no sender
     would_send: list[str] = field(default_factory=list)  # dry run: one line per digest
 
+    def add_sending(self, part: DeliveryReport) -> None:
+        """Another sender's (a channel's, a worker's) sending counts into this report."""
+        for name in ("sent", "failed", "permanent", "cancelled"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+
     def summary(self) -> str:
         parts = [f"sent {self.sent}", f"failed {self.failed}"]
         if self.permanent:

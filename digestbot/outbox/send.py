@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -51,7 +52,9 @@ class ChannelSender(Protocol):
 
     `send` returns once the far side accepted everything, or raises `TransientError` /
     `PermanentError`. Any other exception counts as transient (and is logged with its
-    traceback). A sender may also define `async def aclose()`; it is awaited after a batch.
+    traceback). A sender may also define `async def aclose()`; it is awaited after a batch,
+    and `parallel = True` when several processes may send its rows at once (`shard`): email
+    may, a chat bot may not (its flood limits are the bot's, across processes).
     """
 
     channel: str
@@ -99,18 +102,24 @@ def plan_due(
 
 async def deliver_and_close(
     store: Store, senders: dict[str, ChannelSender], *, now: datetime, dry_run: bool = False,
-    report: DeliveryReport | None = None,
+    report: DeliveryReport | None = None, shard: tuple[int, int] | None = None,
 ) -> DeliveryReport:
     """`run_send`'s second half: every ready row, then the senders are closed (slow when a
     server is: `run` does it beside the pipeline, never in its way)."""
     try:
-        return await deliver_pending(store, senders, dry_run=dry_run, now=now, report=report)
+        return await deliver_pending(store, senders, dry_run=dry_run, now=now, report=report,
+                                     shard=shard)
     finally:
-        for sender in senders.values():
-            closer = getattr(sender, "aclose", None)
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer()
+        await close_senders(senders.values())
+
+
+async def close_senders(senders: Iterable[ChannelSender]) -> None:
+    """Each sender's `aclose`, if it has one; a failure to close is not the batch's."""
+    for sender in senders:
+        closer = getattr(sender, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
 
 
 async def deliver_pending(
@@ -126,15 +135,16 @@ async def deliver_pending(
 
     Within a channel at most the sender's `concurrency` rows are in flight (SMTP keeps a few
     connections open, chat senders pace each chat themselves); a failure marks that row and
-    the batch goes on. `shard=(k, n)` takes only rows whose id is k modulo n: n processes
-    split a batch among them (more CPU for building messages) without each reading and
-    skipping the rows the others hold; the claims keep any overlap safe all the same.
+    the batch goes on. `shard=(k, n)` takes only rows whose id is k modulo n of the channels
+    whose sender is `parallel`, and every other row only in share 0: n processes split a
+    batch among them (more CPU for building messages) without each reading and skipping the
+    rows the others hold; the claims keep any overlap safe all the same.
     """
     now = aware(now or datetime.now(UTC))
     report = report or DeliveryReport()
     queues: dict[str, list[DeliveryRow]] = defaultdict(list)
     for row, channel in ready_rows(store, now):
-        if shard is not None and row.id % shard[1] != shard[0]:
+        if shard is not None and not in_share(row.id, senders.get(channel), shard):
             continue
         if channel in senders:
             queues[channel].append(row)
@@ -150,6 +160,14 @@ async def deliver_pending(
         _drain(store, senders[channel], rows, report, now) for channel, rows in queues.items()
     ))
     return report
+
+
+def in_share(row_id: int, sender: ChannelSender | None, shard: tuple[int, int]) -> bool:
+    """Whether share `shard` = (k, n) takes this row: a parallel channel's rows are split by
+    id, the rest (and rows with no sender here, counted as waiting once) are share 0's."""
+    if getattr(sender, "parallel", False):
+        return row_id % shard[1] == shard[0]
+    return shard[0] == 0
 
 
 async def deliver_row(

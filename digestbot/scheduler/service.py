@@ -23,6 +23,7 @@ from digestbot import status, subscribers
 from digestbot.breaker import snapshots as breaker_states
 from digestbot.channels import build_senders
 from digestbot.channels.admin import send_admin
+from digestbot.channels.workers import deliver_in_workers
 from digestbot.clock import (
     DELIVERY_TICK,
     ET,
@@ -36,7 +37,7 @@ from digestbot.clock import (
 )
 from digestbot.config import Settings
 from digestbot.errors import DigestbotError
-from digestbot.outbox import DeliveryReport, deliver_and_close, plan_due
+from digestbot.outbox import DeliveryReport, close_senders, plan_due
 from digestbot.render.i18n import label
 from digestbot.scheduler.work import FetchOutcome, enrich_dates, fetch_and_enrich, in_daemon_thread
 from digestbot.sources.papers import latest_announcement_date
@@ -139,11 +140,11 @@ class Service:
             # A channel still draining an earlier tick's rows sends these after them (it or
             # the next tick); the others start now, so email never waits for Telegram's pace.
             free = {ch: s for ch, s in senders.items() if not self._channel(ch).locked()}
-            await _close([s for ch, s in senders.items() if ch not in free])
+            await close_senders([s for ch, s in senders.items() if ch not in free])
             if free:
                 parts = await asyncio.gather(*(self._drain(ch, s, now) for ch, s in free.items()))
                 for part in parts:
-                    _add_up(report, part)
+                    report.add_sending(part)
                 # Rows of a channel with no sender at all are counted (once) as waiting.
                 report.waiting.update({ch: n for ch, n in parts[0].waiting.items()
                                        if ch not in senders})
@@ -159,7 +160,9 @@ class Service:
         """Every ready row of one channel (the sender is closed afterwards)."""
         part = DeliveryReport()
         async with self._channel(channel):
-            await deliver_and_close(self.store, {channel: sender}, now=now, report=part)
+            # A big email batch goes out from `send_workers` processes (channels.workers).
+            await deliver_in_workers(self.settings, self.store, {channel: sender}, now=now,
+                                     workers=self.settings.send_workers, report=part)
         return part
 
     async def check_alerts(self) -> list[alerts.Alert]:
@@ -334,20 +337,6 @@ class Service:
         self._covered = fingerprint
         for day, report in reports.items():
             log.info("subscriptions changed; pipeline %s: %s", day, report.summary())
-
-
-async def _close(senders: list[Any]) -> None:
-    for sender in senders:
-        closer = getattr(sender, "aclose", None)
-        if closer is not None:
-            with contextlib.suppress(Exception):
-                await closer()
-
-
-def _add_up(report: DeliveryReport, part: DeliveryReport) -> None:
-    """One channel's sending counts into the tick's report."""
-    for name in ("sent", "failed", "permanent", "cancelled"):
-        setattr(report, name, getattr(report, name) + getattr(part, name))
 
 
 def _log_delivery(report: Any) -> None:

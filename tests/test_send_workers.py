@@ -1,0 +1,82 @@
+"""`send_workers`: a big email batch split among processes (channels.workers), each digest
+accepted once by the server, chat rows sent by this process alone, the workers' log records
+back in this process's handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from digestbot import subscribers
+from digestbot.channels import build_senders
+from digestbot.channels.workers import deliver_in_workers
+from digestbot.cli import main
+from digestbot.config import load_settings
+from digestbot.outbox import plan
+from digestbot.store import Store
+from tests.fakes.digests import DAY, TOPIC, add_paper, add_subscriber
+from tests.fakes.smtp import SmtpServer
+from tests.fakes.telegram import TOKEN, FakeTelegram
+
+NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
+CHAT = 4242
+
+
+def readers(store: Store, n: int) -> list[str]:
+    add_paper(store, "2608.00001", 90)
+    add_paper(store, "2608.00002", 80)
+    addresses = [f"reader{i}@example.org" for i in range(n)]
+    for address in addresses:
+        add_subscriber(store, address)
+    chat = subscribers.add_or_update(store, channel="telegram", address=str(CHAT), topics=[TOPIC])
+    store.db["subscribers"].update(chat.id, {"created_at": "2026-08-01T00:00:00+00:00"})
+    return addresses
+
+
+def test_three_processes_send_each_digest_once_and_chats_stay_here(store: Store, caplog) -> None:
+    addresses = readers(store, 9)
+    with SmtpServer() as server, FakeTelegram(TOKEN) as tg:
+        settings = load_settings(smtp_url=server.url, telegram_bot_token=TOKEN,
+                                 telegram_api_url=tg.base_url, send_workers=3)
+        plan(store, settings, DAY, now=NOW)
+        # A bounce in another process's share: its warning must come back here.
+        rows = {r["address"]: r["id"] for r in store.db.query(
+            "select s.address, d.id from deliveries d join subscribers s on s.id = d.subscriber_id")}
+        bounced = next(a for a in addresses if rows[a] % 3 != 0)
+        server.script(bounced, "550 5.1.1 no such user")
+        with caplog.at_level(logging.INFO):
+            report = asyncio.run(deliver_in_workers(
+                settings, store, build_senders(settings), now=NOW, workers=3, min_rows=1))
+        received = Counter(m.rcpt_tos[0] for m in server.messages)
+        chat_messages = tg.sent_to(CHAT)
+    assert received == Counter(a for a in addresses if a != bounced)  # each once
+    assert chat_messages and len({m["text"] for m in chat_messages}) == len(chat_messages)
+    assert (report.sent, report.permanent) == (9, 1)
+    statuses = Counter(r["status"] for r in store.db.query("select status from deliveries"))
+    assert statuses == {"sent": 9, "failed_permanent": 1}
+    [warning] = [r for r in caplog.records if "permanent failure" in r.getMessage()]
+    assert warning.processName != "MainProcess"
+
+
+def test_a_small_batch_stays_in_this_process(store: Store) -> None:
+    addresses = readers(store, 3)
+    with SmtpServer() as server:
+        settings = load_settings(smtp_url=server.url, send_workers=4)
+        plan(store, settings, DAY, now=NOW)
+        report = asyncio.run(deliver_in_workers(settings, store, build_senders(settings),
+                                                now=NOW, workers=4))
+        assert Counter(m.rcpt_tos[0] for m in server.messages) == Counter(addresses)
+    assert report.sent == 3
+
+
+@pytest.mark.parametrize("workers", ["0", "17", "x"])
+def test_send_refuses_a_bad_worker_count_and_sends_nothing(store: Store, capsys, workers):
+    readers(store, 2)
+    code = main(["send", "--now", "--workers", workers])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--workers" in err
+    assert store.db["deliveries"].count == 0
