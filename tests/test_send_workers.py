@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -13,13 +14,14 @@ import pytest
 
 from digestbot import subscribers
 from digestbot.channels import build_senders
+from digestbot.channels.email import SMTP_CONNECTIONS
 from digestbot.channels.workers import deliver_in_workers
 from digestbot.cli import main
 from digestbot.config import load_settings
 from digestbot.outbox import plan
 from digestbot.store import Store
 from tests.fakes.digests import DAY, TOPIC, add_paper, add_subscriber
-from tests.fakes.smtp import SmtpServer
+from tests.fakes.smtp import FaultyHandler, SmtpServer
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
 NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
@@ -60,6 +62,40 @@ def test_three_processes_send_each_digest_once_and_chats_stay_here(store: Store,
     assert statuses == {"sent": 9, "failed_permanent": 1}
     [warning] = [r for r in caplog.records if "permanent failure" in r.getMessage()]
     assert warning.processName != "MainProcess"
+
+
+def test_cancelled_workers_stop_and_the_next_send_finishes_the_batch(store: Store) -> None:
+    """`run` stopping cancels the send: the workers get SIGTERM and stop soon, and the next
+    send delivers what was left; nothing is lost, and only a message in flight at the cancel
+    (sent, its answer not yet read) may come twice."""
+    addresses = readers(store, 30)
+    with SmtpServer(handler=FaultyHandler(delay=0.2)) as server:
+        settings = load_settings(smtp_url=server.url, send_workers=3)
+        plan(store, settings, DAY, now=NOW)
+
+        async def cancel_midway() -> None:
+            task = asyncio.create_task(deliver_in_workers(
+                settings, store, build_senders(settings), now=NOW, workers=3, min_rows=1))
+            while len(server.messages) < 4:
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+        asyncio.run(cancel_midway())
+        assert not multiprocessing.active_children()  # the workers are gone
+        assert len(server.messages) < 30
+        report = asyncio.run(deliver_in_workers(settings, store, build_senders(settings),
+                                                now=NOW, workers=3, min_rows=1))
+        received = Counter(m.rcpt_tos[0] for m in server.messages)
+    assert set(received) == set(addresses)  # nothing lost
+    twice = [a for a, n in received.items() if n > 1]
+    assert len(twice) <= 3 * SMTP_CONNECTIONS  # at most the messages in flight at the cancel
+    assert 0 < report.sent < 30  # the rest went before the cancel
+    statuses = Counter(r["status"] for r in store.db.query(
+        "select d.status from deliveries d join subscribers s on s.id = d.subscriber_id"
+        " where s.channel = 'email'"))
+    assert statuses == {"sent": 30}
 
 
 def test_a_small_batch_stays_in_this_process(store: Store) -> None:
