@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from digestbot import subscribers, topics
+from digestbot import rerank, subscribers, topics
 from digestbot.enrich.enrichment import get_enrichment, get_enrichments
 from digestbot.enrich.topic_scores import passing_on
 from digestbot.models import (
@@ -21,7 +21,8 @@ from digestbot.models import (
 )
 from digestbot.sources.papers import announcement_dates, announcements_on, get_papers
 from digestbot.store import Store
-from digestbot.subscribers import profile
+from digestbot.subscribers import feedback, profile
+from digestbot.subscribers import library as libraries
 
 _GENERATIONS = itertools.count(1)
 
@@ -51,6 +52,10 @@ class Library:
         self._entries: dict[tuple[Any, ...], DigestEntry] = {}
         self._subscriptions: dict[int, list[Subscription]] | None = None
         self._profiles: dict[int, profile.Profile] | None = None
+        self._shelves: dict[int, libraries.LibraryInfo] | None = None
+        self._voters: set[int] | None = None
+        # (lang, the held score rows of a paper in hit order) → its entry (see `held_entry`)
+        self._held: dict[tuple[Any, ...], DigestEntry | None] = {}
 
     def subscriptions(self, subscriber_id: int) -> list[Subscription]:
         """The reader's subscriptions (everyone's are read on the first ask)."""
@@ -63,6 +68,19 @@ class Library:
         if self._profiles is None:
             self._profiles = profile.all_profiles(self.store)
         return self._profiles.get(subscriber_id) or profile.Profile()
+
+    def shelf(self, subscriber_id: int) -> libraries.LibraryInfo | None:
+        """The reader's library, if they have one (everyone's are read on the first ask)."""
+        if self._shelves is None:
+            self._shelves = libraries.all_libraries(self.store)
+        return self._shelves.get(subscriber_id)
+
+    def may_learn(self, subscriber_id: int) -> bool:
+        """Whether the reader has the votes `rerank.learn` needs (all voters are read on the
+        first ask); for anyone else it would return None, so there is nothing to train."""
+        if self._voters is None:
+            self._voters = feedback.voters(self.store, rerank.MIN_VOTES)
+        return subscriber_id in self._voters
 
     def dates(self, *, after: str, before: str) -> list[str]:
         """Days with announcements strictly between `after` and `before`, oldest first."""
@@ -88,6 +106,22 @@ class Library:
             entry = self._entries[content] = DigestEntry(
                 paper=paper, announcement=ann, hits=hits, enrichment=self.enrichment(paper),
                 authors=authors, key=((self.generation, *shown), len(self._entries)))
+        return entry
+
+    def held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
+        """The entry of a paper that came through `passing` alone, its hits being `rows` in
+        the reader's order: looked up by the rows themselves (held by this Library, so their
+        ids name them for its life) instead of hashing its content each time. None for a paper
+        not read."""
+        key = (lang, *map(id, rows))
+        try:
+            return self._held[key]
+        except KeyError:
+            pass
+        row = rows[0]
+        paper = self.papers([row["arxiv_id"]]).get(row["arxiv_id"])
+        entry = self._held[key] = None if paper is None else self.entry(
+            paper, row[_ANNOUNCEMENT], [r[_HITS][lang] for r in rows], [])
         return entry
 
     def topic(self, slug: str) -> Topic:
@@ -124,6 +158,12 @@ class Library:
             by_topic: dict[str, list[dict[str, Any]]] = {}
             for row in passing_on(self.store, day, floor):
                 by_topic.setdefault(row["topic"], []).append(row)
+                # What every reader's entry makes of the row, made once (see `held_entry`).
+                row[_ANNOUNCEMENT] = announcement(row)
+                topic = self.topic(row["topic"])
+                row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
+                                             score=row["score"], reason=row["reason"] or "")
+                              for lang in ("zh", "en")}
             for rows in by_topic.values():
                 rows.sort(key=lambda r: -r["score"])
             held = self._scores[day] = (floor, by_topic)
@@ -146,6 +186,25 @@ class Library:
         if key not in self._enrichments:
             self._enrichments[key] = get_enrichment(self.store, paper.id, paper.version)
         return self._enrichments[key]
+
+
+# Keys a held score row carries besides its columns (not column names: they have a space).
+_ANNOUNCEMENT, _HITS = "the announcement", "the hits"
+
+
+def held(row: dict[str, Any]) -> bool:
+    """Whether a score row is one of a Library's (see `held_entry`)."""
+    return _HITS in row
+
+
+def announcement(row: dict[str, Any]) -> Announcement:
+    """The announcement a score row carries (a held row has it made already)."""
+    try:
+        return row[_ANNOUNCEMENT]
+    except KeyError:
+        return Announcement(date=row["date"], arxiv_id=row["arxiv_id"],
+                            announce_type=row["announce_type"], version=row["version"],
+                            source=row["source"])
 
 
 def _topic(store: Store, slug: str) -> Topic:

@@ -154,6 +154,8 @@ class _Entry:
                        "controls": _CONTROLS}
         self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
         self.filled: dict[Step, tuple[str, str]] = {}
+        # Fitting the budget asks each entry's size at several steps for every reader.
+        self.sizes: dict[Step, int] = {}
         text = _TEXTS.get(paper, lambda: Stamp(environment().get_template(
             "email/_entry.txt").render(entry=entry, lang=lang, match=slot("match"),
                                        reasons=slot("reasons"), controls=slot("controls")),
@@ -169,7 +171,11 @@ class _Entry:
         return _FILLED.get(key, lambda: _Entry(entry, lang))
 
     def size(self, step: Step) -> int:
-        return self.rows.at(step).size + self.reader_size
+        try:
+            return self.sizes[step]
+        except KeyError:
+            size = self.sizes[step] = self.rows.at(step).size + self.reader_size
+            return size
 
     def html(self, step: Step, controls: str) -> str:
         try:
@@ -225,11 +231,12 @@ def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
                   pages_url: str | None = None) -> dict[str, Any]:
     """What email/digest.html and digest.txt see besides the entries and the `more` count."""
     lang = digest.subscriber.lang
+    lead = lead_topic(digest)
     return {
         "digest": digest,
         "lang": lang,
-        "subject": subject(digest),
-        "lead_topic": lead_topic(digest),
+        "subject": subject(digest, lead),
+        "lead_topic": lead,
         "header": i18n.header_line(digest, lang),
         "late": i18n.late_line(digest, lang),
         "followed": i18n.followed_topics(digest, lang),
@@ -240,6 +247,12 @@ def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
 
 
 _RULE = "=" * 66
+
+
+@functools.lru_cache(maxsize=1_000)
+def _numbered(n: int) -> str:
+    """What opens the text of entry `n`: a rule and its number."""
+    return f"\n{_RULE}\n[{n}] "
 
 
 def render_email(
@@ -272,10 +285,10 @@ def render_email(
                             preferences_url=preferences_url, pages_url=pages_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
     html_controls = [controls.html(e) for e in digest.entries] if controls else [""] * len(items)
-    extra = sum(len(c.encode("utf-8")) for c in html_controls)
-    entries = "".join(
-        f"\n{_RULE}\n[{n}] {item.text}{controls.text(e) if controls else ''}"
-        for n, (item, e) in enumerate(zip(items, digest.entries, strict=True), 1))
+    extra = len("".join(html_controls).encode("utf-8"))
+    texts = [controls.text(e) for e in digest.entries] if controls else [""] * len(items)
+    entries = "".join([f"{_numbered(n)}{item.text}{t}"
+                       for n, (item, t) in enumerate(zip(items, texts, strict=True), 1)])
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
     text = stamp.fill({**values, "entries": entries})
     shell = _shell(context, digest.more)
@@ -285,7 +298,7 @@ def render_email(
                  for i, c in zip(items, html_controls, strict=True)]
         keep, shell = _fitting_count(context, sizes, digest.more)
         items, html_controls = items[:keep], html_controls[:keep]
-        extra = sum(len(c.encode("utf-8")) for c in html_controls)
+        extra = len("".join(html_controls).encode("utf-8"))
         step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
     rows = "".join(i.html(step, c) for i, c in zip(items, html_controls, strict=True))
     return RenderedEmail(subject=context["subject"], text=text,
