@@ -4,6 +4,8 @@ rendering share, read once per batch (see `digest`)."""
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Hashable
 from typing import Any
 
 from digestbot import rerank, subscribers, topics
@@ -24,7 +26,37 @@ from digestbot.store import Store
 from digestbot.subscribers import feedback, profile
 from digestbot.subscribers import library as libraries
 
-_GENERATIONS = itertools.count(1)
+
+class _Names:
+    """Content → a short name no other content ever gets (a counter, never reused; the oldest
+    name is forgotten past `size`, which only costs a fresh name for it later)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[Hashable, int] = {}
+        self._count = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def of(self, content: Hashable) -> int:
+        try:
+            return self._items[content]
+        except KeyError:
+            pass
+        with self._lock:
+            if len(self._items) >= self.size:
+                del self._items[next(iter(self._items))]
+            return self._items.setdefault(content, next(self._count))
+
+
+# Renderers cache a paper's rows and an entry's filled parts under these names
+# (`DigestEntry.key`): the same content has the same name in every batch, so the next batch
+# renders only what changed, and changed content (re-scored, enriched, replaced) a new name.
+_PAPERS, _ENTRIES = _Names(50_000), _Names(200_000)
+
+
+def _content(obj: Any) -> tuple[Any, ...]:
+    """A dataclass's values as a hashable key (lists become tuples; their items are frozen)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in vars(obj).values())
 
 
 class Library:
@@ -34,14 +66,13 @@ class Library:
     A day's digests share a few hundred papers among thousands of readers; reading each paper
     and each day's scores once per batch rather than once per reader is most of what selection
     costs. The digests of a batch share these objects (renderers only read them, and cache a
-    paper's rendered entry under `DigestEntry.key`, which names this batch). Keep one only for
-    the length of a batch, so a paper fetched, scored or enriched afterwards is read fresh by
-    the next.
+    paper's rendered entry under `DigestEntry.key`, which names its content). Keep one only
+    for the length of a batch, so a paper fetched, scored or enriched afterwards is read fresh
+    by the next.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.generation = next(_GENERATIONS)
         self._papers: dict[str, Paper] = {}
         self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
         self._dates: list[str] | None = None
@@ -50,6 +81,7 @@ class Library:
         self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
         self._topics: dict[str, Topic] = {}
         self._entries: dict[tuple[Any, ...], DigestEntry] = {}
+        self._names: dict[tuple[str, Announcement], int] = {}
         self._subscriptions: dict[int, list[Subscription]] | None = None
         self._profiles: dict[int, profile.Profile] | None = None
         self._shelves: dict[int, libraries.LibraryInfo] | None = None
@@ -97,15 +129,20 @@ class Library:
     def entry(self, paper: Paper, ann: Announcement, hits: list[TopicHit],
               authors: list[AuthorHit]) -> DigestEntry:
         """The paper as a digest entry with these reasons: one shared object for every reader
-        it comes to alike, so renderers cache it whole under its `key` — (the paper in this
-        batch, the entry) — which no entry with other content can carry."""
+        it comes to alike, so renderers cache it whole under its `key` — (a name for the
+        paper as shown, one for the entry) — which no entry with other content can carry."""
         shown = (paper.id, paper.version, ann.date, ann.announce_type)
         content = (shown, tuple(hits), tuple(authors))
         entry = self._entries.get(content)
         if entry is None:
+            enrichment = self.enrichment(paper)
+            name = self._names.get((paper.id, ann))
+            if name is None:
+                name = self._names[(paper.id, ann)] = _PAPERS.of((
+                    _content(paper), ann, _content(enrichment) if enrichment else None))
             entry = self._entries[content] = DigestEntry(
-                paper=paper, announcement=ann, hits=hits, enrichment=self.enrichment(paper),
-                authors=authors, key=((self.generation, *shown), len(self._entries)))
+                paper=paper, announcement=ann, hits=hits, enrichment=enrichment,
+                authors=authors, key=(name, _ENTRIES.of((name, *content[1:]))))
         return entry
 
     def held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
