@@ -72,7 +72,7 @@ def select(
     window = _window(context.library, history, subscriber, date)
     # The reader's library scores like one more topic (subscribers.library).
     found = _latest_per_paper([*context.library.passing(context.subscriptions, window),
-                               *context.library_rows(window=window)])
+                               *context.library_rows(window=window)], context.shelf is not None)
     followed = context.followed_in(window)
     # The reader's 👍/👎 model (None until they voted enough) and what it may suggest.
     learned = (rerank.learn(store, subscriber.id, list(context.topics))
@@ -95,7 +95,8 @@ def select(
     if not found and not followed:
         return None
     # Followed authors first, so the cap never cuts them; then best score first, ties by id.
-    best = {pid: max(r["score"] for r in rows) for pid, rows in found.items()}
+    best = {pid: rows[0]["score"] if len(rows) == 1 else max(r["score"] for r in rows)
+            for pid, rows in found.items()}
     ranked = [pid for *_, pid in sorted(
         (pid not in followed, -best.get(pid, 0), pid) for pid in {*found, *followed})]
     suggested: dict[str, TopicHit] = {}
@@ -179,9 +180,19 @@ def _window(library: Library, history: History, subscriber: Subscriber, date: st
     return [*library.dates(after=after, before=date), date]
 
 
-def _latest_per_paper(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Score rows grouped by paper, keeping only those of the paper's latest announcement."""
+def _latest_per_paper(rows: Iterable[dict[str, Any]], mixed: bool = True
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Score rows grouped by paper, keeping only those of the paper's latest announcement.
+    Rows of `Library.passing` alone (not `mixed`) have only those already."""
     out: dict[str, list[dict[str, Any]]] = {}
+    if not mixed:
+        for row in rows:
+            kept = out.get(row["arxiv_id"])
+            if kept is None:
+                out[row["arxiv_id"]] = [row]
+            else:
+                kept.append(row)
+        return out
     for row in rows:
         kept = out.setdefault(row["arxiv_id"], [])
         if kept and kept[0]["date"] > row["date"]:
@@ -285,10 +296,13 @@ class _Context:
              ) -> DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]:
         """The entry of a paper its topics alone bring, shared by the batch when all its rows
         are the Library's; else what `digest` makes one of."""
-        rows = self._in_order(rows)
-        if all(held(r) for r in rows):
-            return self.library.held_entry(rows, self.lang) or (announcement(rows[0]), [], [])
-        return announcement(rows[0]), self.hits(rows), []
+        if len(rows) > 1:
+            rows = self._in_order(rows)
+            if not all(held(r) for r in rows):
+                return announcement(rows[0]), self.hits(rows), []
+        elif not held(rows[0]):
+            return announcement(rows[0]), self.hits(rows), []
+        return self.library.held_entry(rows, self.lang) or (announcement(rows[0]), [], [])
 
     def hits(self, rows: list[dict[str, Any]]) -> list[TopicHit]:
         """Why the paper is here: each subscribed topic it hit, best score first."""

@@ -3,6 +3,7 @@ rendering share, read once per batch (see `digest`)."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 from collections.abc import Hashable
@@ -147,19 +148,27 @@ class Library:
 
     def held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
         """The entry of a paper that came through `passing` alone, its hits being `rows` in
-        the reader's order: looked up by the rows themselves (held by this Library, so their
-        ids name them for its life) instead of hashing its content each time. None for a paper
-        not read."""
+        the reader's order: kept in a lone row itself, else looked up by the rows (held by
+        this Library, so their ids name them for its life) instead of hashing its content
+        each time. None for a paper not read."""
+        if len(rows) == 1:  # most entries
+            try:
+                return rows[0][_LONE][lang]
+            except KeyError:
+                entry = rows[0][_LONE][lang] = self._held_entry(rows, lang)
+                return entry
         key = (lang, *map(id, rows))
         try:
             return self._held[key]
         except KeyError:
-            pass
+            entry = self._held[key] = self._held_entry(rows, lang)
+            return entry
+
+    def _held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
         row = rows[0]
         paper = self.papers([row["arxiv_id"]]).get(row["arxiv_id"])
-        entry = self._held[key] = None if paper is None else self.entry(
+        return None if paper is None else self.entry(
             paper, row[_ANNOUNCEMENT], [r[_HITS][lang] for r in rows], [])
-        return entry
 
     def topic(self, slug: str) -> Topic:
         if slug not in self._topics:
@@ -178,10 +187,9 @@ class Library:
         for day in days:
             by_topic = self._passing_on(day, floor)
             for sub in subscriptions:
-                for row in by_topic.get(sub.topic, ()):
-                    if row["score"] < sub.threshold:
-                        break
-                    rows.append(row)
+                held = by_topic.get(sub.topic, ())
+                # Best first, so those that pass are the ones before the first that does not.
+                rows += held[:bisect.bisect_right(held, -sub.threshold, key=_descending)]
         if len(days) > 1:
             latest = {ann.arxiv_id: day for day in days for ann in self.announcements(day)}
             rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
@@ -197,12 +205,13 @@ class Library:
                 by_topic.setdefault(row["topic"], []).append(row)
                 # What every reader's entry makes of the row, made once (see `held_entry`).
                 row[_ANNOUNCEMENT] = announcement(row)
+                row[_LONE] = {}
                 topic = self.topic(row["topic"])
                 row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
                                              score=row["score"], reason=row["reason"] or "")
                               for lang in ("zh", "en")}
             for rows in by_topic.values():
-                rows.sort(key=lambda r: -r["score"])
+                rows.sort(key=_descending)
             held = self._scores[day] = (floor, by_topic)
         return held[1]
 
@@ -226,7 +235,11 @@ class Library:
 
 
 # Keys a held score row carries besides its columns (not column names: they have a space).
-_ANNOUNCEMENT, _HITS = "the announcement", "the hits"
+_ANNOUNCEMENT, _HITS, _LONE = "the announcement", "the hits", "the entries"
+
+
+def _descending(row: dict[str, Any]) -> int:
+    return -row["score"]
 
 
 def held(row: dict[str, Any]) -> bool:
