@@ -292,8 +292,9 @@ def render_email(
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
-    text = "".join([before, *(piece for n, (item, t) in enumerate(zip(items, texts, strict=True), 1)
-                              for piece in (_numbered(n), item.text, t)), after])
+    text = "".join([before, *itertools.chain.from_iterable(zip(
+        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], texts, strict=True)),
+                    after])
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
@@ -303,10 +304,10 @@ def render_email(
         items, html_controls = items[:keep], html_controls[:keep]
         extra = len("".join(html_controls).encode("utf-8"))
         step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
-    rows = [(i.html(step), c) for i, c in zip(items, html_controls, strict=True)]
+    heads, tails = zip(*[i.html(step) for i in items], strict=True) if items else ((), ())
     return RenderedEmail(subject=context["subject"], text=text, html="".join(
-        [shell[0].html, *(piece for (head, tail), c in rows for piece in (head, c, tail)),
-         shell[1].html]))
+        [shell[0].html, *itertools.chain.from_iterable(zip(heads, html_controls, tails,
+                                                           strict=True)), shell[1].html]))
 
 
 class EntryControls(Protocol):
@@ -322,7 +323,7 @@ def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> 
     budget, or None if none does."""
     room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
     for step in _ABSTRACT_STEPS:
-        if sum(i.size(step) for i in items) <= room:
+        if sum(map(_Entry.size, items, itertools.repeat(step))) <= room:
             return step
     return None
 
