@@ -21,6 +21,7 @@ from digestbot.render.base import (
     HTML_BUDGET_BYTES,
     RenderedEmail,
     badge,
+    clip,
     environment,
     hit_text,
     lead_topic,
@@ -114,33 +115,63 @@ _CONTROLS = "\ue002"
 
 
 class _Rows:
-    """One paper's inlined table rows in one language, one per abstract cut (rendered when
-    first asked, shared by every reader); the reader's badge, reasons and controls are
-    their slots."""
+    """One paper's inlined table rows in one language, one per abstract cut (made when first
+    asked, shared by every reader); the reader's badge, reasons and controls are their slots.
+
+    Rendering and inlining cost far more than anything else here, and a digest over the budget
+    asks several cuts: each shape (which abstracts show) is rendered once with the abstracts
+    and the "shortened" note as slots, and a cut fills them — the same bytes, as a filled
+    stamp is (`fragments`)."""
 
     def __init__(self, entry: DigestEntry, lang: str) -> None:
         self.entry, self.lang = entry, lang
         self.by_step: dict[Step, Stamp] = {}
+        self.shapes: dict[tuple[bool, bool], Stamp] = {}
 
     def at(self, step: Step) -> Stamp:
         try:
             return self.by_step[step]
         except KeyError:
             pass
-        entry = self.entry
-        zh_text = entry.enrichment.abstract_zh if entry.enrichment else ""
-        cut = (_effective(step[0], entry.paper.abstract or ""), _effective(step[1], zh_text or ""))
+        entry, lang = self.entry, self.lang
+        en_text = entry.paper.abstract or ""
+        zh_text = (entry.enrichment.abstract_zh if entry.enrichment else "") or ""
+        cut = (_effective(step[0], en_text), _effective(step[1], zh_text))
         if cut not in self.by_step:
-            raw = environment().get_template("email/_entry_row.html").render(
-                entry=entry, lang=self.lang, en_chars=cut[0], zh_chars=cut[1],
-                match=slot("match"), reasons=block("reasons"), controls=block("controls"))
-            wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
-            head, tail = _ROW_WRAPPER
-            if not (wrapped.startswith(head) and wrapped.endswith(tail)):
-                raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
-            self.by_step[cut] = Stamp(wrapped[len(head):-len(tail)])
+            shape = (bool(en_text) and cut[0] != 0,
+                     lang != "en" and bool(zh_text) and cut[1] != 0)
+            if shape not in self.shapes:
+                self.shapes[shape] = self._render(shape)
+            shortened = ((cut[0] is not None and len(en_text) > cut[0])
+                         or (cut[1] is not None and entry.enrichment is not None
+                             and len(zh_text) > cut[1]))
+            self.by_step[cut] = Stamp(self.shapes[shape].fill({
+                "en-abstract": clip(en_text, cut[0]), "zh-abstract": clip(zh_text, cut[1]),
+                "shortened": _shortened(lang) if shortened else "",
+                # The reader's slots stay slots.
+                "match": slot("match"), "reasons": block("reasons"),
+                "controls": block("controls")}))
         stamp = self.by_step[step] = self.by_step[cut]
         return stamp
+
+    def _render(self, shape: tuple[bool, bool]) -> Stamp:
+        """The row with these abstracts shown, their text and the note as slots."""
+        raw = environment().get_template("email/_entry_row.html").render(
+            entry=self.entry, lang=self.lang, en_chars=None if shape[0] else 0,
+            zh_chars=None if shape[1] else 0, en_text=slot("en-abstract"),
+            zh_text=slot("zh-abstract"), shortened=slot("shortened"),
+            match=slot("match"), reasons=block("reasons"), controls=block("controls"))
+        wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
+        head, tail = _ROW_WRAPPER
+        if not (wrapped.startswith(head) and wrapped.endswith(tail)):
+            raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
+        return Stamp(wrapped[len(head):-len(tail)])
+
+
+@functools.cache
+def _shortened(lang: str) -> str:
+    """The note after the links of an entry whose abstracts are cut (see _entry.html)."""
+    return f" · {label(lang, '摘要已缩短，全文见 arXiv', 'abstract shortened, full text on arXiv')}"
 
 
 class _Entry:
