@@ -95,10 +95,14 @@ def select(
     if not found and not followed:
         return None
     # Followed authors first, so the cap never cuts them; then best score first, ties by id.
-    best = {pid: rows[0]["score"] if len(rows) == 1 else max(r["score"] for r in rows)
-            for pid, rows in found.items()}
-    ranked = [pid for *_, pid in sorted(
-        (pid not in followed, -best.get(pid, 0), pid) for pid in {*found, *followed})]
+    best = [-rows[0]["score"] if len(rows) == 1 else -max(r["score"] for r in rows)
+            for rows in found.values()]
+    if followed:
+        scores = dict(zip(found, best, strict=True))
+        ranked = [pid for *_, pid in sorted(
+            (pid not in followed, scores.get(pid, 0), pid) for pid in {*found, *followed})]
+    else:
+        ranked = [pid for _, pid in sorted(zip(best, found, strict=True))]
     suggested: dict[str, TopicHit] = {}
     if learned:
         ranked, suggested = learned.rank(store, ranked, followed, pool, found, context.lang)
@@ -217,6 +221,8 @@ class _Context:
             self.topics[libraries.TOPIC] = libraries.library_topic()
         self.order = {slug: i for i, slug in enumerate(self.topics)}
         self.profile = self.library.profile(subscriber.id)
+        # The language of topic names and reasons ("both" reads them in Chinese).
+        self.lang = "en" if subscriber.lang == "en" else "zh"
 
     def latest_in(self, window: list[str]) -> dict[str, Announcement]:
         """Every paper announced in the window, at its latest announcement there."""
@@ -281,9 +287,6 @@ class _Context:
                 out.append(pid)
         return out
 
-    @property
-    def lang(self) -> str:
-        return "en" if self.subscriber.lang == "en" else "zh"
 
     def _in_order(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A paper's score rows as its hits are listed: best score first, then in the order
