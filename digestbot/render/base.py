@@ -9,9 +9,6 @@ and abstracts are untrusted text (`<script>`, `&`, LaTeX) and must show as text.
 from __future__ import annotations
 
 import functools
-import itertools
-import operator
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,13 +119,13 @@ def clip(text: str | None, limit: int | None) -> str:
     return cut.rstrip() + " …"
 
 
-_topic_of = operator.attrgetter("topic")
-
-
 def lead_topic(digest: Digest) -> str:
     """The topic named in subject and header: the one most entries hit, ties by subscription order."""
     lang = "en" if digest.subscriber.lang == "en" else "zh"
-    counts = Counter(map(_topic_of, itertools.chain.from_iterable(e.hits for e in digest.entries)))
+    counts: dict[str, int] = {}
+    for e in digest.entries:
+        for h in e.hits:
+            counts[h.topic] = counts.get(h.topic, 0) + 1
     order = {t.slug: i for i, t in enumerate(digest.topics)}
     if counts:
         slug = min(counts, key=lambda s: (-counts[s], order.get(s, len(order)), s))
