@@ -56,8 +56,11 @@ _PAPERS, _ENTRIES = _Names(50_000), _Names(200_000)
 
 
 def _content(obj: Any) -> tuple[Any, ...]:
-    """A dataclass's values as a hashable key (lists become tuples; their items are frozen)."""
-    return tuple(tuple(v) if isinstance(v, list) else v for v in vars(obj).values())
+    """A dataclass's values as a hashable key of plain tuples (lists of dataclasses such as
+    authors become tuples of their values: hashed and compared in C, not by dataclass
+    methods, as a batch looks each paper up by it)."""
+    return tuple(tuple(tuple(vars(i).values()) if hasattr(i, "__dataclass_fields__") else i
+                       for i in v) if isinstance(v, list) else v for v in vars(obj).values())
 
 
 class Library:
@@ -143,7 +146,9 @@ class Library:
                     _content(paper), ann, _content(enrichment) if enrichment else None))
             entry = self._entries[content] = DigestEntry(
                 paper=paper, announcement=ann, hits=hits, enrichment=enrichment,
-                authors=authors, key=(name, _ENTRIES.of((name, *content[1:]))))
+                authors=authors, key=(name, _ENTRIES.of((
+                    name, *(tuple(vars(h).values()) for h in hits), None,
+                    *(tuple(vars(a).values()) for a in authors)))))
         return entry
 
     def held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:

@@ -69,6 +69,9 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
+        # Templates ship with the code: no stat() of the file at every get_template (the
+        # email asks for a paper's row templates thousands of times a batch).
+        auto_reload=False,
     )
     env.filters.update(
         authors=shorten_authors,
