@@ -148,7 +148,9 @@ def rebuild(
     """
     ids = list(dict.fromkeys(paper_ids))
     context = _Context(store, subscriber, library)
-    topic_rows = subscribed_scores(store, subscriber.id, ids, date)
+    topic_rows = context.library.scored_on(date, context.subscriptions, ids)
+    if topic_rows is None:  # a paper announced before `date`: read where it was
+        topic_rows = subscribed_scores(store, subscriber.id, ids, date)
     # Only a paper that no longer scores on the reader's topics needs its announcement read,
     # unless the reader's library scores them all.
     on_topics = {r["arxiv_id"] for r in topic_rows}

@@ -81,6 +81,7 @@ class Library:
         self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
         self._dates: list[str] | None = None
         self._announced: dict[str, list[Announcement]] = {}
+        self._announced_sets: dict[str, set[str]] = {}
         # day → (the lowest score loaded, topic → rows best first)
         self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
         self._topics: dict[str, Topic] = {}
@@ -91,13 +92,19 @@ class Library:
         self._shelves: dict[int, libraries.LibraryInfo] | None = None
         self._voters: set[int] | None = None
         # (lang, the held score rows of a paper in hit order) → its entry (see `held_entry`)
-        self._held: dict[tuple[Any, ...], DigestEntry | None] = {}
+        # (lang, ids of the rows) → (the rows, kept alive so no id is reused, their entry)
+        self._held: dict[tuple[Any, ...], tuple[list[Any], DigestEntry | None]] = {}
+        # day → paper id → topic → its score row, for every followed topic (see `scored_on`)
+        self._all_scores: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
 
     def subscriptions(self, subscriber_id: int) -> list[Subscription]:
         """The reader's subscriptions (everyone's are read on the first ask)."""
+        return self._all_subscriptions().get(subscriber_id, [])
+
+    def _all_subscriptions(self) -> dict[int, list[Subscription]]:
         if self._subscriptions is None:
             self._subscriptions = subscribers.all_subscriptions(self.store)
-        return self._subscriptions.get(subscriber_id, [])
+        return self._subscriptions
 
     def profile(self, subscriber_id: int) -> profile.Profile:
         """The reader's followed authors and keywords (everyone's are read on the first ask)."""
@@ -164,9 +171,10 @@ class Library:
                 return entry
         key = (lang, *map(id, rows))
         try:
-            return self._held[key]
+            return self._held[key][1]
         except KeyError:
-            entry = self._held[key] = self._held_entry(rows, lang)
+            entry = self._held_entry(rows, lang)
+            self._held[key] = (rows, entry)
             return entry
 
     def _held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
@@ -199,6 +207,37 @@ class Library:
             latest = {ann.arxiv_id: day for day in days for ann in self.announcements(day)}
             rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
         return rows
+
+    def scored_on(self, day: str, subscriptions: list[Subscription], ids: list[str]
+                  ) -> list[dict[str, Any]] | None:
+        """What `topic_scores.subscribed_scores` gives for papers `ids` up to `day` (score rows
+        on these subscriptions' topics, passing or not, each with its threshold), read once
+        for the whole batch — when every paper was announced on `day`, so its latest
+        announcement is that day's; None otherwise."""
+        announced = self._announced_ids(day)
+        if not all(pid in announced for pid in ids):
+            return None
+        by_paper = self._all_scores.get(day)
+        if by_paper is None:
+            # Only topics someone follows: a catalogue's other topics are scored too.
+            followed = {s.topic for subs in self._all_subscriptions().values() for s in subs}
+            by_paper = self._all_scores[day] = {}
+            for row in passing_on(self.store, day, _ANY_SCORE):
+                if row["topic"] in followed:
+                    by_paper.setdefault(row["arxiv_id"], {})[row["topic"]] = row
+        out = []
+        for pid in ids:
+            on = by_paper.get(pid)
+            for sub in subscriptions if on else ():
+                row = on.get(sub.topic)
+                if row is not None:
+                    out.append({**row, "threshold": sub.threshold})
+        return out
+
+    def _announced_ids(self, day: str) -> set[str]:
+        if day not in self._announced_sets:
+            self._announced_sets[day] = {a.arxiv_id for a in self.announcements(day)}
+        return self._announced_sets[day]
 
     def _passing_on(self, day: str, floor: int) -> dict[str, list[dict[str, Any]]]:
         """`day`'s score rows at or above `floor` by topic, best first (read again only for a
@@ -239,6 +278,8 @@ class Library:
         return self._enrichments[key]
 
 
+# Below every score: `passing_on` at it gives every row, as `subscribed_scores` would.
+_ANY_SCORE = -(2**62)
 # Keys a held score row carries besides its columns (not column names: they have a space).
 _ANNOUNCEMENT, _HITS, _LONE = "the announcement", "the hits", "the entries"
 
