@@ -127,6 +127,7 @@ class _Rows:
         self.entry, self.lang = entry, lang
         self.by_step: dict[Step, Stamp] = {}
         self.shapes: dict[tuple[bool, bool], Stamp] = {}
+        self.raw: str | None = None
 
     def at(self, step: Step) -> Stamp:
         try:
@@ -155,12 +156,26 @@ class _Rows:
         return stamp
 
     def _render(self, shape: tuple[bool, bool]) -> Stamp:
-        """The row with these abstracts shown, their text and the note as slots."""
-        raw = environment().get_template("email/_entry_row.html").render(
-            entry=self.entry, lang=self.lang, en_chars=None if shape[0] else 0,
-            zh_chars=None if shape[1] else 0, en_text=slot("en-abstract"),
-            zh_text=slot("zh-abstract"), shortened=slot("shortened"),
-            match=slot("match"), reasons=block("reasons"), controls=block("controls"))
+        """The row with these abstracts shown, their text and the note as slots: the row with
+        every abstract there is, rendered once, less the paragraphs (or the whole <details>)
+        this shape leaves out — as the template leaves them out — then inlined."""
+        if self.raw is None:
+            self.raw = environment().get_template("email/_entry_row.html").render(
+                entry=self.entry, lang=self.lang, en_chars=None, zh_chars=None,
+                en_text=slot("en-abstract"), zh_text=slot("zh-abstract"),
+                shortened=slot("shortened"), match=slot("match"), reasons=block("reasons"),
+                controls=block("controls"))
+        raw = self.raw
+        for shown, name in zip(shape, ("en-abstract", "zh-abstract"), strict=True):
+            at = raw.find(slot(name))
+            if not shown and at >= 0:  # its paragraph is a line of its own
+                raw = raw[:raw.rfind("\n", 0, at) + 1] + raw[raw.index("\n", at) + 1:]
+        if not any(shape):
+            start, end = raw.find("<details>\n"), raw.find("</details>\n")
+            if start >= 0:
+                if end < start:
+                    raise RuntimeError(f"unexpected abstracts in a row: {raw[start - 40:]!r}")
+                raw = raw[:start] + raw[end + len("</details>\n"):]
         wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
         head, tail = _ROW_WRAPPER
         if not (wrapped.startswith(head) and wrapped.endswith(tail)):
