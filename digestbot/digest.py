@@ -72,7 +72,8 @@ def select(
     window = _window(context.library, history, subscriber, date)
     # The reader's library scores like one more topic (subscribers.library).
     found = _latest_per_paper([*context.library.passing(context.subscriptions, window),
-                               *context.library_rows(window=window)], context.shelf is not None)
+                               *context.library_rows(window=window)], context.shelf is not None,
+                              single=len(context.subscriptions) == 1)
     followed = context.followed_in(window)
     # The reader's 👍/👎 model (None until they voted enough) and what it may suggest.
     learned = (rerank.learn(store, subscriber.id, list(context.topics))
@@ -186,10 +187,13 @@ def _window(library: Library, history: History, subscriber: Subscriber, date: st
     return [*library.dates(after=after, before=date), date]
 
 
-def _latest_per_paper(rows: Iterable[dict[str, Any]], mixed: bool = True
-                      ) -> dict[str, list[dict[str, Any]]]:
+def _latest_per_paper(rows: Iterable[dict[str, Any]], mixed: bool = True, *,
+                      single: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Score rows grouped by paper, keeping only those of the paper's latest announcement.
-    Rows of `Library.passing` alone (not `mixed`) have only those already."""
+    Rows of `Library.passing` alone (not `mixed`) have only those already, and for a `single`
+    subscription, one row a paper."""
+    if not mixed and single:
+        return {row["arxiv_id"]: [row] for row in rows}
     out: dict[str, list[dict[str, Any]]] = {}
     if not mixed:
         for row in rows:
