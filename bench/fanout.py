@@ -196,8 +196,9 @@ def main() -> int:
         # is what rendering each paper once costs a day.
         again, again_cpu, _, _ = select_and_render(store)
         print(f"  a second batch: {again:.1f} s (CPU {again_cpu:.1f} s, "
-              f"{1000 * again_cpu / args.subscribers:.2f} ms each); per-day fixed part of the first "
-              f"≈ CPU {cpu - again_cpu:.1f} s ({args.papers} papers)")
+              f"{1000 * again_cpu / args.subscribers:.2f} ms each); the first minus this, the "
+              f"per-day part of rendering {args.papers} papers once: CPU {cpu - again_cpu:.1f} s "
+              "(a difference of two runs: on a busy machine it is within their noise)")
         seconds, cpu, accepted = send(store, args.send, args.sink_in_process)
         print(f"send: {accepted} messages over SMTP in {seconds:.1f} s (CPU {cpu:.1f} s, "
               f"{1000 * cpu / max(accepted, 1):.1f} ms a message) ({accepted / seconds:.0f} "
