@@ -16,9 +16,9 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from digestbot import rerank
-from digestbot.digest_batch import Library
+from digestbot.digest_batch import Library, announcement, held
 from digestbot.enrich.topic_scores import subscribed_scores
-from digestbot.models import Announcement, AuthorHit, Digest, Subscriber, TopicHit
+from digestbot.models import Announcement, AuthorHit, Digest, DigestEntry, Subscriber, TopicHit
 from digestbot.sources.papers import last_announcements
 from digestbot.store import Store
 from digestbot.subscribers import library as libraries
@@ -72,10 +72,12 @@ def select(
     window = _window(context.library, history, subscriber, date)
     # The reader's library scores like one more topic (subscribers.library).
     found = _latest_per_paper([*context.library.passing(context.subscriptions, window),
-                               *context.library_rows(window=window)])
+                               *context.library_rows(window=window)], context.shelf is not None,
+                              single=len(context.subscriptions) == 1)
     followed = context.followed_in(window)
     # The reader's 👍/👎 model (None until they voted enough) and what it may suggest.
-    learned = rerank.learn(store, subscriber.id, list(context.topics))
+    learned = (rerank.learn(store, subscriber.id, list(context.topics))
+               if context.library.may_learn(subscriber.id) else None)
     pool = _latest_per_paper(rerank.pool_rows(store, subscriber.id, window, date,
                                               [*found, *followed])) if learned else {}
     candidates = list(dict.fromkeys([*followed, *found, *pool]))
@@ -85,16 +87,23 @@ def select(
         followed.pop(pid, None)
         pool.pop(pid, None)
     # Keywords sift what the topics brought; a followed author's paper comes regardless.
-    unsifted = superset and bool(context.profile.must or context.profile.exclude)
-    sift = [] if unsifted else [pid for pid in [*found, *pool] if pid not in followed]
+    sifts = bool(context.profile.must or context.profile.exclude)
+    unsifted = superset and sifts
+    sift = [pid for pid in [*found, *pool] if pid not in followed] if sifts and not unsifted else []
     for pid in context.filtered_out(sift) if sift else ():
         found.pop(pid, None)
         pool.pop(pid, None)
     if not found and not followed:
         return None
     # Followed authors first, so the cap never cuts them; then best score first, ties by id.
-    ranked = sorted({*found, *followed}, key=lambda pid: (
-        pid not in followed, -max((r["score"] for r in found.get(pid, ())), default=0), pid))
+    best = [-rows[0]["score"] if len(rows) == 1 else -max(r["score"] for r in rows)
+            for rows in found.values()]
+    if followed:
+        scores = dict(zip(found, best, strict=True))
+        ranked = [pid for *_, pid in sorted(
+            (pid not in followed, scores.get(pid, 0), pid) for pid in {*found, *followed})]
+    else:
+        ranked = [pid for _, pid in sorted(zip(best, found, strict=True))]
     suggested: dict[str, TopicHit] = {}
     if learned:
         ranked, suggested = learned.rank(store, ranked, followed, pool, found, context.lang)
@@ -102,12 +111,12 @@ def select(
     kept = (_weekly_cut(ranked, found, {**followed, **suggested})
             if subscriber.cadence == "weekly" else ranked)
     kept = ranked if unsifted else kept[:subscriber.max_papers]
-    picks = [
-        (_announcement(found[pid][0]) if pid in found else followed[pid][0],
-         [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),
-         followed.get(pid, (None, []))[1])
-        for pid in kept
-    ]
+    picks = [context.held(found[pid]) if pid in found and pid not in suggested
+             and pid not in followed else
+             (announcement(found[pid][0]) if pid in found else followed[pid][0],
+              [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),
+              followed.get(pid, (None, []))[1])
+             for pid in kept]
     return context.digest(date, picks, more=len(ranked) - len(kept))
 
 
@@ -140,7 +149,9 @@ def rebuild(
     """
     ids = list(dict.fromkeys(paper_ids))
     context = _Context(store, subscriber, library)
-    topic_rows = subscribed_scores(store, subscriber.id, ids, date)
+    topic_rows = context.library.scored_on(date, context.subscriptions, ids)
+    if topic_rows is None:  # a paper announced before `date`: read where it was
+        topic_rows = subscribed_scores(store, subscriber.id, ids, date)
     # Only a paper that no longer scores on the reader's topics needs its announcement read,
     # unless the reader's library scores them all.
     on_topics = {r["arxiv_id"] for r in topic_rows}
@@ -152,7 +163,7 @@ def rebuild(
     for pid in ids:
         rows = scored.get(pid, [])
         passing = [r for r in rows if r["score"] >= r["threshold"]]
-        ann = _announcement(rows[0]) if rows else announced.get(pid)
+        ann = announcement(rows[0]) if rows else announced.get(pid)
         if ann is not None:
             picks.append((ann, context.hits(passing or rows), context.authors_of(pid)))
     return context.digest(date, picks, more=more)
@@ -176,9 +187,22 @@ def _window(library: Library, history: History, subscriber: Subscriber, date: st
     return [*library.dates(after=after, before=date), date]
 
 
-def _latest_per_paper(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Score rows grouped by paper, keeping only those of the paper's latest announcement."""
+def _latest_per_paper(rows: Iterable[dict[str, Any]], mixed: bool = True, *,
+                      single: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Score rows grouped by paper, keeping only those of the paper's latest announcement.
+    Rows of `Library.passing` alone (not `mixed`) have only those already, and for a `single`
+    subscription, one row a paper."""
+    if not mixed and single:
+        return {row["arxiv_id"]: [row] for row in rows}
     out: dict[str, list[dict[str, Any]]] = {}
+    if not mixed:
+        for row in rows:
+            kept = out.get(row["arxiv_id"])
+            if kept is None:
+                out[row["arxiv_id"]] = [row]
+            else:
+                kept.append(row)
+        return out
     for row in rows:
         kept = out.setdefault(row["arxiv_id"], [])
         if kept and kept[0]["date"] > row["date"]:
@@ -187,12 +211,6 @@ def _latest_per_paper(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str
             kept.clear()
         kept.append(row)
     return out
-
-
-def _announcement(row: dict[str, Any]) -> Announcement:
-    return Announcement(date=row["date"], arxiv_id=row["arxiv_id"],
-                        announce_type=row["announce_type"], version=row["version"],
-                        source=row["source"])
 
 
 class _Context:
@@ -204,11 +222,13 @@ class _Context:
         self.subscriber = subscriber
         self.subscriptions = self.library.subscriptions(subscriber.id)
         self.topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
-        self.shelf = libraries.get_library(store, subscriber.id)
+        self.shelf = self.library.shelf(subscriber.id)
         if self.shelf is not None:
             self.topics[libraries.TOPIC] = libraries.library_topic()
         self.order = {slug: i for i, slug in enumerate(self.topics)}
         self.profile = self.library.profile(subscriber.id)
+        # The language of topic names and reasons ("both" reads them in Chinese).
+        self.lang = "en" if subscriber.lang == "en" else "zh"
 
     def latest_in(self, window: list[str]) -> dict[str, Announcement]:
         """Every paper announced in the window, at its latest announcement there."""
@@ -273,14 +293,30 @@ class _Context:
                 out.append(pid)
         return out
 
-    @property
-    def lang(self) -> str:
-        return "en" if self.subscriber.lang == "en" else "zh"
+
+    def _in_order(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A paper's score rows as its hits are listed: best score first, then in the order
+        the reader subscribed."""
+        if len(rows) == 1:
+            return rows
+        return sorted(rows, key=lambda r: (-r["score"], self.order.get(r["topic"], 0)))
+
+    def held(self, rows: list[dict[str, Any]]
+             ) -> DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]:
+        """The entry of a paper its topics alone bring, shared by the batch when all its rows
+        are the Library's; else what `digest` makes one of."""
+        if len(rows) > 1:
+            rows = self._in_order(rows)
+            if not all(held(r) for r in rows):
+                return announcement(rows[0]), self.hits(rows), []
+        elif not held(rows[0]):
+            return announcement(rows[0]), self.hits(rows), []
+        return self.library.held_entry(rows, self.lang) or (announcement(rows[0]), [], [])
 
     def hits(self, rows: list[dict[str, Any]]) -> list[TopicHit]:
         """Why the paper is here: each subscribed topic it hit, best score first."""
         lang = self.lang
-        rows = sorted(rows, key=lambda r: (-r["score"], self.order.get(r["topic"], 0)))
+        rows = self._in_order(rows)
         return [
             TopicHit(topic=r["topic"], topic_name=self.topics[r["topic"]].display(lang),
                      score=r["score"], reason=r["reason"] or "")
@@ -288,12 +324,16 @@ class _Context:
         ]
 
     def digest(
-        self, date: str, picks: list[tuple[Announcement, list[TopicHit], list[AuthorHit]]],
+        self, date: str,
+        picks: list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]],
         more: int,
     ) -> Digest:
-        papers = self.library.papers([ann.arxiv_id for ann, _, _ in picks])
-        entries = [self.library.entry(papers[ann.arxiv_id], ann, hits, authors)
-                   for ann, hits, authors in picks if ann.arxiv_id in papers]
+        """The digest of these entries (or announcements with their reasons, made entries
+        here; one whose paper is not in the store is left out)."""
+        papers = self.library.papers([p[0].arxiv_id for p in picks if isinstance(p, tuple)])
+        entries = [p if not isinstance(p, tuple) else
+                   self.library.entry(papers[p[0].arxiv_id], *p)
+                   for p in picks if not isinstance(p, tuple) or p[0].arxiv_id in papers]
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
             entries=entries, more=more,

@@ -3,10 +3,13 @@ rendering share, read once per batch (see `digest`)."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import threading
+from collections.abc import Hashable
 from typing import Any
 
-from digestbot import subscribers, topics
+from digestbot import rerank, subscribers, topics
 from digestbot.enrich.enrichment import get_enrichment, get_enrichments
 from digestbot.enrich.topic_scores import passing_on
 from digestbot.models import (
@@ -21,9 +24,43 @@ from digestbot.models import (
 )
 from digestbot.sources.papers import announcement_dates, announcements_on, get_papers
 from digestbot.store import Store
-from digestbot.subscribers import profile
+from digestbot.subscribers import feedback, profile
+from digestbot.subscribers import library as libraries
 
-_GENERATIONS = itertools.count(1)
+
+class _Names:
+    """Content → a short name no other content ever gets (a counter, never reused; the oldest
+    name is forgotten past `size`, which only costs a fresh name for it later)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[Hashable, int] = {}
+        self._count = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def of(self, content: Hashable) -> int:
+        try:
+            return self._items[content]
+        except KeyError:
+            pass
+        with self._lock:
+            if len(self._items) >= self.size:
+                del self._items[next(iter(self._items))]
+            return self._items.setdefault(content, next(self._count))
+
+
+# Renderers cache a paper's rows and an entry's filled parts under these names
+# (`DigestEntry.key`): the same content has the same name in every batch, so the next batch
+# renders only what changed, and changed content (re-scored, enriched, replaced) a new name.
+_PAPERS, _ENTRIES = _Names(50_000), _Names(200_000)
+
+
+def _content(obj: Any) -> tuple[Any, ...]:
+    """A dataclass's values as a hashable key of plain tuples (lists of dataclasses such as
+    authors become tuples of their values: hashed and compared in C, not by dataclass
+    methods, as a batch looks each paper up by it)."""
+    return tuple(tuple(tuple(vars(i).values()) if hasattr(i, "__dataclass_fields__") else i
+                       for i in v) if isinstance(v, list) else v for v in vars(obj).values())
 
 
 class Library:
@@ -33,36 +70,60 @@ class Library:
     A day's digests share a few hundred papers among thousands of readers; reading each paper
     and each day's scores once per batch rather than once per reader is most of what selection
     costs. The digests of a batch share these objects (renderers only read them, and cache a
-    paper's rendered entry under `DigestEntry.key`, which names this batch). Keep one only for
-    the length of a batch, so a paper fetched, scored or enriched afterwards is read fresh by
-    the next.
+    paper's rendered entry under `DigestEntry.key`, which names its content). Keep one only
+    for the length of a batch, so a paper fetched, scored or enriched afterwards is read fresh
+    by the next.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.generation = next(_GENERATIONS)
         self._papers: dict[str, Paper] = {}
         self._enrichments: dict[tuple[str, int], Enrichment | None] = {}
         self._dates: list[str] | None = None
         self._announced: dict[str, list[Announcement]] = {}
+        self._announced_sets: dict[str, set[str]] = {}
         # day → (the lowest score loaded, topic → rows best first)
         self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
         self._topics: dict[str, Topic] = {}
         self._entries: dict[tuple[Any, ...], DigestEntry] = {}
+        self._names: dict[tuple[str, Announcement], int] = {}
         self._subscriptions: dict[int, list[Subscription]] | None = None
         self._profiles: dict[int, profile.Profile] | None = None
+        self._shelves: dict[int, libraries.LibraryInfo] | None = None
+        self._voters: set[int] | None = None
+        # (lang, the held score rows of a paper in hit order) → its entry (see `held_entry`)
+        # (lang, ids of the rows) → (the rows, kept alive so no id is reused, their entry)
+        self._held: dict[tuple[Any, ...], tuple[list[Any], DigestEntry | None]] = {}
+        # day → paper id → topic → its score row, for every followed topic (see `scored_on`)
+        self._all_scores: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
 
     def subscriptions(self, subscriber_id: int) -> list[Subscription]:
         """The reader's subscriptions (everyone's are read on the first ask)."""
+        return self._all_subscriptions().get(subscriber_id, [])
+
+    def _all_subscriptions(self) -> dict[int, list[Subscription]]:
         if self._subscriptions is None:
             self._subscriptions = subscribers.all_subscriptions(self.store)
-        return self._subscriptions.get(subscriber_id, [])
+        return self._subscriptions
 
     def profile(self, subscriber_id: int) -> profile.Profile:
         """The reader's followed authors and keywords (everyone's are read on the first ask)."""
         if self._profiles is None:
             self._profiles = profile.all_profiles(self.store)
         return self._profiles.get(subscriber_id) or profile.Profile()
+
+    def shelf(self, subscriber_id: int) -> libraries.LibraryInfo | None:
+        """The reader's library, if they have one (everyone's are read on the first ask)."""
+        if self._shelves is None:
+            self._shelves = libraries.all_libraries(self.store)
+        return self._shelves.get(subscriber_id)
+
+    def may_learn(self, subscriber_id: int) -> bool:
+        """Whether the reader has the votes `rerank.learn` needs (all voters are read on the
+        first ask); for anyone else it would return None, so there is nothing to train."""
+        if self._voters is None:
+            self._voters = feedback.voters(self.store, rerank.MIN_VOTES)
+        return subscriber_id in self._voters
 
     def dates(self, *, after: str, before: str) -> list[str]:
         """Days with announcements strictly between `after` and `before`, oldest first."""
@@ -79,16 +140,48 @@ class Library:
     def entry(self, paper: Paper, ann: Announcement, hits: list[TopicHit],
               authors: list[AuthorHit]) -> DigestEntry:
         """The paper as a digest entry with these reasons: one shared object for every reader
-        it comes to alike, so renderers cache it whole under its `key` — (the paper in this
-        batch, the entry) — which no entry with other content can carry."""
+        it comes to alike, so renderers cache it whole under its `key` — (a name for the
+        paper as shown, one for the entry) — which no entry with other content can carry."""
         shown = (paper.id, paper.version, ann.date, ann.announce_type)
         content = (shown, tuple(hits), tuple(authors))
         entry = self._entries.get(content)
         if entry is None:
+            enrichment = self.enrichment(paper)
+            name = self._names.get((paper.id, ann))
+            if name is None:
+                name = self._names[(paper.id, ann)] = _PAPERS.of((
+                    _content(paper), ann, _content(enrichment) if enrichment else None))
             entry = self._entries[content] = DigestEntry(
-                paper=paper, announcement=ann, hits=hits, enrichment=self.enrichment(paper),
-                authors=authors, key=((self.generation, *shown), len(self._entries)))
+                paper=paper, announcement=ann, hits=hits, enrichment=enrichment,
+                authors=authors, key=(name, _ENTRIES.of((
+                    name, *(tuple(vars(h).values()) for h in hits), None,
+                    *(tuple(vars(a).values()) for a in authors)))))
         return entry
+
+    def held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
+        """The entry of a paper that came through `passing` alone, its hits being `rows` in
+        the reader's order: kept in a lone row itself, else looked up by the rows (held by
+        this Library, so their ids name them for its life) instead of hashing its content
+        each time. None for a paper not read."""
+        if len(rows) == 1:  # most entries
+            try:
+                return rows[0][_LONE][lang]
+            except KeyError:
+                entry = rows[0][_LONE][lang] = self._held_entry(rows, lang)
+                return entry
+        key = (lang, *map(id, rows))
+        try:
+            return self._held[key][1]
+        except KeyError:
+            entry = self._held_entry(rows, lang)
+            self._held[key] = (rows, entry)
+            return entry
+
+    def _held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
+        row = rows[0]
+        paper = self.papers([row["arxiv_id"]]).get(row["arxiv_id"])
+        return None if paper is None else self.entry(
+            paper, row[_ANNOUNCEMENT], [r[_HITS][lang] for r in rows], [])
 
     def topic(self, slug: str) -> Topic:
         if slug not in self._topics:
@@ -107,14 +200,44 @@ class Library:
         for day in days:
             by_topic = self._passing_on(day, floor)
             for sub in subscriptions:
-                for row in by_topic.get(sub.topic, ()):
-                    if row["score"] < sub.threshold:
-                        break
-                    rows.append(row)
+                held = by_topic.get(sub.topic, ())
+                # Best first, so those that pass are the ones before the first that does not.
+                rows += held[:bisect.bisect_right(held, -sub.threshold, key=_descending)]
         if len(days) > 1:
             latest = {ann.arxiv_id: day for day in days for ann in self.announcements(day)}
             rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
         return rows
+
+    def scored_on(self, day: str, subscriptions: list[Subscription], ids: list[str]
+                  ) -> list[dict[str, Any]] | None:
+        """What `topic_scores.subscribed_scores` gives for papers `ids` up to `day` (score rows
+        on these subscriptions' topics, passing or not, each with its threshold), read once
+        for the whole batch — when every paper was announced on `day`, so its latest
+        announcement is that day's; None otherwise."""
+        announced = self._announced_ids(day)
+        if not all(pid in announced for pid in ids):
+            return None
+        by_paper = self._all_scores.get(day)
+        if by_paper is None:
+            # Only topics someone follows: a catalogue's other topics are scored too.
+            followed = {s.topic for subs in self._all_subscriptions().values() for s in subs}
+            by_paper = self._all_scores[day] = {}
+            for row in passing_on(self.store, day, _ANY_SCORE):
+                if row["topic"] in followed:
+                    by_paper.setdefault(row["arxiv_id"], {})[row["topic"]] = row
+        out = []
+        for pid in ids:
+            on = by_paper.get(pid)
+            for sub in subscriptions if on else ():
+                row = on.get(sub.topic)
+                if row is not None:
+                    out.append({**row, "threshold": sub.threshold})
+        return out
+
+    def _announced_ids(self, day: str) -> set[str]:
+        if day not in self._announced_sets:
+            self._announced_sets[day] = {a.arxiv_id for a in self.announcements(day)}
+        return self._announced_sets[day]
 
     def _passing_on(self, day: str, floor: int) -> dict[str, list[dict[str, Any]]]:
         """`day`'s score rows at or above `floor` by topic, best first (read again only for a
@@ -124,8 +247,15 @@ class Library:
             by_topic: dict[str, list[dict[str, Any]]] = {}
             for row in passing_on(self.store, day, floor):
                 by_topic.setdefault(row["topic"], []).append(row)
+                # What every reader's entry makes of the row, made once (see `held_entry`).
+                row[_ANNOUNCEMENT] = announcement(row)
+                row[_LONE] = {}
+                topic = self.topic(row["topic"])
+                row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
+                                             score=row["score"], reason=row["reason"] or "")
+                              for lang in ("zh", "en")}
             for rows in by_topic.values():
-                rows.sort(key=lambda r: -r["score"])
+                rows.sort(key=_descending)
             held = self._scores[day] = (floor, by_topic)
         return held[1]
 
@@ -146,6 +276,31 @@ class Library:
         if key not in self._enrichments:
             self._enrichments[key] = get_enrichment(self.store, paper.id, paper.version)
         return self._enrichments[key]
+
+
+# Below every score: `passing_on` at it gives every row, as `subscribed_scores` would.
+_ANY_SCORE = -(2**62)
+# Keys a held score row carries besides its columns (not column names: they have a space).
+_ANNOUNCEMENT, _HITS, _LONE = "the announcement", "the hits", "the entries"
+
+
+def _descending(row: dict[str, Any]) -> int:
+    return -row["score"]
+
+
+def held(row: dict[str, Any]) -> bool:
+    """Whether a score row is one of a Library's (see `held_entry`)."""
+    return _HITS in row
+
+
+def announcement(row: dict[str, Any]) -> Announcement:
+    """The announcement a score row carries (a held row has it made already)."""
+    try:
+        return row[_ANNOUNCEMENT]
+    except KeyError:
+        return Announcement(date=row["date"], arxiv_id=row["arxiv_id"],
+                            announce_type=row["announce_type"], version=row["version"],
+                            source=row["source"])
 
 
 def _topic(store: Store, slug: str) -> Topic:

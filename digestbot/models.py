@@ -219,8 +219,9 @@ class DigestEntry:
     # Followed authors on the paper: it comes whatever its topic scores.
     authors: list[AuthorHit] = field(default_factory=list)
     # Set by `digest.Library`, which shares one entry among the readers it comes to alike:
-    # (a name for the paper, announcement and enrichment as the batch read them, a name for
-    # this entry). Renderers cache by it without hashing text; None: they key by content.
+    # (a name for the paper, announcement and enrichment as read, a name for this entry; the
+    # same content has the same names in every batch). Renderers cache by it without hashing
+    # text; None: they key by content.
     key: tuple[Hashable, Hashable] | None = None
 
     @property

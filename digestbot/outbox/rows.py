@@ -19,7 +19,7 @@ from typing import Any
 
 from digestbot.config import Settings
 from digestbot.models import Digest, Subscriber
-from digestbot.store import Store, chunks, redact
+from digestbot.store import Store, redact
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,13 @@ class DeliveryHistory:
 
     def delivered(self, subscriber_id: int, arxiv_ids: Sequence[str]) -> set[str]:
         # `delivered_papers` is written with the row at plan time, so "planned" counts too.
-        out: set[str] = set()
-        for chunk in chunks(list(arxiv_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            # A plain read (no sqlite-utils savepoint around it): one per reader in a pass.
-            out |= {r[0] for r in self.store.db.execute(
-                "select arxiv_id from delivered_papers where subscriber_id = ?"
-                f" and arxiv_id in ({marks})", [subscriber_id, *chunk])}
-        return out
+        # A plain read (no sqlite-utils savepoint around it): one per reader in a pass, the
+        # ids as one JSON parameter so the statement is the same text each time (sqlite3 keeps
+        # it prepared) whatever their number.
+        return {r[0] for r in self.store.db.execute(
+            "select arxiv_id from delivered_papers where subscriber_id = ?"
+            " and arxiv_id in (select value from json_each(?))",
+            [subscriber_id, json.dumps(list(arxiv_ids))])}
 
 
 def planned_for(store: Store, date: str) -> set[int]:

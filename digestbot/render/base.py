@@ -9,7 +9,6 @@ and abstracts are untrusted text (`<script>`, `&`, LaTeX) and must show as text.
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +69,9 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
+        # Templates ship with the code: no stat() of the file at every get_template (the
+        # email asks for a paper's row templates thousands of times a batch).
+        auto_reload=False,
     )
     env.filters.update(
         authors=shorten_authors,
@@ -123,7 +125,10 @@ def clip(text: str | None, limit: int | None) -> str:
 def lead_topic(digest: Digest) -> str:
     """The topic named in subject and header: the one most entries hit, ties by subscription order."""
     lang = "en" if digest.subscriber.lang == "en" else "zh"
-    counts = Counter(h.topic for e in digest.entries for h in e.hits)
+    counts: dict[str, int] = {}
+    for e in digest.entries:
+        for h in e.hits:
+            counts[h.topic] = counts.get(h.topic, 0) + 1
     order = {t.slug: i for i, t in enumerate(digest.topics)}
     if counts:
         slug = min(counts, key=lambda s: (-counts[s], order.get(s, len(order)), s))
@@ -137,8 +142,9 @@ def lead_topic(digest: Digest) -> str:
     return next((h.topic_name for e in digest.entries for h in e.hits if h.topic == slug), slug)
 
 
-def subject(digest: Digest) -> str:
-    topic = lead_topic(digest)
+def subject(digest: Digest, topic: str | None = None) -> str:
+    """The email's subject; `topic`: the digest's `lead_topic` when the caller has it."""
+    topic = lead_topic(digest) if topic is None else topic
     weekly = digest.subscriber.cadence == "weekly"
     if digest.subscriber.lang == "en":
         more = " and more" if len(digest.topics) > 1 else ""

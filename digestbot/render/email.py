@@ -21,6 +21,7 @@ from digestbot.render.base import (
     HTML_BUDGET_BYTES,
     RenderedEmail,
     badge,
+    clip,
     environment,
     hit_text,
     lead_topic,
@@ -114,33 +115,78 @@ _CONTROLS = "\ue002"
 
 
 class _Rows:
-    """One paper's inlined table rows in one language, one per abstract cut (rendered when
-    first asked, shared by every reader); the reader's badge, reasons and controls are
-    their slots."""
+    """One paper's inlined table rows in one language, one per abstract cut (made when first
+    asked, shared by every reader); the reader's badge, reasons and controls are their slots.
+
+    Rendering and inlining cost far more than anything else here, and a digest over the budget
+    asks several cuts: each shape (which abstracts show) is rendered once with the abstracts
+    and the "shortened" note as slots, and a cut fills them — the same bytes, as a filled
+    stamp is (`fragments`)."""
 
     def __init__(self, entry: DigestEntry, lang: str) -> None:
         self.entry, self.lang = entry, lang
         self.by_step: dict[Step, Stamp] = {}
+        self.shapes: dict[tuple[bool, bool], Stamp] = {}
+        self.raw: str | None = None
 
     def at(self, step: Step) -> Stamp:
         try:
             return self.by_step[step]
         except KeyError:
             pass
-        entry = self.entry
-        zh_text = entry.enrichment.abstract_zh if entry.enrichment else ""
-        cut = (_effective(step[0], entry.paper.abstract or ""), _effective(step[1], zh_text or ""))
+        entry, lang = self.entry, self.lang
+        en_text = entry.paper.abstract or ""
+        zh_text = (entry.enrichment.abstract_zh if entry.enrichment else "") or ""
+        cut = (_effective(step[0], en_text), _effective(step[1], zh_text))
         if cut not in self.by_step:
-            raw = environment().get_template("email/_entry_row.html").render(
-                entry=entry, lang=self.lang, en_chars=cut[0], zh_chars=cut[1],
-                match=slot("match"), reasons=block("reasons"), controls=block("controls"))
-            wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
-            head, tail = _ROW_WRAPPER
-            if not (wrapped.startswith(head) and wrapped.endswith(tail)):
-                raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
-            self.by_step[cut] = Stamp(wrapped[len(head):-len(tail)])
+            shape = (bool(en_text) and cut[0] != 0,
+                     lang != "en" and bool(zh_text) and cut[1] != 0)
+            if shape not in self.shapes:
+                self.shapes[shape] = self._render(shape)
+            shortened = ((cut[0] is not None and len(en_text) > cut[0])
+                         or (cut[1] is not None and entry.enrichment is not None
+                             and len(zh_text) > cut[1]))
+            self.by_step[cut] = Stamp(self.shapes[shape].fill({
+                "en-abstract": clip(en_text, cut[0]), "zh-abstract": clip(zh_text, cut[1]),
+                "shortened": _shortened(lang) if shortened else "",
+                # The reader's slots stay slots.
+                "match": slot("match"), "reasons": block("reasons"),
+                "controls": block("controls")}))
         stamp = self.by_step[step] = self.by_step[cut]
         return stamp
+
+    def _render(self, shape: tuple[bool, bool]) -> Stamp:
+        """The row with these abstracts shown, their text and the note as slots: the row with
+        every abstract there is, rendered once, less the paragraphs (or the whole <details>)
+        this shape leaves out — as the template leaves them out — then inlined."""
+        if self.raw is None:
+            self.raw = environment().get_template("email/_entry_row.html").render(
+                entry=self.entry, lang=self.lang, en_chars=None, zh_chars=None,
+                en_text=slot("en-abstract"), zh_text=slot("zh-abstract"),
+                shortened=slot("shortened"), match=slot("match"), reasons=block("reasons"),
+                controls=block("controls"))
+        raw = self.raw
+        for shown, name in zip(shape, ("en-abstract", "zh-abstract"), strict=True):
+            at = raw.find(slot(name))
+            if not shown and at >= 0:  # its paragraph is a line of its own
+                raw = raw[:raw.rfind("\n", 0, at) + 1] + raw[raw.index("\n", at) + 1:]
+        if not any(shape):
+            start, end = raw.find("<details>\n"), raw.find("</details>\n")
+            if start >= 0:
+                if end < start:
+                    raise RuntimeError(f"unexpected abstracts in a row: {raw[start - 40:]!r}")
+                raw = raw[:start] + raw[end + len("</details>\n"):]
+        wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
+        head, tail = _ROW_WRAPPER
+        if not (wrapped.startswith(head) and wrapped.endswith(tail)):
+            raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
+        return Stamp(wrapped[len(head):-len(tail)])
+
+
+@functools.cache
+def _shortened(lang: str) -> str:
+    """The note after the links of an entry whose abstracts are cut (see _entry.html)."""
+    return f" · {label(lang, '摘要已缩短，全文见 arXiv', 'abstract shortened, full text on arXiv')}"
 
 
 class _Entry:
@@ -154,6 +200,8 @@ class _Entry:
                        "controls": _CONTROLS}
         self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
         self.filled: dict[Step, tuple[str, str]] = {}
+        # Fitting the budget asks each entry's size at several steps for every reader.
+        self.sizes: dict[Step, int] = {}
         text = _TEXTS.get(paper, lambda: Stamp(environment().get_template(
             "email/_entry.txt").render(entry=entry, lang=lang, match=slot("match"),
                                        reasons=slot("reasons"), controls=slot("controls")),
@@ -169,15 +217,20 @@ class _Entry:
         return _FILLED.get(key, lambda: _Entry(entry, lang))
 
     def size(self, step: Step) -> int:
-        return self.rows.at(step).size + self.reader_size
-
-    def html(self, step: Step, controls: str) -> str:
         try:
-            head, tail = self.filled[step]
+            return self.sizes[step]
+        except KeyError:
+            size = self.sizes[step] = self.rows.at(step).size + self.reader_size
+            return size
+
+    def html(self, step: Step) -> tuple[str, str]:
+        """The entry's rows at `step`, before and after where the reader's controls go."""
+        try:
+            return self.filled[step]
         except KeyError:
             head, _, tail = self.rows.at(step).fill(self.reader).partition(_CONTROLS)
-            self.filled[step] = (head, tail)
-        return f"{head}{controls}{tail}" if controls else head + tail
+            filled = self.filled[step] = (head, tail)
+            return filled
 
 
 # A distinct entry (paper and reasons) filled in, per language.
@@ -225,11 +278,12 @@ def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
                   pages_url: str | None = None) -> dict[str, Any]:
     """What email/digest.html and digest.txt see besides the entries and the `more` count."""
     lang = digest.subscriber.lang
+    lead = lead_topic(digest)
     return {
         "digest": digest,
         "lang": lang,
-        "subject": subject(digest),
-        "lead_topic": lead_topic(digest),
+        "subject": subject(digest, lead),
+        "lead_topic": lead,
         "header": i18n.header_line(digest, lang),
         "late": i18n.late_line(digest, lang),
         "followed": i18n.followed_topics(digest, lang),
@@ -240,6 +294,12 @@ def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
 
 
 _RULE = "=" * 66
+
+
+@functools.lru_cache(maxsize=1_000)
+def _numbered(n: int) -> str:
+    """What opens the text of entry `n`: a rule and its number."""
+    return f"\n{_RULE}\n[{n}] "
 
 
 def render_email(
@@ -272,12 +332,15 @@ def render_email(
                             preferences_url=preferences_url, pages_url=pages_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
     html_controls = [controls.html(e) for e in digest.entries] if controls else [""] * len(items)
-    extra = sum(len(c.encode("utf-8")) for c in html_controls)
-    entries = "".join(
-        f"\n{_RULE}\n[{n}] {item.text}{controls.text(e) if controls else ''}"
-        for n, (item, e) in enumerate(zip(items, digest.entries, strict=True), 1))
+    extra = len("".join(html_controls).encode("utf-8"))
+    texts = [controls.text(e) for e in digest.entries] if controls else [""] * len(items)
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
-    text = stamp.fill({**values, "entries": entries})
+    # Each part is one join of every piece: a ~100 KB page built by steps costs more in
+    # copies (and fresh pages of memory) than everything else a digest does.
+    before, after = stamp.around(values, "entries")
+    text = "".join([before, *itertools.chain.from_iterable(zip(
+        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], texts, strict=True)),
+                    after])
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
@@ -285,11 +348,12 @@ def render_email(
                  for i, c in zip(items, html_controls, strict=True)]
         keep, shell = _fitting_count(context, sizes, digest.more)
         items, html_controls = items[:keep], html_controls[:keep]
-        extra = sum(len(c.encode("utf-8")) for c in html_controls)
+        extra = len("".join(html_controls).encode("utf-8"))
         step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
-    rows = "".join(i.html(step, c) for i, c in zip(items, html_controls, strict=True))
-    return RenderedEmail(subject=context["subject"], text=text,
-                         html=shell[0].html + rows + shell[1].html)
+    heads, tails = zip(*[i.html(step) for i in items], strict=True) if items else ((), ())
+    return RenderedEmail(subject=context["subject"], text=text, html="".join(
+        [shell[0].html, *itertools.chain.from_iterable(zip(heads, html_controls, tails,
+                                                           strict=True)), shell[1].html]))
 
 
 class EntryControls(Protocol):
@@ -305,7 +369,7 @@ def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> 
     budget, or None if none does."""
     room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
     for step in _ABSTRACT_STEPS:
-        if sum(i.size(step) for i in items) <= room:
+        if sum(map(_Entry.size, items, itertools.repeat(step))) <= room:
             return step
     return None
 

@@ -97,6 +97,16 @@ class Stamp:
         return self._format(*[escape(values.get(name) or "") if escape is not _raw
                               else values.get(name) or "" for name, escape in self.slots])
 
+    def around(self, values: Mapping[str, str], at: str) -> tuple[str, str]:
+        """The stamp filled with `values`, before and after its slot `at` (left empty): a large
+        value goes in by the caller's one join instead of a copy here and another there."""
+        filled = [escape(values.get(name) or "") if escape is not _raw
+                  else values.get(name) or "" for name, escape in self.slots]
+        n = next(i for i, (name, _) in enumerate(self.slots) if name == at)
+        pieces = [self.literals[0], *(v for pair in zip(filled, self.literals[1:], strict=True)
+                                      for v in pair)]
+        return "".join(pieces[:2 * n + 1]), "".join(pieces[2 * n + 2:])
+
 
 @dataclass(frozen=True)
 class Part:

@@ -100,6 +100,14 @@ def votes(store: Store, subscriber_id: int, limit: int | None = None) -> list[Vo
     return [Vote(r["arxiv_id"], r["vote"], r["updated_at"]) for r in store.db.query(sql, params)]
 
 
+def voters(store: Store, at_least: int) -> set[int]:
+    """Readers with `at_least` votes of both kinds: everyone else has nothing to learn from, so a
+    batch of digests asks this once instead of reading each reader's votes."""
+    return {r[0] for r in store.db.execute(
+        "select subscriber_id from feedback group by subscriber_id"
+        " having count(*) >= ? and min(vote) <> max(vote)", [at_least])}
+
+
 def forget(store: Store, subscriber_id: int) -> int:
     """Delete the reader's votes (`/forget`): the re-ranker starts from nothing; how many."""
     with store.db.atomic():

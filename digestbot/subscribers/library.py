@@ -59,6 +59,14 @@ def get_library(store: Store, subscriber_id: int) -> LibraryInfo | None:
     return LibraryInfo(**rows[0]) if rows else None
 
 
+def all_libraries(store: Store) -> dict[int, LibraryInfo]:
+    """Every reader's library by subscriber id (a batch of digests reads them once)."""
+    return {r["subscriber_id"]: LibraryInfo(**{k: v for k, v in r.items() if k != "subscriber_id"})
+            for r in store.db.query(
+                "select subscriber_id, source, name, threshold, size, updated_at, zotero_user"
+                " from libraries")}
+
+
 def items(store: Store, subscriber_id: int) -> list[Item]:
     return [Item(r["key"], r["title"], r["abstract"] or "") for r in store.db.query(
         "select key, title, abstract from library_items where subscriber_id = ? order by pos",

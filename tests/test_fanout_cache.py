@@ -1,0 +1,90 @@
+"""What a batch of digests reads once and keeps (issue 15 item 4) must never be stale: a
+paper's rendered rows are kept by content across batches, the day's score rows serve
+`rebuild` at send time, and only readers with votes of both kinds train a model."""
+
+from __future__ import annotations
+
+from digestbot import digest, render
+from digestbot.enrich.enrichment import save_enrichment
+from digestbot.enrich.topic_scores import subscribed_scores
+from digestbot.models import Enrichment
+from digestbot.outbox import DeliveryHistory
+from digestbot.render import email as email_render
+from digestbot.store import Store
+from digestbot.subscribers import feedback
+from tests.test_digest import DAY, add_paper, make_sub, set_score
+
+PID = "2608.00001"
+
+
+def email_of(store: Store, sub) -> render.RenderedEmail:
+    """The reader's email as a new batch (a new Library) selects and renders it."""
+    d = digest.select(store, sub, DAY, history=DeliveryHistory(store),
+                      library=digest.Library(store))
+    assert d is not None
+    return render.render_email(d)
+
+
+def test_the_next_batch_shows_a_re_enriched_and_re_scored_paper_anew(store: Store,
+                                                                     monkeypatch) -> None:
+    add_paper(store, PID, scores={"post-training": 90})
+    sub = make_sub(store, lang="zh")
+    save_enrichment(store, Enrichment(PID, 1, title_zh="旧的标题", abstract_zh="旧的摘要"))
+    renders = []
+    real = email_render._Rows._render
+    monkeypatch.setattr(email_render._Rows, "_render",
+                        lambda self, shape: renders.append(shape) or real(self, shape))
+    first = email_of(store, sub)
+    assert "旧的标题" in first.html and "旧的摘要" in first.html and "90%" in first.html
+    made = len(renders)
+    assert made >= 1
+    # The same content in a new batch: served from the rows kept by content.
+    assert email_of(store, sub).html == first.html
+    assert len(renders) == made
+    # Re-enriched and re-scored since: the next batch shows the new text and score.
+    save_enrichment(store, Enrichment(PID, 1, title_zh="新的标题", abstract_zh="新的摘要"))
+    set_score(store, PID, 1, "post-training", 97)
+    after = email_of(store, sub)
+    assert "新的标题" in after.html and "新的摘要" in after.html and "97%" in after.html
+    assert "旧的" not in after.html and "旧的" not in after.text and "新的标题" in after.text
+    assert len(renders) > made
+
+
+def test_the_batch_rows_rebuild_reads_equal_the_query(store: Store) -> None:
+    add_paper(store, "2608.00001", scores={"post-training": 90, "agents": 40})
+    add_paper(store, "2608.00002", scores={"post-training": 10})  # under every threshold now
+    add_paper(store, "2608.00003", scores={"agents": 75, "reasoning": 99})
+    # A v2 announced today, scored only at v1: the v1 score stands for it.
+    add_paper(store, "2608.00004", "2026-08-12", scores={"post-training": 66})
+    add_paper(store, "2608.00004", kind="replace", version=2)
+    sub = make_sub(store, topics={"post-training": 60, "agents": 70})
+    ids = ["2608.00001", "2608.00002", "2608.00003", "2608.00004"]
+    library = digest.Library(store)
+    got = library.scored_on(DAY, library.subscriptions(sub.id), ids)
+    want = subscribed_scores(store, sub.id, ids, DAY)
+    fields = ("arxiv_id", "date", "announce_type", "version", "source", "topic", "score",
+              "reason", "threshold")
+    # The query gives each paper's rows of every announcement; rebuild keeps the latest.
+    assert sorted(tuple(r[f] for f in fields) for r in got) == sorted(
+        tuple(r[f] for f in fields) for r in want if r["date"] == DAY)
+    assert {r["topic"] for r in got} == {"post-training", "agents"}
+    # A paper announced before the day is read where it was: no rows from the batch.
+    add_paper(store, "2608.00005", "2026-08-12", scores={"agents": 80})
+    assert digest.Library(store).scored_on(DAY, library.subscriptions(sub.id),
+                                           [*ids, "2608.00005"]) is None
+    rebuilt = digest.rebuild(store, sub, DAY, [*ids, "2608.00005"], 0, library=library)
+    assert [e.paper.id for e in rebuilt.entries] == [*ids, "2608.00005"]
+    assert [h.score for h in rebuilt.entries[1].hits] == [10]  # kept, with its topic's score
+
+
+def test_only_readers_with_votes_of_both_kinds_may_learn(store: Store) -> None:
+    for n in range(1, 8):
+        add_paper(store, f"2608.{n:05d}")
+    both, ups, few = (make_sub(store, f"{name}@example.org") for name in ("both", "ups", "few"))
+    for n in range(1, 7):
+        feedback.record(store, both.id, f"2608.{n:05d}", feedback.UP if n % 2 else feedback.DOWN)
+        feedback.record(store, ups.id, f"2608.{n:05d}", feedback.UP)
+    for n in range(1, 3):
+        feedback.record(store, few.id, f"2608.{n:05d}", feedback.UP if n % 2 else feedback.DOWN)
+    library = digest.Library(store)
+    assert [library.may_learn(s.id) for s in (both, ups, few)] == [True, False, False]
