@@ -137,15 +137,23 @@ def _weekly_cut(ranked: list[str], found: dict[str, list[dict[str, Any]]],
     return kept
 
 
+def suggestions(digest: Digest) -> dict[str, TopicHit]:
+    """The digest's "you may like" papers (`rerank`) and their reasons, by paper id: what
+    `rebuild` needs beside the ids, since the model that chose them keeps learning."""
+    return {e.paper.id: e.hits[0] for e in digest.entries
+            if len(e.hits) == 1 and e.hits[0].topic == rerank.SUGGESTED}
+
+
 def rebuild(
     store: Store, subscriber: Subscriber, date: str, paper_ids: list[str], more: int,
-    *, library: Library | None = None,
+    *, library: Library | None = None, suggested: dict[str, TopicHit] | None = None,
 ) -> Digest:
     """The digest an outbox row planned, from its paper ids, in their order.
 
-    Used after a restart so what is sent is what was planned, even if scores, thresholds or
-    deliveries changed meanwhile: every listed paper is kept (if a threshold was raised
-    since, the entry still names its subscribed topics' scores as the reason).
+    Used at sending (and after a restart) so what is sent is what was planned, even if
+    scores, thresholds or deliveries changed meanwhile: every listed paper is kept (if a
+    threshold was raised since, the entry still names its subscribed topics' scores as the
+    reason), and a paper planned as a suggestion keeps its reason from `suggested`.
     """
     ids = list(dict.fromkeys(paper_ids))
     context = _Context(store, subscriber, library)
@@ -165,7 +173,9 @@ def rebuild(
         passing = [r for r in rows if r["score"] >= r["threshold"]]
         ann = announcement(rows[0]) if rows else announced.get(pid)
         if ann is not None:
-            picks.append((ann, context.hits(passing or rows), context.authors_of(pid)))
+            hits = [suggested[pid]] if suggested and pid in suggested else context.hits(
+                passing or rows)
+            picks.append((ann, hits, context.authors_of(pid)))
     return context.digest(date, picks, more=more)
 
 

@@ -193,3 +193,10 @@ def m011_reader_library(db: sqlite_utils.Database) -> None:
     db["library_items"].create(
         {"subscriber_id": int, "key": str, "title": str, "abstract": str, "pos": int},
         pk=("subscriber_id", "key"), foreign_keys=fk)
+
+
+@migrations()
+def m012_delivery_suggestions(db: sqlite_utils.Database) -> None:
+    """The "you may like" reasons a planned digest shows (issue 17), by paper: the 👍/👎 model
+    that chose them is retrained as votes come, so sending rebuilds them from the row."""
+    db["deliveries"].add_column("suggested", str)

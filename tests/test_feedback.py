@@ -4,21 +4,30 @@ and — on real arXiv days — a simulated reader's digest getting better from t
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
 
 from bench import feedback as sim
 from digestbot import digest, rerank, subscribers
+from digestbot.channels.email import EmailSender
 from digestbot.cli import main
+from digestbot.config import load_settings
 from digestbot.errors import UsageError
 from digestbot.models import Subscriber
-from digestbot.outbox import DeliveryHistory
+from digestbot.outbox import DeliveryHistory, deliver_pending, plan, ready_rows
+from digestbot.render import hit_text
 from digestbot.store import Store
 from digestbot.subscribers import feedback
 from tests.conftest import needs_shared
+from tests.fakes.smtp import SmtpServer
 from tests.test_digest import add_paper, make_sub
+
+SEND_AT = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
 
 SPEECH = sim.READERS[3]
 assert SPEECH.name == "speech"
@@ -159,6 +168,32 @@ def test_votes_reorder_the_digest_and_suggest_with_a_reason(real_day: Path, tmp_
     # /learned: the words the model leans toward come from what the reader liked.
     words, _ = rerank.learn(store, sub.id, list(SPEECH.topics)).top_words(store)
     assert words and any(SPEECH.liked_text(w) for w in words)
+    store.close()
+
+
+@needs_shared
+def test_a_suggestion_keeps_its_reason_in_the_email_that_is_sent(real_day: Path,
+                                                                 tmp_path: Path) -> None:
+    """The outbox row keeps each suggestion's reason: sending rebuilds the digest from the
+    row, and the model that chose them may have learned more since."""
+    store = _open(real_day, tmp_path)
+    sub = _reader(store, threshold=40)
+    for paper, vote in sim.votes_on(_select(store, sub), SPEECH, 10):
+        feedback.record(store, sub.id, paper.id, vote)
+    with SmtpServer() as server:
+        settings = load_settings(db=store.path, smtp_url=server.url)
+        plan(store, settings, "2026-08-13", now=SEND_AT, force=True)
+        [row] = [r for r, _ in ready_rows(store, SEND_AT)]
+        feedback.forget(store, sub.id)  # the model is gone by the time it is sent
+        report = asyncio.run(deliver_pending(store, {"email": EmailSender(settings)},
+                                             now=SEND_AT))
+        [sent] = server.messages
+    assert report.sent == 1 and 1 <= len(row.suggested) <= rerank.MAY_LIKE
+    text = sent.message.get_body(("plain",)).get_content()
+    html = sent.message.get_body(("html",)).get_content()
+    for pid, hit in row.suggested.items():
+        assert pid in row.paper_ids and hit.topic_name == "你可能喜欢"
+        assert hit_text(hit) in text and html_escape(hit.reason, quote=False) in html
     store.close()
 
 

@@ -92,7 +92,8 @@ def _planned(store: Store, subscriber: Subscriber, date: str) -> Digest | None:
     if row is None:
         return None
     print(f"(outbox: {date} 这一期状态为 / this digest is {row.status})", file=sys.stderr)
-    return digests.rebuild(store, subscriber, date, row.paper_ids, row.more)
+    return digests.rebuild(store, subscriber, date, row.paper_ids, row.more,
+                           suggested=row.suggested)
 
 
 def _preview_text(settings: Settings, digest: Digest, fmt: str) -> str:

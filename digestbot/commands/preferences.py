@@ -196,7 +196,8 @@ def cmd_digest(store: Store, settings: Settings, ctx: CommandContext, arg: str, 
         last = outbox.last_sent(store, sub.id)
         if last is None:
             return Reply(say(lang, "还没有发送过摘要。", "No digest has been sent yet."))
-        again = digests.rebuild(store, sub, last.digest_date, last.paper_ids, last.more)
+        again = digests.rebuild(store, sub, last.digest_date, last.paper_ids, last.more,
+                                suggested=last.suggested)
         return Reply(label(lang, f"重新发送 {last.digest_date} 的摘要:",
                            f"The digest of {last.digest_date} again:"), digest=again)
     date = latest_announcement_date(store)

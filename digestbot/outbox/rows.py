@@ -7,6 +7,7 @@ Rows are never deleted: a removed subscriber's rows stay, pending ones end as 'c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from digestbot import digest as digests
 from digestbot.config import Settings
-from digestbot.models import Digest, Subscriber
+from digestbot.models import Digest, Subscriber, TopicHit
 from digestbot.store import Store, redact
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class DeliveryRow:
     paper_ids: list[str]
     attempts: int = 0
     more: int = 0
+    # "You may like" papers' reasons as planned (paper id → TopicHit): rebuilt as they were.
+    suggested: dict[str, TopicHit] = field(default_factory=dict)
     message_id: str | None = None
     last_error: str | None = None
     parts_total: int | None = None
@@ -56,6 +60,8 @@ class DeliveryRow:
         values["paper_ids"] = json.loads(row["paper_ids"] or "[]")
         values["attempts"] = row["attempts"] or 0
         values["more"] = row.get("more") or 0
+        values["suggested"] = {pid: TopicHit(**hit) for pid, hit in
+                               json.loads(row.get("suggested") or "{}").items()}
         return cls(**values)
 
 
@@ -166,6 +172,13 @@ def ready_rows(store: Store, now: datetime) -> list[tuple[DeliveryRow, str]]:
 # -- writing rows ---------------------------------------------------------------------------
 
 
+def _suggested(digest: Digest) -> str | None:
+    """The digest's "you may like" reasons as the row keeps them (None when there are none)."""
+    hits = digests.suggestions(digest)
+    return json.dumps({pid: dataclasses.asdict(hit) for pid, hit in hits.items()},
+                      ensure_ascii=False) if hits else None
+
+
 def create_row(store: Store, settings: Settings, digest: Digest, now: datetime) -> int | None:
     """The row and its paper list in one transaction; None if another process got there first."""
     sub = digest.subscriber
@@ -176,6 +189,7 @@ def create_row(store: Store, settings: Settings, digest: Digest, now: datetime) 
                 "subscriber_id": sub.id, "digest_date": digest.date, "status": "pending",
                 "attempts": 0, "paper_ids": json.dumps([e.paper.id for e in digest.entries]),
                 "more": digest.more, "message_id": _message_id(settings, sub, digest.date),
+                "suggested": _suggested(digest),
                 "created_at": stamp, "updated_at": stamp,
             }).last_pk
             store.db["delivered_papers"].insert_all(

@@ -234,7 +234,7 @@ async def _attempt(
         return  # another worker moved it on since we read it
     try:
         digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
-                                 library=library)
+                                 library=library, suggested=row.suggested)
         digest = replace(digest, late=store.get_meta(LATE_KEY + row.digest_date) or "")
         await sender.send(store, row, digest)
     except ServiceDown as exc:
