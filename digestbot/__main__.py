@@ -1,3 +1,5 @@
 from digestbot.cli import main
 
-raise SystemExit(main())
+# Guarded: spawned worker processes (send_workers) must never run the command line again.
+if __name__ == "__main__":
+    raise SystemExit(main())
