@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from digestbot.models import DigestEntry
-from digestbot.render.email import inline_piece
+from digestbot.render.email import Columns, inline_piece
 from digestbot.render.fragments import Stamp, html_attribute, slot
 from digestbot.render.i18n import label
 from digestbot.subscribers.feedback import DOWN, UP
@@ -92,10 +92,11 @@ def _suffixes(paper_id: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=20_000)
-def _html_suffixes(paper_id: str) -> tuple[str, str]:
-    # Attribute escaping is per character, so the link and a suffix escape apart.
-    up, down = _suffixes(paper_id)
-    return html_attribute(up), html_attribute(down)
+def _html_suffixes(paper_id: str) -> tuple[str, str, int]:
+    # Attribute escaping is per character, so the link and a suffix escape apart. With their
+    # UTF-8 size, for the email's budget.
+    up, down = map(html_attribute, _suffixes(paper_id))
+    return up, down, len(up.encode("utf-8")) + len(down.encode("utf-8"))
 
 
 @functools.cache
@@ -116,20 +117,36 @@ def _email_links(lang: str) -> Stamp:
 class EmailVotes:
     """One reader's 👍/👎 links for `render_email(controls=...)` (an `EntryControls`): the
     digest's one signed `feedback_link` plus each paper's id, in the HTML after the entry's
-    links line and in the text after its PDF line. Per entry, a join of cached strings (the
-    same bytes as filling `_email_links`' stamp)."""
+    links line and in the text after its PDF line (the same bytes as filling
+    `_email_links`' stamp). `columns` gives them to `render_email` as pieces of its one join:
+    the reader's three strings and each paper's two cached suffixes, no string per entry."""
 
     def __init__(self, feedback_link: str, lang: str) -> None:
         before, between, after = _email_links(lang).literals
         link = html_attribute(feedback_link)
         self._html = (before + link, between + link, after)
+        self._html_size = sum(len(p.encode("utf-8")) for p in self._html)
         self._text = (f"\n👍 {label(lang, '有用', 'useful')}: {feedback_link}",
                       f"\n👎 {label(lang, '不感兴趣', 'not for me')}: {feedback_link}")
 
     def html(self, entry: DigestEntry) -> str:
-        up, down = _html_suffixes(entry.paper.id)
+        up, down, _ = _html_suffixes(entry.paper.id)
         return f"{self._html[0]}{up}{self._html[1]}{down}{self._html[2]}"
 
     def text(self, entry: DigestEntry) -> str:
         up, down = _suffixes(entry.paper.id)
         return f"{self._text[0]}{up}{self._text[1]}{down}"
+
+    def columns(self, entries: Sequence[DigestEntry]) -> Columns:
+        if not entries:
+            return Columns([], [], [])
+        ids = [e.paper.id for e in entries]
+        n = len(ids)
+        ups, downs, sizes = zip(*map(_html_suffixes, ids), strict=True)
+        t_ups, t_downs = zip(*map(_suffixes, ids), strict=True)
+        before, between, after = self._html
+        text_up, text_down = self._text
+        return Columns(
+            html=[[before] * n, list(ups), [between] * n, list(downs), [after] * n],
+            sizes=[self._html_size + s for s in sizes],
+            text=[[text_up] * n, list(t_ups), [text_down] * n, list(t_downs)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import css_inline
@@ -331,37 +332,62 @@ def render_email(
     context = email_context(digest, unsubscribe_url=unsubscribe_url,
                             preferences_url=preferences_url, pages_url=pages_url)
     items = [_Entry.of(e, lang) for e in digest.entries]
-    html_controls = [controls.html(e) for e in digest.entries] if controls else [""] * len(items)
-    extra = len("".join(html_controls).encode("utf-8"))
-    texts = [controls.text(e) for e in digest.entries] if controls else [""] * len(items)
+    columns = _columns(controls, digest.entries)
+    extra = sum(columns.sizes)
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
     text = "".join([before, *itertools.chain.from_iterable(zip(
-        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], texts, strict=True)),
-                    after])
+        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], *columns.text,
+        strict=True)), after])
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
-        sizes = [i.size(_ABSTRACT_STEPS[-1]) + len(c.encode("utf-8"))
-                 for i, c in zip(items, html_controls, strict=True)]
+        sizes = [i.size(_ABSTRACT_STEPS[-1]) + c for i, c in zip(items, columns.sizes, strict=True)]
         keep, shell = _fitting_count(context, sizes, digest.more)
-        items, html_controls = items[:keep], html_controls[:keep]
-        extra = len("".join(html_controls).encode("utf-8"))
+        items, columns = items[:keep], columns.head(keep)
+        extra = sum(columns.sizes)
         step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
     heads, tails = zip(*[i.html(step) for i in items], strict=True) if items else ((), ())
     return RenderedEmail(subject=context["subject"], text=text, html="".join(
-        [shell[0].html, *itertools.chain.from_iterable(zip(heads, html_controls, tails,
+        [shell[0].html, *itertools.chain.from_iterable(zip(heads, *columns.html, tails,
                                                            strict=True)), shell[1].html]))
 
 
 class EntryControls(Protocol):
-    """Per-reader, per-paper pieces stitched into each email entry (see `render_email`)."""
+    """Per-reader, per-paper pieces stitched into each email entry (see `render_email`); a
+    `columns(entries)` method, when there is one, gives them as `Columns` instead."""
 
     def html(self, entry: DigestEntry) -> str: ...
 
     def text(self, entry: DigestEntry) -> str: ...
+
+
+@dataclass
+class Columns:
+    """The controls of a digest's entries as pieces of `render_email`'s joins: each column a
+    piece per entry (an entry's HTML controls are its pieces in column order, likewise its
+    text), and each entry's HTML controls' UTF-8 size."""
+
+    html: list[list[str]]
+    sizes: list[int]
+    text: list[list[str]]
+
+    def head(self, n: int) -> Columns:
+        """The first `n` entries' HTML pieces (the text shows every entry)."""
+        return Columns([c[:n] for c in self.html], self.sizes[:n], self.text)
+
+
+def _columns(controls: EntryControls | None, entries: list[DigestEntry]) -> Columns:
+    if controls is None:
+        return Columns([], [0] * len(entries), [])
+    columns = getattr(controls, "columns", None)
+    if columns is not None:
+        return columns(entries)
+    html = [controls.html(e) for e in entries]
+    return Columns([html], [len(h.encode("utf-8")) for h in html],
+                   [[controls.text(e) for e in entries]])
 
 
 def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> Step | None:
