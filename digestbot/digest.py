@@ -111,7 +111,8 @@ def select(
     kept = (_weekly_cut(ranked, found, {**followed, **suggested})
             if subscriber.cadence == "weekly" else ranked)
     kept = ranked if unsifted else kept[:subscriber.max_papers]
-    picks = [context.held(found[pid]) if pid in found and pid not in suggested
+    picks = [context.held(found[pid]) for pid in kept] if not (followed or suggested) else [
+             context.held(found[pid]) if pid in found and pid not in suggested
              and pid not in followed else
              (announcement(found[pid][0]) if pid in found else followed[pid][0],
               [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),

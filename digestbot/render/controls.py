@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import quote
 
 from digestbot.models import DigestEntry
-from digestbot.render.email import Columns, inline_piece
-from digestbot.render.fragments import Stamp, html_attribute, slot
+from digestbot.render.email import inline_piece
+from digestbot.render.fragments import Columns, Stamp, html_attribute, slot
 from digestbot.render.i18n import label
 from digestbot.subscribers.feedback import DOWN, UP
 
@@ -92,11 +92,12 @@ def _suffixes(paper_id: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=20_000)
-def _html_suffixes(paper_id: str) -> tuple[str, str, int]:
-    # Attribute escaping is per character, so the link and a suffix escape apart. With their
-    # UTF-8 size, for the email's budget.
-    up, down = map(html_attribute, _suffixes(paper_id))
-    return up, down, len(up.encode("utf-8")) + len(down.encode("utf-8"))
+def _pieces(paper_id: str) -> tuple[str, str, int, str, str]:
+    """A paper's 👍 and 👎 suffixes as the HTML has them (attribute escaping is per character,
+    so the link and a suffix escape apart), their UTF-8 size, and as the text has them."""
+    up, down = _suffixes(paper_id)
+    html_up, html_down = html_attribute(up), html_attribute(down)
+    return html_up, html_down, len(html_up.encode("utf-8")) + len(html_down.encode("utf-8")), up, down
 
 
 @functools.cache
@@ -130,7 +131,7 @@ class EmailVotes:
                       f"\n👎 {label(lang, '不感兴趣', 'not for me')}: {feedback_link}")
 
     def html(self, entry: DigestEntry) -> str:
-        up, down, _ = _html_suffixes(entry.paper.id)
+        up, down, *_ = _pieces(entry.paper.id)
         return f"{self._html[0]}{up}{self._html[1]}{down}{self._html[2]}"
 
     def text(self, entry: DigestEntry) -> str:
@@ -140,13 +141,12 @@ class EmailVotes:
     def columns(self, entries: Sequence[DigestEntry]) -> Columns:
         if not entries:
             return Columns([], [], [])
-        ids = [e.paper.id for e in entries]
-        n = len(ids)
-        ups, downs, sizes = zip(*map(_html_suffixes, ids), strict=True)
-        t_ups, t_downs = zip(*map(_suffixes, ids), strict=True)
+        n = len(entries)
+        ups, downs, sizes, text_ups, text_downs = zip(
+            *[_pieces(e.paper.id) for e in entries], strict=True)
         before, between, after = self._html
         text_up, text_down = self._text
         return Columns(
-            html=[[before] * n, list(ups), [between] * n, list(downs), [after] * n],
+            html=[[before] * n, ups, [between] * n, downs, [after] * n],
             sizes=[self._html_size + s for s in sizes],
-            text=[[text_up] * n, list(t_ups), [text_down] * n, list(t_downs)])
+            text=[[text_up] * n, text_ups, [text_down] * n, text_downs])

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import css_inline
@@ -28,7 +28,7 @@ from digestbot.render.base import (
     lead_topic,
     subject,
 )
-from digestbot.render.fragments import Memo, Part, Stamp, block, slot
+from digestbot.render.fragments import Columns, Memo, Part, Stamp, block, slot
 from digestbot.render.i18n import label
 
 
@@ -364,21 +364,6 @@ class EntryControls(Protocol):
     def text(self, entry: DigestEntry) -> str: ...
 
 
-@dataclass
-class Columns:
-    """The controls of a digest's entries as pieces of `render_email`'s joins: each column a
-    piece per entry (an entry's HTML controls are its pieces in column order, likewise its
-    text), and each entry's HTML controls' UTF-8 size."""
-
-    html: list[list[str]]
-    sizes: list[int]
-    text: list[list[str]]
-
-    def head(self, n: int) -> Columns:
-        """The first `n` entries' HTML pieces (the text shows every entry)."""
-        return Columns([c[:n] for c in self.html], self.sizes[:n], self.text)
-
-
 def _columns(controls: EntryControls | None, entries: list[DigestEntry]) -> Columns:
     if controls is None:
         return Columns([], [0] * len(entries), [])
@@ -394,10 +379,18 @@ def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> 
     """The first abstract step at which the rows (and `extra` bytes of controls) fit the
     budget, or None if none does."""
     room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
+    known = [i.sizes for i in items]
     for step in _ABSTRACT_STEPS:
-        if sum(map(_Entry.size, items, itertools.repeat(step))) <= room:
+        try:  # most digests try several steps, each entry's size at each known already
+            total = sum(map(_SIZE_AT[step], known))
+        except KeyError:
+            total = sum(map(_Entry.size, items, itertools.repeat(step)))
+        if total <= room:
             return step
     return None
+
+
+_SIZE_AT = {step: operator.itemgetter(step) for step in _ABSTRACT_STEPS}
 
 
 def _fitting_count(context: dict[str, Any], sizes: list[int],

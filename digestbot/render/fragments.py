@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,3 +143,18 @@ class Memo:
                 del self._items[next(iter(self._items))]
             self._items[key] = value
         return value
+
+
+@dataclass
+class Columns:
+    """The controls of a digest's entries as pieces of `render_email`'s joins: each column a
+    piece per entry (an entry's HTML controls are its pieces in column order, likewise its
+    text), and each entry's HTML controls' UTF-8 size."""
+
+    html: list[Sequence[str]]
+    sizes: list[int]
+    text: list[Sequence[str]]
+
+    def head(self, n: int) -> Columns:
+        """The first `n` entries' HTML pieces (the text shows every entry)."""
+        return Columns([c[:n] for c in self.html], self.sizes[:n], self.text)
