@@ -129,19 +129,19 @@ class Memo:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: dict[Hashable, Any] = {}
+        self.items: dict[Hashable, Any] = {}  # read freely; written only by `get`
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         try:
-            return self._items[key]
+            return self.items[key]
         except KeyError:
             pass
         value = make()
         with self._lock:
-            if len(self._items) >= self.size:
-                del self._items[next(iter(self._items))]
-            self._items[key] = value
+            if len(self.items) >= self.size:
+                del self.items[next(iter(self.items))]
+            self.items[key] = value
         return value
 
 
