@@ -133,11 +133,12 @@ class DeliveryHistory:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._last_sent: dict[str, dict[int, str]] = {}
-        # arxiv id → whether some reader had it as of `_seen`, the highest delivered_papers
-        # rowid read. Rows are only ever inserted (never deleted or replaced: `create_row`
-        # ignores a duplicate), so a row written since (by this pass planning, or another
-        # process) has a higher rowid and is read as the tail before each answer.
-        self._anyone: dict[str, bool] = {}
+        # Papers asked about, and those of them some reader had, as of `_seen`, the highest
+        # delivered_papers rowid read. Rows are only ever inserted (never deleted or replaced:
+        # `create_row` ignores a duplicate), so a row written since (by this pass planning,
+        # or another process) has a higher rowid and is read as the tail before each answer.
+        self._asked: set[str] = set()
+        self._had: set[str] = set()
         self._seen: int | None = None
 
     def last_sent(self, subscriber_id: int, before: str) -> str | None:
@@ -158,19 +159,20 @@ class DeliveryHistory:
         else:
             for rowid, arxiv_id in db.execute(
                     "select rowid, arxiv_id from delivered_papers where rowid > ?", [self._seen]):
-                self._anyone[arxiv_id] = True
+                self._had.add(arxiv_id)
                 self._seen = max(self._seen, rowid)
-        unknown = [pid for pid in arxiv_ids if pid not in self._anyone]
+        ids = set(arxiv_ids)
+        unknown = ids - self._asked
         if unknown:
-            had = {r[0] for r in db.execute(
+            self._had.update(r[0] for r in db.execute(
                 "select value from json_each(?) where exists (select 1 from delivered_papers"
-                " where arxiv_id = value)", [json.dumps(unknown)])}
-            self._anyone.update((pid, pid in had) for pid in unknown)
-        asked = [pid for pid in arxiv_ids if self._anyone[pid]]
+                " where arxiv_id = value)", [json.dumps(list(unknown))]))
+            self._asked |= unknown
+        asked = ids & self._had
         return {r[0] for r in db.execute(
             "select arxiv_id from delivered_papers where subscriber_id = ?"
             " and arxiv_id in (select value from json_each(?))",
-            [subscriber_id, json.dumps(asked)])} if asked else set()
+            [subscriber_id, json.dumps(list(asked))])} if asked else set()
 
 
 def planned_for(store: Store, date: str) -> set[int]:
