@@ -111,7 +111,8 @@ def select(
     kept = (_weekly_cut(ranked, found, {**followed, **suggested})
             if subscriber.cadence == "weekly" else ranked)
     kept = ranked if unsifted else kept[:subscriber.max_papers]
-    picks = [context.held(found[pid]) if pid in found and pid not in suggested
+    picks = context.held_all([found[pid] for pid in kept]) if not (followed or suggested) else [
+             context.held(found[pid]) if pid in found and pid not in suggested
              and pid not in followed else
              (announcement(found[pid][0]) if pid in found else followed[pid][0],
               [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),
@@ -322,6 +323,12 @@ class _Context:
         elif not held(rows[0]):
             return announcement(rows[0]), self.hits(rows), []
         return self.library.held_entry(rows, self.lang) or (announcement(rows[0]), [], [])
+
+    def held_all(self, found: list[list[dict[str, Any]]]
+                 ) -> list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]]:
+        """`held` of each paper's rows, most of them the Library's kept entries."""
+        return [entry or self.held(rows) for entry, rows in
+                zip(self.library.lone_entries(found, self.lang), found, strict=True)]
 
     def hits(self, rows: list[dict[str, Any]]) -> list[TopicHit]:
         """Why the paper is here: each subscribed topic it hit, best score first."""

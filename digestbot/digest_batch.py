@@ -177,6 +177,16 @@ class Library:
             self._held[key] = (rows, entry)
             return entry
 
+    def lone_entries(self, found: list[list[dict[str, Any]]], lang: str
+                     ) -> list[DigestEntry | None]:
+        """`held_entry` of each paper's rows where that is a lone held row's kept entry (most
+        of a digest), in one loop; None where `held_entry` (or more) must be asked."""
+        out: list[DigestEntry | None] = []
+        for rows in found:
+            lone = rows[0].get(_LONE) if len(rows) == 1 else None
+            out.append(lone.get(lang) if lone is not None else None)
+        return out
+
     def _held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
         row = rows[0]
         paper = self.papers([row["arxiv_id"]]).get(row["arxiv_id"])

@@ -200,3 +200,11 @@ def m012_delivery_suggestions(db: sqlite_utils.Database) -> None:
     """The "you may like" reasons a planned digest shows (issue 17), by paper: the 👍/👎 model
     that chose them is retrained as votes come, so sending rebuilds them from the row."""
     db["deliveries"].add_column("suggested", str)
+
+
+@migrations()
+def m013_delivered_papers_by_paper(db: sqlite_utils.Database) -> None:
+    """`delivered_papers` by paper: "never twice" asks once per batch which of the papers in
+    play anyone has got (`outbox.DeliveryHistory`), so a reader's own record is read only
+    for those."""
+    db["delivered_papers"].create_index(["arxiv_id"], if_not_exists=True)

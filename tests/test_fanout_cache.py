@@ -4,17 +4,22 @@ paper's rendered rows are kept by content across batches, the day's score rows s
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from digestbot import digest, render
+from digestbot.config import load_settings
 from digestbot.enrich.enrichment import save_enrichment
 from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.models import Enrichment
 from digestbot.outbox import DeliveryHistory
+from digestbot.outbox.rows import create_row
 from digestbot.render import email as email_render
 from digestbot.store import Store
 from digestbot.subscribers import feedback
 from tests.test_digest import DAY, add_paper, make_sub, set_score
 
 PID = "2608.00001"
+NOW = datetime(2026, 8, 13, 9, 0, tzinfo=UTC)
 
 
 def email_of(store: Store, sub) -> render.RenderedEmail:
@@ -88,3 +93,41 @@ def test_only_readers_with_votes_of_both_kinds_may_learn(store: Store) -> None:
         feedback.record(store, few.id, f"2608.{n:05d}", feedback.UP if n % 2 else feedback.DOWN)
     library = digest.Library(store)
     assert [library.may_learn(s.id) for s in (both, ups, few)] == [True, False, False]
+
+
+def test_one_history_sees_every_delivery_written_since_it_was_made(store: Store) -> None:
+    """`DeliveryHistory` reads once per paper whether anyone had it: a paper planned for a
+    reader later in the same pass (or by another planner) must still count for them alone."""
+    add_paper(store, "2608.00001", scores={"post-training": 90})
+    add_paper(store, "2608.00002", scores={"post-training": 80})
+    # Delivered before the pass: the v1 of a paper announced again today as a v2.
+    add_paper(store, "2608.00003", "2026-08-12", scores={"post-training": 85})
+    add_paper(store, "2608.00003", kind="replace", version=2)
+    a, b = make_sub(store, "a@example.org"), make_sub(store, "b@example.org")
+    settings = load_settings()
+    library = digest.Library(store)
+    early = digest.select(store, a, "2026-08-12", history=DeliveryHistory(store), library=library)
+    assert early is not None and create_row(store, settings, early, NOW)
+    history = DeliveryHistory(store)
+    ids = ["2608.00001", "2608.00002", "2608.00003"]
+
+    def chosen(sub) -> list[str]:
+        d = digest.select(store, sub, DAY, history=history, library=digest.Library(store))
+        return [e.paper.id for e in d.entries] if d else []
+
+    assert history.delivered(b.id, ids) == set()
+    assert chosen(a) == ["2608.00001", "2608.00002"]
+    assert chosen(b) == ["2608.00001", "2608.00003", "2608.00002"]
+    # b's digest planned in this pass: the same history now knows b has them, a still not.
+    d = digest.select(store, b, DAY, history=history, library=library)
+    assert d is not None and create_row(store, settings, d, NOW)
+    assert history.delivered(b.id, ids) == set(ids)
+    assert chosen(b) == []
+    assert history.delivered(a.id, ids) == {"2608.00003"}
+    assert chosen(a) == ["2608.00001", "2608.00002"]
+    # Written by another connection (another process planning): seen as well.
+    with Store(store.path) as other:
+        d = digest.select(other, a, DAY, history=DeliveryHistory(other),
+                          library=digest.Library(other))
+        assert d is not None and create_row(other, settings, d, NOW)
+    assert chosen(a) == []

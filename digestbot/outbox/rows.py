@@ -127,11 +127,19 @@ def last_sent(store: Store, subscriber_id: int) -> DeliveryRow | None:
 
 class DeliveryHistory:
     """What each reader already got, for `digest.select` (a `digest.History`). Keep one for
-    a planning pass: the last sent dates are read for every reader at once."""
+    a planning pass: the last sent dates are read for every reader at once, and which papers
+    anyone has got at all once per paper (most of a day's papers: nobody yet)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._last_sent: dict[str, dict[int, str]] = {}
+        # Papers asked about, and those of them some reader had, as of `_seen`, the highest
+        # delivered_papers rowid read. Rows are only ever inserted (never deleted or replaced:
+        # `create_row` ignores a duplicate), so a row written since (by this pass planning,
+        # or another process) has a higher rowid and is read as the tail before each answer.
+        self._asked: set[str] = set()
+        self._had: set[str] = set()
+        self._seen: int | None = None
 
     def last_sent(self, subscriber_id: int, before: str) -> str | None:
         if before not in self._last_sent:
@@ -142,13 +150,29 @@ class DeliveryHistory:
 
     def delivered(self, subscriber_id: int, arxiv_ids: Sequence[str]) -> set[str]:
         # `delivered_papers` is written with the row at plan time, so "planned" counts too.
-        # A plain read (no sqlite-utils savepoint around it): one per reader in a pass, the
-        # ids as one JSON parameter so the statement is the same text each time (sqlite3 keeps
-        # it prepared) whatever their number.
-        return {r[0] for r in self.store.db.execute(
+        # Plain reads (no sqlite-utils savepoint around them); ids as one JSON parameter so
+        # each statement is the same text every time (sqlite3 keeps it prepared).
+        db = self.store.db
+        if self._seen is None:
+            self._seen = db.execute("select coalesce(max(rowid), 0) from delivered_papers"
+                                    ).fetchone()[0]
+        else:
+            for rowid, arxiv_id in db.execute(
+                    "select rowid, arxiv_id from delivered_papers where rowid > ?", [self._seen]):
+                self._had.add(arxiv_id)
+                self._seen = max(self._seen, rowid)
+        ids = set(arxiv_ids)
+        unknown = ids - self._asked
+        if unknown:
+            self._had.update(r[0] for r in db.execute(
+                "select value from json_each(?) where exists (select 1 from delivered_papers"
+                " where arxiv_id = value)", [json.dumps(list(unknown))]))
+            self._asked |= unknown
+        asked = ids & self._had
+        return {r[0] for r in db.execute(
             "select arxiv_id from delivered_papers where subscriber_id = ?"
             " and arxiv_id in (select value from json_each(?))",
-            [subscriber_id, json.dumps(list(arxiv_ids))])}
+            [subscriber_id, json.dumps(list(asked))])} if asked else set()
 
 
 def planned_for(store: Store, date: str) -> set[int]:

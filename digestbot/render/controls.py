@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from digestbot.models import DigestEntry
 from digestbot.render.email import inline_piece
-from digestbot.render.fragments import Stamp, html_attribute, slot
+from digestbot.render.fragments import Columns, Stamp, html_attribute, slot
 from digestbot.render.i18n import label
 from digestbot.subscribers.feedback import DOWN, UP
 
@@ -92,10 +92,12 @@ def _suffixes(paper_id: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=20_000)
-def _html_suffixes(paper_id: str) -> tuple[str, str]:
-    # Attribute escaping is per character, so the link and a suffix escape apart.
+def _pieces(paper_id: str) -> tuple[str, str, int, str, str]:
+    """A paper's 👍 and 👎 suffixes as the HTML has them (attribute escaping is per character,
+    so the link and a suffix escape apart), their UTF-8 size, and as the text has them."""
     up, down = _suffixes(paper_id)
-    return html_attribute(up), html_attribute(down)
+    html_up, html_down = html_attribute(up), html_attribute(down)
+    return html_up, html_down, len(html_up.encode("utf-8")) + len(html_down.encode("utf-8")), up, down
 
 
 @functools.cache
@@ -116,20 +118,35 @@ def _email_links(lang: str) -> Stamp:
 class EmailVotes:
     """One reader's 👍/👎 links for `render_email(controls=...)` (an `EntryControls`): the
     digest's one signed `feedback_link` plus each paper's id, in the HTML after the entry's
-    links line and in the text after its PDF line. Per entry, a join of cached strings (the
-    same bytes as filling `_email_links`' stamp)."""
+    links line and in the text after its PDF line (the same bytes as filling
+    `_email_links`' stamp). `columns` gives them to `render_email` as pieces of its one join:
+    the reader's three strings and each paper's two cached suffixes, no string per entry."""
 
     def __init__(self, feedback_link: str, lang: str) -> None:
         before, between, after = _email_links(lang).literals
         link = html_attribute(feedback_link)
         self._html = (before + link, between + link, after)
+        self._html_size = sum(len(p.encode("utf-8")) for p in self._html)
         self._text = (f"\n👍 {label(lang, '有用', 'useful')}: {feedback_link}",
                       f"\n👎 {label(lang, '不感兴趣', 'not for me')}: {feedback_link}")
 
     def html(self, entry: DigestEntry) -> str:
-        up, down = _html_suffixes(entry.paper.id)
+        up, down, *_ = _pieces(entry.paper.id)
         return f"{self._html[0]}{up}{self._html[1]}{down}{self._html[2]}"
 
     def text(self, entry: DigestEntry) -> str:
         up, down = _suffixes(entry.paper.id)
         return f"{self._text[0]}{up}{self._text[1]}{down}"
+
+    def columns(self, entries: Sequence[DigestEntry]) -> Columns:
+        if not entries:
+            return Columns([], [], [])
+        n = len(entries)
+        ups, downs, sizes, text_ups, text_downs = zip(
+            *[_pieces(e.paper.id) for e in entries], strict=True)
+        before, between, after = self._html
+        text_up, text_down = self._text
+        return Columns(
+            html=[[before] * n, ups, [between] * n, downs, [after] * n],
+            sizes=[self._html_size + s for s in sizes],
+            text=[[text_up] * n, text_ups, [text_down] * n, text_downs])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from collections.abc import Hashable
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from digestbot.render.base import (
     lead_topic,
     subject,
 )
-from digestbot.render.fragments import Memo, Part, Stamp, block, slot
+from digestbot.render.fragments import Columns, Memo, Part, Stamp, block, slot
 from digestbot.render.i18n import label
 
 
@@ -216,6 +217,13 @@ class _Entry:
             _paper_key(entry, lang), tuple(entry.hits), tuple(entry.authors))
         return _FILLED.get(key, lambda: _Entry(entry, lang))
 
+    @staticmethod
+    def all(entries: list[DigestEntry], lang: str) -> list[_Entry]:
+        """`of` each entry, those filled already read straight from the memo."""
+        filled = _FILLED.items
+        return [filled.get((e.key, lang)) or _Entry.of(e, lang) if e.key else _Entry.of(e, lang)
+                for e in entries]
+
     def size(self, step: Step) -> int:
         try:
             return self.sizes[step]
@@ -330,48 +338,66 @@ def render_email(
     lang = digest.subscriber.lang
     context = email_context(digest, unsubscribe_url=unsubscribe_url,
                             preferences_url=preferences_url, pages_url=pages_url)
-    items = [_Entry.of(e, lang) for e in digest.entries]
-    html_controls = [controls.html(e) for e in digest.entries] if controls else [""] * len(items)
-    extra = len("".join(html_controls).encode("utf-8"))
-    texts = [controls.text(e) for e in digest.entries] if controls else [""] * len(items)
+    items = _Entry.all(digest.entries, lang)
+    columns = _columns(controls, digest.entries)
+    extra = sum(columns.sizes)
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
     text = "".join([before, *itertools.chain.from_iterable(zip(
-        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], texts, strict=True)),
-                    after])
+        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], *columns.text,
+        strict=True)), after])
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
-        sizes = [i.size(_ABSTRACT_STEPS[-1]) + len(c.encode("utf-8"))
-                 for i, c in zip(items, html_controls, strict=True)]
+        sizes = [i.size(_ABSTRACT_STEPS[-1]) + c for i, c in zip(items, columns.sizes, strict=True)]
         keep, shell = _fitting_count(context, sizes, digest.more)
-        items, html_controls = items[:keep], html_controls[:keep]
-        extra = len("".join(html_controls).encode("utf-8"))
+        items, columns = items[:keep], columns.head(keep)
+        extra = sum(columns.sizes)
         step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
     heads, tails = zip(*[i.html(step) for i in items], strict=True) if items else ((), ())
     return RenderedEmail(subject=context["subject"], text=text, html="".join(
-        [shell[0].html, *itertools.chain.from_iterable(zip(heads, html_controls, tails,
+        [shell[0].html, *itertools.chain.from_iterable(zip(heads, *columns.html, tails,
                                                            strict=True)), shell[1].html]))
 
 
 class EntryControls(Protocol):
-    """Per-reader, per-paper pieces stitched into each email entry (see `render_email`)."""
+    """Per-reader, per-paper pieces stitched into each email entry (see `render_email`); a
+    `columns(entries)` method, when there is one, gives them as `Columns` instead."""
 
     def html(self, entry: DigestEntry) -> str: ...
 
     def text(self, entry: DigestEntry) -> str: ...
 
 
+def _columns(controls: EntryControls | None, entries: list[DigestEntry]) -> Columns:
+    if controls is None:
+        return Columns([], [0] * len(entries), [])
+    columns = getattr(controls, "columns", None)
+    if columns is not None:
+        return columns(entries)
+    html = [controls.html(e) for e in entries]
+    return Columns([html], [len(h.encode("utf-8")) for h in html],
+                   [[controls.text(e) for e in entries]])
+
+
 def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> Step | None:
     """The first abstract step at which the rows (and `extra` bytes of controls) fit the
     budget, or None if none does."""
     room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
+    known = [i.sizes for i in items]
     for step in _ABSTRACT_STEPS:
-        if sum(map(_Entry.size, items, itertools.repeat(step))) <= room:
+        try:  # most digests try several steps, each entry's size at each known already
+            total = sum(map(_SIZE_AT[step], known))
+        except KeyError:
+            total = sum(map(_Entry.size, items, itertools.repeat(step)))
+        if total <= room:
             return step
     return None
+
+
+_SIZE_AT = {step: operator.itemgetter(step) for step in _ABSTRACT_STEPS}
 
 
 def _fitting_count(context: dict[str, Any], sizes: list[int],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,17 +129,32 @@ class Memo:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: dict[Hashable, Any] = {}
+        self.items: dict[Hashable, Any] = {}  # read freely; written only by `get`
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         try:
-            return self._items[key]
+            return self.items[key]
         except KeyError:
             pass
         value = make()
         with self._lock:
-            if len(self._items) >= self.size:
-                del self._items[next(iter(self._items))]
-            self._items[key] = value
+            if len(self.items) >= self.size:
+                del self.items[next(iter(self.items))]
+            self.items[key] = value
         return value
+
+
+@dataclass
+class Columns:
+    """The controls of a digest's entries as pieces of `render_email`'s joins: each column a
+    piece per entry (an entry's HTML controls are its pieces in column order, likewise its
+    text), and each entry's HTML controls' UTF-8 size."""
+
+    html: list[Sequence[str]]
+    sizes: list[int]
+    text: list[Sequence[str]]
+
+    def head(self, n: int) -> Columns:
+        """The first `n` entries' HTML pieces (the text shows every entry)."""
+        return Columns([c[:n] for c in self.html], self.sizes[:n], self.text)
