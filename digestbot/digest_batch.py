@@ -214,17 +214,9 @@ class Library:
         on these subscriptions' topics, passing or not, each with its threshold), read once
         for the whole batch — when every paper was announced on `day`, so its latest
         announcement is that day's; None otherwise."""
-        announced = self._announced_ids(day)
-        if not all(pid in announced for pid in ids):
+        if not self.announced_on(day, ids):
             return None
-        by_paper = self._all_scores.get(day)
-        if by_paper is None:
-            # Only topics someone follows: a catalogue's other topics are scored too.
-            followed = {s.topic for subs in self._all_subscriptions().values() for s in subs}
-            by_paper = self._all_scores[day] = {}
-            for row in passing_on(self.store, day, _ANY_SCORE):
-                if row["topic"] in followed:
-                    by_paper.setdefault(row["arxiv_id"], {})[row["topic"]] = row
+        by_paper = self.held_scores(day)
         out = []
         for pid in ids:
             on = by_paper.get(pid)
@@ -233,6 +225,25 @@ class Library:
                 if row is not None:
                     out.append({**row, "threshold": sub.threshold})
         return out
+
+    def held_scores(self, day: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """paper id → topic → its score row of `day`, passing or not, for every followed
+        topic: held rows (`held_entry` takes them), read once for the batch."""
+        by_paper = self._all_scores.get(day)
+        if by_paper is None:
+            # Only topics someone follows: a catalogue's other topics are scored too.
+            followed = {s.topic for subs in self._all_subscriptions().values() for s in subs}
+            by_paper = self._all_scores[day] = {}
+            for topic, rows in self._passing_on(day, _ANY_SCORE).items():
+                if topic in followed:
+                    for row in rows:
+                        by_paper.setdefault(row["arxiv_id"], {})[topic] = row
+        return by_paper
+
+    def announced_on(self, day: str, ids: list[str]) -> bool:
+        """Whether every paper of `ids` was announced on `day`."""
+        announced = self._announced_ids(day)
+        return all(pid in announced for pid in ids)
 
     def _announced_ids(self, day: str) -> set[str]:
         if day not in self._announced_sets:
