@@ -20,7 +20,7 @@ from digestbot import digest as digests
 from digestbot import subscribers
 from digestbot.config import Settings
 from digestbot.errors import PermanentError, ServiceDown, TransientError
-from digestbot.models import Digest
+from digestbot.models import Digest, Subscriber
 from digestbot.outbox.claims import row_lock
 from digestbot.outbox.plan import plan_into, preview_into
 from digestbot.outbox.rows import (
@@ -187,55 +187,78 @@ async def _drain(
     store: Store, sender: ChannelSender, rows: list[DeliveryRow], report: DeliveryReport,
     now: datetime,
 ) -> None:
-    # The batch's digests share the day's papers: read each once for all of them.
-    library = digests.Library(store)
+    batch = _Batch(store)
     # A chat sender paces itself per chat and serves many chats at once (`concurrency`):
     # one chat at a time would make 1,000 Telegram digests take an hour at 1 message/s.
     width = getattr(sender, "concurrency", 1)
     if width <= 1:
         for row in rows:
-            await _deliver_one(store, sender, row, report, now, library)
+            await _deliver_one(store, sender, row, report, now, batch)
         return
     gate = asyncio.Semaphore(width)
 
     async def one(row: DeliveryRow) -> None:
         async with gate:
-            await _deliver_one(store, sender, row, report, now, library)
+            await _deliver_one(store, sender, row, report, now, batch)
 
     await asyncio.gather(*(one(row) for row in rows))
 
 
+class _Batch:
+    """What a delivery run reads once for all its rows: the day's papers and scores (the
+    digests share them), the active readers, and each day's late note. A reader who leaves
+    meanwhile gets nothing all the same: the claim checks they are still active."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.library = digests.Library(store)
+        self.readers = {s.id: s for s in subscribers.list_all(store, ("active",))}
+        self._late: dict[str, str] = {}
+
+    def late(self, date: str) -> str:
+        if date not in self._late:
+            self._late[date] = self.store.get_meta(LATE_KEY + date) or ""
+        return self._late[date]
+
+
 async def _deliver_one(
     store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
-    library: digests.Library | None = None,
+    batch: _Batch | None = None,
 ) -> None:
     # Held from the claim until the outcome is written: a second process (another `send`, a
     # `once`, `run`) skips this row meanwhile, and takes a 'sending' row over only once its
     # owner is dead (see `claims`).
     with row_lock(store, row.id) as mine:
         if mine:
-            await _attempt(store, sender, row, report, now, library)
+            await _attempt(store, sender, row, report, now, batch)
 
 
 async def _attempt(
     store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
-    library: digests.Library | None,
+    batch: _Batch | None,
 ) -> None:
-    sub = subscribers.get(store, row.subscriber_id)
+    sub = (batch.readers.get(row.subscriber_id) if batch else None) or subscribers.get(
+        store, row.subscriber_id)
     if sub is None or sub.status != "active":
-        status = sub.status if sub else "removed"
-        if claim(store, row, now, status="cancelled", last_error=f"subscriber is {status}"):
-            report.cancelled += 1
+        _cancel(store, row, now, report, sub)
         return
     # Counted before the attempt, so a row that crashes the process every time still runs
     # out of attempts instead of looping forever.
     attempts = row.attempts + 1
-    if not claim(store, row, now, status="sending", attempts=attempts):
-        return  # another worker moved it on since we read it
+    if not claim(store, row, now, status="sending", attempts=attempts, reader_active=True):
+        # Another worker moved it on since we read it, or the reader left since the batch
+        # read them (then the row is cancelled).
+        sub = subscribers.get(store, row.subscriber_id)
+        if sub is None or sub.status != "active":
+            _cancel(store, row, now, report, sub)
+        return
     try:
         digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
-                                 library=library, suggested=row.suggested)
-        digest = replace(digest, late=store.get_meta(LATE_KEY + row.digest_date) or "")
+                                 library=batch.library if batch else None,
+                                 suggested=row.suggested)
+        late = batch.late(row.digest_date) if batch else store.get_meta(
+            LATE_KEY + row.digest_date) or ""
+        digest = replace(digest, late=late)
         await sender.send(store, row, digest)
     except ServiceDown as exc:
         # The server is down (or the breaker knows it is): no attempt counted.
@@ -270,3 +293,12 @@ async def _attempt(
         update(store, row.id, now, status="sent", sent_at=iso(now), last_error=None,
                next_attempt_at=None)
         report.sent += 1
+
+
+def _cancel(store: Store, row: DeliveryRow, now: datetime, report: DeliveryReport,
+            sub: Subscriber | None) -> None:
+    """The row of a reader who is no longer active ends as 'cancelled' (unless another worker
+    moved it on meanwhile)."""
+    status = sub.status if sub else "removed"
+    if claim(store, row, now, status="cancelled", last_error=f"subscriber is {status}"):
+        report.cancelled += 1
