@@ -182,7 +182,7 @@ def _held_picks(context: _Context, date: str, ids: list[str], suggested: dict[st
         if pid in suggested:
             picks.append((announcement(rows[0]), [suggested[pid]], authors))
             continue
-        rows = context._in_order(rows)
+        rows = context.library.hold(context._in_order(rows))
         entry = None if authors else context.library.held_entry(rows, context.lang)
         picks.append(entry or (announcement(rows[0]), context.hits(rows), authors))
     return picks

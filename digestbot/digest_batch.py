@@ -234,11 +234,17 @@ class Library:
             # Only topics someone follows: a catalogue's other topics are scored too.
             followed = {s.topic for subs in self._all_subscriptions().values() for s in subs}
             by_paper = self._all_scores[day] = {}
-            for topic, rows in self._passing_on(day, _ANY_SCORE).items():
-                if topic in followed:
-                    for row in rows:
-                        by_paper.setdefault(row["arxiv_id"], {})[topic] = row
+            for row in passing_on(self.store, day, _ANY_SCORE):
+                if row["topic"] in followed:
+                    by_paper.setdefault(row["arxiv_id"], {})[row["topic"]] = row
         return by_paper
+
+    def hold(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`rows` (of `held_scores`) made held rows, each once, as `held_entry` takes them."""
+        for row in rows:
+            if _HITS not in row:
+                self._hold(row)
+        return rows
 
     def announced_on(self, day: str, ids: list[str]) -> bool:
         """Whether every paper of `ids` was announced on `day`."""
@@ -258,17 +264,20 @@ class Library:
             by_topic: dict[str, list[dict[str, Any]]] = {}
             for row in passing_on(self.store, day, floor):
                 by_topic.setdefault(row["topic"], []).append(row)
-                # What every reader's entry makes of the row, made once (see `held_entry`).
-                row[_ANNOUNCEMENT] = announcement(row)
-                row[_LONE] = {}
-                topic = self.topic(row["topic"])
-                row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
-                                             score=row["score"], reason=row["reason"] or "")
-                              for lang in ("zh", "en")}
+                self._hold(row)
             for rows in by_topic.values():
                 rows.sort(key=_descending)
             held = self._scores[day] = (floor, by_topic)
         return held[1]
+
+    def _hold(self, row: dict[str, Any]) -> None:
+        # What every reader's entry makes of the row, made once (see `held_entry`).
+        row[_ANNOUNCEMENT] = announcement(row)
+        row[_LONE] = {}
+        topic = self.topic(row["topic"])
+        row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
+                                     score=row["score"], reason=row["reason"] or "")
+                      for lang in ("zh", "en")}
 
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]
