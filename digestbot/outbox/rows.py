@@ -109,6 +109,14 @@ def get_row(store: Store, row_id: int) -> DeliveryRow | None:
     return DeliveryRow.from_row(rows[0]) if rows else None
 
 
+def unchanged(store: Store, row: DeliveryRow) -> bool:
+    """Whether the row still has the status and attempts it was read with: a read (no write
+    lock), to pass over a row another process has moved on without trying to claim it."""
+    return bool(list(store.db.execute(
+        "select 1 from deliveries where id = ? and status = ? and coalesce(attempts, 0) = ?",
+        [row.id, row.status, row.attempts])))
+
+
 def day_row(store: Store, subscriber_id: int, date: str) -> DeliveryRow | None:
     """The subscriber's row for the digest of `date` (at most one: a unique index)."""
     rows = list(store.db.query(

@@ -31,6 +31,7 @@ from digestbot.outbox.rows import (
     get_row,
     iso,
     ready_rows,
+    unchanged,
     update,
 )
 from digestbot.sources.papers import latest_announcement_date
@@ -135,16 +136,22 @@ async def deliver_pending(
 
     Within a channel at most the sender's `concurrency` rows are in flight (SMTP keeps a few
     connections open, chat senders pace each chat themselves); a failure marks that row and
-    the batch goes on. `shard=(k, n)` takes only rows whose id is k modulo n of the channels
-    whose sender is `parallel`, and every other row only in share 0: n processes split a
-    batch among them (more CPU for building messages) without each reading and skipping the
-    rows the others hold; the claims keep any overlap safe all the same.
+    the batch goes on. `shard=(k, n)`: n processes split a batch among them (more CPU for
+    building messages). Share k takes first the rows whose id is k modulo n of the channels
+    whose sender is `parallel` (every other row only in share 0), then the other shares'
+    parallel rows from the end of their queues, those still as read: a share that finishes
+    first (the others still starting up, or slower) helps with the rest instead of waiting.
+    The claims keep each row's delivery exactly-once whoever takes it.
     """
     now = aware(now or datetime.now(UTC))
     report = report or DeliveryReport()
     queues: dict[str, list[DeliveryRow]] = defaultdict(list)
+    others: dict[str, list[DeliveryRow]] = defaultdict(list)
     for row, channel in ready_rows(store, now):
-        if shard is not None and not in_share(row.id, senders.get(channel), shard):
+        sender = senders.get(channel)
+        if shard is not None and not in_share(row.id, sender, shard):
+            if getattr(sender, "parallel", False):
+                others[channel].append(row)
             continue
         if channel in senders:
             queues[channel].append(row)
@@ -156,9 +163,12 @@ async def deliver_pending(
                 f"retry {channel} #{r.subscriber_id} {r.digest_date}: {len(r.paper_ids)} papers"
                 f" (status {r.status}, attempt {r.attempts + 1})" for r in rows]
         return report
+    for channel, rows in others.items():
+        queues[channel].extend(reversed(rows))
     await asyncio.gather(*(
-        _drain(store, senders[channel], rows, report, now) for channel, rows in queues.items()
-    ))
+        _drain(store, senders[channel], rows, report, now,
+               {r.id for r in others.get(channel, ())})
+        for channel, rows in queues.items()))
     return report
 
 
@@ -185,9 +195,9 @@ async def deliver_row(
 
 async def _drain(
     store: Store, sender: ChannelSender, rows: list[DeliveryRow], report: DeliveryReport,
-    now: datetime,
+    now: datetime, others: set[int],
 ) -> None:
-    batch = _Batch(store)
+    batch = _Batch(store, others)
     # A chat sender paces itself per chat and serves many chats at once (`concurrency`):
     # one chat at a time would make 1,000 Telegram digests take an hour at 1 message/s.
     width = getattr(sender, "concurrency", 1)
@@ -209,8 +219,9 @@ class _Batch:
     digests share them), the active readers, and each day's late note. A reader who leaves
     meanwhile gets nothing all the same: the claim checks they are still active."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, others: set[int]) -> None:
         self.store = store
+        self.others = others  # rows of other shares: taken only while still as read
         self.library = digests.Library(store)
         self.readers = {s.id: s for s in subscribers.list_all(store, ("active",))}
         self._late: dict[str, str] = {}
@@ -228,6 +239,8 @@ async def _deliver_one(
     # Held from the claim until the outcome is written: a second process (another `send`, a
     # `once`, `run`) skips this row meanwhile, and takes a 'sending' row over only once its
     # owner is dead (see `claims`).
+    if batch is not None and row.id in batch.others and not unchanged(store, row):
+        return  # another share's row, moved on by it meanwhile
     with row_lock(store, row.id) as mine:
         if mine:
             await _attempt(store, sender, row, report, now, batch)
