@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from digestbot import digest as digests
 from digestbot import subscribers
@@ -35,13 +35,14 @@ from digestbot.outbox.rows import (
     update,
 )
 from digestbot.sources.papers import latest_announcement_date
-from digestbot.store import Store
+from digestbot.store import Store, StoreThread
 
 # `late:<announcement date>` in meta: that day's digests come late because of an incident
 # (written by `status.alerts` when the evening's fetch incident opens).
 LATE_KEY = "late:"
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Transient failures are retried after 5, 10, 20, 40 minutes; the fifth failure is final.
 MAX_ATTEMPTS = 5
@@ -198,6 +199,16 @@ async def _drain(
     now: datetime, others: set[int],
 ) -> None:
     batch = _Batch(store, others)
+    try:
+        await _drain_batch(store, sender, rows, report, now, batch)
+    finally:
+        batch.close()
+
+
+async def _drain_batch(
+    store: Store, sender: ChannelSender, rows: list[DeliveryRow], report: DeliveryReport,
+    now: datetime, batch: _Batch,
+) -> None:
     # A chat sender paces itself per chat and serves many chats at once (`concurrency`):
     # one chat at a time would make 1,000 Telegram digests take an hour at 1 message/s.
     width = getattr(sender, "concurrency", 1)
@@ -225,6 +236,21 @@ class _Batch:
         self.library = digests.Library(store)
         self.readers = {s.id: s for s in subscribers.list_all(store, ("active",))}
         self._late: dict[str, str] = {}
+        # The claim and the sent mark are each a commit, and a commit waits for the disk
+        # (synchronous FULL): in a thread of their own, the loop builds the next message
+        # meanwhile. An in-memory database has no second connection: written here.
+        self._writer = StoreThread(store.path) if store.path != ":memory:" else None
+
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(store, *args, **kwargs)`, a write, on the batch's writer thread. Shielded: a
+        cancelled send still waits for nothing, and a write begun lands (`close` waits)."""
+        if self._writer is None:
+            return fn(self.store, *args, **kwargs)
+        return await asyncio.shield(self._writer.run(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
     def late(self, date: str) -> str:
         if date not in self._late:
@@ -258,7 +284,10 @@ async def _attempt(
     # Counted before the attempt, so a row that crashes the process every time still runs
     # out of attempts instead of looping forever.
     attempts = row.attempts + 1
-    if not claim(store, row, now, status="sending", attempts=attempts, reader_active=True):
+    claimed = (await batch.write(claim, row, now, status="sending", attempts=attempts,
+                                 reader_active=True) if batch else
+               claim(store, row, now, status="sending", attempts=attempts, reader_active=True))
+    if not claimed:
         # Another worker moved it on since we read it, or the reader left since the batch
         # read them (then the row is cancelled).
         sub = subscribers.get(store, row.subscriber_id)
@@ -303,8 +332,11 @@ async def _attempt(
         log.warning("%s #%s %s: attempt %d failed: %s", sender.channel, sub.id,
                     row.digest_date, attempts, error)
     else:
-        update(store, row.id, now, status="sent", sent_at=iso(now), last_error=None,
-               next_attempt_at=None)
+        sent = {"status": "sent", "sent_at": iso(now), "last_error": None, "next_attempt_at": None}
+        if batch:
+            await batch.write(update, row.id, now, **sent)
+        else:
+            update(store, row.id, now, **sent)
         report.sent += 1
 
 
