@@ -158,6 +158,41 @@ def rebuild(
     """
     ids = list(dict.fromkeys(paper_ids))
     context = _Context(store, subscriber, library)
+    picks = _held_picks(context, date, ids, suggested or {})
+    return context.digest(date, picks if picks is not None else
+                          _read_picks(context, date, ids, suggested or {}), more=more)
+
+
+def _held_picks(context: _Context, date: str, ids: list[str], suggested: dict[str, TopicHit]
+                ) -> list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]] | None:
+    """`rebuild`'s entries from the batch's held score rows, shared by every reader alike (a
+    few lookups a paper): when every paper was announced on `date` and still scores on one
+    of the reader's topics, and the reader's library does not score them; else None."""
+    if context.shelf is not None or not context.library.announced_on(date, ids):
+        return None
+    by_paper = context.library.held_scores(date)
+    picks: list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]] = []
+    for pid in ids:
+        on = by_paper.get(pid)
+        scored = [(on[s.topic], s.threshold) for s in context.subscriptions
+                  if s.topic in on] if on else []
+        if not scored:
+            return None  # read where it is (`_read_picks`)
+        rows = [r for r, threshold in scored if r["score"] >= threshold] or [r for r, _ in scored]
+        authors = context.authors_of(pid)
+        if pid in suggested:
+            picks.append((announcement(rows[0]), [suggested[pid]], authors))
+            continue
+        rows = context.library.hold(context._in_order(rows))
+        entry = None if authors else context.library.held_entry(rows, context.lang)
+        picks.append(entry or (announcement(rows[0]), context.hits(rows), authors))
+    return picks
+
+
+def _read_picks(context: _Context, date: str, ids: list[str], suggested: dict[str, TopicHit]
+                ) -> list[tuple[Announcement, list[TopicHit], list[AuthorHit]]]:
+    """`rebuild`'s entries from the scores and announcements as read for this reader."""
+    store, subscriber = context.store, context.subscriber
     topic_rows = context.library.scored_on(date, context.subscriptions, ids)
     if topic_rows is None:  # a paper announced before `date`: read where it was
         topic_rows = subscribed_scores(store, subscriber.id, ids, date)
@@ -174,10 +209,9 @@ def rebuild(
         passing = [r for r in rows if r["score"] >= r["threshold"]]
         ann = announcement(rows[0]) if rows else announced.get(pid)
         if ann is not None:
-            hits = [suggested[pid]] if suggested and pid in suggested else context.hits(
-                passing or rows)
+            hits = [suggested[pid]] if pid in suggested else context.hits(passing or rows)
             picks.append((ann, hits, context.authors_of(pid)))
-    return context.digest(date, picks, more=more)
+    return picks
 
 
 def _window(library: Library, history: History, subscriber: Subscriber, date: str) -> list[str]:

@@ -224,17 +224,9 @@ class Library:
         on these subscriptions' topics, passing or not, each with its threshold), read once
         for the whole batch — when every paper was announced on `day`, so its latest
         announcement is that day's; None otherwise."""
-        announced = self._announced_ids(day)
-        if not all(pid in announced for pid in ids):
+        if not self.announced_on(day, ids):
             return None
-        by_paper = self._all_scores.get(day)
-        if by_paper is None:
-            # Only topics someone follows: a catalogue's other topics are scored too.
-            followed = {s.topic for subs in self._all_subscriptions().values() for s in subs}
-            by_paper = self._all_scores[day] = {}
-            for row in passing_on(self.store, day, _ANY_SCORE):
-                if row["topic"] in followed:
-                    by_paper.setdefault(row["arxiv_id"], {})[row["topic"]] = row
+        by_paper = self.held_scores(day)
         out = []
         for pid in ids:
             on = by_paper.get(pid)
@@ -243,6 +235,31 @@ class Library:
                 if row is not None:
                     out.append({**row, "threshold": sub.threshold})
         return out
+
+    def held_scores(self, day: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """paper id → topic → its score row of `day`, passing or not, for every followed
+        topic: held rows (`held_entry` takes them), read once for the batch."""
+        by_paper = self._all_scores.get(day)
+        if by_paper is None:
+            # Only topics someone follows: a catalogue's other topics are scored too.
+            followed = {s.topic for subs in self._all_subscriptions().values() for s in subs}
+            by_paper = self._all_scores[day] = {}
+            for row in passing_on(self.store, day, _ANY_SCORE):
+                if row["topic"] in followed:
+                    by_paper.setdefault(row["arxiv_id"], {})[row["topic"]] = row
+        return by_paper
+
+    def hold(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`rows` (of `held_scores`) made held rows, each once, as `held_entry` takes them."""
+        for row in rows:
+            if _HITS not in row:
+                self._hold(row)
+        return rows
+
+    def announced_on(self, day: str, ids: list[str]) -> bool:
+        """Whether every paper of `ids` was announced on `day`."""
+        announced = self._announced_ids(day)
+        return all(pid in announced for pid in ids)
 
     def _announced_ids(self, day: str) -> set[str]:
         if day not in self._announced_sets:
@@ -257,17 +274,20 @@ class Library:
             by_topic: dict[str, list[dict[str, Any]]] = {}
             for row in passing_on(self.store, day, floor):
                 by_topic.setdefault(row["topic"], []).append(row)
-                # What every reader's entry makes of the row, made once (see `held_entry`).
-                row[_ANNOUNCEMENT] = announcement(row)
-                row[_LONE] = {}
-                topic = self.topic(row["topic"])
-                row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
-                                             score=row["score"], reason=row["reason"] or "")
-                              for lang in ("zh", "en")}
+                self._hold(row)
             for rows in by_topic.values():
                 rows.sort(key=_descending)
             held = self._scores[day] = (floor, by_topic)
         return held[1]
+
+    def _hold(self, row: dict[str, Any]) -> None:
+        # What every reader's entry makes of the row, made once (see `held_entry`).
+        row[_ANNOUNCEMENT] = announcement(row)
+        row[_LONE] = {}
+        topic = self.topic(row["topic"])
+        row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
+                                     score=row["score"], reason=row["reason"] or "")
+                      for lang in ("zh", "en")}
 
     def papers(self, ids: list[str]) -> dict[str, Paper]:
         missing = [pid for pid in ids if pid not in self._papers]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+from digestbot import subscribers
 from digestbot.config import Settings
 from digestbot.outbox import deliver_pending, get_row, plan
 from digestbot.outbox.claims import claims_dir, row_lock
@@ -95,3 +96,27 @@ def test_row_lock_is_exclusive_within_a_process_too(store: Store) -> None:
     with row_lock(store, 7) as again:
         assert again
     assert os.listdir(claims_dir(store)) == []
+
+
+async def test_a_reader_who_leaves_during_the_batch_gets_nothing(
+    settings: Settings, store: Store
+) -> None:
+    """The batch reads its readers once; the claim checks each is still active, so someone
+    who unsubscribes while the batch is sending others' digests gets none."""
+    add_paper(store, "2608.00001", 90)
+    ada = add_subscriber(store, "ada@example.org")
+    bob = add_subscriber(store, "bob@example.org")
+    plan(store, settings, DAY, now=NOW)
+
+    class Leaving(Slow):
+        async def send(self, store, row, digest) -> None:
+            await super().send(store, row, digest)
+            # Bob unsubscribes while Ada's digest goes out.
+            subscribers.set_status(store, bob.id if digest.subscriber.id == ada.id else ada.id,
+                                   "unsubscribed")
+
+    sender = Leaving()
+    report = await deliver_pending(store, {"email": sender}, now=NOW)
+    assert report.sent == 1 and report.cancelled == 1 and len(sender.sent) == 1
+    assert sorted(r["status"] for r in store.db.query("select status from deliveries")) == [
+        "cancelled", "sent"]

@@ -73,14 +73,38 @@ def message_date() -> str:
     return format_datetime(datetime.now(UTC), usegmt=True)
 
 
+class _Sender:
+    """What the From address gives a message (parsed once per address, not per message)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.address = settings.mail_address
+        self.domain = settings.mail_domain
+        self.envelope = wire_address(self.address)[0]
+        # A mailto URI is ASCII: IDNA domain, any other non-ASCII percent-encoded (RFC 6068).
+        self.mailbox = quote(self.envelope, safe="@")
+
+
+_SENDERS: dict[str, _Sender] = {}
+
+
+def _sender_of(settings: Settings) -> _Sender:
+    """The From address taken apart, kept by its exact text (a process has one or two)."""
+    try:
+        return _SENDERS[settings.mail_from]
+    except KeyError:
+        if len(_SENDERS) >= 16:
+            _SENDERS.clear()
+        sender = _SENDERS[settings.mail_from] = _Sender(settings)
+        return sender
+
+
 def _message_parts(
     settings: Settings, delivery: DeliveryRow, digest: Digest
 ) -> tuple[EmailPolicy, list[tuple[str, str]], str, str]:
     """(policy, headers in order, text, html) of the digest email: what both routes below
     write, with the Message-ID the outbox row chose before the first attempt."""
     sub = digest.subscriber
-    from_addr = settings.mail_address
-    domain = settings.mail_domain
+    domain = _sender_of(settings).domain
     web_unsubscribe = signing.unsubscribe_url(settings, sub.token)
     rendered = render.render_email(
         digest, unsubscribe_url=web_unsubscribe,
@@ -99,9 +123,7 @@ def _message_parts(
     ]
     # The web link first: it is the one Gmail's and Yahoo's one-click unsubscribe uses.
     links = [f"<{web_unsubscribe}>"] if web_unsubscribe else []
-    # A mailto URI is ASCII: IDNA domain, any other non-ASCII percent-encoded (RFC 6068).
-    mailbox = quote(wire_address(from_addr)[0], safe="@")
-    links.append(f"<mailto:{mailbox}?subject=unsubscribe-{sub.token}>")
+    links.append(f"<mailto:{_sender_of(settings).mailbox}?subject=unsubscribe-{sub.token}>")
     headers.append(("List-Unsubscribe", ", ".join(links)))
     if web_unsubscribe and web_unsubscribe.startswith("https://"):
         # RFC 8058: only meaningful with an HTTPS link that takes the one-click POST.
@@ -274,7 +296,7 @@ class EmailSender:
 
     async def _send(self, delivery: DeliveryRow, digest: Digest) -> None:
         message = message_bytes(self.settings, delivery, digest)
-        envelope_from = wire_address(self.settings.mail_address)[0]
+        envelope_from = _sender_of(self.settings).envelope
         rcpt, utf8 = wire_address(digest.subscriber.address)
         where = f"{self.config.host}:{self.config.port}"
         smtp = self._checkout()

@@ -4,7 +4,9 @@ Building a digest's message (selecting, rendering, MIME) costs a few millisecond
 one process sends a few hundred messages a second at best, however many SMTP connections it
 keeps. With `send_workers = n` a batch of at least `WORKER_MIN_ROWS` ready rows of a
 parallel channel (email) is split among this process and n - 1 others, each with its own
-store, SMTP connections and share of the rows (`outbox.deliver_pending(shard=…)`); chat
+store, SMTP connections and share of the rows (`outbox.deliver_pending(shard=…)`), which
+goes on to the others' rows still waiting once its own are done: this process does not
+wait for the workers' start-up (a few seconds of imports) with nothing to do. Chat
 channels stay in this process, since their flood limits are the bot's. The claims make a
 row's delivery exactly-once whoever sends it, and a worker killed half-way leaves its rows to
 be taken over like any dead sender's. Cancelled (`run` stopping), the workers get SIGTERM,
@@ -141,4 +143,6 @@ async def _share(settings: Settings, shard: tuple[int, int], now: datetime) -> D
     mine = {ch: s for ch, s in senders.items() if getattr(s, "parallel", False)}
     await close_senders([s for ch, s in senders.items() if ch not in mine])
     with Store(settings.db) as store:
-        return await deliver_and_close(store, mine, now=now, shard=shard)
+        report = await deliver_and_close(store, mine, now=now, shard=shard)
+    log.info("sending process %d: %s", shard[0], report.summary())
+    return report

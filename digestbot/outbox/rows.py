@@ -109,6 +109,14 @@ def get_row(store: Store, row_id: int) -> DeliveryRow | None:
     return DeliveryRow.from_row(rows[0]) if rows else None
 
 
+def unchanged(store: Store, row: DeliveryRow) -> bool:
+    """Whether the row still has the status and attempts it was read with: a read (no write
+    lock), to pass over a row another process has moved on without trying to claim it."""
+    return bool(list(store.db.execute(
+        "select 1 from deliveries where id = ? and status = ? and coalesce(attempts, 0) = ?",
+        [row.id, row.status, row.attempts])))
+
+
 def day_row(store: Store, subscriber_id: int, date: str) -> DeliveryRow | None:
     """The subscriber's row for the digest of `date` (at most one: a unique index)."""
     rows = list(store.db.query(
@@ -242,19 +250,25 @@ def _message_id(settings: Settings, sub: Subscriber, date: str) -> str | None:
 ERROR_CHARS = 500
 
 
-def claim(store: Store, row: DeliveryRow, now: datetime, **values: Any) -> bool:
+def claim(store: Store, row: DeliveryRow, now: datetime, *, reader_active: bool = False,
+          **values: Any) -> bool:
     """Move `row` on to `values` only if it is still exactly as it was read; True if it was.
 
     One UPDATE … WHERE on what the caller saw (status and attempts), so of two workers that
     read the same row only the first one's write lands; the other sees rowcount 0 and leaves
     the row alone. `attempts` makes it a version: a row retried and failed again meanwhile
-    reads 'failed' as before but no longer matches.
+    reads 'failed' as before but no longer matches. `reader_active`: and only while its
+    subscriber is still active, checked in the same statement (a sender that read its
+    readers at the start of a batch still sends nothing to someone who left since).
     """
     values = {**values, "updated_at": iso(now)}
     sets = ", ".join(f"{name} = ?" for name in values)
+    active = (" and exists (select 1 from subscribers s where s.id = deliveries.subscriber_id"
+              " and s.status = 'active')") if reader_active else ""
     with store.db.atomic():
         cursor = store.db.execute(
-            f"update deliveries set {sets} where id = ? and status = ? and coalesce(attempts, 0) = ?",
+            f"update deliveries set {sets} where id = ? and status = ?"
+            f" and coalesce(attempts, 0) = ?{active}",
             [*values.values(), row.id, row.status, row.attempts])
     return cursor.rowcount == 1
 

@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from digestbot import digest as digests
 from digestbot import subscribers
 from digestbot.config import Settings
 from digestbot.errors import PermanentError, ServiceDown, TransientError
-from digestbot.models import Digest
+from digestbot.models import Digest, Subscriber
 from digestbot.outbox.claims import row_lock
 from digestbot.outbox.plan import plan_into, preview_into
 from digestbot.outbox.rows import (
@@ -31,16 +31,18 @@ from digestbot.outbox.rows import (
     get_row,
     iso,
     ready_rows,
+    unchanged,
     update,
 )
 from digestbot.sources.papers import latest_announcement_date
-from digestbot.store import Store
+from digestbot.store import Store, StoreThread
 
 # `late:<announcement date>` in meta: that day's digests come late because of an incident
 # (written by `status.alerts` when the evening's fetch incident opens).
 LATE_KEY = "late:"
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Transient failures are retried after 5, 10, 20, 40 minutes; the fifth failure is final.
 MAX_ATTEMPTS = 5
@@ -135,16 +137,22 @@ async def deliver_pending(
 
     Within a channel at most the sender's `concurrency` rows are in flight (SMTP keeps a few
     connections open, chat senders pace each chat themselves); a failure marks that row and
-    the batch goes on. `shard=(k, n)` takes only rows whose id is k modulo n of the channels
-    whose sender is `parallel`, and every other row only in share 0: n processes split a
-    batch among them (more CPU for building messages) without each reading and skipping the
-    rows the others hold; the claims keep any overlap safe all the same.
+    the batch goes on. `shard=(k, n)`: n processes split a batch among them (more CPU for
+    building messages). Share k takes first the rows whose id is k modulo n of the channels
+    whose sender is `parallel` (every other row only in share 0), then the other shares'
+    parallel rows from the end of their queues, those still as read: a share that finishes
+    first (the others still starting up, or slower) helps with the rest instead of waiting.
+    The claims keep each row's delivery exactly-once whoever takes it.
     """
     now = aware(now or datetime.now(UTC))
     report = report or DeliveryReport()
     queues: dict[str, list[DeliveryRow]] = defaultdict(list)
+    others: dict[str, list[DeliveryRow]] = defaultdict(list)
     for row, channel in ready_rows(store, now):
-        if shard is not None and not in_share(row.id, senders.get(channel), shard):
+        sender = senders.get(channel)
+        if shard is not None and not in_share(row.id, sender, shard):
+            if getattr(sender, "parallel", False):
+                others[channel].append(row)
             continue
         if channel in senders:
             queues[channel].append(row)
@@ -156,9 +164,12 @@ async def deliver_pending(
                 f"retry {channel} #{r.subscriber_id} {r.digest_date}: {len(r.paper_ids)} papers"
                 f" (status {r.status}, attempt {r.attempts + 1})" for r in rows]
         return report
+    for channel, rows in others.items():
+        queues[channel].extend(reversed(rows))
     await asyncio.gather(*(
-        _drain(store, senders[channel], rows, report, now) for channel, rows in queues.items()
-    ))
+        _drain(store, senders[channel], rows, report, now,
+               {r.id for r in others.get(channel, ())})
+        for channel, rows in queues.items()))
     return report
 
 
@@ -185,57 +196,111 @@ async def deliver_row(
 
 async def _drain(
     store: Store, sender: ChannelSender, rows: list[DeliveryRow], report: DeliveryReport,
-    now: datetime,
+    now: datetime, others: set[int],
 ) -> None:
-    # The batch's digests share the day's papers: read each once for all of them.
-    library = digests.Library(store)
+    batch = _Batch(store, others)
+    try:
+        await _drain_batch(store, sender, rows, report, now, batch)
+    finally:
+        batch.close()
+
+
+async def _drain_batch(
+    store: Store, sender: ChannelSender, rows: list[DeliveryRow], report: DeliveryReport,
+    now: datetime, batch: _Batch,
+) -> None:
     # A chat sender paces itself per chat and serves many chats at once (`concurrency`):
     # one chat at a time would make 1,000 Telegram digests take an hour at 1 message/s.
     width = getattr(sender, "concurrency", 1)
     if width <= 1:
         for row in rows:
-            await _deliver_one(store, sender, row, report, now, library)
+            await _deliver_one(store, sender, row, report, now, batch)
         return
     gate = asyncio.Semaphore(width)
 
     async def one(row: DeliveryRow) -> None:
         async with gate:
-            await _deliver_one(store, sender, row, report, now, library)
+            await _deliver_one(store, sender, row, report, now, batch)
 
     await asyncio.gather(*(one(row) for row in rows))
 
 
+class _Batch:
+    """What a delivery run reads once for all its rows: the day's papers and scores (the
+    digests share them), the active readers, and each day's late note. A reader who leaves
+    meanwhile gets nothing all the same: the claim checks they are still active."""
+
+    def __init__(self, store: Store, others: set[int]) -> None:
+        self.store = store
+        self.others = others  # rows of other shares: taken only while still as read
+        self.library = digests.Library(store)
+        self.readers = {s.id: s for s in subscribers.list_all(store, ("active",))}
+        self._late: dict[str, str] = {}
+        # The claim and the sent mark are each a commit, and a commit waits for the disk
+        # (synchronous FULL): in a thread of their own, the loop builds the next message
+        # meanwhile. An in-memory database has no second connection: written here.
+        self._writer = StoreThread(store.path) if store.path != ":memory:" else None
+
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(store, *args, **kwargs)`, a write, on the batch's writer thread. Shielded: a
+        cancelled send still waits for nothing, and a write begun lands (`close` waits)."""
+        if self._writer is None:
+            return fn(self.store, *args, **kwargs)
+        return await asyncio.shield(self._writer.run(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def late(self, date: str) -> str:
+        if date not in self._late:
+            self._late[date] = self.store.get_meta(LATE_KEY + date) or ""
+        return self._late[date]
+
+
 async def _deliver_one(
     store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
-    library: digests.Library | None = None,
+    batch: _Batch | None = None,
 ) -> None:
     # Held from the claim until the outcome is written: a second process (another `send`, a
     # `once`, `run`) skips this row meanwhile, and takes a 'sending' row over only once its
     # owner is dead (see `claims`).
+    if batch is not None and row.id in batch.others and not unchanged(store, row):
+        return  # another share's row, moved on by it meanwhile
     with row_lock(store, row.id) as mine:
         if mine:
-            await _attempt(store, sender, row, report, now, library)
+            await _attempt(store, sender, row, report, now, batch)
 
 
 async def _attempt(
     store: Store, sender: ChannelSender, row: DeliveryRow, report: DeliveryReport, now: datetime,
-    library: digests.Library | None,
+    batch: _Batch | None,
 ) -> None:
-    sub = subscribers.get(store, row.subscriber_id)
+    sub = (batch.readers.get(row.subscriber_id) if batch else None) or subscribers.get(
+        store, row.subscriber_id)
     if sub is None or sub.status != "active":
-        status = sub.status if sub else "removed"
-        if claim(store, row, now, status="cancelled", last_error=f"subscriber is {status}"):
-            report.cancelled += 1
+        _cancel(store, row, now, report, sub)
         return
     # Counted before the attempt, so a row that crashes the process every time still runs
     # out of attempts instead of looping forever.
     attempts = row.attempts + 1
-    if not claim(store, row, now, status="sending", attempts=attempts):
-        return  # another worker moved it on since we read it
+    claimed = (await batch.write(claim, row, now, status="sending", attempts=attempts,
+                                 reader_active=True) if batch else
+               claim(store, row, now, status="sending", attempts=attempts, reader_active=True))
+    if not claimed:
+        # Another worker moved it on since we read it, or the reader left since the batch
+        # read them (then the row is cancelled).
+        sub = subscribers.get(store, row.subscriber_id)
+        if sub is None or sub.status != "active":
+            _cancel(store, row, now, report, sub)
+        return
     try:
         digest = digests.rebuild(store, sub, row.digest_date, row.paper_ids, row.more,
-                                 library=library, suggested=row.suggested)
-        digest = replace(digest, late=store.get_meta(LATE_KEY + row.digest_date) or "")
+                                 library=batch.library if batch else None,
+                                 suggested=row.suggested)
+        late = batch.late(row.digest_date) if batch else store.get_meta(
+            LATE_KEY + row.digest_date) or ""
+        digest = replace(digest, late=late)
         await sender.send(store, row, digest)
     except ServiceDown as exc:
         # The server is down (or the breaker knows it is): no attempt counted.
@@ -267,6 +332,18 @@ async def _attempt(
         log.warning("%s #%s %s: attempt %d failed: %s", sender.channel, sub.id,
                     row.digest_date, attempts, error)
     else:
-        update(store, row.id, now, status="sent", sent_at=iso(now), last_error=None,
-               next_attempt_at=None)
+        sent = {"status": "sent", "sent_at": iso(now), "last_error": None, "next_attempt_at": None}
+        if batch:
+            await batch.write(update, row.id, now, **sent)
+        else:
+            update(store, row.id, now, **sent)
         report.sent += 1
+
+
+def _cancel(store: Store, row: DeliveryRow, now: datetime, report: DeliveryReport,
+            sub: Subscriber | None) -> None:
+    """The row of a reader who is no longer active ends as 'cancelled' (unless another worker
+    moved it on meanwhile)."""
+    status = sub.status if sub else "removed"
+    if claim(store, row, now, status="cancelled", last_error=f"subscriber is {status}"):
+        report.cancelled += 1
