@@ -18,11 +18,16 @@ from tests.fakes.smtp import SmtpServer
 NOW = datetime(2026, 8, 13, 1, 0, tzinfo=UTC)
 
 
-def test_shards_split_a_batch_without_overlap_or_gap(store: Store) -> None:
+def readers_of_one_paper(store: Store, n: int) -> list[str]:
     add_paper(store, "2608.00001", 90)
-    readers = [f"reader{i}@example.org" for i in range(7)]
+    readers = [f"reader{i}@example.org" for i in range(n)]
     for address in readers:
         add_subscriber(store, address)
+    return readers
+
+
+def test_shards_split_a_batch_without_overlap_or_gap(store: Store) -> None:
+    readers = readers_of_one_paper(store, 7)
     with SmtpServer() as server:
         settings = load_settings(smtp_url=server.url)
         row_ids = plan(store, settings, DAY, now=NOW)
@@ -43,10 +48,7 @@ def test_shards_split_a_batch_without_overlap_or_gap(store: Store) -> None:
 def test_a_share_whose_peers_never_come_sends_their_rows_too(store: Store) -> None:
     """A worker that is slow to start (or never does) leaves its share to the others: the
     batch is not held up by its slowest process."""
-    add_paper(store, "2608.00001", 90)
-    readers = [f"reader{i}@example.org" for i in range(6)]
-    for address in readers:
-        add_subscriber(store, address)
+    readers = readers_of_one_paper(store, 6)
     with SmtpServer() as server:
         settings = load_settings(smtp_url=server.url)
         row_ids = plan(store, settings, DAY, now=NOW)
