@@ -52,7 +52,10 @@ async def deliver_in_workers(
     closed afterwards."""
     report = report or DeliveryReport()
     parallel = {ch for ch, s in senders.items() if getattr(s, "parallel", False)}
-    if workers <= 1 or sum(ch in parallel for _row, ch in ready_rows(store, now)) < min_rows:
+    # The ready rows are counted only when a parallel channel is here: a chat channel's
+    # drain (every tick under `run`) never reads them twice.
+    if (workers <= 1 or not parallel
+            or sum(ch in parallel for _row, ch in ready_rows(store, now)) < min_rows):
         return await deliver_and_close(store, senders, now=now, report=report)
     log.info("sending with %d processes", workers)
     ctx = multiprocessing.get_context("spawn")
