@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 from digestbot import digest, render, signing, subscribers  # noqa: E402
 from digestbot.config import load_settings  # noqa: E402
-from digestbot.enrich.enrichment import save_enrichment  # noqa: E402
+from digestbot.enrich.stored import save_enrichment  # noqa: E402
 from digestbot.models import Announcement, Author, Enrichment, FeedBatch, Institution, Paper  # noqa: E402
 from digestbot.outbox import DeliveryHistory  # noqa: E402
 from digestbot.render.controls import EmailVotes  # noqa: E402

@@ -10,7 +10,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from digestbot import rerank, subscribers, topics
-from digestbot.enrich.enrichment import get_enrichment, get_enrichments
+from digestbot.enrich.stored import get_enrichment, get_enrichments
 from digestbot.enrich.topic_scores import passing_on
 from digestbot.models import (
     Announcement,

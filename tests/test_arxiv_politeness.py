@@ -21,9 +21,9 @@ import pytest
 
 from digestbot import status, subscribers
 from digestbot.config import Settings, load_settings
-from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.institutions import fill_missing_institutions
 from digestbot.enrich.pdf import FETCHED, GIVEN_UP, FirstPages, GivenUp, arxiv_status
+from digestbot.enrich.stored import get_enrichment
 from digestbot.errors import ArxivDown, NetworkError
 from digestbot.models import Author, Paper
 from digestbot.sources.api import api_papers

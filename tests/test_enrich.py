@@ -18,7 +18,7 @@ from digestbot.config import Settings, load_settings
 from digestbot.enrich import offline, prompts
 from digestbot.enrich.calls import MAX_FAILED_CALLS
 from digestbot.enrich.counts import counts as enrich_counts
-from digestbot.enrich.enrichment import OFFLINE_MODEL, get_enrichment
+from digestbot.enrich.stored import OFFLINE_MODEL, get_enrichment
 from digestbot.models import Announcement, Author, FeedBatch, Paper
 from digestbot.sources.papers import get_paper, save_batch
 from digestbot.store import Store

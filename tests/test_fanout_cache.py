@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from digestbot import digest, render
 from digestbot.config import load_settings
-from digestbot.enrich.enrichment import save_enrichment
+from digestbot.enrich.stored import save_enrichment
 from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.models import Enrichment
 from digestbot.outbox import DeliveryHistory

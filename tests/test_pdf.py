@@ -10,8 +10,8 @@ from fpdf import FPDF
 from digestbot import subscribers
 from digestbot.config import load_settings
 from digestbot.enrich import prompts
-from digestbot.enrich.enrichment import get_enrichment
 from digestbot.enrich.pdf import extract_first_page
+from digestbot.enrich.stored import get_enrichment
 from digestbot.errors import PdfError
 from digestbot.store import Store
 from tests.fakes.http import FakeServer, Request, Response

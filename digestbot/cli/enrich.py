@@ -7,9 +7,10 @@ import asyncio
 import json
 from pathlib import Path
 
-from digestbot import enrich, subscribers
+from digestbot import subscribers
 from digestbot import topics as catalogue
 from digestbot.config import Settings
+from digestbot.enrich import one_topic
 from digestbot.enrich.pipeline import day_papers, run_pipeline
 from digestbot.errors import DigestbotError, UsageError
 from digestbot.outbox.timeline import reading_order
@@ -39,7 +40,7 @@ def cmd_enrich(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
     """Print `{"id","topic","score","reason"}` per paper for one topic."""
     # Bad input is refused before the store is opened, so a typo leaves no new database behind.
-    from_file = enrich.read_jsonl(Path(args.jsonl)) if args.jsonl else None
+    from_file = one_topic.read_jsonl(Path(args.jsonl)) if args.jsonl else None
     if catalogue.lookup(args.topic) is None and not Path(settings.db).exists():
         raise UsageError(catalogue.unknown_topic_message(args.topic))
     with Store(settings.db) as store:
@@ -55,7 +56,7 @@ def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
                 raise DigestbotError(
                     f"没有可评分的论文 / no papers{' on ' + day if day else ''} in the database: "
                     "run `digestbot fetch` first or pass --jsonl FILE")
-        scores = asyncio.run(enrich.score_topic(settings, store, papers, topic,
+        scores = asyncio.run(one_topic.score_topic(settings, store, papers, topic,
                                                 offline=args.offline, cache=cache))
     for paper in papers:
         s = scores[(paper.id, paper.version)][topic.slug]

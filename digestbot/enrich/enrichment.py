@@ -1,16 +1,15 @@
 """Enrichment: one LLM call per selected paper version (Chinese title, summaries, Chinese
 abstract, institutions grounded in the first page), cached per (arxiv_id, version,
-prompt_version, model); a replaced version is a new key and is enriched again. Also the
-read of the enrichment to show for a version.
+prompt_version, model); a replaced version is a new key and is enriched again. What is stored
+and read back is `enrich.stored`'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from digestbot import topics as catalogue
 from digestbot.enrich import offline, prompts
@@ -24,14 +23,12 @@ from digestbot.enrich.calls import (
 )
 from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pdf import GivenUp, page_text
+from digestbot.enrich.stored import OFFLINE_MODEL, save_enrichment
 from digestbot.errors import AnswerError
 from digestbot.models import Enrichment, Institution, Paper
-from digestbot.store import Store, chunks, now_iso
+from digestbot.store import Store
 
 log = logging.getLogger(__name__)
-
-OFFLINE_MODEL = "offline"
-
 
 class PageSource(Protocol):
     """Where the institutions' text comes from (`pdf.FirstPages`, or the pipeline's memo of
@@ -130,19 +127,6 @@ def offline_enrichment(paper: Paper) -> Enrichment:
                       summary_en=offline.first_sentence(paper.abstract))
 
 
-def save_enrichment(store: Store, e: Enrichment) -> None:
-    store.db["enrichments"].upsert({
-        "arxiv_id": e.arxiv_id, "version": e.version, "prompt_version": e.prompt_version,
-        "model": e.model, "title_zh": e.title_zh, "summary_zh": e.summary_zh,
-        "summary_en": e.summary_en, "abstract_zh": e.abstract_zh,
-        "institutions": _institutions_json(e.institutions), "created_at": now_iso(),
-    }, pk=("arxiv_id", "version", "prompt_version", "model"))
-
-
-def _institutions_json(items: Sequence[Institution]) -> str:
-    return json.dumps([{"name": i.name, "name_zh": i.name_zh} for i in items], ensure_ascii=False)
-
-
 def _enriched_keys(store: Store, papers: Sequence[Paper], llm: LLMClient | None) -> set[Key]:
     """Versions that need no new enrichment: offline, any at all (an offline run never shadows
     a model's work); with the LLM, this prompt and model's, or any for a version whose calls
@@ -154,44 +138,3 @@ def _enriched_keys(store: Store, papers: Sequence[Paper], llm: LLMClient | None)
     current = {(r["arxiv_id"], r["version"]) for r in rows
                if r["model"] == llm.model and r["prompt_version"] == prompts.PROMPT_VERSION}
     return current | (enriched & failed_often(store, "enrich"))
-
-
-def get_enrichment(store: Store, arxiv_id: str, version: int) -> Enrichment | None:
-    """The enrichment to show for that version: a model's before offline, then the current
-    prompt's, then the newest."""
-    rows = list(store.db.query(
-        f"select * from enrichments where arxiv_id = ? and version = ? {_PREFERRED} limit 1",
-        [arxiv_id, version, OFFLINE_MODEL, prompts.PROMPT_VERSION]))
-    return _from_row(rows[0]) if rows else None
-
-
-# Which of a version's enrichments is shown: a model's before offline, then the current
-# prompt's, then the newest.
-_PREFERRED = "order by model = ? asc, prompt_version = ? desc, created_at desc, rowid desc"
-
-
-def get_enrichments(store: Store, keys: Sequence[Key]) -> dict[Key, Enrichment]:
-    """`get_enrichment` for many versions at once (a batch of digests reads the day's papers
-    in a few queries, not one each); versions without one are absent."""
-    wanted, out = set(keys), {}
-    for chunk in chunks(sorted({pid for pid, _ in wanted}), 500):
-        marks = ",".join("?" * len(chunk))
-        for row in store.db.query(
-                f"select * from enrichments where arxiv_id in ({marks})"
-                f" {_PREFERRED.replace('order by', 'order by arxiv_id, version,')}",
-                [*chunk, OFFLINE_MODEL, prompts.PROMPT_VERSION]):
-            key = (row["arxiv_id"], row["version"])
-            if key in wanted and key not in out:
-                out[key] = _from_row(row)
-    return out
-
-
-def _from_row(row: dict[str, Any]) -> Enrichment:
-    return Enrichment(
-        arxiv_id=row["arxiv_id"], version=row["version"], title_zh=row["title_zh"] or "",
-        summary_zh=row["summary_zh"] or "", abstract_zh=row["abstract_zh"] or "",
-        institutions=[Institution(i["name"], i.get("name_zh", ""))
-                      for i in json.loads(row["institutions"] or "[]")],
-        model=row["model"], prompt_version=row["prompt_version"] or "",
-        summary_en=row["summary_en"] or "",
-    )

@@ -18,9 +18,10 @@ from pydantic import BaseModel
 from digestbot.config import Settings
 from digestbot.enrich import prompts
 from digestbot.enrich.calls import PipelineReport, ask_recorded, rows_for
-from digestbot.enrich.enrichment import OFFLINE_MODEL, grounded_institutions
+from digestbot.enrich.enrichment import grounded_institutions
 from digestbot.enrich.llm import LLMClient
 from digestbot.enrich.pdf import FirstPages, GivenUp, given_up
+from digestbot.enrich.stored import OFFLINE_MODEL
 from digestbot.models import Paper
 from digestbot.sources.papers import get_papers
 from digestbot.store import Store

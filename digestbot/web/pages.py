@@ -21,7 +21,7 @@ from aiohttp import web
 
 from digestbot import render, topics
 from digestbot.enrich import topic_scores
-from digestbot.enrich.enrichment import get_enrichment
+from digestbot.enrich.stored import get_enrichment
 from digestbot.models import DigestEntry, Topic, TopicHit
 from digestbot.sources.papers import (
     announcement_dates,
