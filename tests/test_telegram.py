@@ -449,6 +449,21 @@ async def test_limiter_keeps_under_the_servers_limits():
         assert fake.too_many_requests > 0  # the server does refuse an unpaced burst
 
 
+async def test_a_message_held_up_on_its_way_still_leaves_the_chat_its_spacing():
+    """The chat's spacing counts from the previous message's answer when that came later
+    than its turn: a message held up 0.25 s on its way (a busy pool or proxy) arrived then,
+    and the next one must not follow it within the server's per-chat limit."""
+    with FakeTelegram(TOKEN, enforce_limits=True, overall_per_s=100, chat_interval=0.3) as fake:
+        settings = load_settings(telegram_bot_token=TOKEN, telegram_api_url=fake.base_url)
+        limiter = FloodLimiter(overall_per_s=0, chat_interval=0.35, max_retries=0)
+        fake.hold_next(5, 0.25)
+        async with build_bot(settings, limiter) as bot:
+            for i in range(3):
+                await bot.send_message(5, f"m{i}")
+        assert fake.too_many_requests == 0
+        assert [m["text"] for m in fake.sent_to(5)] == ["m0", "m1", "m2"]
+
+
 async def test_digest_command_sends_now_then_only_again_on_request(tg, bot):
     seed_day(bot.store, "42", 3)
     tg.push_message(42, "/digest")

@@ -60,7 +60,9 @@ class FloodLimiter(BaseRateLimiter[int]):
     # A chat's spacing leaves 0.2 s for jitter: two messages that leave 1.05 s apart can
     # arrive less than a second apart when the first is held up on its way (seen as a
     # 'chat' 429 in bench/telegram.py on a loaded machine). It costs a two-message digest
-    # 0.15 s; the bot's overall pace is unchanged.
+    # 0.15 s; the bot's overall pace is unchanged. And it counts from the later of the
+    # previous message's turn and its answer: one held up longer than that (a busy
+    # connection pool, a slow proxy) arrived no later than its answer came back.
     def __init__(self, overall_per_s: float = 28.0, chat_interval: float = 1.2,
                  group_per_min: float = 19.0, max_retries: int = 5) -> None:
         self.overall_interval = 1.0 / overall_per_s if overall_per_s else 0.0
@@ -87,7 +89,8 @@ class FloodLimiter(BaseRateLimiter[int]):
             self._next = {k: t for k, t in self._next.items() if t > now}
         return slot - now
 
-    async def _wait_turn(self, chat_id: Any) -> None:
+    async def _wait_turn(self, chat_id: Any) -> tuple[Any, float]:
+        """Wait for the chat's and the bot's next slots; the chat's key and spacing."""
         try:
             group = int(chat_id) < 0
         except (TypeError, ValueError):
@@ -98,6 +101,13 @@ class FloodLimiter(BaseRateLimiter[int]):
         sent_at = await self._overall_turn()
         # The overall queue may have held this request: the chat's spacing counts from now.
         self._next[key] = max(self._next.get(key, 0.0), sent_at + interval)
+        return key, interval
+
+    def _answered(self, key: Any, interval: float) -> None:
+        """The chat's request is answered (or failed): its next one no sooner than `interval`
+        from now, however long this one took to arrive."""
+        self._next[key] = max(self._next.get(key, 0.0),
+                              asyncio.get_running_loop().time() + interval)
 
     async def _overall_turn(self) -> float:
         """Keep `overall_interval` between sends as they really go out, not only as reserved.
@@ -115,22 +125,25 @@ class FloodLimiter(BaseRateLimiter[int]):
         chat_id = data.get("chat_id")
         for attempt in range(self.max_retries + 1):
             await self._resume.wait()
-            if chat_id is not None and _POSTING.match(endpoint):
-                await self._wait_turn(chat_id)
+            turn = (await self._wait_turn(chat_id)
+                    if chat_id is not None and _POSTING.match(endpoint) else None)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 if attempt == self.max_retries:
                     raise
-                self.retried += 1
                 wait = retry_seconds(exc)
-                log.info("Telegram asked to retry after %.1f s; pausing all sends", wait)
-                # Flood control is per bot: everyone waits, not only this request.
-                self._resume.clear()
-                try:
-                    await asyncio.sleep(wait)
-                finally:
-                    self._resume.set()
+            finally:
+                if turn is not None:
+                    self._answered(*turn)
+            self.retried += 1
+            log.info("Telegram asked to retry after %.1f s; pausing all sends", wait)
+            # Flood control is per bot: everyone waits, not only this request.
+            self._resume.clear()
+            try:
+                await asyncio.sleep(wait)
+            finally:
+                self._resume.set()
         raise AssertionError("unreachable")
 
 

@@ -61,6 +61,9 @@ class FakeTelegram:
         # Chats whose messages fail with an error that echoes the whole request (URL with the
         # token, headers, body), as a careless proxy or a debugging server would.
         self.echo_errors: set[int] = set()
+        # chat → how long its next messages are held up on their way in (a busy proxy or
+        # connection pool) before they count as arrived; see `hold_next`.
+        self._holds: dict[int, deque[float]] = {}
         self._cond = threading.Condition()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
@@ -152,6 +155,12 @@ class FakeTelegram:
             self._failures.setdefault(chat_id, deque()).append(
                 (len(self._sent_to(chat_id)) + after, _error(status, description, **parameters)))
 
+    def hold_next(self, chat_id: int, seconds: float) -> None:
+        """The next message to `chat_id` arrives `seconds` late: it is timed against the
+        flood limits (and answered) only then, as when a request is held up on its way."""
+        with self._cond:
+            self._holds.setdefault(chat_id, deque()).append(seconds)
+
     def _sent_to(self, chat_id: int) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["chat_id"] == chat_id]
 
@@ -206,6 +215,10 @@ class FakeTelegram:
         if method in SENDING and int(params["chat_id"]) in self.echo_errors:
             return _error(400, f"Bad Request: cannot handle {req.echo()}")
         if method in SENDING:
+            with self._cond:
+                holds = self._holds.get(int(params["chat_id"]))
+                held = holds.popleft() if holds else 0.0
+            time.sleep(held)  # this request's own server thread
             refused = self._refuse(int(params["chat_id"]))
             if refused is not None:
                 return refused
