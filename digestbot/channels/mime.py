@@ -12,7 +12,6 @@ base64 itself.
 
 from __future__ import annotations
 
-import binascii
 import functools
 import io
 import random
@@ -28,6 +27,7 @@ from email.policy import EmailPolicy
 from typing import Any
 
 import numpy as np
+import pybase64
 
 
 class _Generator(BytesGenerator):
@@ -61,8 +61,8 @@ def _base64_text(msg: EmailMessage, text: str, subtype: str = "plain", cte: str 
         return
     raw_data_manager.set_content(msg, "", subtype, cte=cte, **params)  # the headers
     linesep = msg.policy.linesep.encode("ascii")
-    body = binascii.b2a_base64(linesep.join(text.encode("utf-8").splitlines()) + linesep,
-                               newline=False).decode("ascii")
+    body = pybase64.b64encode(linesep.join(text.encode("utf-8").splitlines()) + linesep
+                              ).decode("ascii")
     width = msg.policy.max_line_length // 4 * 4  # 57 bytes a line, as the stdlib cuts them
     msg.set_payload("".join(f"{body[i:i + width]}\n" for i in range(0, len(body), width)))
 
@@ -91,7 +91,7 @@ def _base64_is_shorter(policy: Any, lines: list[bytes]) -> bool:
     """
     linesep = policy.linesep.encode("ascii")
     sniff = linesep.join(lines[:10]) + linesep
-    base64_length = len(binascii.b2a_base64(sniff))
+    base64_length = 4 * -(-len(sniff) // 3) + 1  # len(binascii.b2a_base64(sniff)): its newline
     at_least = len(sniff) - 2 * sniff.count(b"\r\n") + 2 * len(sniff.translate(None, _QP_LITERAL))
     if at_least > base64_length:
         return True
@@ -199,7 +199,7 @@ def _has_line(body: bytes, boundary: str) -> bool:
         b"^" + re.escape(marker) + b"(--)?\r?$", body, re.MULTILINE) is not None
 
 
-def _text_body(policy: EmailPolicy, text: str, cte: str | None) -> tuple[str, bytes]:
+def _text_body(policy: EmailPolicy, text: str, cte: str | None) -> tuple[str, bytes | bytearray]:
     """(Content-Transfer-Encoding, encoded body ending in the policy's linesep), chosen and
     encoded as `set_content` does (`email.contentmanager._encode_text`)."""
     linesep = policy.linesep.encode("ascii")
@@ -211,7 +211,8 @@ def _text_body(policy: EmailPolicy, text: str, cte: str | None) -> tuple[str, by
         if cte is None:
             cte = "base64" if _base64_is_shorter(policy, lines) else "quoted-printable"
     if cte == "base64":
-        return cte, _cut(binascii.b2a_base64(_lines_ended(data, linesep), newline=False),
+        # pybase64: the same RFC 4648 bytes as binascii, ~30x faster (SIMD).
+        return cte, _cut(pybase64.b64encode(_lines_ended(data, linesep)),
                          policy.max_line_length // 4 * 4, linesep)
     if cte == "quoted-printable":
         # The stdlib's own encoder (Python, slow): the English text part of a digest whose
@@ -233,16 +234,22 @@ def _lines_ended(data: bytes, linesep: bytes) -> bytes:
     return data.replace(b"\n", linesep) + (b"" if data.endswith(b"\n") else linesep)
 
 
-def _cut(body: bytes, width: int, linesep: bytes) -> bytes:
+def _cut(body: bytes, width: int, linesep: bytes) -> bytearray:
     """`body` in lines of `width` (76: 57 bytes a line, as the stdlib cuts base64), each
-    ended by linesep: one numpy copy into a (lines × width+2) array instead of some 3,000
-    slices and a join for a 200 KB part (about half the time)."""
+    ended by linesep: one numpy copy into the result's buffer, seen as a (lines × width+2)
+    array, instead of some 3,000 slices and a join for a 200 KB part. Faster than
+    `pybase64.encodebytes` and a replace of its LFs (~55 vs ~95 µs a 100 KB part); the
+    bytearray is returned as it is (the message's join takes it), saving a copy."""
     full = len(body) // width
-    rows = np.empty((full, width + len(linesep)), np.uint8)
+    row = width + len(linesep)
+    tail = body[full * width:]
+    out = bytearray(full * row + (len(tail) + len(linesep) if tail else 0))
+    rows = np.frombuffer(out, np.uint8, full * row).reshape(full, row)
     rows[:, :width] = np.frombuffer(body, np.uint8, full * width).reshape(full, width)
     rows[:, width:] = np.frombuffer(linesep, np.uint8)
-    tail = body[full * width:]
-    return rows.tobytes() + (tail + linesep if tail else b"")
+    if tail:
+        out[full * row:] = tail + linesep
+    return out
 
 
 def _crlf(data: bytes, linesep: bytes) -> bytes:
