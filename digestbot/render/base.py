@@ -39,9 +39,21 @@ _ABSTRACT_STEPS: tuple[tuple[int | None, int | None], ...] = (
 
 @dataclass(frozen=True)
 class RenderedEmail:
+    """The email's subject, and its plain text and HTML as UTF-8 bytes, as the message carries
+    them (assembled from pieces encoded once: no 100 K-character string encoded per reader);
+    `text` and `html` give them as str, decoded when first asked."""
+
     subject: str
-    text: str
-    html: str
+    text_bytes: bytes
+    html_bytes: bytes
+
+    @functools.cached_property
+    def text(self) -> str:
+        return self.text_bytes.decode("utf-8")
+
+    @functools.cached_property
+    def html(self) -> str:
+        return self.html_bytes.decode("utf-8")
 
 
 def template_dir() -> Path:

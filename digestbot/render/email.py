@@ -192,7 +192,8 @@ def _shortened(lang: str) -> str:
 
 class _Entry:
     """An entry with its badge and reasons filled in: its rows (split where the reader's
-    controls go) and its text, made once for every reader the same entry goes to."""
+    controls go) and its text, made once for every reader the same entry goes to, as UTF-8
+    bytes (the pieces of the email's joins)."""
 
     def __init__(self, entry: DigestEntry, lang: str) -> None:
         paper = (entry.key[0], lang) if entry.key else _paper_key(entry, lang)
@@ -200,7 +201,7 @@ class _Entry:
         self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
                        "controls": _CONTROLS}
         self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
-        self.filled: dict[Step, tuple[str, str]] = {}
+        self.filled: dict[Step, tuple[bytes, bytes]] = {}
         # Fitting the budget asks each entry's size at several steps for every reader.
         self.sizes: dict[Step, int] = {}
         text = _TEXTS.get(paper, lambda: Stamp(environment().get_template(
@@ -209,7 +210,7 @@ class _Entry:
             html=False))
         # The controls come last in an entry's text (see _entry.txt).
         self.text = text.fill({"match": self.reader["match"], "controls": "",
-                               "reasons": text_reasons(entry, lang)})
+                               "reasons": text_reasons(entry, lang)}).encode("utf-8")
 
     @staticmethod
     def of(entry: DigestEntry, lang: str) -> _Entry:
@@ -231,13 +232,13 @@ class _Entry:
             size = self.sizes[step] = self.rows.at(step).size + self.reader_size
             return size
 
-    def html(self, step: Step) -> tuple[str, str]:
+    def html(self, step: Step) -> tuple[bytes, bytes]:
         """The entry's rows at `step`, before and after where the reader's controls go."""
         try:
             return self.filled[step]
         except KeyError:
             head, _, tail = self.rows.at(step).fill(self.reader).partition(_CONTROLS)
-            filled = self.filled[step] = (head, tail)
+            filled = self.filled[step] = (head.encode("utf-8"), tail.encode("utf-8"))
             return filled
 
 
@@ -305,9 +306,9 @@ _RULE = "=" * 66
 
 
 @functools.lru_cache(maxsize=1_000)
-def _numbered(n: int) -> str:
+def _numbered(n: int) -> bytes:
     """What opens the text of entry `n`: a rule and its number."""
-    return f"\n{_RULE}\n[{n}] "
+    return f"\n{_RULE}\n[{n}] ".encode("ascii")
 
 
 def render_email(
@@ -318,7 +319,7 @@ def render_email(
     pages_url: str | None = None,
     controls: EntryControls | None = None,
 ) -> RenderedEmail:
-    """Subject, plain text and inlined HTML for one digest.
+    """Subject, plain text and inlined HTML for one digest (UTF-8 bytes; see `RenderedEmail`).
 
     The HTML is kept under `HTML_BUDGET_BYTES`: abstracts are shortened, then dropped (English
     first — the Chinese one is the reason to subscribe), and as a last resort trailing entries
@@ -328,8 +329,10 @@ def render_email(
     once (per language and abstract cut) with slots for the reader's parts — the match badge,
     their reasons (topic hits, followed authors) and `controls` — and the page around the
     rows is inlined once per language and shape with slots for the reader's values; a digest
-    is then a join of those pieces (the same bytes as inlining the whole page). Sizes add up,
-    so fitting the budget costs no rendering.
+    is then a join of those pieces (the same bytes as inlining the whole page), each encoded
+    to UTF-8 once: a digest's text is often a UCS-4 string (an emoji makes it so), four bytes
+    a character to copy and then an encode per reader. Sizes add up, so fitting the budget
+    costs no rendering.
 
     `controls` (optional) gives each entry's per-reader-per-paper markup (👍/👎 links): its
     `html(entry)` is inlined HTML (see `inline_piece`) placed after the entry's links line,
@@ -345,9 +348,9 @@ def render_email(
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
-    text = "".join([before, *itertools.chain.from_iterable(zip(
+    text = b"".join([before.encode("utf-8"), *itertools.chain.from_iterable(zip(
         map(_numbered, range(1, len(items) + 1)), [i.text for i in items], *columns.text,
-        strict=True)), after])
+        strict=True)), after.encode("utf-8")])
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
@@ -357,9 +360,9 @@ def render_email(
         extra = sum(columns.sizes)
         step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
     heads, tails = zip(*[i.html(step) for i in items], strict=True) if items else ((), ())
-    return RenderedEmail(subject=context["subject"], text=text, html="".join(
-        [shell[0].html, *itertools.chain.from_iterable(zip(heads, *columns.html, tails,
-                                                           strict=True)), shell[1].html]))
+    return RenderedEmail(subject=context["subject"], text_bytes=text, html_bytes=b"".join(
+        [shell[0].data, *itertools.chain.from_iterable(zip(heads, *columns.html, tails,
+                                                           strict=True)), shell[1].data]))
 
 
 class EntryControls(Protocol):
@@ -377,9 +380,9 @@ def _columns(controls: EntryControls | None, entries: list[DigestEntry]) -> Colu
     columns = getattr(controls, "columns", None)
     if columns is not None:
         return columns(entries)
-    html = [controls.html(e) for e in entries]
-    return Columns([html], [len(h.encode("utf-8")) for h in html],
-                   [[controls.text(e) for e in entries]])
+    html = [controls.html(e).encode("utf-8") for e in entries]
+    return Columns([html], list(map(len, html)),
+                   [[controls.text(e).encode("utf-8") for e in entries]])
 
 
 def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> Step | None:

@@ -110,14 +110,18 @@ class Stamp:
 
 @dataclass(frozen=True)
 class Part:
-    """A piece of the final HTML and its UTF-8 size, so the budget is a sum, not a render."""
+    """A piece of the final HTML as UTF-8 bytes (its size is their length), so the budget is
+    a sum, not a render, and the page a join of bytes."""
 
-    html: str
-    size: int
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
     @classmethod
     def of(cls, html: str) -> Part:
-        return cls(html, len(html.encode("utf-8")))
+        return cls(html.encode("utf-8"))
 
 
 class Memo:
@@ -147,13 +151,13 @@ class Memo:
 
 @dataclass
 class Columns:
-    """The controls of a digest's entries as pieces of `render_email`'s joins: each column a
-    piece per entry (an entry's HTML controls are its pieces in column order, likewise its
-    text), and each entry's HTML controls' UTF-8 size."""
+    """The controls of a digest's entries as pieces of `render_email`'s joins, UTF-8 encoded:
+    each column a piece per entry (an entry's HTML controls are its pieces in column order,
+    likewise its text), and each entry's HTML controls' size."""
 
-    html: list[Sequence[str]]
+    html: list[Sequence[bytes]]
     sizes: list[int]
-    text: list[Sequence[str]]
+    text: list[Sequence[bytes]]
 
     def head(self, n: int) -> Columns:
         """The first `n` entries' HTML pieces (the text shows every entry)."""
