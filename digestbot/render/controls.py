@@ -142,12 +142,11 @@ class EmailVotes:
         up, down = _suffixes(entry.paper.id)
         return f"{self._text[0]}{up}{self._text[1]}{down}"
 
-    def columns(self, entries: Sequence[DigestEntry]) -> Columns:
-        if not entries:
+    def columns(self, paper_ids: Sequence[str]) -> Columns:
+        if not paper_ids:
             return Columns([], [], [])
-        n = len(entries)
-        ups, downs, sizes, text_ups, text_downs = zip(
-            *[_pieces(e.paper.id) for e in entries], strict=True)
+        n = len(paper_ids)
+        ups, downs, sizes, text_ups, text_downs = zip(*map(_pieces, paper_ids), strict=True)
         before, between, after = self._html_data
         text_up, text_down = self._text_data
         return Columns(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any, Protocol
 
 import css_inline
@@ -193,11 +193,16 @@ def _shortened(lang: str) -> str:
 class _Entry:
     """An entry with its badge and reasons filled in: its rows (split where the reader's
     controls go) and its text, made once for every reader the same entry goes to, as UTF-8
-    bytes (the pieces of the email's joins)."""
+    bytes (the pieces of the email's joins), with what a digest asks of each entry besides
+    (its paper's id, its hits' topics), so a digest reads its entries once."""
+
+    __slots__ = ("filled", "paper_id", "reader", "reader_size", "rows", "sizes", "text", "topics")
 
     def __init__(self, entry: DigestEntry, lang: str) -> None:
         paper = (entry.key[0], lang) if entry.key else _paper_key(entry, lang)
         self.rows: _Rows = _ROWS.get(paper, lambda: _Rows(entry, lang))
+        self.paper_id = entry.paper.id
+        self.topics = tuple(h.topic for h in entry.hits)
         self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
                        "controls": _CONTROLS}
         self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
@@ -283,11 +288,12 @@ def _shell(context: dict[str, Any], more: int) -> tuple[Part, Part]:
 
 
 def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
-                  preferences_url: str | None = None,
-                  pages_url: str | None = None) -> dict[str, Any]:
-    """What email/digest.html and digest.txt see besides the entries and the `more` count."""
+                  preferences_url: str | None = None, pages_url: str | None = None,
+                  hit_topics: Iterable[str] | None = None) -> dict[str, Any]:
+    """What email/digest.html and digest.txt see besides the entries and the `more` count
+    (`hit_topics`: see `lead_topic`)."""
     lang = digest.subscriber.lang
-    lead = lead_topic(digest)
+    lead = lead_topic(digest, hit_topics)
     return {
         "digest": digest,
         "lang": lang,
@@ -339,10 +345,11 @@ def render_email(
     its `text(entry)` the plain-text lines after the PDF link.
     """
     lang = digest.subscriber.lang
-    context = email_context(digest, unsubscribe_url=unsubscribe_url,
-                            preferences_url=preferences_url, pages_url=pages_url)
     items = _Entry.all(digest.entries, lang)
-    columns = _columns(controls, digest.entries)
+    context = email_context(
+        digest, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
+        pages_url=pages_url, hit_topics=itertools.chain.from_iterable([i.topics for i in items]))
+    columns = _columns(controls, digest.entries, items)
     extra = sum(columns.sizes)
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
@@ -367,19 +374,21 @@ def render_email(
 
 class EntryControls(Protocol):
     """Per-reader, per-paper pieces stitched into each email entry (see `render_email`); a
-    `columns(entries)` method, when there is one, gives them as `Columns` instead."""
+    `columns(paper_ids)` method, when there is one, gives them as `Columns` instead (by the
+    entries' paper ids, which the email keeps at hand)."""
 
     def html(self, entry: DigestEntry) -> str: ...
 
     def text(self, entry: DigestEntry) -> str: ...
 
 
-def _columns(controls: EntryControls | None, entries: list[DigestEntry]) -> Columns:
+def _columns(controls: EntryControls | None, entries: list[DigestEntry],
+             items: list[_Entry]) -> Columns:
     if controls is None:
         return Columns([], [0] * len(entries), [])
     columns = getattr(controls, "columns", None)
     if columns is not None:
-        return columns(entries)
+        return columns([i.paper_id for i in items])
     html = [controls.html(e).encode("utf-8") for e in entries]
     return Columns([html], list(map(len, html)),
                    [[controls.text(e).encode("utf-8") for e in entries]])
