@@ -134,6 +134,19 @@ def test_dot_stuffing_doubles_a_leading_dot_on_every_line() -> None:
     assert mime.dot_stuffed(b"no dots\r\n") == b"no dots\r\n"
 
 
+@pytest.mark.parametrize("dots_before", [0, 1, 63, 64, 65, 200])
+def test_dot_stuffing_finds_a_line_dot_after_any_number_of_other_dots(dots_before: int) -> None:
+    """The search hops from dot to dot, then falls back to a plain search: every count of
+    dots inside lines before the one that starts a line, and none at all, give the bytes a
+    replace of every CRLF dot gives."""
+    head = b"a.b\r\n" * dots_before
+    for tail in (b"\r\n.x\r\n", b"\r\nx.\r\n", b"\r\n", b"\r\n.", b".\r\n"):
+        message = b"." * (dots_before % 2) + head + tail
+        expected = message.replace(b"\r\n.", b"\r\n..")
+        expected = b"." + expected if expected.startswith(b".") else expected
+        assert mime.dot_stuffed(message) == expected
+
+
 
 # Texts at the edges of the shortcuts `_text_body` takes instead of splitting a whole text
 # into lines: a line of exactly the limit (78) or one more, first, in the middle or last;
@@ -155,6 +168,9 @@ EDGES = {
     "Chinese, one 27-character line (81 bytes)": "后训练" * 9 + "\n短\n",
     "Chinese long lines after ten short": "短\n" * 10 + LONG_ZH,
     "CR ends and a long line": "one\r\n" + "w" * 90 + "\rthree\n",
+    # Past the first KB, where only the measure of every line finds a long one.
+    "a long line after 2 KB of short ones": "short line\n" * 200 + "v" * 79 + "\nend\n",
+    "short lines past 2 KB": "short line\n" * 200,
 }
 SEVEN_BIT = email.SMTP_POLICY.clone(cte_type="7bit")
 
