@@ -206,9 +206,11 @@ class _Entry:
         self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
                        "controls": _CONTROLS}
         self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
-        self.filled: dict[Step, tuple[bytes, bytes]] = {}
-        # Fitting the budget asks each entry's size at several steps for every reader.
-        self.sizes: dict[Step, int] = {}
+        # By the step's place in _ABSTRACT_STEPS (None: not asked yet). Fitting the budget
+        # asks each entry's size at several steps for every reader: a list, not a dict, so
+        # no step tuple is hashed for it.
+        self.filled: list[tuple[bytes, bytes] | None] = [None] * len(_ABSTRACT_STEPS)
+        self.sizes: list[int | None] = [None] * len(_ABSTRACT_STEPS)
         text = _TEXTS.get(paper, lambda: Stamp(environment().get_template(
             "email/_entry.txt").render(entry=entry, lang=lang, match=slot("match"),
                                        reasons=slot("reasons"), controls=slot("controls")),
@@ -230,21 +232,22 @@ class _Entry:
         return [filled.get((e.key, lang)) or _Entry.of(e, lang) if e.key else _Entry.of(e, lang)
                 for e in entries]
 
-    def size(self, step: Step) -> int:
-        try:
-            return self.sizes[step]
-        except KeyError:
-            size = self.sizes[step] = self.rows.at(step).size + self.reader_size
-            return size
+    def size(self, step: int) -> int:
+        """The entry's rows' size at `_ABSTRACT_STEPS[step]`."""
+        size = self.sizes[step]
+        if size is None:
+            size = self.sizes[step] = self.rows.at(_ABSTRACT_STEPS[step]).size + self.reader_size
+        return size
 
-    def html(self, step: Step) -> tuple[bytes, bytes]:
-        """The entry's rows at `step`, before and after where the reader's controls go."""
-        try:
-            return self.filled[step]
-        except KeyError:
-            head, _, tail = self.rows.at(step).fill(self.reader).partition(_CONTROLS)
+    def html(self, step: int) -> tuple[bytes, bytes]:
+        """The entry's rows at `_ABSTRACT_STEPS[step]`, before and after where the reader's
+        controls go."""
+        filled = self.filled[step]
+        if filled is None:
+            head, _, tail = self.rows.at(_ABSTRACT_STEPS[step]).fill(self.reader).partition(
+                _CONTROLS)
             filled = self.filled[step] = (head.encode("utf-8"), tail.encode("utf-8"))
-            return filled
+        return filled
 
 
 # A distinct entry (paper and reasons) filled in, per language.
@@ -280,11 +283,10 @@ def _page(template: str, context: dict[str, Any], more: int, **extra: Any) -> tu
 def _shell(context: dict[str, Any], more: int) -> tuple[Part, Part]:
     """The inlined page around the rows (header, footer with `more`), split where rows go."""
     stamp, values = _page("email/digest.html", context, more, entry_rows=_ROWS_MARKER)
-    before, marker, after = stamp.fill({**values, "entry-rows": _ROWS_MARKER}).partition(
-        _ROWS_MARKER)
-    if not marker:
+    if not any(name == "entry-rows" for name, _ in stamp.slots):
         raise RuntimeError("css-inline dropped the entry-rows marker from digest.html")
-    return Part.of(before), Part.of(after)
+    before, after = stamp.around(values, "entry-rows")
+    return Part(before), Part(after)
 
 
 def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
@@ -355,18 +357,21 @@ def render_email(
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
-    text = b"".join([before.encode("utf-8"), *itertools.chain.from_iterable(zip(
+    text = b"".join([before, *itertools.chain.from_iterable(zip(
         map(_numbered, range(1, len(items) + 1)), [i.text for i in items], *columns.text,
-        strict=True)), after.encode("utf-8")])
+        strict=True)), after])
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
-        sizes = [i.size(_ABSTRACT_STEPS[-1]) + c for i, c in zip(items, columns.sizes, strict=True)]
+        sizes = [i.size(_LAST) + c for i, c in zip(items, columns.sizes, strict=True)]
         keep, shell = _fitting_count(context, sizes, digest.more)
         items, columns = items[:keep], columns.head(keep)
         extra = sum(columns.sizes)
-        step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
-    heads, tails = zip(*[i.html(step) for i in items], strict=True) if items else ((), ())
+        step = _fitting_step(shell, items, extra)
+        if step is None:
+            step = _LAST
+    heads, tails = zip(*[i.filled[step] or i.html(step) for i in items],
+                       strict=True) if items else ((), ())
     return RenderedEmail(subject=context["subject"], text_bytes=text, html_bytes=b"".join(
         [shell[0].data, *itertools.chain.from_iterable(zip(heads, *columns.html, tails,
                                                            strict=True)), shell[1].data]))
@@ -394,22 +399,23 @@ def _columns(controls: EntryControls | None, entries: list[DigestEntry],
                    [[controls.text(e).encode("utf-8") for e in entries]])
 
 
-def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> Step | None:
-    """The first abstract step at which the rows (and `extra` bytes of controls) fit the
-    budget, or None if none does."""
+def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> int | None:
+    """The first abstract step (its place in `_ABSTRACT_STEPS`) at which the rows (and `extra`
+    bytes of controls) fit the budget, or None if none does."""
     room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
     known = [i.sizes for i in items]
-    for step in _ABSTRACT_STEPS:
+    for step, size_at in enumerate(_SIZE_AT):
         try:  # most digests try several steps, each entry's size at each known already
-            total = sum(map(_SIZE_AT[step], known))
-        except KeyError:
+            total = sum(map(size_at, known))
+        except TypeError:  # a None: some entry's size at this step not asked yet
             total = sum(map(_Entry.size, items, itertools.repeat(step)))
         if total <= room:
             return step
     return None
 
 
-_SIZE_AT = {step: operator.itemgetter(step) for step in _ABSTRACT_STEPS}
+_SIZE_AT = [operator.itemgetter(step) for step in range(len(_ABSTRACT_STEPS))]
+_LAST = len(_ABSTRACT_STEPS) - 1
 
 
 def _fitting_count(context: dict[str, Any], sizes: list[int],
