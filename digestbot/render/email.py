@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Protocol
 
 import css_inline
@@ -319,6 +319,24 @@ def _numbered(n: int) -> bytes:
     return f"\n{_RULE}\n[{n}] ".encode("ascii")
 
 
+@functools.lru_cache(maxsize=256)
+def _numbers(count: int) -> tuple[bytes, ...]:
+    """What opens the text of each of `count` entries."""
+    return tuple(map(_numbered, range(1, count + 1)))
+
+
+def _interleave(first: bytes, columns: Sequence[Sequence[bytes]], last: bytes) -> bytes:
+    """`first`, each row's pieces in column order, then `last`, in one join: the list built by
+    a strided slice assignment per column (C) rather than zip and chain (a tuple per row),
+    half the cost of a digest's joins. Columns of unequal length raise ValueError."""
+    width = len(columns)
+    pieces = [b""] * (width * (len(columns[0]) if columns else 0) + 2)
+    pieces[0], pieces[-1] = first, last
+    for k, column in enumerate(columns):
+        pieces[1 + k:-1:width] = column
+    return b"".join(pieces)
+
+
 def render_email(
     digest: Digest,
     *,
@@ -357,9 +375,8 @@ def render_email(
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
-    text = b"".join([before, *itertools.chain.from_iterable(zip(
-        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], *columns.text,
-        strict=True)), after])
+    text = _interleave(before, [_numbers(len(items)), [i.text for i in items], *columns.text],
+                       after)
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
@@ -372,9 +389,8 @@ def render_email(
             step = _LAST
     heads, tails = zip(*[i.filled[step] or i.html(step) for i in items],
                        strict=True) if items else ((), ())
-    return RenderedEmail(subject=context["subject"], text_bytes=text, html_bytes=b"".join(
-        [shell[0].data, *itertools.chain.from_iterable(zip(heads, *columns.html, tails,
-                                                           strict=True)), shell[1].data]))
+    return RenderedEmail(subject=context["subject"], text_bytes=text, html_bytes=_interleave(
+        shell[0].data, [heads, *columns.html, tails], shell[1].data))
 
 
 class EntryControls(Protocol):
