@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import quote
 
 from digestbot.models import DigestEntry
-from digestbot.render.email import inline_piece
 from digestbot.render.fragments import Columns, Stamp, html_attribute, slot
 from digestbot.render.i18n import label
+from digestbot.render.rows import inline_piece
 from digestbot.subscribers.feedback import DOWN, UP
 
 ACTION = "vote"  # Telegram callback data "vote up ID"; Slack action_id "vote_up" / "vote_down"
