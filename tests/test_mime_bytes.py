@@ -133,3 +133,64 @@ def test_dot_stuffing_doubles_a_leading_dot_on_every_line() -> None:
     assert mime.dot_stuffed(b".x\r\n") == b"..x\r\n"
     assert mime.dot_stuffed(b"no dots\r\n") == b"no dots\r\n"
 
+
+@pytest.mark.parametrize("dots_before", [0, 1, 63, 64, 65, 200])
+def test_dot_stuffing_finds_a_line_dot_after_any_number_of_other_dots(dots_before: int) -> None:
+    """The search hops from dot to dot, then falls back to a plain search: every count of
+    dots inside lines before the one that starts a line, and none at all, give the bytes a
+    replace of every CRLF dot gives."""
+    head = b"a.b\r\n" * dots_before
+    for tail in (b"\r\n.x\r\n", b"\r\nx.\r\n", b"\r\n", b"\r\n.", b".\r\n"):
+        message = b"." * (dots_before % 2) + head + tail
+        expected = message.replace(b"\r\n.", b"\r\n..")
+        expected = b"." + expected if expected.startswith(b".") else expected
+        assert mime.dot_stuffed(message) == expected
+
+
+
+# Texts at the edges of the shortcuts `_text_body` takes instead of splitting a whole text
+# into lines: a line of exactly the limit (78) or one more, first, in the middle or last;
+# one long line; ten lines or eleven before a long one (the sniff's ten); an empty tenth
+# line; CR line ends (the slow route); non-ASCII under an 8bit and a 7bit policy.
+EDGES = {
+    "lines of exactly 78": "\n".join(["x" * 78] * 5),
+    "79 first": "y" * 79 + "\nshort\nshort",
+    "79 in the middle": "short\n" + "y" * 79 + "\nshort\n",
+    "79 last, no final LF": "short\nshort\n" + "y" * 79,
+    "79 last, final LF": "short\n" + "y" * 79 + "\n",
+    "one long line": "z" * 300,
+    "78 then LF": "x" * 78 + "\n",
+    "ten short lines then a long one": "\n".join(["ab = cd"] * 10 + ["e" * 200]),
+    "eleven short lines then a long one": "\n".join(["ab = cd"] * 11 + ["e" * 200]),
+    "empty tenth line": "\n".join(["ab"] * 9 + ["", "f" * 100, "ab"]),
+    "empty lines only": "\n\n\n",
+    "Chinese, short lines": "中文短行\n" * 20,
+    "Chinese, one 27-character line (81 bytes)": "后训练" * 9 + "\n短\n",
+    "Chinese long lines after ten short": "短\n" * 10 + LONG_ZH,
+    "CR ends and a long line": "one\r\n" + "w" * 90 + "\rthree\n",
+    # Past the first KB, where only the measure of every line finds a long one.
+    "a long line after 2 KB of short ones": "short line\n" * 200 + "v" * 79 + "\nend\n",
+    "short lines past 2 KB": "short line\n" * 200,
+}
+SEVEN_BIT = email.SMTP_POLICY.clone(cte_type="7bit")
+
+
+@pytest.mark.parametrize("pol", [email.SMTP_POLICY, SEVEN_BIT], ids=["8bit", "7bit"])
+@pytest.mark.parametrize("kind", list(EDGES))
+def test_body_encoding_shortcuts_equal_the_stdlib(kind: str, pol) -> None:
+    headers = [("From", "digestbot@example.org"), ("Subject", "edges")]
+    reference, fast = both_routes(pol, headers, EDGES[kind], "<p>" + EDGES[kind])
+    assert fast == reference
+    random.seed(11)  # and from the UTF-8 bytes `render_email` gives, as from str
+    assert mime.alternative_bytes(pol, headers, EDGES[kind].encode(), ("<p>" + EDGES[kind]).encode()) == fast
+
+
+def test_line_measures_agree_with_splitlines() -> None:
+    rng = random.Random(5)
+    for _ in range(2000):
+        lines = [rng.choice(["", "a" * rng.randint(1, 100), "短" * rng.randint(1, 40)])
+                 for _ in range(rng.randint(0, 15))]
+        text = rng.choice(["\n", "\r\n", "\r"]).join(lines) + rng.choice(["", "\n", "\r"])
+        data, limit = text.encode(), rng.choice([10, 78, 120])
+        assert mime._lines_fit(data, limit) == (max(map(len, data.splitlines()), default=0) <= limit)
+        assert mime._first_lines(data, 10) == data.splitlines()[:10]

@@ -64,6 +64,21 @@ def test_lines_starting_with_a_dot_arrive_as_written_and_size_is_announced() -> 
     assert handler.mail_options == [[f"SIZE={len(DOTS)}"], [f"SIZE={len(SECOND)}"]]
 
 
+def test_messages_larger_than_the_socket_takes_at_once_arrive_whole() -> None:
+    """Several MB in a row on one connection: the socket takes part of each, asyncio's
+    transport keeps the rest (from the memoryview we hand it) and sends it as the server
+    reads; every byte arrives, in order, the dot-stuffed lines unstuffed."""
+    rng = random.Random(3)
+    lines = [bytes(rng.choice(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef0123456789+/.")
+                   for _ in range(76)) for _ in range(64)] + [b".", b"..dots"]
+    messages = [b"Subject: big %d\r\n\r\n" % n
+                + b"".join(rng.choice(lines) + b"\r\n" for _ in range(40_000)) for n in range(3)]
+    assert all(len(m) > 3_000_000 and b"\r\n." in m for m in messages)
+    with SmtpServer() as server:
+        asyncio.run(_send_raw(server.port, messages))
+    assert [m.data for m in server.messages] == messages
+
+
 @pytest.mark.parametrize("reply", ["451 4.3.0 try again later", "550 5.7.1 message refused"])
 def test_a_refusal_at_the_end_of_data_is_ours_to_retry_and_the_connection_goes_on(
         store: Store, reply: str) -> None:

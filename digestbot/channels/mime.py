@@ -2,17 +2,16 @@
 
 `flatten` and `FAST_BASE64` are the stdlib's route (an `EmailMessage`, then its generator)
 with its two slow loops done in one go. `alternative_bytes` skips the object model: it
-writes the headers as the policy folds them and each part encoded in one C call, the very
-bytes the stdlib route gives (tests compare them across languages, header shapes and body
-encodings). CPU per message is what limits how many messages a second one process sends:
-the stdlib route costs ~10 ms a 330 KB digest (every header parsed into an object, the
-whole body searched for the boundary by a regex), this one ~1.9 ms, most of it the
-base64 itself.
+writes the headers as the policy folds them and each part, taken as the UTF-8 bytes the
+renderer made, encoded in a few C calls (pybase64, numpy), the very bytes the stdlib route
+gives (tests compare them across languages, header shapes and body encodings). CPU per
+message is what limits how many messages a second one process sends: the stdlib route costs
+~10 ms a 330 KB digest (every header parsed into an object, the whole body searched for the
+boundary by a regex), this one ~0.2 ms a 216 KB digest (bench/fanout's), mostly copies.
 """
 
 from __future__ import annotations
 
-import binascii
 import functools
 import io
 import random
@@ -28,6 +27,7 @@ from email.policy import EmailPolicy
 from typing import Any
 
 import numpy as np
+import pybase64
 
 
 class _Generator(BytesGenerator):
@@ -61,8 +61,8 @@ def _base64_text(msg: EmailMessage, text: str, subtype: str = "plain", cte: str 
         return
     raw_data_manager.set_content(msg, "", subtype, cte=cte, **params)  # the headers
     linesep = msg.policy.linesep.encode("ascii")
-    body = binascii.b2a_base64(linesep.join(text.encode("utf-8").splitlines()) + linesep,
-                               newline=False).decode("ascii")
+    body = pybase64.b64encode(linesep.join(text.encode("utf-8").splitlines()) + linesep
+                              ).decode("ascii")
     width = msg.policy.max_line_length // 4 * 4  # 57 bytes a line, as the stdlib cuts them
     msg.set_payload("".join(f"{body[i:i + width]}\n" for i in range(0, len(body), width)))
 
@@ -91,7 +91,7 @@ def _base64_is_shorter(policy: Any, lines: list[bytes]) -> bool:
     """
     linesep = policy.linesep.encode("ascii")
     sniff = linesep.join(lines[:10]) + linesep
-    base64_length = len(binascii.b2a_base64(sniff))
+    base64_length = 4 * -(-len(sniff) // 3) + 1  # len(binascii.b2a_base64(sniff)): its newline
     at_least = len(sniff) - 2 * sniff.count(b"\r\n") + 2 * len(sniff.translate(None, _QP_LITERAL))
     if at_least > base64_length:
         return True
@@ -167,8 +167,9 @@ def header_line(policy: EmailPolicy, name: str, value: str) -> bytes:
 
 
 # A Subject ("后训练 等 22 篇 · 2026-08-13") is the same for many readers, and its
-# `email.header` encoding costs half a millisecond: kept by its exact text.
-@functools.lru_cache(maxsize=1024)
+# `email.header` encoding costs ~50 µs: kept by its exact text, room for a day's (bench/fanout:
+# 10,000 readers of 30 topics got ~2,500 distinct subjects; 1,024 missed half of them).
+@functools.lru_cache(maxsize=8192)
 def _subject_line(policy: SmtpPolicy, name: str, value: str) -> str | None:
     return policy.own_fold(name, value)
 
@@ -199,30 +200,83 @@ def _has_line(body: bytes, boundary: str) -> bool:
         b"^" + re.escape(marker) + b"(--)?\r?$", body, re.MULTILINE) is not None
 
 
-def _text_body(policy: EmailPolicy, text: str, cte: str | None) -> tuple[str, bytes]:
-    """(Content-Transfer-Encoding, encoded body ending in the policy's linesep), chosen and
-    encoded as `set_content` does (`email.contentmanager._encode_text`)."""
+def _text_body(policy: EmailPolicy, data: bytes, cte: str | None) -> tuple[str, bytes | bytearray]:
+    """(Content-Transfer-Encoding, encoded body ending in the policy's linesep) of UTF-8
+    `data`, chosen and encoded as `set_content` does for its str
+    (`email.contentmanager._encode_text`)."""
     linesep = policy.linesep.encode("ascii")
-    data = text.encode("utf-8")
-    lines = data.splitlines() if cte != "base64" else []
     if cte is None:
-        if max(map(len, lines), default=0) <= policy.max_line_length:
-            cte = "7bit" if text.isascii() else "8bit" if policy.cte_type == "8bit" else None
-        if cte is None:
-            cte = "base64" if _base64_is_shorter(policy, lines) else "quoted-printable"
+        cte = _text_cte(policy, data)
     if cte == "base64":
-        return cte, _cut(binascii.b2a_base64(_lines_ended(data, linesep), newline=False),
+        # pybase64: the same RFC 4648 bytes as binascii, ~30x faster (SIMD).
+        return cte, _cut(pybase64.b64encode(_lines_ended(data, linesep)),
                          policy.max_line_length // 4 * 4, linesep)
     if cte == "quoted-printable":
         # The stdlib's own encoder (Python, slow): the English text part of a digest whose
         # lines run long; for ≤ 10 lines `set_content` encodes them joined by linesep.
+        lines = data.splitlines()
         eol = linesep if len(lines) <= 10 else b"\n"
         source = eol.join(lines) + eol
         encoded = quoprimime.body_encode(source.decode("latin-1"), policy.max_line_length)
         return cte, _crlf(encoded.encode("ascii"), linesep)
     if cte not in ("7bit", "8bit"):
         raise ValueError(f"unknown Content-Transfer-Encoding {cte!r}")
-    return cte, linesep.join(lines) + linesep
+    return cte, _lines_ended(data, linesep)
+
+
+def _text_cte(policy: EmailPolicy, data: bytes) -> str:
+    """What `set_content` left to choose picks: 7bit (ASCII) or 8bit (if the policy allows it)
+    when no line is longer than the policy's limit, else base64 or quoted-printable by the
+    first ten lines — decided without splitting the whole text into lines."""
+    if _lines_fit(data, policy.max_line_length):
+        if data.isascii():
+            return "7bit"
+        if policy.cte_type == "8bit":
+            return "8bit"
+    return "base64" if _base64_is_shorter(policy, _first_lines(data, 10)) else "quoted-printable"
+
+
+def _lines_fit(data: bytes, limit: int) -> bool:
+    """`max(map(len, data.splitlines()), default=0) <= limit`, for the usual LF-only text
+    without splitting it: a digest's text has a long line near its start (the header, an
+    abstract), found by a regex over the first KB (~2 µs; a regex over all of a text of short
+    lines would take ~1 ms), else the gaps between its LFs measured in numpy (~50 µs)."""
+    if len(data) <= limit:
+        return True
+    if b"\r" in data:
+        return max(map(len, data.splitlines())) <= limit
+    if _long_line(limit).search(data, 0, _PREFIX) is not None:
+        return False
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    if not ends.size:
+        return False  # one line, longer than the limit
+    # The first line, those between two LFs (their gap less one), and the last (if any).
+    return bool(ends[0] <= limit and len(data) - 1 - ends[-1] <= limit
+                and (ends.size == 1 or np.diff(ends).max() <= limit + 1))
+
+
+# How much of a text the regex looks at for a long line (at worst ~12 µs of its scan).
+_PREFIX = 1024
+
+
+@functools.lru_cache(maxsize=8)
+def _long_line(limit: int) -> re.Pattern[bytes]:
+    """A line (LF-ended; the caller has ruled out CR) longer than `limit`: anchored at line
+    starts, so the scan tries each line once instead of every position in it."""
+    return re.compile(b"^[^\n]{%d}" % (limit + 1), re.MULTILINE)
+
+
+def _first_lines(data: bytes, count: int) -> list[bytes]:
+    """`data.splitlines()[:count]`, splitting only as far as those lines go."""
+    if b"\r" in data:
+        return data.splitlines()[:count]
+    end = -1
+    for _ in range(count):
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            return data.splitlines()
+    # Up to and with the count-th LF: exactly `count` lines, an empty last one included.
+    return data[:end + 1].splitlines()
 
 
 def _lines_ended(data: bytes, linesep: bytes) -> bytes:
@@ -233,16 +287,22 @@ def _lines_ended(data: bytes, linesep: bytes) -> bytes:
     return data.replace(b"\n", linesep) + (b"" if data.endswith(b"\n") else linesep)
 
 
-def _cut(body: bytes, width: int, linesep: bytes) -> bytes:
+def _cut(body: bytes, width: int, linesep: bytes) -> bytearray:
     """`body` in lines of `width` (76: 57 bytes a line, as the stdlib cuts base64), each
-    ended by linesep: one numpy copy into a (lines × width+2) array instead of some 3,000
-    slices and a join for a 200 KB part (about half the time)."""
+    ended by linesep: one numpy copy into the result's buffer, seen as a (lines × width+2)
+    array, instead of some 3,000 slices and a join for a 200 KB part. Faster than
+    `pybase64.encodebytes` and a replace of its LFs (~55 vs ~95 µs a 100 KB part); the
+    bytearray is returned as it is (the message's join takes it), saving a copy."""
     full = len(body) // width
-    rows = np.empty((full, width + len(linesep)), np.uint8)
+    row = width + len(linesep)
+    tail = body[full * width:]
+    out = bytearray(full * row + (len(tail) + len(linesep) if tail else 0))
+    rows = np.frombuffer(out, np.uint8, full * row).reshape(full, row)
     rows[:, :width] = np.frombuffer(body, np.uint8, full * width).reshape(full, width)
     rows[:, width:] = np.frombuffer(linesep, np.uint8)
-    tail = body[full * width:]
-    return rows.tobytes() + (tail + linesep if tail else b"")
+    if tail:
+        out[full * row:] = tail + linesep
+    return out
 
 
 def _crlf(data: bytes, linesep: bytes) -> bytes:
@@ -250,15 +310,17 @@ def _crlf(data: bytes, linesep: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", linesep)
 
 
-def alternative_bytes(policy: EmailPolicy, headers: Sequence[tuple[str, str]], text: str,
-                      html: str) -> bytes:
+def alternative_bytes(policy: EmailPolicy, headers: Sequence[tuple[str, str]],
+                      text: str | bytes, html: str | bytes) -> bytes:
     """The bytes `flatten` gives for an EmailMessage with `headers` set in order, then
     `set_content(text, content_manager=FAST_BASE64)` and
-    `add_alternative(html, subtype="html", cte="base64", content_manager=FAST_BASE64)`."""
+    `add_alternative(html, subtype="html", cte="base64", content_manager=FAST_BASE64)`;
+    `text` and `html` as str or as their UTF-8 bytes (as `render_email` gives them)."""
     nl = policy.linesep
-    text_cte, text_body = _text_body(policy, text, None)
-    _, html_body = _text_body(policy, html, "base64")
-    boundary = _boundary((text_body,))
+    text_cte, text_body = _text_body(policy, _utf8(text), None)
+    _, html_body = _text_body(policy, _utf8(html), "base64")
+    # A base64 body has no "-": no line of it can be the boundary.
+    boundary = _boundary((text_body,) if text_cte != "base64" else ())
     head = b"".join(header_line(policy, name, value) for name, value in headers)
     return b"".join((
         head,
@@ -275,10 +337,27 @@ def alternative_bytes(policy: EmailPolicy, headers: Sequence[tuple[str, str]], t
     ))
 
 
+def _utf8(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
+
+
 def dot_stuffed(message: bytes) -> bytes:
     """The message as SMTP's DATA carries it (RFC 5321 4.5.2): a line that starts with '.'
     gets another. Our bytes already end every line in CRLF, so this is all DATA needs."""
-    # Base64 lines never start with a dot: most messages have none to stuff, and a search
-    # costs a tenth of the copy a replace makes.
-    stuffed = message.replace(b"\r\n.", b"\r\n..") if b"\r\n." in message else message
+    # Base64 lines never start with a dot: most messages have none to stuff.
+    stuffed = message.replace(b"\r\n.", b"\r\n..") if _dot_line(message) else message
     return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def _dot_line(message: bytes) -> bool:
+    """`b"\r\n." in message`, by hops from dot to dot (memchr): base64 has no dot, so a
+    digest's few dots are in its headers, where this ends in ~1 µs; the plain search, which
+    tries every position (~180 µs a 216 KB message), only for a text part full of dots."""
+    at = message.find(b".", 2)
+    for _ in range(64):
+        if at < 0:
+            return False
+        if message[at - 2:at] == b"\r\n":
+            return True
+        at = message.find(b".", at + 1)
+    return at >= 0 and message.find(b"\r\n.", at - 2) >= 0

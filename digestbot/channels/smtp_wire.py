@@ -45,7 +45,10 @@ async def transmit(smtp: aiosmtplib.SMTP, sender: str, rcpt: str, message: bytes
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         try:
-            protocol.write(dot_stuffed(message))
+            # A memoryview: what the socket does not take at once, asyncio's transport keeps
+            # as `data[n:]` — a copy of the rest of a bytes object (~150 KB of a digest), of a
+            # memoryview none — and then copies into its buffer anyway.
+            protocol.write(memoryview(dot_stuffed(message)))
             protocol.write(b".\r\n")
             reply = await protocol.read_response(timeout=timeout)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):

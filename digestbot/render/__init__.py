@@ -2,7 +2,8 @@
 
 Telegram's messages are in `render.telegram`, Slack's blocks in `render.slack`, and every
 phrase they share in `render.i18n`; the jinja2 environment and filters every format shares
-are in `render.base`, the email in `render.email` (assembled from `render.fragments`).
+are in `render.base`, the email in `render.email` (assembled from `render.fragments` and
+each paper's rows, `render.rows`).
 """
 
 from digestbot.render.base import (
@@ -21,13 +22,12 @@ from digestbot.render.base import (
 )
 from digestbot.render.email import (
     EntryControls,
-    _inliner,
     email_context,
     html_reasons,
-    inline_piece,
     render_email,
     text_reasons,
 )
+from digestbot.render.rows import _inliner, inline_piece
 
 __all__ = [
     "HTML_BUDGET_BYTES", "EntryControls", "RenderedEmail", "_inliner", "badge", "clip",

@@ -9,6 +9,8 @@ and abstracts are untrusted text (`<script>`, `&`, LaTeX) and must show as text.
 from __future__ import annotations
 
 import functools
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +41,21 @@ _ABSTRACT_STEPS: tuple[tuple[int | None, int | None], ...] = (
 
 @dataclass(frozen=True)
 class RenderedEmail:
+    """The email's subject, and its plain text and HTML as UTF-8 bytes, as the message carries
+    them (assembled from pieces encoded once: no 100 K-character string encoded per reader);
+    `text` and `html` give them as str, decoded when first asked."""
+
     subject: str
-    text: str
-    html: str
+    text_bytes: bytes
+    html_bytes: bytes
+
+    @functools.cached_property
+    def text(self) -> str:
+        return self.text_bytes.decode("utf-8")
+
+    @functools.cached_property
+    def html(self) -> str:
+        return self.html_bytes.decode("utf-8")
 
 
 def template_dir() -> Path:
@@ -122,13 +136,14 @@ def clip(text: str | None, limit: int | None) -> str:
     return cut.rstrip() + " …"
 
 
-def lead_topic(digest: Digest) -> str:
-    """The topic named in subject and header: the one most entries hit, ties by subscription order."""
+def lead_topic(digest: Digest, hit_topics: Iterable[str] | None = None) -> str:
+    """The topic named in subject and header: the one most entries hit, ties by subscription
+    order. `hit_topics`: every hit's topic slug, when the caller has them at hand (the email
+    keeps each entry's, so a digest does not walk its entries' hits once more)."""
     lang = "en" if digest.subscriber.lang == "en" else "zh"
-    counts: dict[str, int] = {}
-    for e in digest.entries:
-        for h in e.hits:
-            counts[h.topic] = counts.get(h.topic, 0) + 1
+    if hit_topics is None:
+        hit_topics = (h.topic for e in digest.entries for h in e.hits)
+    counts = Counter(hit_topics)
     order = {t.slug: i for i, t in enumerate(digest.topics)}
     if counts:
         slug = min(counts, key=lambda s: (-counts[s], order.get(s, len(order)), s))

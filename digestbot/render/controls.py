@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import quote
 
 from digestbot.models import DigestEntry
-from digestbot.render.email import inline_piece
 from digestbot.render.fragments import Columns, Stamp, html_attribute, slot
 from digestbot.render.i18n import label
+from digestbot.render.rows import inline_piece
 from digestbot.subscribers.feedback import DOWN, UP
 
 ACTION = "vote"  # Telegram callback data "vote up ID"; Slack action_id "vote_up" / "vote_down"
@@ -92,12 +92,13 @@ def _suffixes(paper_id: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=20_000)
-def _pieces(paper_id: str) -> tuple[str, str, int, str, str]:
+def _pieces(paper_id: str) -> tuple[bytes, bytes, int, bytes, bytes]:
     """A paper's 👍 and 👎 suffixes as the HTML has them (attribute escaping is per character,
-    so the link and a suffix escape apart), their UTF-8 size, and as the text has them."""
+    so the link and a suffix escape apart), their size, and as the text has them: UTF-8, the
+    pieces of `render_email`'s joins."""
     up, down = _suffixes(paper_id)
-    html_up, html_down = html_attribute(up), html_attribute(down)
-    return html_up, html_down, len(html_up.encode("utf-8")) + len(html_down.encode("utf-8")), up, down
+    html_up, html_down = html_attribute(up).encode("utf-8"), html_attribute(down).encode("utf-8")
+    return html_up, html_down, len(html_up) + len(html_down), up.encode("utf-8"), down.encode("utf-8")
 
 
 @functools.cache
@@ -126,26 +127,28 @@ class EmailVotes:
         before, between, after = _email_links(lang).literals
         link = html_attribute(feedback_link)
         self._html = (before + link, between + link, after)
-        self._html_size = sum(len(p.encode("utf-8")) for p in self._html)
         self._text = (f"\n👍 {label(lang, '有用', 'useful')}: {feedback_link}",
                       f"\n👎 {label(lang, '不感兴趣', 'not for me')}: {feedback_link}")
+        # The reader's pieces encoded once, for every entry of their digest.
+        self._html_data = tuple(p.encode("utf-8") for p in self._html)
+        self._html_size = sum(map(len, self._html_data))
+        self._text_data = tuple(p.encode("utf-8") for p in self._text)
 
     def html(self, entry: DigestEntry) -> str:
-        up, down, *_ = _pieces(entry.paper.id)
+        up, down = map(html_attribute, _suffixes(entry.paper.id))
         return f"{self._html[0]}{up}{self._html[1]}{down}{self._html[2]}"
 
     def text(self, entry: DigestEntry) -> str:
         up, down = _suffixes(entry.paper.id)
         return f"{self._text[0]}{up}{self._text[1]}{down}"
 
-    def columns(self, entries: Sequence[DigestEntry]) -> Columns:
-        if not entries:
+    def columns(self, paper_ids: Sequence[str]) -> Columns:
+        if not paper_ids:
             return Columns([], [], [])
-        n = len(entries)
-        ups, downs, sizes, text_ups, text_downs = zip(
-            *[_pieces(e.paper.id) for e in entries], strict=True)
-        before, between, after = self._html
-        text_up, text_down = self._text
+        n = len(paper_ids)
+        ups, downs, sizes, text_ups, text_downs = zip(*map(_pieces, paper_ids), strict=True)
+        before, between, after = self._html_data
+        text_up, text_down = self._text_data
         return Columns(
             html=[[before] * n, ups, [between] * n, downs, [after] * n],
             sizes=[self._html_size + s for s in sizes],

@@ -10,10 +10,8 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Protocol
-
-import css_inline
 
 from digestbot.models import Digest, DigestEntry
 from digestbot.render import i18n
@@ -22,7 +20,6 @@ from digestbot.render.base import (
     HTML_BUDGET_BYTES,
     RenderedEmail,
     badge,
-    clip,
     environment,
     hit_text,
     lead_topic,
@@ -30,39 +27,10 @@ from digestbot.render.base import (
 )
 from digestbot.render.fragments import Columns, Memo, Part, Stamp, block, slot
 from digestbot.render.i18n import label
+from digestbot.render.rows import _inliner, _Rows, inline_piece
 
-
-@functools.cache
-def _inliner() -> css_inline.CSSInliner:
-    # @media rules (dark mode, phones) cannot be inlined; keep them in a <style> block.
-    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False, minify_css=True)
-
-
-@functools.cache
-def _stylesheet() -> str:
-    """The email's CSS as digest.html embeds it, for inlining a row outside the page."""
-    return environment().get_template("email/_digest.css").render()
-
-
-def inline_piece(html: str) -> Stamp:
-    """A piece of an entry (`html`, with `slot`/`block` markers) inlined as it is inside an
-    entry row: the hook for per-reader-per-paper markup such as 👍/👎 links. Render and
-    inline it once per language, then `fill` it per reader and pass the result as an
-    entry's controls (see `render_email`)."""
-    html = _inliner().inline_fragment(
-        f'<table><tr><td class="entry">{_FROM}{html}{_TO}</td></tr></table>', _stylesheet())
-    start, end = html.find(_FROM), html.find(_TO)
-    if start < 0 or end < start:
-        raise RuntimeError(f"css-inline moved a piece out of its entry: {html[:80]!r}")
-    return Stamp(html[start + len(_FROM):end])
-
-
-_FROM, _TO = block("piece-from"), block("piece-to")
 # Where the rows go in the inlined page (see `fragments.block`).
 _ROWS_MARKER = block("entry-rows")
-# How css-inline returns a row parsed inside a bare table (the parser adds the <tbody>).
-_ROW_WRAPPER = ("<table><tbody>", "</tbody></table>")
-
 # A paper's row (per language and abstract cut) and text, rendered once for every reader.
 _ROWS = Memo(20_000)
 _TEXTS = Memo(20_000)
@@ -82,11 +50,6 @@ def _paper_key(entry: DigestEntry, lang: str) -> Hashable:
         return (entry.key, lang)
     enrichment = _fields(entry.enrichment) if entry.enrichment else None
     return (lang, _fields(entry.paper), entry.announcement, enrichment)
-
-
-def _effective(limit: int | None, text: str) -> int | None:
-    """A clip limit that keeps all of `text` renders like no limit: share one cached row."""
-    return None if limit and len(text) <= limit else limit
 
 
 def text_reasons(entry: DigestEntry, lang: str) -> str:
@@ -110,106 +73,38 @@ def html_reasons(entry: DigestEntry, lang: str) -> str:
                     *(hit.fill({"text": hit_text(h)}) for h in entry.hits)])
 
 
-Step = tuple[int | None, int | None]
 # Where a reader's controls go in a filled row (private use, as the markers).
 _CONTROLS = "\ue002"
 
 
-class _Rows:
-    """One paper's inlined table rows in one language, one per abstract cut (made when first
-    asked, shared by every reader); the reader's badge, reasons and controls are their slots.
-
-    Rendering and inlining cost far more than anything else here, and a digest over the budget
-    asks several cuts: each shape (which abstracts show) is rendered once with the abstracts
-    and the "shortened" note as slots, and a cut fills them — the same bytes, as a filled
-    stamp is (`fragments`)."""
-
-    def __init__(self, entry: DigestEntry, lang: str) -> None:
-        self.entry, self.lang = entry, lang
-        self.by_step: dict[Step, Stamp] = {}
-        self.shapes: dict[tuple[bool, bool], Stamp] = {}
-        self.raw: str | None = None
-
-    def at(self, step: Step) -> Stamp:
-        try:
-            return self.by_step[step]
-        except KeyError:
-            pass
-        entry, lang = self.entry, self.lang
-        en_text = entry.paper.abstract or ""
-        zh_text = (entry.enrichment.abstract_zh if entry.enrichment else "") or ""
-        cut = (_effective(step[0], en_text), _effective(step[1], zh_text))
-        if cut not in self.by_step:
-            shape = (bool(en_text) and cut[0] != 0,
-                     lang != "en" and bool(zh_text) and cut[1] != 0)
-            if shape not in self.shapes:
-                self.shapes[shape] = self._render(shape)
-            shortened = ((cut[0] is not None and len(en_text) > cut[0])
-                         or (cut[1] is not None and entry.enrichment is not None
-                             and len(zh_text) > cut[1]))
-            self.by_step[cut] = Stamp(self.shapes[shape].fill({
-                "en-abstract": clip(en_text, cut[0]), "zh-abstract": clip(zh_text, cut[1]),
-                "shortened": _shortened(lang) if shortened else "",
-                # The reader's slots stay slots.
-                "match": slot("match"), "reasons": block("reasons"),
-                "controls": block("controls")}))
-        stamp = self.by_step[step] = self.by_step[cut]
-        return stamp
-
-    def _render(self, shape: tuple[bool, bool]) -> Stamp:
-        """The row with these abstracts shown, their text and the note as slots: the row with
-        every abstract there is, rendered once, less the paragraphs (or the whole <details>)
-        this shape leaves out — as the template leaves them out — then inlined."""
-        if self.raw is None:
-            self.raw = environment().get_template("email/_entry_row.html").render(
-                entry=self.entry, lang=self.lang, en_chars=None, zh_chars=None,
-                en_text=slot("en-abstract"), zh_text=slot("zh-abstract"),
-                shortened=slot("shortened"), match=slot("match"), reasons=block("reasons"),
-                controls=block("controls"))
-        raw = self.raw
-        for shown, name in zip(shape, ("en-abstract", "zh-abstract"), strict=True):
-            at = raw.find(slot(name))
-            if not shown and at >= 0:  # its paragraph is a line of its own
-                raw = raw[:raw.rfind("\n", 0, at) + 1] + raw[raw.index("\n", at) + 1:]
-        if not any(shape):
-            start, end = raw.find("<details>\n"), raw.find("</details>\n")
-            if start >= 0:
-                if end < start:
-                    raise RuntimeError(f"unexpected abstracts in a row: {raw[start - 40:]!r}")
-                raw = raw[:start] + raw[end + len("</details>\n"):]
-        wrapped = _inliner().inline_fragment(f"<table>{raw}</table>", _stylesheet())
-        head, tail = _ROW_WRAPPER
-        if not (wrapped.startswith(head) and wrapped.endswith(tail)):
-            raise RuntimeError(f"css-inline returned an unexpected row: {wrapped[:80]!r}")
-        return Stamp(wrapped[len(head):-len(tail)])
-
-
-@functools.cache
-def _shortened(lang: str) -> str:
-    """The note after the links of an entry whose abstracts are cut (see _entry.html)."""
-    return f" · {label(lang, '摘要已缩短，全文见 arXiv', 'abstract shortened, full text on arXiv')}"
-
-
 class _Entry:
     """An entry with its badge and reasons filled in: its rows (split where the reader's
-    controls go) and its text, made once for every reader the same entry goes to."""
+    controls go) and its text, made once for every reader the same entry goes to, as UTF-8
+    bytes (the pieces of the email's joins), with what a digest asks of each entry besides
+    (its paper's id, its hits' topics), so a digest reads its entries once."""
+
+    __slots__ = ("filled", "paper_id", "reader", "reader_size", "rows", "sizes", "text", "topics")
 
     def __init__(self, entry: DigestEntry, lang: str) -> None:
         paper = (entry.key[0], lang) if entry.key else _paper_key(entry, lang)
         self.rows: _Rows = _ROWS.get(paper, lambda: _Rows(entry, lang))
+        self.paper_id = entry.paper.id
+        self.topics = tuple(h.topic for h in entry.hits)
         self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
                        "controls": _CONTROLS}
         self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
-        self.filled: dict[Step, tuple[str, str]] = {}
-        # Fitting the budget asks each entry's size at several steps for every reader.
-        self.sizes: dict[Step, int] = {}
+        # By the step's place in _ABSTRACT_STEPS (None: not asked yet). Fitting the budget
+        # asks each entry's size at several steps for every reader: a list, not a dict, so
+        # no step tuple is hashed for it.
+        self.filled: list[tuple[bytes, bytes] | None] = [None] * len(_ABSTRACT_STEPS)
+        self.sizes: list[int | None] = [None] * len(_ABSTRACT_STEPS)
         text = _TEXTS.get(paper, lambda: Stamp(environment().get_template(
             "email/_entry.txt").render(entry=entry, lang=lang, match=slot("match"),
                                        reasons=slot("reasons"), controls=slot("controls")),
             html=False))
         # The controls come last in an entry's text (see _entry.txt).
         self.text = text.fill({"match": self.reader["match"], "controls": "",
-                               "reasons": text_reasons(entry, lang)})
+                               "reasons": text_reasons(entry, lang)}).encode("utf-8")
 
     @staticmethod
     def of(entry: DigestEntry, lang: str) -> _Entry:
@@ -224,21 +119,22 @@ class _Entry:
         return [filled.get((e.key, lang)) or _Entry.of(e, lang) if e.key else _Entry.of(e, lang)
                 for e in entries]
 
-    def size(self, step: Step) -> int:
-        try:
-            return self.sizes[step]
-        except KeyError:
-            size = self.sizes[step] = self.rows.at(step).size + self.reader_size
-            return size
+    def size(self, step: int) -> int:
+        """The entry's rows' size at `_ABSTRACT_STEPS[step]`."""
+        size = self.sizes[step]
+        if size is None:
+            size = self.sizes[step] = self.rows.at(_ABSTRACT_STEPS[step]).size + self.reader_size
+        return size
 
-    def html(self, step: Step) -> tuple[str, str]:
-        """The entry's rows at `step`, before and after where the reader's controls go."""
-        try:
-            return self.filled[step]
-        except KeyError:
-            head, _, tail = self.rows.at(step).fill(self.reader).partition(_CONTROLS)
-            filled = self.filled[step] = (head, tail)
-            return filled
+    def html(self, step: int) -> tuple[bytes, bytes]:
+        """The entry's rows at `_ABSTRACT_STEPS[step]`, before and after where the reader's
+        controls go."""
+        filled = self.filled[step]
+        if filled is None:
+            head, _, tail = self.rows.at(_ABSTRACT_STEPS[step]).fill(self.reader).partition(
+                _CONTROLS)
+            filled = self.filled[step] = (head.encode("utf-8"), tail.encode("utf-8"))
+        return filled
 
 
 # A distinct entry (paper and reasons) filled in, per language.
@@ -274,19 +170,19 @@ def _page(template: str, context: dict[str, Any], more: int, **extra: Any) -> tu
 def _shell(context: dict[str, Any], more: int) -> tuple[Part, Part]:
     """The inlined page around the rows (header, footer with `more`), split where rows go."""
     stamp, values = _page("email/digest.html", context, more, entry_rows=_ROWS_MARKER)
-    before, marker, after = stamp.fill({**values, "entry-rows": _ROWS_MARKER}).partition(
-        _ROWS_MARKER)
-    if not marker:
+    if not any(name == "entry-rows" for name, _ in stamp.slots):
         raise RuntimeError("css-inline dropped the entry-rows marker from digest.html")
-    return Part.of(before), Part.of(after)
+    before, after = stamp.around(values, "entry-rows")
+    return Part(before), Part(after)
 
 
 def email_context(digest: Digest, *, unsubscribe_url: str | None = None,
-                  preferences_url: str | None = None,
-                  pages_url: str | None = None) -> dict[str, Any]:
-    """What email/digest.html and digest.txt see besides the entries and the `more` count."""
+                  preferences_url: str | None = None, pages_url: str | None = None,
+                  hit_topics: Iterable[str] | None = None) -> dict[str, Any]:
+    """What email/digest.html and digest.txt see besides the entries and the `more` count
+    (`hit_topics`: see `lead_topic`)."""
     lang = digest.subscriber.lang
-    lead = lead_topic(digest)
+    lead = lead_topic(digest, hit_topics)
     return {
         "digest": digest,
         "lang": lang,
@@ -305,9 +201,27 @@ _RULE = "=" * 66
 
 
 @functools.lru_cache(maxsize=1_000)
-def _numbered(n: int) -> str:
+def _numbered(n: int) -> bytes:
     """What opens the text of entry `n`: a rule and its number."""
-    return f"\n{_RULE}\n[{n}] "
+    return f"\n{_RULE}\n[{n}] ".encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _numbers(count: int) -> tuple[bytes, ...]:
+    """What opens the text of each of `count` entries."""
+    return tuple(map(_numbered, range(1, count + 1)))
+
+
+def _interleave(first: bytes, columns: Sequence[Sequence[bytes]], last: bytes) -> bytes:
+    """`first`, each row's pieces in column order, then `last`, in one join: the list built by
+    a strided slice assignment per column (C) rather than zip and chain (a tuple per row),
+    half the cost of a digest's joins. Columns of unequal length raise ValueError."""
+    width = len(columns)
+    pieces = [b""] * (width * (len(columns[0]) if columns else 0) + 2)
+    pieces[0], pieces[-1] = first, last
+    for k, column in enumerate(columns):
+        pieces[1 + k:-1:width] = column
+    return b"".join(pieces)
 
 
 def render_email(
@@ -318,7 +232,7 @@ def render_email(
     pages_url: str | None = None,
     controls: EntryControls | None = None,
 ) -> RenderedEmail:
-    """Subject, plain text and inlined HTML for one digest.
+    """Subject, plain text and inlined HTML for one digest (UTF-8 bytes; see `RenderedEmail`).
 
     The HTML is kept under `HTML_BUDGET_BYTES`: abstracts are shortened, then dropped (English
     first — the Chinese one is the reason to subscribe), and as a last resort trailing entries
@@ -328,76 +242,83 @@ def render_email(
     once (per language and abstract cut) with slots for the reader's parts — the match badge,
     their reasons (topic hits, followed authors) and `controls` — and the page around the
     rows is inlined once per language and shape with slots for the reader's values; a digest
-    is then a join of those pieces (the same bytes as inlining the whole page). Sizes add up,
-    so fitting the budget costs no rendering.
+    is then a join of those pieces (the same bytes as inlining the whole page), each encoded
+    to UTF-8 once: a digest's text is often a UCS-4 string (an emoji makes it so), four bytes
+    a character to copy and then an encode per reader. Sizes add up, so fitting the budget
+    costs no rendering.
 
     `controls` (optional) gives each entry's per-reader-per-paper markup (👍/👎 links): its
     `html(entry)` is inlined HTML (see `inline_piece`) placed after the entry's links line,
     its `text(entry)` the plain-text lines after the PDF link.
     """
     lang = digest.subscriber.lang
-    context = email_context(digest, unsubscribe_url=unsubscribe_url,
-                            preferences_url=preferences_url, pages_url=pages_url)
     items = _Entry.all(digest.entries, lang)
-    columns = _columns(controls, digest.entries)
+    context = email_context(
+        digest, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
+        pages_url=pages_url, hit_topics=itertools.chain.from_iterable([i.topics for i in items]))
+    columns = _columns(controls, digest.entries, items)
     extra = sum(columns.sizes)
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
-    text = "".join([before, *itertools.chain.from_iterable(zip(
-        map(_numbered, range(1, len(items) + 1)), [i.text for i in items], *columns.text,
-        strict=True)), after])
+    text = _interleave(before, [_numbers(len(items)), [i.text for i in items], *columns.text],
+                       after)
     shell = _shell(context, digest.more)
     step = _fitting_step(shell, items, extra)
     if step is None:
-        sizes = [i.size(_ABSTRACT_STEPS[-1]) + c for i, c in zip(items, columns.sizes, strict=True)]
+        sizes = [i.size(_LAST) + c for i, c in zip(items, columns.sizes, strict=True)]
         keep, shell = _fitting_count(context, sizes, digest.more)
         items, columns = items[:keep], columns.head(keep)
         extra = sum(columns.sizes)
-        step = _fitting_step(shell, items, extra) or _ABSTRACT_STEPS[-1]
-    heads, tails = zip(*[i.html(step) for i in items], strict=True) if items else ((), ())
-    return RenderedEmail(subject=context["subject"], text=text, html="".join(
-        [shell[0].html, *itertools.chain.from_iterable(zip(heads, *columns.html, tails,
-                                                           strict=True)), shell[1].html]))
+        step = _fitting_step(shell, items, extra)
+        if step is None:
+            step = _LAST
+    heads, tails = zip(*[i.filled[step] or i.html(step) for i in items],
+                       strict=True) if items else ((), ())
+    return RenderedEmail(subject=context["subject"], text_bytes=text, html_bytes=_interleave(
+        shell[0].data, [heads, *columns.html, tails], shell[1].data))
 
 
 class EntryControls(Protocol):
     """Per-reader, per-paper pieces stitched into each email entry (see `render_email`); a
-    `columns(entries)` method, when there is one, gives them as `Columns` instead."""
+    `columns(paper_ids)` method, when there is one, gives them as `Columns` instead (by the
+    entries' paper ids, which the email keeps at hand)."""
 
     def html(self, entry: DigestEntry) -> str: ...
 
     def text(self, entry: DigestEntry) -> str: ...
 
 
-def _columns(controls: EntryControls | None, entries: list[DigestEntry]) -> Columns:
+def _columns(controls: EntryControls | None, entries: list[DigestEntry],
+             items: list[_Entry]) -> Columns:
     if controls is None:
         return Columns([], [0] * len(entries), [])
     columns = getattr(controls, "columns", None)
     if columns is not None:
-        return columns(entries)
-    html = [controls.html(e) for e in entries]
-    return Columns([html], [len(h.encode("utf-8")) for h in html],
-                   [[controls.text(e) for e in entries]])
+        return columns([i.paper_id for i in items])
+    html = [controls.html(e).encode("utf-8") for e in entries]
+    return Columns([html], list(map(len, html)),
+                   [[controls.text(e).encode("utf-8") for e in entries]])
 
 
-def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> Step | None:
-    """The first abstract step at which the rows (and `extra` bytes of controls) fit the
-    budget, or None if none does."""
+def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> int | None:
+    """The first abstract step (its place in `_ABSTRACT_STEPS`) at which the rows (and `extra`
+    bytes of controls) fit the budget, or None if none does."""
     room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
     known = [i.sizes for i in items]
-    for step in _ABSTRACT_STEPS:
+    for step, size_at in enumerate(_SIZE_AT):
         try:  # most digests try several steps, each entry's size at each known already
-            total = sum(map(_SIZE_AT[step], known))
-        except KeyError:
+            total = sum(map(size_at, known))
+        except TypeError:  # a None: some entry's size at this step not asked yet
             total = sum(map(_Entry.size, items, itertools.repeat(step)))
         if total <= room:
             return step
     return None
 
 
-_SIZE_AT = {step: operator.itemgetter(step) for step in _ABSTRACT_STEPS}
+_SIZE_AT = [operator.itemgetter(step) for step in range(len(_ABSTRACT_STEPS))]
+_LAST = len(_ABSTRACT_STEPS) - 1
 
 
 def _fitting_count(context: dict[str, Any], sizes: list[int],

@@ -88,6 +88,7 @@ class Stamp:
             self.slots.append((block_name, _raw) if block_name
                               else (name, _escaper(seen, html)))
         self.size = sum(len(t.encode("utf-8")) for t in self.literals)
+        self._utf8: list[bytes] | None = None  # the literals encoded, when first asked
         # One str.format call per fill: the literals with their braces doubled, a field per slot.
         self._format = "".join(
             t.replace("{", "{{").replace("}", "}}") + ("{}" if n < len(self.slots) else "")
@@ -97,27 +98,35 @@ class Stamp:
         return self._format(*[escape(values.get(name) or "") if escape is not _raw
                               else values.get(name) or "" for name, escape in self.slots])
 
-    def around(self, values: Mapping[str, str], at: str) -> tuple[str, str]:
-        """The stamp filled with `values`, before and after its slot `at` (left empty): a large
+    def around(self, values: Mapping[str, str], at: str) -> tuple[bytes, bytes]:
+        """The stamp filled with `values`, before and after its slot `at` (left empty), as
+        UTF-8: the literals encoded once, each value as it goes in, so a page around a
+        digest's entries costs no encode (nor a copy) of its whole text per reader; a large
         value goes in by the caller's one join instead of a copy here and another there."""
-        filled = [escape(values.get(name) or "") if escape is not _raw
-                  else values.get(name) or "" for name, escape in self.slots]
+        if self._utf8 is None:
+            self._utf8 = [t.encode("utf-8") for t in self.literals]
         n = next(i for i, (name, _) in enumerate(self.slots) if name == at)
-        pieces = [self.literals[0], *(v for pair in zip(filled, self.literals[1:], strict=True)
-                                      for v in pair)]
-        return "".join(pieces[:2 * n + 1]), "".join(pieces[2 * n + 2:])
+        pieces = [self._utf8[0]]
+        for (name, escape), literal in zip(self.slots, self._utf8[1:], strict=True):
+            value = values.get(name) or ""
+            pieces += ((escape(value) if escape is not _raw else value).encode("utf-8"), literal)
+        return b"".join(pieces[:2 * n + 1]), b"".join(pieces[2 * n + 2:])
 
 
 @dataclass(frozen=True)
 class Part:
-    """A piece of the final HTML and its UTF-8 size, so the budget is a sum, not a render."""
+    """A piece of the final HTML as UTF-8 bytes (its size is their length), so the budget is
+    a sum, not a render, and the page a join of bytes."""
 
-    html: str
-    size: int
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
     @classmethod
     def of(cls, html: str) -> Part:
-        return cls(html, len(html.encode("utf-8")))
+        return cls(html.encode("utf-8"))
 
 
 class Memo:
@@ -147,13 +156,13 @@ class Memo:
 
 @dataclass
 class Columns:
-    """The controls of a digest's entries as pieces of `render_email`'s joins: each column a
-    piece per entry (an entry's HTML controls are its pieces in column order, likewise its
-    text), and each entry's HTML controls' UTF-8 size."""
+    """The controls of a digest's entries as pieces of `render_email`'s joins, UTF-8 encoded:
+    each column a piece per entry (an entry's HTML controls are its pieces in column order,
+    likewise its text), and each entry's HTML controls' size."""
 
-    html: list[Sequence[str]]
+    html: list[Sequence[bytes]]
     sizes: list[int]
-    text: list[Sequence[str]]
+    text: list[Sequence[bytes]]
 
     def head(self, n: int) -> Columns:
         """The first `n` entries' HTML pieces (the text shows every entry)."""
