@@ -161,30 +161,70 @@ def rebuild(
                           _read_picks(context, date, ids, suggested or {}), more=more)
 
 
+Pick = DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]
+
+
 def _held_picks(context: ReaderContext, date: str, ids: list[str], suggested: dict[str, TopicHit]
-                ) -> list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]] | None:
-    """`rebuild`'s entries from the batch's held score rows, shared by every reader alike (a
-    few lookups a paper): when every paper was announced on `date` and still scores on one
-    of the reader's topics, and the reader's library does not score them; else None."""
-    if context.shelf is not None or not context.library.announced_on(date, ids):
+                ) -> list[Pick] | None:
+    """`rebuild`'s entries from the batch's held score rows, shared by every reader alike:
+    when every paper was announced on `date` and still scores on one of the reader's topics,
+    and the reader's library does not score them; else None.
+
+    A paper's entry depends only on the reader's subscriptions (topics, thresholds, order) and
+    language, unless they follow an author on it: made once per batch for all readers alike,
+    so most of a row's papers are a dict lookup each."""
+    library = context.library
+    if context.shelf is not None or not library.announced_on(date, ids):
         return None
-    by_paper = context.library.held_scores(date)
-    picks: list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]] = []
-    for pid in ids:
-        on = by_paper.get(pid)
-        scored = [(on[s.topic], s.threshold) for s in context.subscriptions
-                  if s.topic in on] if on else []
-        if not scored:
-            return None  # read where it is (`_read_picks`)
-        rows = [r for r, threshold in scored if r["score"] >= threshold] or [r for r, _ in scored]
-        authors = context.authors_of(pid)
-        if pid in suggested:
-            picks.append((announcement(rows[0]), [suggested[pid]], authors))
-            continue
-        rows = context.library.hold(context._in_order(rows))
-        entry = None if authors else context.library.held_entry(rows, context.lang)
-        picks.append(entry or (announcement(rows[0]), context.hits(rows), authors))
+    by_paper = library.held_scores(date)
+    if context.profile.follows:  # their followed authors make each entry their own
+        picks = []
+        for pid in ids:
+            rows = _scored(library.subscription_key(context.subscriber.id), by_paper.get(pid))
+            if not rows:
+                return None  # read where it is (`_read_picks`)
+            authors = context.authors_of(pid)
+            picks.append((announcement(rows[0]), [suggested[pid]], authors) if pid in suggested
+                         else _held_pick(context, rows, authors))
+        return picks
+    subscriptions = library.subscription_key(context.subscriber.id)
+    known = library.memo(("held picks", date, context.lang, subscriptions))
+    if not all(map(known.__contains__, ids)):
+        for pid in ids:
+            if pid not in known:
+                rows = _scored(subscriptions, by_paper.get(pid))
+                if not rows:
+                    return None
+                known[pid] = _held_pick(context, rows, [])
+    picks = list(map(known.__getitem__, ids))
+    for pid in suggested.keys() & set(ids) if suggested else ():  # planned as "you may like"
+        rows = _scored(subscriptions, by_paper[pid])
+        picks[ids.index(pid)] = (announcement(rows[0]), [suggested[pid]], [])
     return picks
+
+
+def _scored(subscriptions: tuple[tuple[str, int], ...], on: dict[str, dict[str, Any]] | None
+            ) -> list[dict[str, Any]]:
+    """A paper's held rows (`on`: topic → row) on the reader's topics (`subscription_key`), in
+    the order they subscribed: those that pass their threshold, else all of them (a threshold
+    raised since)."""
+    passing: list[dict[str, Any]] = []
+    scored: list[dict[str, Any]] = []
+    for topic, threshold in subscriptions if on else ():
+        row = on.get(topic)  # type: ignore[union-attr]
+        if row is not None:
+            scored.append(row)
+            if row["score"] >= threshold:
+                passing.append(row)
+    return passing or scored
+
+
+def _held_pick(context: ReaderContext, rows: list[dict[str, Any]], authors: list[AuthorHit]
+               ) -> Pick:
+    """The entry of a paper from its held rows (`_scored`): the batch's shared one."""
+    rows = context.library.hold(context._in_order(rows))
+    entry = None if authors else context.library.held_entry(rows, context.lang)
+    return entry or (announcement(rows[0]), context.hits(rows), authors)
 
 
 def _read_picks(context: ReaderContext, date: str, ids: list[str], suggested: dict[str, TopicHit]

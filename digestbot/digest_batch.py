@@ -96,6 +96,8 @@ class Library:
         self._held: dict[tuple[Any, ...], tuple[list[Any], DigestEntry | None]] = {}
         # day → paper id → topic → its score row, for every followed topic (see `scored_on`)
         self._all_scores: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+        self._memos: dict[Hashable, dict[Any, Any]] = {}
+        self._keys: dict[int, tuple[tuple[str, int], ...]] = {}
 
     def subscriptions(self, subscriber_id: int) -> list[Subscription]:
         """The reader's subscriptions (everyone's are read on the first ask)."""
@@ -105,6 +107,23 @@ class Library:
         if self._subscriptions is None:
             self._subscriptions = subscribers.all_subscriptions(self.store)
         return self._subscriptions
+
+    def subscription_key(self, subscriber_id: int) -> tuple[tuple[str, int], ...]:
+        """The reader's (topic, threshold) pairs in the order they subscribed: readers alike
+        in it are alike to `passing` and to their entries' hits."""
+        key = self._keys.get(subscriber_id)
+        if key is None:
+            key = self._keys[subscriber_id] = tuple(
+                (s.topic, s.threshold) for s in self.subscriptions(subscriber_id))
+        return key
+
+    def memo(self, key: Hashable) -> dict[Any, Any]:
+        """A dict kept for the batch under `key`: what selection works out once for all the
+        readers alike (see `digest`), read fresh with the next batch like the rest."""
+        memo = self._memos.get(key)
+        if memo is None:
+            memo = self._memos[key] = {}
+        return memo
 
     def profile(self, subscriber_id: int) -> profile.Profile:
         """The reader's followed authors and keywords (everyone's are read on the first ask)."""
@@ -258,8 +277,7 @@ class Library:
 
     def announced_on(self, day: str, ids: list[str]) -> bool:
         """Whether every paper of `ids` was announced on `day`."""
-        announced = self._announced_ids(day)
-        return all(pid in announced for pid in ids)
+        return self._announced_ids(day).issuperset(ids)
 
     def _announced_ids(self, day: str) -> set[str]:
         if day not in self._announced_sets:

@@ -5,7 +5,7 @@ entry. Selection (`digest.select`) and sending (`digest.rebuild`) both go throug
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from digestbot.digest_batch import Library, announcement, held
 from digestbot.models import Announcement, AuthorHit, Digest, DigestEntry, Subscriber, TopicHit
@@ -138,10 +138,13 @@ class ReaderContext:
     ) -> Digest:
         """The digest of these entries (or announcements with their reasons, made entries
         here; one whose paper is not in the store is left out)."""
-        papers = self.library.papers([p[0].arxiv_id for p in picks if isinstance(p, tuple)])
-        entries = [p if not isinstance(p, tuple) else
-                   self.library.entry(papers[p[0].arxiv_id], *p)
-                   for p in picks if not isinstance(p, tuple) or p[0].arxiv_id in papers]
+        if set(map(type, picks)) <= {DigestEntry}:  # most digests: the batch's entries
+            entries = cast(list[DigestEntry], picks)
+        else:
+            papers = self.library.papers([p[0].arxiv_id for p in picks if isinstance(p, tuple)])
+            entries = [p if not isinstance(p, tuple) else
+                       self.library.entry(papers[p[0].arxiv_id], *p)
+                       for p in picks if not isinstance(p, tuple) or p[0].arxiv_id in papers]
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
             entries=entries, more=more,
