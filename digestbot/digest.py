@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from digestbot import rerank
-from digestbot.digest_batch import Library, announcement
+from digestbot.digest_batch import Library, announcement, best_first
 from digestbot.digest_context import ReaderContext
 from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.models import Announcement, AuthorHit, Digest, DigestEntry, Subscriber, TopicHit
@@ -68,6 +68,9 @@ def select(
     """
     context = ReaderContext(store, subscriber, library)
     window = _window(context.library, history, subscriber, date)
+    if (context.shelf is None and not context.profile.follows and subscriber.cadence == "daily"
+            and not context.library.may_learn(subscriber.id)):
+        return _select_topics(context, history, date, window, superset)
     # The reader's library scores like one more topic (subscribers.library).
     found = _latest_per_paper([*context.library.passing(context.subscriptions, window),
                                *context.library_rows(window=window)], context.shelf is not None,
@@ -117,6 +120,43 @@ def select(
               followed.get(pid, (None, []))[1])
              for pid in kept]
     return context.digest(date, picks, more=len(ranked) - len(kept))
+
+
+def _select_topics(context: ReaderContext, history: History, date: str, window: list[str],
+                   superset: bool) -> Digest | None:
+    """`select` for a daily reader whose topics alone bring their papers (most readers: no
+    library, followed author or 👍/👎 model): ranked once per batch for all readers alike
+    (the same subscriptions and window), then only what they had and their keywords taken
+    out, the cap applied and the entries looked up."""
+    library, subscriber = context.library, context.subscriber
+    key = (tuple(window), library.subscription_key(subscriber.id))
+    # Paper ids best first, kept for the batch (only the ids: a list of rows a paper kept
+    # for the batch would make every garbage collection pass longer).
+    ranking = library.memo(("ranked", *key))
+    if not ranking:
+        ranking.update(dict.fromkeys(best_first(library.passing(context.subscriptions, window))))
+    ids = list(ranking)
+    # Never twice: a paper the reader got (in any version) is not offered again.
+    gone = history.delivered(subscriber.id, ids) if ids else ()
+    if gone:
+        ids = [pid for pid in ids if pid not in gone]
+    # Keywords sift what the topics brought (all of it for a `superset`).
+    sifts = bool(context.profile.must or context.profile.exclude)
+    out = set(context.filtered_out(ids)) if sifts and not superset and ids else ()
+    if out:
+        ids = [pid for pid in ids if pid not in out]
+    if not ids:
+        return None
+    kept = ids if superset and sifts else ids[:subscriber.max_papers]
+    known = library.memo(("entries", *key, context.lang))
+    if not all(map(known.__contains__, kept)):
+        missing = {pid: [] for pid in kept if pid not in known}
+        for row in library.passing(context.subscriptions, window):  # in subscription order
+            rows = missing.get(row["arxiv_id"])
+            if rows is not None:
+                rows.append(row)
+        known.update(zip(missing, context.held_all(list(missing.values())), strict=True))
+    return context.digest(date, list(map(known.__getitem__, kept)), more=len(ids) - len(kept))
 
 
 def _weekly_cut(ranked: list[str], found: dict[str, list[dict[str, Any]]],

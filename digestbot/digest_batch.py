@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import threading
 from collections.abc import Hashable
 from typing import Any
@@ -233,7 +234,9 @@ class Library:
                 # Best first, so those that pass are the ones before the first that does not.
                 rows += held[:bisect.bisect_right(held, -sub.threshold, key=_descending)]
         if len(days) > 1:
-            latest = {ann.arxiv_id: day for day in days for ann in self.announcements(day)}
+            latest = self.memo(("latest", *days))  # the same for every reader with these days
+            if not latest:
+                latest.update((a.arxiv_id, day) for day in days for a in self.announcements(day))
             rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
         return rows
 
@@ -294,13 +297,16 @@ class Library:
                 by_topic.setdefault(row["topic"], []).append(row)
                 self._hold(row)
             for rows in by_topic.values():
-                rows.sort(key=_descending)
+                rows.sort(key=_RANKED)  # best first, ties by id (see `best_first`)
             held = self._scores[day] = (floor, by_topic)
         return held[1]
 
     def _hold(self, row: dict[str, Any]) -> None:
         # What every reader's entry makes of the row, made once (see `held_entry`).
         row[_ANNOUNCEMENT] = announcement(row)
+        # (-score, id) as one string, so sorting compares strings in C rather than tuples:
+        # the score offset into 20 digits (any SQLite integer), then the id.
+        row[_RANK] = f"{2**63 - row['score']:020d}{row['arxiv_id']}"
         row[_LONE] = {}
         topic = self.topic(row["topic"])
         row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
@@ -329,7 +335,14 @@ class Library:
 # Below every score: `passing_on` at it gives every row, as `subscribed_scores` would.
 _ANY_SCORE = -(2**62)
 # Keys a held score row carries besides its columns (not column names: they have a space).
-_ANNOUNCEMENT, _HITS, _LONE = "the announcement", "the hits", "the entries"
+_ANNOUNCEMENT, _HITS, _LONE, _RANK = "the announcement", "the hits", "the entries", "the rank"
+_RANKED, _PAPER = operator.itemgetter(_RANK), operator.itemgetter("arxiv_id")
+
+
+def best_first(rows: list[dict[str, Any]]) -> list[str]:
+    """The papers of held rows (`Library.passing`) by their best score, ties by id: sorted
+    by (-score, id) in C, each paper where its best row is (its first)."""
+    return list(dict.fromkeys(map(_PAPER, sorted(rows, key=_RANKED))))
 
 
 def _descending(row: dict[str, Any]) -> int:
