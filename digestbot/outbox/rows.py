@@ -55,14 +55,17 @@ class DeliveryRow:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeliveryRow:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in row.items() if k in names}
+        values = {k: v for k, v in row.items() if k in _ROW_FIELDS}
         values["paper_ids"] = json.loads(row["paper_ids"] or "[]")
         values["attempts"] = row["attempts"] or 0
         values["more"] = row.get("more") or 0
+        suggested = row.get("suggested")  # most rows: none
         values["suggested"] = {pid: TopicHit(**hit) for pid, hit in
-                               json.loads(row.get("suggested") or "{}").items()}
+                               json.loads(suggested).items()} if suggested else {}
         return cls(**values)
+
+
+_ROW_FIELDS = frozenset(f.name for f in fields(DeliveryRow))
 
 
 @dataclass
