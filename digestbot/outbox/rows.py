@@ -219,20 +219,21 @@ def create_row(store: Store, settings: Settings, digest: Digest, now: datetime) 
     sub = digest.subscriber
     stamp = iso(now)
     try:
+        # Plain SQL: the table API looks the schema up on every call (most of a planning
+        # pass's time went there).
         with store.db.atomic():
-            row_id = store.db["deliveries"].insert({
-                "subscriber_id": sub.id, "digest_date": digest.date, "status": "pending",
-                "attempts": 0, "paper_ids": json.dumps([e.paper.id for e in digest.entries]),
-                "more": digest.more, "message_id": _message_id(settings, sub, digest.date),
-                "suggested": _suggested(digest),
-                "created_at": stamp, "updated_at": stamp,
-            }).last_pk
-            store.db["delivered_papers"].insert_all(
-                ({"subscriber_id": sub.id, "arxiv_id": e.paper.id, "version": e.paper.version,
-                  "delivery_id": row_id} for e in digest.entries),
-                # A paper already recorded (a race with another planner) stays with its first row.
-                ignore=True,
-            )
+            row_id = store.db.execute(
+                "insert into deliveries (subscriber_id, digest_date, status, attempts, paper_ids,"
+                " more, message_id, suggested, created_at, updated_at)"
+                " values (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)",
+                [sub.id, digest.date, json.dumps([e.paper.id for e in digest.entries]),
+                 digest.more, _message_id(settings, sub, digest.date), _suggested(digest),
+                 stamp, stamp]).lastrowid
+            # A paper already recorded (a race with another planner) stays with its first row.
+            store.db.conn.executemany(
+                "insert or ignore into delivered_papers (subscriber_id, arxiv_id, version,"
+                " delivery_id) values (?, ?, ?, ?)",
+                [(sub.id, e.paper.id, e.paper.version, row_id) for e in digest.entries])
     except sqlite3.IntegrityError:
         # The unique (subscriber, date) index: a concurrent `send` planned this one.
         log.info("delivery for subscriber #%s on %s already planned elsewhere", sub.id, digest.date)
