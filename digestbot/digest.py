@@ -295,19 +295,25 @@ def _read_picks(context: ReaderContext, date: str, ids: list[str], suggested: di
 def _window(library: Library, history: History, subscriber: Subscriber, date: str) -> list[str]:
     """Announcement dates this digest covers: `date` and the uncovered days before it (for a
     weekly reader, the week before `date` at most)."""
-    days = WEEK_DAYS if subscriber.cadence == "weekly" else CATCH_UP_DAYS
-    floor = (Date.fromisoformat(date) - timedelta(days=days)).isoformat()
     last_sent = history.last_sent(subscriber.id, date)
-    if last_sent:
-        after = max(last_sent, floor)
-    elif subscriber.created_at:
-        # Never sent anything: catch up from the day they subscribed, no earlier.
-        joined = Date.fromisoformat(subscriber.created_at[:10]) - timedelta(days=1)
-        after = max(joined.isoformat(), floor)
-    else:
-        after = date
-    # The date asked for is always covered, even for someone who subscribed after it.
-    return [*library.dates(after=after, before=date), date]
+    # The same for every reader who got their last digest (or subscribed) the same day.
+    key = ("window", date, subscriber.cadence, last_sent,
+           None if last_sent else (subscriber.created_at or "")[:10])
+    known = library.memo(key)
+    if not known:
+        days = WEEK_DAYS if subscriber.cadence == "weekly" else CATCH_UP_DAYS
+        floor = (Date.fromisoformat(date) - timedelta(days=days)).isoformat()
+        if last_sent:
+            after = max(last_sent, floor)
+        elif subscriber.created_at:
+            # Never sent anything: catch up from the day they subscribed, no earlier.
+            joined = Date.fromisoformat(subscriber.created_at[:10]) - timedelta(days=1)
+            after = max(joined.isoformat(), floor)
+        else:
+            after = date
+        # The date asked for is always covered, even for someone who subscribed after it.
+        known["days"] = [*library.dates(after=after, before=date), date]
+    return list(known["days"])
 
 
 def _latest_per_paper(rows: Iterable[dict[str, Any]], mixed: bool = True, *,

@@ -8,7 +8,15 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from digestbot.digest_batch import Library, announcement, held
-from digestbot.models import Announcement, AuthorHit, Digest, DigestEntry, Subscriber, TopicHit
+from digestbot.models import (
+    Announcement,
+    AuthorHit,
+    Digest,
+    DigestEntry,
+    Subscriber,
+    Topic,
+    TopicHit,
+)
 from digestbot.store import Store
 from digestbot.subscribers import library as libraries
 from digestbot.subscribers import library_score
@@ -23,11 +31,17 @@ class ReaderContext:
         self.library = library or Library(store)
         self.subscriber = subscriber
         self.subscriptions = self.library.subscriptions(subscriber.id)
-        self.topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
         self.shelf = self.library.shelf(subscriber.id)
-        if self.shelf is not None:
-            self.topics[libraries.TOPIC] = libraries.library_topic()
-        self.order = {slug: i for i, slug in enumerate(self.topics)}
+        # Alike for every reader with these subscriptions (and library or not): made once.
+        known = self.library.memo(("topics", self.library.subscription_key(subscriber.id),
+                                   self.shelf is not None))
+        if not known:
+            topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
+            if self.shelf is not None:
+                topics[libraries.TOPIC] = libraries.library_topic()
+            known.update(topics=topics, order={slug: i for i, slug in enumerate(topics)})
+        self.topics: dict[str, Topic] = known["topics"]  # shared: read only
+        self.order: dict[str, int] = known["order"]
         self.profile = self.library.profile(subscriber.id)
         # The language of topic names and reasons ("both" reads them in Chinese).
         self.lang = "en" if subscriber.lang == "en" else "zh"
