@@ -16,14 +16,12 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from digestbot import rerank
-from digestbot.digest_batch import Library, announcement, held
+from digestbot.digest_batch import Library, announcement, best_first
+from digestbot.digest_context import ReaderContext
 from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.models import Announcement, AuthorHit, Digest, DigestEntry, Subscriber, TopicHit
 from digestbot.sources.papers import last_announcements
 from digestbot.store import Store
-from digestbot.subscribers import library as libraries
-from digestbot.subscribers import library_score
-from digestbot.subscribers.matching import find_keyword, haystack, keyword_key, match_author
 
 # How far back a digest catches up after a pause or downtime. Older papers are stale news,
 # and an unbounded window would flood someone returning after months.
@@ -68,8 +66,11 @@ def select(
     reader with `must`/`exclude` keywords, unsifted and uncapped (a Chinese keyword can only
     match a translation that is not made yet); the same digest for anyone else.
     """
-    context = _Context(store, subscriber, library)
+    context = ReaderContext(store, subscriber, library)
     window = _window(context.library, history, subscriber, date)
+    if (context.shelf is None and not context.profile.follows and subscriber.cadence == "daily"
+            and not context.library.may_learn(subscriber.id)):
+        return _select_topics(context, history, date, window, superset)
     # The reader's library scores like one more topic (subscribers.library).
     found = _latest_per_paper([*context.library.passing(context.subscriptions, window),
                                *context.library_rows(window=window)], context.shelf is not None,
@@ -121,6 +122,43 @@ def select(
     return context.digest(date, picks, more=len(ranked) - len(kept))
 
 
+def _select_topics(context: ReaderContext, history: History, date: str, window: list[str],
+                   superset: bool) -> Digest | None:
+    """`select` for a daily reader whose topics alone bring their papers (most readers: no
+    library, followed author or 👍/👎 model): ranked once per batch for all readers alike
+    (the same subscriptions and window), then only what they had and their keywords taken
+    out, the cap applied and the entries looked up."""
+    library, subscriber = context.library, context.subscriber
+    key = (tuple(window), library.subscription_key(subscriber.id))
+    # Paper ids best first, kept for the batch (only the ids: a list of rows a paper kept
+    # for the batch would make every garbage collection pass longer).
+    ranking = library.memo(("ranked", *key))
+    if not ranking:
+        ranking.update(dict.fromkeys(best_first(library.passing(context.subscriptions, window))))
+    ids = list(ranking)
+    # Never twice: a paper the reader got (in any version) is not offered again.
+    gone = history.delivered(subscriber.id, ids) if ids else ()
+    if gone:
+        ids = [pid for pid in ids if pid not in gone]
+    # Keywords sift what the topics brought (all of it for a `superset`).
+    sifts = bool(context.profile.must or context.profile.exclude)
+    out = set(context.filtered_out(ids)) if sifts and not superset and ids else ()
+    if out:
+        ids = [pid for pid in ids if pid not in out]
+    if not ids:
+        return None
+    kept = ids if superset and sifts else ids[:subscriber.max_papers]
+    known = library.memo(("entries", *key, context.lang))
+    if not all(map(known.__contains__, kept)):
+        missing = {pid: [] for pid in kept if pid not in known}
+        for row in library.passing(context.subscriptions, window):  # in subscription order
+            rows = missing.get(row["arxiv_id"])
+            if rows is not None:
+                rows.append(row)
+        known.update(zip(missing, context.held_all(list(missing.values())), strict=True))
+    return context.digest(date, list(map(known.__getitem__, kept)), more=len(ids) - len(kept))
+
+
 def _weekly_cut(ranked: list[str], found: dict[str, list[dict[str, Any]]],
                 followed: dict[str, Any]) -> list[str]:
     """The week's best per topic: at most `WEEKLY_PER_TOPIC` papers under each paper's best
@@ -157,39 +195,79 @@ def rebuild(
     reason), and a paper planned as a suggestion keeps its reason from `suggested`.
     """
     ids = list(dict.fromkeys(paper_ids))
-    context = _Context(store, subscriber, library)
+    context = ReaderContext(store, subscriber, library)
     picks = _held_picks(context, date, ids, suggested or {})
     return context.digest(date, picks if picks is not None else
                           _read_picks(context, date, ids, suggested or {}), more=more)
 
 
-def _held_picks(context: _Context, date: str, ids: list[str], suggested: dict[str, TopicHit]
-                ) -> list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]] | None:
-    """`rebuild`'s entries from the batch's held score rows, shared by every reader alike (a
-    few lookups a paper): when every paper was announced on `date` and still scores on one
-    of the reader's topics, and the reader's library does not score them; else None."""
-    if context.shelf is not None or not context.library.announced_on(date, ids):
+Pick = DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]
+
+
+def _held_picks(context: ReaderContext, date: str, ids: list[str], suggested: dict[str, TopicHit]
+                ) -> list[Pick] | None:
+    """`rebuild`'s entries from the batch's held score rows, shared by every reader alike:
+    when every paper was announced on `date` and still scores on one of the reader's topics,
+    and the reader's library does not score them; else None.
+
+    A paper's entry depends only on the reader's subscriptions (topics, thresholds, order) and
+    language, unless they follow an author on it: made once per batch for all readers alike,
+    so most of a row's papers are a dict lookup each."""
+    library = context.library
+    if context.shelf is not None or not library.announced_on(date, ids):
         return None
-    by_paper = context.library.held_scores(date)
-    picks: list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]] = []
-    for pid in ids:
-        on = by_paper.get(pid)
-        scored = [(on[s.topic], s.threshold) for s in context.subscriptions
-                  if s.topic in on] if on else []
-        if not scored:
-            return None  # read where it is (`_read_picks`)
-        rows = [r for r, threshold in scored if r["score"] >= threshold] or [r for r, _ in scored]
-        authors = context.authors_of(pid)
-        if pid in suggested:
-            picks.append((announcement(rows[0]), [suggested[pid]], authors))
-            continue
-        rows = context.library.hold(context._in_order(rows))
-        entry = None if authors else context.library.held_entry(rows, context.lang)
-        picks.append(entry or (announcement(rows[0]), context.hits(rows), authors))
+    by_paper = library.held_scores(date)
+    if context.profile.follows:  # their followed authors make each entry their own
+        picks = []
+        for pid in ids:
+            rows = _scored(library.subscription_key(context.subscriber.id), by_paper.get(pid))
+            if not rows:
+                return None  # read where it is (`_read_picks`)
+            authors = context.authors_of(pid)
+            picks.append((announcement(rows[0]), [suggested[pid]], authors) if pid in suggested
+                         else _held_pick(context, rows, authors))
+        return picks
+    subscriptions = library.subscription_key(context.subscriber.id)
+    known = library.memo(("held picks", date, context.lang, subscriptions))
+    if not all(map(known.__contains__, ids)):
+        for pid in ids:
+            if pid not in known:
+                rows = _scored(subscriptions, by_paper.get(pid))
+                if not rows:
+                    return None
+                known[pid] = _held_pick(context, rows, [])
+    picks = list(map(known.__getitem__, ids))
+    for pid in suggested.keys() & set(ids) if suggested else ():  # planned as "you may like"
+        rows = _scored(subscriptions, by_paper[pid])
+        picks[ids.index(pid)] = (announcement(rows[0]), [suggested[pid]], [])
     return picks
 
 
-def _read_picks(context: _Context, date: str, ids: list[str], suggested: dict[str, TopicHit]
+def _scored(subscriptions: tuple[tuple[str, int], ...], on: dict[str, dict[str, Any]] | None
+            ) -> list[dict[str, Any]]:
+    """A paper's held rows (`on`: topic → row) on the reader's topics (`subscription_key`), in
+    the order they subscribed: those that pass their threshold, else all of them (a threshold
+    raised since)."""
+    passing: list[dict[str, Any]] = []
+    scored: list[dict[str, Any]] = []
+    for topic, threshold in subscriptions if on else ():
+        row = on.get(topic)  # type: ignore[union-attr]
+        if row is not None:
+            scored.append(row)
+            if row["score"] >= threshold:
+                passing.append(row)
+    return passing or scored
+
+
+def _held_pick(context: ReaderContext, rows: list[dict[str, Any]], authors: list[AuthorHit]
+               ) -> Pick:
+    """The entry of a paper from its held rows (`_scored`): the batch's shared one."""
+    rows = context.library.hold(context._in_order(rows))
+    entry = None if authors else context.library.held_entry(rows, context.lang)
+    return entry or (announcement(rows[0]), context.hits(rows), authors)
+
+
+def _read_picks(context: ReaderContext, date: str, ids: list[str], suggested: dict[str, TopicHit]
                 ) -> list[tuple[Announcement, list[TopicHit], list[AuthorHit]]]:
     """`rebuild`'s entries from the scores and announcements as read for this reader."""
     store, subscriber = context.store, context.subscriber
@@ -217,19 +295,25 @@ def _read_picks(context: _Context, date: str, ids: list[str], suggested: dict[st
 def _window(library: Library, history: History, subscriber: Subscriber, date: str) -> list[str]:
     """Announcement dates this digest covers: `date` and the uncovered days before it (for a
     weekly reader, the week before `date` at most)."""
-    days = WEEK_DAYS if subscriber.cadence == "weekly" else CATCH_UP_DAYS
-    floor = (Date.fromisoformat(date) - timedelta(days=days)).isoformat()
     last_sent = history.last_sent(subscriber.id, date)
-    if last_sent:
-        after = max(last_sent, floor)
-    elif subscriber.created_at:
-        # Never sent anything: catch up from the day they subscribed, no earlier.
-        joined = Date.fromisoformat(subscriber.created_at[:10]) - timedelta(days=1)
-        after = max(joined.isoformat(), floor)
-    else:
-        after = date
-    # The date asked for is always covered, even for someone who subscribed after it.
-    return [*library.dates(after=after, before=date), date]
+    # The same for every reader who got their last digest (or subscribed) the same day.
+    key = ("window", date, subscriber.cadence, last_sent,
+           None if last_sent else (subscriber.created_at or "")[:10])
+    known = library.memo(key)
+    if not known:
+        days = WEEK_DAYS if subscriber.cadence == "weekly" else CATCH_UP_DAYS
+        floor = (Date.fromisoformat(date) - timedelta(days=days)).isoformat()
+        if last_sent:
+            after = max(last_sent, floor)
+        elif subscriber.created_at:
+            # Never sent anything: catch up from the day they subscribed, no earlier.
+            joined = Date.fromisoformat(subscriber.created_at[:10]) - timedelta(days=1)
+            after = max(joined.isoformat(), floor)
+        else:
+            after = date
+        # The date asked for is always covered, even for someone who subscribed after it.
+        known["days"] = [*library.dates(after=after, before=date), date]
+    return list(known["days"])
 
 
 def _latest_per_paper(rows: Iterable[dict[str, Any]], mixed: bool = True, *,
@@ -256,138 +340,3 @@ def _latest_per_paper(rows: Iterable[dict[str, Any]], mixed: bool = True, *,
             kept.clear()
         kept.append(row)
     return out
-
-
-class _Context:
-    """A subscriber's subscriptions and topics, loaded once per digest."""
-
-    def __init__(self, store: Store, subscriber: Subscriber, library: Library | None) -> None:
-        self.store = store
-        self.library = library or Library(store)
-        self.subscriber = subscriber
-        self.subscriptions = self.library.subscriptions(subscriber.id)
-        self.topics = {s.topic: self.library.topic(s.topic) for s in self.subscriptions}
-        self.shelf = self.library.shelf(subscriber.id)
-        if self.shelf is not None:
-            self.topics[libraries.TOPIC] = libraries.library_topic()
-        self.order = {slug: i for i, slug in enumerate(self.topics)}
-        self.profile = self.library.profile(subscriber.id)
-        # The language of topic names and reasons ("both" reads them in Chinese).
-        self.lang = "en" if subscriber.lang == "en" else "zh"
-
-    def latest_in(self, window: list[str]) -> dict[str, Announcement]:
-        """Every paper announced in the window, at its latest announcement there."""
-        latest: dict[str, Announcement] = {}
-        for day in sorted(set(window)):
-            for ann in self.library.announcements(day):
-                latest[ann.arxiv_id] = ann
-        return latest
-
-    def library_rows(self, anns: Iterable[Announcement] = (), passing_only: bool = True, *,
-                     window: list[str] | None = None) -> list[dict[str, Any]]:
-        """Score rows of these announcements' papers (or of every paper announced in the
-        window) against the reader's library; nothing to read for a reader without one."""
-        if self.shelf is None:
-            return []
-        anns = list(self.latest_in(window).values()) if window is not None else list(anns)
-        papers = self.library.papers([a.arxiv_id for a in anns])
-        return library_score.score_rows(self.store, self.subscriber.id, self.subscriber.lang, anns,
-                                    papers, passing_only=passing_only)
-
-    def followed_in(self, window: list[str]) -> dict[str, tuple[Announcement, list[AuthorHit]]]:
-        """Papers announced in the window with a followed author, at their latest announcement."""
-        if not self.profile.follows:
-            return {}
-        latest = self.latest_in(window)
-        out = {}
-        for pid in sorted(latest):
-            authors = self.authors_of(pid)
-            if authors:
-                out[pid] = (latest[pid], authors)
-        return out
-
-    def authors_of(self, pid: str) -> list[AuthorHit]:
-        """The followed authors on a paper, each with the paper's spelling of the name."""
-        if not self.profile.follows:
-            return []
-        paper = self.library.papers([pid]).get(pid)
-        names = [a.name for a in paper.authors] if paper else []
-        hits = []
-        for followed in self.profile.follows:
-            spelling = match_author(followed, names)
-            if spelling is not None:
-                hits.append(AuthorHit(followed=followed, spelling=spelling))
-        return hits
-
-    def filtered_out(self, ids: list[str]) -> list[str]:
-        """Those of `ids` an `exclude` keyword hits, or that no `must` keyword hits."""
-        must = [keyword_key(w) for w in self.profile.must]
-        exclude = [keyword_key(w) for w in self.profile.exclude]
-        if not (must or exclude):
-            return []
-        papers = self.library.papers(ids)
-        out = []
-        for pid in ids:
-            paper = papers.get(pid)
-            if paper is None:
-                continue
-            extra = self.library.enrichment(paper)
-            text = haystack(paper.title, paper.abstract,
-                            extra.title_zh if extra else None, extra.abstract_zh if extra else None)
-            if find_keyword(exclude, text) or (must and not find_keyword(must, text)):
-                out.append(pid)
-        return out
-
-
-    def _in_order(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A paper's score rows as its hits are listed: best score first, then in the order
-        the reader subscribed."""
-        if len(rows) == 1:
-            return rows
-        return sorted(rows, key=lambda r: (-r["score"], self.order.get(r["topic"], 0)))
-
-    def held(self, rows: list[dict[str, Any]]
-             ) -> DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]:
-        """The entry of a paper its topics alone bring, shared by the batch when all its rows
-        are the Library's; else what `digest` makes one of."""
-        if len(rows) > 1:
-            rows = self._in_order(rows)
-            if not all(held(r) for r in rows):
-                return announcement(rows[0]), self.hits(rows), []
-        elif not held(rows[0]):
-            return announcement(rows[0]), self.hits(rows), []
-        return self.library.held_entry(rows, self.lang) or (announcement(rows[0]), [], [])
-
-    def held_all(self, found: list[list[dict[str, Any]]]
-                 ) -> list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]]:
-        """`held` of each paper's rows, most of them the Library's kept entries."""
-        return [entry or self.held(rows) for entry, rows in
-                zip(self.library.lone_entries(found, self.lang), found, strict=True)]
-
-    def hits(self, rows: list[dict[str, Any]]) -> list[TopicHit]:
-        """Why the paper is here: each subscribed topic it hit, best score first."""
-        lang = self.lang
-        rows = self._in_order(rows)
-        return [
-            TopicHit(topic=r["topic"], topic_name=self.topics[r["topic"]].display(lang),
-                     score=r["score"], reason=r["reason"] or "")
-            for r in rows
-        ]
-
-    def digest(
-        self, date: str,
-        picks: list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]],
-        more: int,
-    ) -> Digest:
-        """The digest of these entries (or announcements with their reasons, made entries
-        here; one whose paper is not in the store is left out)."""
-        papers = self.library.papers([p[0].arxiv_id for p in picks if isinstance(p, tuple)])
-        entries = [p if not isinstance(p, tuple) else
-                   self.library.entry(papers[p[0].arxiv_id], *p)
-                   for p in picks if not isinstance(p, tuple) or p[0].arxiv_id in papers]
-        return Digest(
-            subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
-            entries=entries, more=more,
-            thresholds={s.topic: s.threshold for s in self.subscriptions}
-            | ({libraries.TOPIC: self.shelf.threshold} if self.shelf else {}),
-        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import threading
 from collections.abc import Hashable
 from typing import Any
@@ -96,6 +97,8 @@ class Library:
         self._held: dict[tuple[Any, ...], tuple[list[Any], DigestEntry | None]] = {}
         # day → paper id → topic → its score row, for every followed topic (see `scored_on`)
         self._all_scores: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+        self._memos: dict[Hashable, dict[Any, Any]] = {}
+        self._keys: dict[int, tuple[tuple[str, int], ...]] = {}
 
     def subscriptions(self, subscriber_id: int) -> list[Subscription]:
         """The reader's subscriptions (everyone's are read on the first ask)."""
@@ -105,6 +108,23 @@ class Library:
         if self._subscriptions is None:
             self._subscriptions = subscribers.all_subscriptions(self.store)
         return self._subscriptions
+
+    def subscription_key(self, subscriber_id: int) -> tuple[tuple[str, int], ...]:
+        """The reader's (topic, threshold) pairs in the order they subscribed: readers alike
+        in it are alike to `passing` and to their entries' hits."""
+        key = self._keys.get(subscriber_id)
+        if key is None:
+            key = self._keys[subscriber_id] = tuple(
+                (s.topic, s.threshold) for s in self.subscriptions(subscriber_id))
+        return key
+
+    def memo(self, key: Hashable) -> dict[Any, Any]:
+        """A dict kept for the batch under `key`: what selection works out once for all the
+        readers alike (see `digest`), read fresh with the next batch like the rest."""
+        memo = self._memos.get(key)
+        if memo is None:
+            memo = self._memos[key] = {}
+        return memo
 
     def profile(self, subscriber_id: int) -> profile.Profile:
         """The reader's followed authors and keywords (everyone's are read on the first ask)."""
@@ -214,7 +234,9 @@ class Library:
                 # Best first, so those that pass are the ones before the first that does not.
                 rows += held[:bisect.bisect_right(held, -sub.threshold, key=_descending)]
         if len(days) > 1:
-            latest = {ann.arxiv_id: day for day in days for ann in self.announcements(day)}
+            latest = self.memo(("latest", *days))  # the same for every reader with these days
+            if not latest:
+                latest.update((a.arxiv_id, day) for day in days for a in self.announcements(day))
             rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
         return rows
 
@@ -258,8 +280,7 @@ class Library:
 
     def announced_on(self, day: str, ids: list[str]) -> bool:
         """Whether every paper of `ids` was announced on `day`."""
-        announced = self._announced_ids(day)
-        return all(pid in announced for pid in ids)
+        return self._announced_ids(day).issuperset(ids)
 
     def _announced_ids(self, day: str) -> set[str]:
         if day not in self._announced_sets:
@@ -276,13 +297,16 @@ class Library:
                 by_topic.setdefault(row["topic"], []).append(row)
                 self._hold(row)
             for rows in by_topic.values():
-                rows.sort(key=_descending)
+                rows.sort(key=_RANKED)  # best first, ties by id (see `best_first`)
             held = self._scores[day] = (floor, by_topic)
         return held[1]
 
     def _hold(self, row: dict[str, Any]) -> None:
         # What every reader's entry makes of the row, made once (see `held_entry`).
         row[_ANNOUNCEMENT] = announcement(row)
+        # (-score, id) as one string, so sorting compares strings in C rather than tuples:
+        # the score offset into 20 digits (any SQLite integer), then the id.
+        row[_RANK] = f"{2**63 - row['score']:020d}{row['arxiv_id']}"
         row[_LONE] = {}
         topic = self.topic(row["topic"])
         row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
@@ -311,7 +335,14 @@ class Library:
 # Below every score: `passing_on` at it gives every row, as `subscribed_scores` would.
 _ANY_SCORE = -(2**62)
 # Keys a held score row carries besides its columns (not column names: they have a space).
-_ANNOUNCEMENT, _HITS, _LONE = "the announcement", "the hits", "the entries"
+_ANNOUNCEMENT, _HITS, _LONE, _RANK = "the announcement", "the hits", "the entries", "the rank"
+_RANKED, _PAPER = operator.itemgetter(_RANK), operator.itemgetter("arxiv_id")
+
+
+def best_first(rows: list[dict[str, Any]]) -> list[str]:
+    """The papers of held rows (`Library.passing`) by their best score, ties by id: sorted
+    by (-score, id) in C, each paper where its best row is (its first)."""
+    return list(dict.fromkeys(map(_PAPER, sorted(rows, key=_RANKED))))
 
 
 def _descending(row: dict[str, Any]) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from digestbot import digest, render
+from digestbot import digest, render, subscribers
 from digestbot.config import load_settings
 from digestbot.enrich.stored import save_enrichment
 from digestbot.enrich.topic_scores import subscribed_scores
@@ -15,8 +15,8 @@ from digestbot.outbox import DeliveryHistory
 from digestbot.outbox.rows import create_row
 from digestbot.render import email as email_render
 from digestbot.store import Store
-from digestbot.subscribers import feedback
-from tests.test_digest import DAY, add_paper, make_sub, set_score
+from digestbot.subscribers import feedback, profile
+from tests.test_digest import DAY, add_paper, make_sub, sent, set_score
 
 PID = "2608.00001"
 NOW = datetime(2026, 8, 13, 9, 0, tzinfo=UTC)
@@ -131,3 +131,57 @@ def test_one_history_sees_every_delivery_written_since_it_was_made(store: Store)
                           library=digest.Library(other))
         assert d is not None and create_row(other, settings, d, NOW)
     assert chosen(a) == []
+
+
+def test_readers_alike_share_the_batch_s_work_yet_each_gets_their_own_digest(
+        store: Store) -> None:
+    """A batch ranks the papers and makes the entries once for readers with the same
+    subscriptions (`select`, `rebuild`): what each reader had, their cap, language and
+    keywords still make their digest theirs, as if each were selected alone."""
+    add_paper(store, "2608.00001", scores={"post-training": 90, "agents": 75})
+    add_paper(store, "2608.00002", scores={"post-training": 80, "agents": 95})
+    add_paper(store, "2608.00003", scores={"post-training": 61}, title="alpha attention")
+    add_paper(store, "2608.00004", scores={"agents": 70, "post-training": 65})
+    add_paper(store, "2608.00005", scores={"agents": 69, "post-training": 10})
+    add_paper(store, "2608.00006", "2026-08-12", scores={"post-training": 99})
+    add_paper(store, "2608.00007", scores={"post-training": 77, "agents": 77})  # a tie
+    alike = {"post-training": 60, "agents": 70}
+    readers = [make_sub(store, f"r{n}@example.org", topics=alike, **settings)
+               for n, settings in enumerate([{}, {}, {"max_papers": 2}, {"lang": "en"}, {}])]
+    readers.append(make_sub(store, "r5@example.org",
+                            topics={"agents": 70, "post-training": 60}))  # another order
+    readers.append(make_sub(store, "r6@example.org", topics={"post-training": 60, "agents": 50}))
+    sent(store, readers[1], "2026-08-12", ["2608.00002", "2608.00006"])
+    profile.add_keywords(store, readers[4].id, "exclude", ["alpha"])
+    readers = [subscribers.get(store, r.id) for r in readers]
+
+    def shown(d: digest.Digest | None) -> list[tuple[str, list[tuple[str, str, int]], int]]:
+        assert d is not None
+        return [(e.paper.id, [(h.topic, h.topic_name, h.score) for h in e.hits], d.more)
+                for e in d.entries]
+
+    shared, history = digest.Library(store), DeliveryHistory(store)
+    together = [shown(digest.select(store, r, DAY, history=history, library=shared))
+                for r in readers]
+    alone = [shown(digest.select(store, r, DAY, history=DeliveryHistory(store),
+                                 library=digest.Library(store))) for r in readers]
+    assert together == alone
+    first, had, capped, english, sifted, reordered, lower = together
+    assert [pid for pid, *_ in first] == ["2608.00006", "2608.00002", "2608.00001",
+                                          "2608.00007", "2608.00004", "2608.00003"]
+    assert [pid for pid, *_ in had] == ["2608.00001", "2608.00007", "2608.00004", "2608.00003"]
+    assert [pid for pid, *_ in capped] == ["2608.00006", "2608.00002"] and capped[0][2] == 4
+    assert english[1][1] != first[1][1] and [e[0] for e in english] == [e[0] for e in first]
+    assert "2608.00003" not in [pid for pid, *_ in sifted]
+    # Equal scores are listed in the order the reader subscribed.
+    assert [h[0] for h in first[3][1]] == ["post-training", "agents"]
+    assert [h[0] for h in reordered[3][1]] == ["agents", "post-training"]
+    assert "2608.00005" in [pid for pid, *_ in lower]
+    # Sending: the rows rebuilt in one batch are those rebuilt each alone (the day's papers
+    # are the batch's held rows; an earlier day's are read for the reader).
+    sending = digest.Library(store)
+    ids = [[pid for pid, *_ in d if pid != "2608.00006"] for d in together]
+    assert [shown(digest.rebuild(store, r, DAY, i, 0, library=sending))
+            for r, i in zip(readers, ids, strict=True)] == [
+        shown(digest.rebuild(store, r, DAY, i, 0, library=digest.Library(store)))
+        for r, i in zip(readers, ids, strict=True)]

@@ -40,10 +40,12 @@ def row_lock(store: Store, row_id: int) -> Iterator[bool]:
     removed before the lock is let go, and a lock taken on a file that was removed meanwhile
     (another owner finished between our open and our flock) counts as not had.
     """
-    folder = claims_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{row_id}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    path = os.path.join(claims_dir(store), f"{row_id}.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:  # the folder's first lock (made once, not at every row)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -57,13 +59,13 @@ def row_lock(store: Store, row_id: int) -> Iterator[bool]:
             yield True
         finally:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                os.unlink(path)
     finally:
         os.close(fd)  # closing drops the lock
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def _same_file(fd: int, path: str) -> bool:
     try:
-        return os.fstat(fd).st_ino == path.stat().st_ino
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False

@@ -55,14 +55,17 @@ class DeliveryRow:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeliveryRow:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in row.items() if k in names}
+        values = {k: v for k, v in row.items() if k in _ROW_FIELDS}
         values["paper_ids"] = json.loads(row["paper_ids"] or "[]")
         values["attempts"] = row["attempts"] or 0
         values["more"] = row.get("more") or 0
+        suggested = row.get("suggested")  # most rows: none
         values["suggested"] = {pid: TopicHit(**hit) for pid, hit in
-                               json.loads(row.get("suggested") or "{}").items()}
+                               json.loads(suggested).items()} if suggested else {}
         return cls(**values)
+
+
+_ROW_FIELDS = frozenset(f.name for f in fields(DeliveryRow))
 
 
 @dataclass
@@ -216,20 +219,21 @@ def create_row(store: Store, settings: Settings, digest: Digest, now: datetime) 
     sub = digest.subscriber
     stamp = iso(now)
     try:
+        # Plain SQL: the table API looks the schema up on every call (most of a planning
+        # pass's time went there).
         with store.db.atomic():
-            row_id = store.db["deliveries"].insert({
-                "subscriber_id": sub.id, "digest_date": digest.date, "status": "pending",
-                "attempts": 0, "paper_ids": json.dumps([e.paper.id for e in digest.entries]),
-                "more": digest.more, "message_id": _message_id(settings, sub, digest.date),
-                "suggested": _suggested(digest),
-                "created_at": stamp, "updated_at": stamp,
-            }).last_pk
-            store.db["delivered_papers"].insert_all(
-                ({"subscriber_id": sub.id, "arxiv_id": e.paper.id, "version": e.paper.version,
-                  "delivery_id": row_id} for e in digest.entries),
-                # A paper already recorded (a race with another planner) stays with its first row.
-                ignore=True,
-            )
+            row_id = store.db.execute(
+                "insert into deliveries (subscriber_id, digest_date, status, attempts, paper_ids,"
+                " more, message_id, suggested, created_at, updated_at)"
+                " values (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)",
+                [sub.id, digest.date, json.dumps([e.paper.id for e in digest.entries]),
+                 digest.more, _message_id(settings, sub, digest.date), _suggested(digest),
+                 stamp, stamp]).lastrowid
+            # A paper already recorded (a race with another planner) stays with its first row.
+            store.db.conn.executemany(
+                "insert or ignore into delivered_papers (subscriber_id, arxiv_id, version,"
+                " delivery_id) values (?, ?, ?, ?)",
+                [(sub.id, e.paper.id, e.paper.version, row_id) for e in digest.entries])
     except sqlite3.IntegrityError:
         # The unique (subscriber, date) index: a concurrent `send` planned this one.
         log.info("delivery for subscriber #%s on %s already planned elsewhere", sub.id, digest.date)
