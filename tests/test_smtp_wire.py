@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from types import SimpleNamespace
 
 import aiosmtplib
 import pytest
 
-from digestbot import subscribers
+from digestbot import signing, subscribers
 from digestbot.channels import email
 from digestbot.channels.smtp_wire import transmit
 from digestbot.config import load_settings
@@ -105,6 +106,9 @@ def test_the_server_receives_exactly_the_bytes_we_built(store: Store, monkeypatc
     add_paper(store, "2608.00001", 90, title=".NET agents: a study")
     ada = add_subscriber(store, "ada@example.org", lang="en")
     monkeypatch.setattr(email, "message_date", lambda: "Thu, 13 Aug 2026 01:00:00 GMT")
+    # The signed links' expiry counts from now: sending and rebuilding below must not see
+    # different seconds.
+    monkeypatch.setattr(signing, "time", SimpleNamespace(time=lambda: 1_786_000_000.0))
     with SmtpServer() as server:
         settings = load_settings(smtp_url=server.url, public_url="https://d.example.org/",
                                  secret="k" * 32)
