@@ -218,7 +218,8 @@ class FakeTelegram:
             with self._cond:
                 holds = self._holds.get(int(params["chat_id"]))
                 held = holds.popleft() if holds else 0.0
-            time.sleep(held)  # this request's own server thread
+            if held:
+                time.sleep(held)  # this request's own server thread
             refused = self._refuse(int(params["chat_id"]))
             if refused is not None:
                 return refused
