@@ -69,10 +69,21 @@ class Breaker:
                 return
             left = self.opened_at + self.hold - self.clock()
             if left > 0 or self.trial:
-                raise ServiceDown(
-                    f"{self.name} is not answering ({self.failures} failures in a row); "
-                    f"not trying again for {max(left, 0):.0f} s", retry_after=max(left, 1.0))
+                raise self._down(left)
             self.trial = True  # this caller is the half-open trial
+
+    def check(self) -> None:
+        """`before` without becoming the half-open trial: raises `ServiceDown` while the
+        cooldown runs. For a caller with costly work to do before its attempt (`guard`)."""
+        with self._lock:
+            left = 0.0 if self.opened_at is None else self.opened_at + self.hold - self.clock()
+            if left > 0:
+                raise self._down(left)
+
+    def _down(self, left: float) -> ServiceDown:
+        return ServiceDown(
+            f"{self.name} is not answering ({self.failures} failures in a row); "
+            f"not trying again for {max(left, 0):.0f} s", retry_after=max(left, 1.0))
 
     async def admit(self) -> None:
         """`before`, except that while another call is the half-open trial this one waits for

@@ -46,6 +46,21 @@ def test_breaker_opens_fails_fast_then_lets_one_trial_through() -> None:
     assert (breaker.state, breaker.failures) == ("closed", 0)
 
 
+def test_check_fails_fast_while_open_but_never_takes_the_trial() -> None:
+    now = [0.0]
+    breaker = Breaker("SMTP x:25", threshold=1, cooldown=60, clock=lambda: now[0])
+    breaker.check()  # closed: nothing to say
+    breaker.failed()
+    with pytest.raises(ServiceDown):
+        breaker.check()
+    now[0] = 61
+    breaker.check()  # the cooldown is over: may try, but the trial is still free...
+    breaker.check()
+    breaker.before()  # ...for the one caller that then makes the attempt
+    with pytest.raises(ServiceDown):
+        breaker.before()
+
+
 def test_a_server_saying_stop_trips_it_for_as_long_as_it_asks() -> None:
     now = [0.0]
     breaker = Breaker("arXiv", threshold=2, cooldown=300, clock=lambda: now[0])

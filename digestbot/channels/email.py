@@ -14,6 +14,7 @@ which receiving clients use to fold the copies into one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -257,7 +258,9 @@ class EmailSender:
     """
 
     channel = "email"
-    concurrency = SMTP_CONNECTIONS
+    # Digests in flight: twice the connections, so while the server takes in one message
+    # the next ones are claimed and built, and a connection never waits for our CPU.
+    concurrency = 2 * SMTP_CONNECTIONS
     parallel = True  # several processes may send a batch's email (outbox `shard`)
 
     def __init__(self, settings: Settings, *, tls_context: ssl.SSLContext | None = None) -> None:
@@ -268,6 +271,16 @@ class EmailSender:
         self.tls_context = tls_context
         self._idle: list[aiosmtplib.SMTP] = []  # open and not in use, last used at the end
         self.breaker = breaker_for(f"SMTP {self.config.host}:{self.config.port}")
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+
+    def _connection_slots(self) -> asyncio.Semaphore:
+        """At most SMTP_CONNECTIONS messages on the wire at once (one a connection); made per
+        event loop, as a semaphore is bound to the loop it first waited in."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(SMTP_CONNECTIONS), loop
+        return self._slots
 
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self.config
@@ -292,13 +305,16 @@ class EmailSender:
             self._idle.append(smtp)
 
     async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None:
-        async with self.breaker.guard(SmtpUnreachable):
-            await self._send(delivery, digest)
-
-    async def _send(self, delivery: DeliveryRow, digest: Digest) -> None:
+        self.breaker.check()  # a server known dead: no message built for it
         message = message_bytes(self.settings, delivery, digest)
         envelope_from = _sender_of(self.settings).envelope
         rcpt, utf8 = wire_address(digest.subscriber.address)
+        # The breaker admits a message once it has a connection: messages built while the
+        # first ones time out are not all let through to time out too.
+        async with self._connection_slots(), self.breaker.guard(SmtpUnreachable):
+            await self._transmit(message, envelope_from, rcpt, utf8)
+
+    async def _transmit(self, message: bytes, envelope_from: str, rcpt: str, utf8: bool) -> None:
         where = f"{self.config.host}:{self.config.port}"
         smtp = self._checkout()
         # A reused connection the server has since closed gets one fresh retry.
