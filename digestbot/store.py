@@ -307,6 +307,11 @@ class StoreThread:
         call = functools.partial(self._call, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(store, *args, **kwargs)` on the thread, waited for by the caller: where no
+        event loop runs any more (a cancelled batch's last writes)."""
+        return self._pool.submit(self._call, fn, *args, **kwargs).result()
+
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._store is None:
             self._store = Store(self.path)

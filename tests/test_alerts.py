@@ -16,7 +16,7 @@ from digestbot.channels import email as email_channel
 from digestbot.channels.admin import send_admin
 from digestbot.clock import ET
 from digestbot.config import load_settings
-from digestbot.outbox.send import LATE_KEY
+from digestbot.outbox.batch import LATE_KEY
 from digestbot.render import render_email
 from digestbot.render.slack import render_slack
 from digestbot.scheduler import Service

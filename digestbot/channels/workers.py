@@ -33,7 +33,7 @@ from typing import Any
 from digestbot.channels import build_senders
 from digestbot.config import Settings
 from digestbot.outbox import DeliveryReport, close_senders, deliver_and_close, ready_rows
-from digestbot.outbox.send import ChannelSender
+from digestbot.outbox.attempt import ChannelSender
 from digestbot.store import Store
 
 log = logging.getLogger(__name__)

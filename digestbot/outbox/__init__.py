@@ -26,6 +26,7 @@ clients (Gmail, Thunderbird, Apple Mail) use to fold duplicates. Rows are never 
 the digest itself is never lost — not even when its subscriber is removed.
 """
 
+from digestbot.outbox.attempt import BACKOFF, MAX_ATTEMPTS, ChannelSender
 from digestbot.outbox.plan import EMPTY_KEY, due_subscribers, is_due, plan, plan_for
 from digestbot.outbox.rows import (
     DeliveryHistory,
@@ -49,9 +50,6 @@ from digestbot.outbox.rows import (
     set_thread_ts,
 )
 from digestbot.outbox.send import (
-    BACKOFF,
-    MAX_ATTEMPTS,
-    ChannelSender,
     close_senders,
     deliver_and_close,
     deliver_pending,

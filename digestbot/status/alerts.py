@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from digestbot import outbox
-from digestbot.outbox.send import LATE_KEY
+from digestbot.outbox.batch import LATE_KEY
 from digestbot.store import Store, describe_error, redact
 
 KEY = "alert:"
