@@ -235,9 +235,9 @@ class SmtpConfig:
 
 # Connections an EmailSender keeps open: while the server takes in one message, the next is
 # built, so neither side waits for the other. Relays cap connections per client, so stay
-# small. bench/fanout.py with postfix's smtp-sink (messages ~217 KB): 70, 60, 68 and 59
-# messages/s with 1, 2, 3 and 6 connections — one process is CPU-bound, more connections buy
-# nothing; more processes do (`deliver_pending(shard=…)`, `bench/fanout.py --processes`).
+# small: one process is CPU-bound (bench/fanout.py, postfix's smtp-sink, ~216 KB messages:
+# 3 and 6 connections within each other's noise), more processes add CPU
+# (`deliver_pending(shard=…)`, `bench/fanout.py --processes`).
 SMTP_CONNECTIONS = 3
 
 
