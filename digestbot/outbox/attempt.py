@@ -43,7 +43,6 @@ class ChannelSender(Protocol):
     async def send(self, store: Store, delivery: DeliveryRow, digest: Digest) -> None: ...
 
 
-
 def active_reader(store: Store, row: DeliveryRow, now: datetime, report: DeliveryReport,
                    batch: Batch | None) -> Subscriber | None:
     """The row's reader if still active; else the row is cancelled and None."""

@@ -37,7 +37,11 @@ MARK_DELAY_S = 0.05
 
 T = TypeVar("T")
 
-SENT = {"status": "sent", "last_error": None, "next_attempt_at": None}
+
+
+def sent(now: datetime) -> dict[str, Any]:
+    """A row's columns once the far side accepted it at `now`."""
+    return {"status": "sent", "sent_at": iso(now), "last_error": None, "next_attempt_at": None}
 
 
 class Batch:
@@ -174,7 +178,7 @@ def _claim_and_mark(store: Store, rows: Sequence[DeliveryRow], now: datetime,
                     marks: Sequence[tuple[int, datetime]]) -> set[int]:
     with store.db.atomic():
         for row_id, when in marks:
-            update(store, row_id, when, sent_at=iso(when), **SENT)
+            update(store, row_id, when, **sent(when))
         return {row.id for row in rows
                 if claim(store, row, now, status="sending", attempts=row.attempts + 1,
                          reader_active=True)}

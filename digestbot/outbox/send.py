@@ -22,7 +22,7 @@ from digestbot.outbox.attempt import (
     lost_claim,
     send_claimed,
 )
-from digestbot.outbox.batch import CLAIM_AHEAD, SENT, Batch
+from digestbot.outbox.batch import CLAIM_AHEAD, Batch, sent
 from digestbot.outbox.claims import row_lock
 from digestbot.outbox.plan import plan_into, preview_into
 from digestbot.outbox.rows import (
@@ -31,7 +31,6 @@ from digestbot.outbox.rows import (
     aware,
     claim,
     get_row,
-    iso,
     ready_rows,
     unchanged,
     update,
@@ -235,11 +234,11 @@ async def _drain_ahead(
         while (item := await claimed.get()) is not None:
             room.release()
             row, sub, lock = item
-            sent = False
+            accepted = False
             try:
-                sent = await send_claimed(store, sender, row, sub, report, now, batch)
+                accepted = await send_claimed(store, sender, row, sub, report, now, batch)
             finally:
-                if sent:
+                if accepted:
                     locks.discard(lock)
                     batch.mark_sent(row.id, now, lock)
                     report.sent += 1
@@ -318,9 +317,8 @@ async def _attempt(
         lost_claim(store, row, now, report)
         return
     if await send_claimed(store, sender, row, sub, report, now, batch):
-        sent = {"sent_at": iso(now), **SENT}
         if batch:
-            await batch.write(update, row.id, now, **sent)
+            await batch.write(update, row.id, now, **sent(now))
         else:
-            update(store, row.id, now, **sent)
+            update(store, row.id, now, **sent(now))
         report.sent += 1
