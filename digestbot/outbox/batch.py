@@ -179,9 +179,15 @@ def _claim_and_mark(store: Store, rows: Sequence[DeliveryRow], now: datetime,
     with store.db.atomic():
         for row_id, when in marks:
             update(store, row_id, when, **sent(when))
-        return {row.id for row in rows
-                if claim(store, row, now, status="sending", attempts=row.attempts + 1,
-                         reader_active=True)}
+        return {row.id for row in rows if claim_to_send(store, row, now)}
+
+
+def claim_to_send(store: Store, row: DeliveryRow, now: datetime) -> bool:
+    """`rows.claim` of `row` for a send: 'sending', only while its reader is active, with one
+    attempt more — counted before the attempt, so a row that crashes the process every time
+    still runs out of attempts instead of looping forever."""
+    return claim(store, row, now, status="sending", attempts=row.attempts + 1,
+                 reader_active=True)
 
 
 def _let_go(held: list[contextlib.ExitStack]) -> None:

@@ -22,14 +22,13 @@ from digestbot.outbox.attempt import (
     lost_claim,
     send_claimed,
 )
-from digestbot.outbox.batch import CLAIM_AHEAD, Batch, sent
+from digestbot.outbox.batch import CLAIM_AHEAD, Batch, claim_to_send, sent
 from digestbot.outbox.claims import row_lock
 from digestbot.outbox.plan import plan_into, preview_into
 from digestbot.outbox.rows import (
     DeliveryReport,
     DeliveryRow,
     aware,
-    claim,
     get_row,
     ready_rows,
     unchanged,
@@ -307,12 +306,8 @@ async def _attempt(
     sub = active_reader(store, row, now, report, batch)
     if sub is None:
         return
-    # Counted before the attempt, so a row that crashes the process every time still runs
-    # out of attempts instead of looping forever.
-    attempts = row.attempts + 1
-    claimed = (await batch.write(claim, row, now, status="sending", attempts=attempts,
-                                 reader_active=True) if batch else
-               claim(store, row, now, status="sending", attempts=attempts, reader_active=True))
+    claimed = (await batch.write(claim_to_send, row, now) if batch else
+               claim_to_send(store, row, now))
     if not claimed:
         lost_claim(store, row, now, report)
         return
