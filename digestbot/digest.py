@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from digestbot import rerank
-from digestbot.digest_batch import Library, announcement, best_first
+from digestbot.digest_batch import Library, announcement
 from digestbot.digest_context import ReaderContext
 from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.models import Announcement, AuthorHit, Digest, DigestEntry, Subscriber, TopicHit
@@ -119,7 +119,7 @@ def select(
               [suggested[pid]] if pid in suggested else context.hits(found.get(pid, [])),
               followed.get(pid, (None, []))[1])
              for pid in kept]
-    return context.digest(date, picks, more=len(ranked) - len(kept))
+    return context.digest(date, context.entries(picks), more=len(ranked) - len(kept))
 
 
 def _select_topics(context: ReaderContext, history: History, date: str, window: list[str],
@@ -134,8 +134,9 @@ def _select_topics(context: ReaderContext, history: History, date: str, window: 
     # for the batch would make every garbage collection pass longer).
     ranking = library.memo(("ranked", *key))
     if not ranking:
-        ranking.update(dict.fromkeys(best_first(library.passing(context.subscriptions, window))))
-    ids = list(ranking)
+        ranking["ids"] = library.ranked(context.subscriptions, window)
+    ranked: tuple[str, ...] = ranking["ids"]
+    ids: Sequence[str] = ranked
     # Never twice: a paper the reader got (in any version) is not offered again.
     gone = history.delivered(subscriber.id, ids) if ids else ()
     if gone:
@@ -148,15 +149,20 @@ def _select_topics(context: ReaderContext, history: History, date: str, window: 
     if not ids:
         return None
     kept = ids if superset and sifts else ids[:subscriber.max_papers]
-    known = library.memo(("entries", *key, context.lang))
-    if not all(map(known.__contains__, kept)):
-        missing = {pid: [] for pid in kept if pid not in known}
-        for row in library.passing(context.subscriptions, window):  # in subscription order
-            rows = missing.get(row["arxiv_id"])
-            if rows is not None:
-                rows.append(row)
-        known.update(zip(missing, context.held_all(list(missing.values())), strict=True))
-    return context.digest(date, list(map(known.__getitem__, kept)), more=len(ids) - len(kept))
+    # Nothing taken out: every reader of these subscriptions gets the same entries, made once.
+    alike = library.memo(("lineup", *key, context.lang, len(kept))) if ids is ranked else {}
+    if not alike:
+        known = library.memo(("entries", *key, context.lang))
+        if not all(map(known.__contains__, kept)):
+            missing = [pid for pid in kept if pid not in known]
+            rows = library.passing_rows(missing, context.subscriptions, window)
+            known.update(zip(missing, context.held_all(rows), strict=True))
+        entries = context.entries(list(map(known.__getitem__, kept)))
+        if ids is not ranked:
+            return context.digest(date, entries, more=len(ids) - len(kept))
+        alike.update(entries=entries, key=library.lineup(entries))
+    return context.digest(date, list(alike["entries"]), more=len(ids) - len(kept),
+                          key=alike["key"])
 
 
 def _weekly_cut(ranked: list[str], found: dict[str, list[dict[str, Any]]],
@@ -197,8 +203,9 @@ def rebuild(
     ids = list(dict.fromkeys(paper_ids))
     context = ReaderContext(store, subscriber, library)
     picks = _held_picks(context, date, ids, suggested or {})
-    return context.digest(date, picks if picks is not None else
-                          _read_picks(context, date, ids, suggested or {}), more=more)
+    return context.digest(date, context.entries(
+        picks if picks is not None else _read_picks(context, date, ids, suggested or {})),
+        more=more)
 
 
 Pick = DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]

@@ -3,14 +3,13 @@ rendering share, read once per batch (see `digest`)."""
 
 from __future__ import annotations
 
-import bisect
 import itertools
-import operator
 import threading
 from collections.abc import Hashable
 from typing import Any
 
 from digestbot import rerank, subscribers, topics
+from digestbot.digest_day import RANK, HeldDay, best_first, rank
 from digestbot.enrich.stored import get_enrichment, get_enrichments
 from digestbot.enrich.topic_scores import passing_on
 from digestbot.models import (
@@ -54,6 +53,8 @@ class _Names:
 # (`DigestEntry.key`): the same content has the same name in every batch, so the next batch
 # renders only what changed, and changed content (re-scored, enriched, replaced) a new name.
 _PAPERS, _ENTRIES = _Names(50_000), _Names(200_000)
+# And the entries of a digest as a whole (`Digest.key`): a day has one a set of subscriptions.
+_LINEUPS = _Names(50_000)
 
 
 def _content(obj: Any) -> tuple[Any, ...]:
@@ -83,8 +84,8 @@ class Library:
         self._dates: list[str] | None = None
         self._announced: dict[str, list[Announcement]] = {}
         self._announced_sets: dict[str, set[str]] = {}
-        # day → (the lowest score loaded, topic → rows best first)
-        self._scores: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
+        # day → its rows at or above the lowest threshold asked so far
+        self._scores: dict[str, HeldDay] = {}
         self._topics: dict[str, Topic] = {}
         self._entries: dict[tuple[Any, ...], DigestEntry] = {}
         self._names: dict[tuple[str, Announcement], int] = {}
@@ -178,6 +179,11 @@ class Library:
                     *(tuple(vars(a).values()) for a in authors)))))
         return entry
 
+    def lineup(self, entries: list[DigestEntry]) -> int | None:
+        """A name for these entries in this order (`Digest.key`); None if one has no key."""
+        keys = tuple([e.key for e in entries])
+        return None if None in keys else _LINEUPS.of(keys)
+
     def held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
         """The entry of a paper that came through `passing` alone, its hits being `rows` in
         the reader's order: kept in a lone row itself, else looked up by the rows (held by
@@ -228,17 +234,37 @@ class Library:
         days = sorted(set(window))
         rows = []
         for day in days:
-            by_topic = self._passing_on(day, floor)
+            held = self._passing_on(day, floor)
             for sub in subscriptions:
-                held = by_topic.get(sub.topic, ())
-                # Best first, so those that pass are the ones before the first that does not.
-                rows += held[:bisect.bisect_right(held, -sub.threshold, key=_descending)]
+                rows += held.passing(sub.topic, sub.threshold)
         if len(days) > 1:
             latest = self.memo(("latest", *days))  # the same for every reader with these days
             if not latest:
                 latest.update((a.arxiv_id, day) for day in days for a in self.announcements(day))
             rows = [r for r in rows if latest[r["arxiv_id"]] == r["date"]]
         return rows
+
+    def ranked(self, subscriptions: list[Subscription], window: list[str]) -> tuple[str, ...]:
+        """`best_first` of `passing`: for a window of one day (most readers), ranked from the
+        held day's columns without touching a row."""
+        if len(set(window)) > 1 or not subscriptions:
+            return tuple(best_first(self.passing(subscriptions, window)))
+        held = self._passing_on(window[0], min(s.threshold for s in subscriptions))
+        return tuple(held.ranked([(s.topic, s.threshold) for s in subscriptions]))
+
+    def passing_rows(self, ids: list[str], subscriptions: list[Subscription], window: list[str]
+                     ) -> list[list[dict[str, Any]]]:
+        """The rows of `passing` of each paper of `ids`, in subscription order (found by id
+        for a window of one day)."""
+        if len(set(window)) > 1:
+            found: dict[str, list[dict[str, Any]]] = {pid: [] for pid in ids}
+            for row in self.passing(subscriptions, window):
+                rows = found.get(row["arxiv_id"])
+                if rows is not None:
+                    rows.append(row)
+            return [found[pid] for pid in ids]
+        held = self._passing_on(window[0], min(s.threshold for s in subscriptions))
+        return held.rows(ids, [(s.topic, s.threshold) for s in subscriptions])
 
     def scored_on(self, day: str, subscriptions: list[Subscription], ids: list[str]
                   ) -> list[dict[str, Any]] | None:
@@ -287,26 +313,23 @@ class Library:
             self._announced_sets[day] = {a.arxiv_id for a in self.announcements(day)}
         return self._announced_sets[day]
 
-    def _passing_on(self, day: str, floor: int) -> dict[str, list[dict[str, Any]]]:
-        """`day`'s score rows at or above `floor` by topic, best first (read again only for a
-        reader whose threshold is lower than any before)."""
+    def _passing_on(self, day: str, floor: int) -> HeldDay:
+        """`day`'s score rows at or above `floor` (read again only for a reader whose
+        threshold is lower than any before)."""
         held = self._scores.get(day)
-        if held is None or held[0] > floor:
-            by_topic: dict[str, list[dict[str, Any]]] = {}
-            for row in passing_on(self.store, day, floor):
-                by_topic.setdefault(row["topic"], []).append(row)
+        if held is None or held.floor > floor:
+            rows = passing_on(self.store, day, floor)
+            for row in rows:
                 self._hold(row)
-            for rows in by_topic.values():
-                rows.sort(key=_RANKED)  # best first, ties by id (see `best_first`)
-            held = self._scores[day] = (floor, by_topic)
-        return held[1]
+            held = self._scores[day] = HeldDay(floor, rows)
+            # Their papers in a few queries, rather than one each as readers come to them.
+            self.papers(list(held.by_paper))
+        return held
 
     def _hold(self, row: dict[str, Any]) -> None:
         # What every reader's entry makes of the row, made once (see `held_entry`).
         row[_ANNOUNCEMENT] = announcement(row)
-        # (-score, id) as one string, so sorting compares strings in C rather than tuples:
-        # the score offset into 20 digits (any SQLite integer), then the id.
-        row[_RANK] = f"{2**63 - row['score']:020d}{row['arxiv_id']}"
+        row[RANK] = rank(row)
         row[_LONE] = {}
         topic = self.topic(row["topic"])
         row[_HITS] = {lang: TopicHit(topic=row["topic"], topic_name=topic.display(lang),
@@ -334,19 +357,8 @@ class Library:
 
 # Below every score: `passing_on` at it gives every row, as `subscribed_scores` would.
 _ANY_SCORE = -(2**62)
-# Keys a held score row carries besides its columns (not column names: they have a space).
-_ANNOUNCEMENT, _HITS, _LONE, _RANK = "the announcement", "the hits", "the entries", "the rank"
-_RANKED, _PAPER = operator.itemgetter(_RANK), operator.itemgetter("arxiv_id")
-
-
-def best_first(rows: list[dict[str, Any]]) -> list[str]:
-    """The papers of held rows (`Library.passing`) by their best score, ties by id: sorted
-    by (-score, id) in C, each paper where its best row is (its first)."""
-    return list(dict.fromkeys(map(_PAPER, sorted(rows, key=_RANKED))))
-
-
-def _descending(row: dict[str, Any]) -> int:
-    return -row["score"]
+# Keys a held score row carries besides its columns and `RANK` (no column name has a space).
+_ANNOUNCEMENT, _HITS, _LONE = "the announcement", "the hits", "the entries"
 
 
 def held(row: dict[str, Any]) -> bool:

@@ -4,7 +4,7 @@ entry. Selection (`digest.select`) and sending (`digest.rebuild`) both go throug
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any, cast
 
 from digestbot.digest_batch import Library, announcement, held
@@ -145,23 +145,23 @@ class ReaderContext:
             for r in rows
         ]
 
-    def digest(
-        self, date: str,
-        picks: list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]],
-        more: int,
-    ) -> Digest:
-        """The digest of these entries (or announcements with their reasons, made entries
-        here; one whose paper is not in the store is left out)."""
+    def entries(
+        self, picks: list[DigestEntry | tuple[Announcement, list[TopicHit], list[AuthorHit]]]
+    ) -> list[DigestEntry]:
+        """These entries, with announcements and their reasons made entries (one whose paper
+        is not in the store left out)."""
         if set(map(type, picks)) <= {DigestEntry}:  # most digests: the batch's entries
-            entries = cast(list[DigestEntry], picks)
-        else:
-            papers = self.library.papers([p[0].arxiv_id for p in picks if isinstance(p, tuple)])
-            entries = [p if not isinstance(p, tuple) else
-                       self.library.entry(papers[p[0].arxiv_id], *p)
-                       for p in picks if not isinstance(p, tuple) or p[0].arxiv_id in papers]
+            return cast(list[DigestEntry], picks)
+        papers = self.library.papers([p[0].arxiv_id for p in picks if isinstance(p, tuple)])
+        return [p if not isinstance(p, tuple) else self.library.entry(papers[p[0].arxiv_id], *p)
+                for p in picks if not isinstance(p, tuple) or p[0].arxiv_id in papers]
+
+    def digest(self, date: str, entries: list[DigestEntry], more: int, *,
+               key: Hashable | None = None) -> Digest:
+        """The reader's digest of these entries (`key`: see `Digest.key`)."""
         return Digest(
             subscriber=self.subscriber, date=date, topics=list(self.topics.values()),
-            entries=entries, more=more,
+            entries=entries, more=more, key=key,
             thresholds={s.topic: s.threshold for s in self.subscriptions}
             | ({libraries.TOPIC: self.shelf.threshold} if self.shelf else {}),
         )

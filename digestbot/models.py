@@ -242,6 +242,10 @@ class Digest:
     # Why this digest comes late ("fetch": arXiv could not be fetched at the usual time); the
     # renderers turn it into one line under the header. "" when it is on time.
     late: str = ""
+    # Set by `digest.select` for entries every reader of the same subscriptions gets alike: a
+    # name for the entries in their order (as `DigestEntry.key` names one entry), under which
+    # renderers cache what they make of the entries as a whole. None: they key by content.
+    key: Hashable | None = None
 
     @property
     def total(self) -> int:

@@ -4,6 +4,8 @@ paper's rendered rows are kept by content across batches, the day's score rows s
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from datetime import UTC, datetime
 
 from digestbot import digest, render, subscribers
@@ -116,12 +118,18 @@ def test_one_history_sees_every_delivery_written_since_it_was_made(store: Store)
         return [e.paper.id for e in d.entries] if d else []
 
     assert history.delivered(b.id, ids) == set()
+    # A batch's ranking comes as one tuple for every reader alike: answered from what the
+    # history knew, until a delivery written since names one of its papers.
+    ranking = ("2608.00001", "2608.00002")
+    assert history.delivered(a.id, ranking) == history.delivered(b.id, ranking) == set()
     assert chosen(a) == ["2608.00001", "2608.00002"]
     assert chosen(b) == ["2608.00001", "2608.00003", "2608.00002"]
     # b's digest planned in this pass: the same history now knows b has them, a still not.
     d = digest.select(store, b, DAY, history=history, library=library)
     assert d is not None and create_row(store, settings, d, NOW)
     assert history.delivered(b.id, ids) == set(ids)
+    assert history.delivered(b.id, ranking) == set(ranking)
+    assert history.delivered(a.id, ranking) == set()
     assert chosen(b) == []
     assert history.delivered(a.id, ids) == {"2608.00003"}
     assert chosen(a) == ["2608.00001", "2608.00002"]
@@ -185,3 +193,82 @@ def test_readers_alike_share_the_batch_s_work_yet_each_gets_their_own_digest(
             for r, i in zip(readers, ids, strict=True)] == [
         shown(digest.rebuild(store, r, DAY, i, 0, library=digest.Library(store)))
         for r, i in zip(readers, ids, strict=True)]
+
+
+def test_a_day_s_readers_share_rankings_and_lineups_as_if_each_were_selected_alone(
+        store: Store) -> None:
+    """For a window of one day, a set of subscriptions is ranked from the held day's columns
+    (`digest_day.HeldDay`) and readers to whom nothing else applies share its entries as one
+    lineup (`Digest.key`): each digest is what the scores say (best score first, ties by id,
+    hits best first then in subscription order), the same as each reader selected alone, a
+    key names only the same entries, and an email rendered under a key is the one its
+    entries give by content."""
+    rng = random.Random(15)
+    slugs = ["post-training", "agents", "reasoning", "long-context"]
+    scores: dict[str, dict[str, int]] = {}
+    for n in range(60):
+        pid = f"2608.{n:05d}"
+        # Coarse scores, so ties between papers and between a paper's topics are common.
+        scores[pid] = {t: 5 * rng.randint(6, 20) for t in rng.sample(slugs, rng.randint(1, 4))}
+        add_paper(store, pid, scores=scores[pid], title="alpha attention" if n % 7 == 0 else None)
+    # A handful of subscription sets (threshold, order) shared by several readers each.
+    sets = [{"post-training": 60}, {"agents": 80}, {"post-training": 70, "agents": 60},
+            {"agents": 60, "post-training": 70}, {"reasoning": 50, "long-context": 75,
+                                                 "agents": 90}]
+    readers = [make_sub(store, f"r{n}@example.org", topics=sets[n % len(sets)],
+                        max_papers=(50, 50, 4)[n % 3], lang="en" if n % 4 == 1 else "zh")
+               for n in range(60)]
+    readers = [subscribers.get(store, r.id) for r in readers]
+
+    def expected(sub, had: set[str], sifted: bool) -> list[tuple[str, list[str]]]:
+        subscribed = dict(sets[readers.index(sub) % len(sets)])
+        order = list(subscribed)
+        passing = {pid: [t for t in order if on.get(t, -1) >= subscribed[t]]
+                   for pid, on in scores.items()}
+        ranked = sorted((pid for pid, hit in passing.items() if hit and pid not in had
+                         and not (sifted and int(pid[-5:]) % 7 == 0)),
+                        key=lambda pid: (-max(scores[pid][t] for t in passing[pid]), pid))
+        return [(pid, sorted(passing[pid], key=lambda t: (-scores[pid][t], order.index(t))))
+                for pid in ranked[:sub.max_papers]]
+
+    # Two readers with a twin before them (the same subscriptions, cap and language), whose
+    # full digests would be the twin's: one had its first two papers, one excludes a word
+    # one of its papers has. Their digests are as long as the twin's.
+    def twinned(n: int) -> bool:
+        r = readers[n]
+        return r.max_papers == 4 and any(
+            (t.max_papers, t.lang, n % len(sets)) == (4, r.lang, m % len(sets))
+            for m, t in enumerate(readers[:n]))
+    sifter = next(n for n in range(len(readers)) if twinned(n) and any(
+        int(pid[-5:]) % 7 == 0 for pid, _ in expected(readers[n], set(), False)))
+    haver = next(n for n in range(len(readers)) if twinned(n) and n != sifter)
+    had = {pid for pid, _ in expected(readers[haver], set(), False)[:2]}
+    sent(store, readers[haver], "2026-08-12", sorted(had))
+    profile.add_keywords(store, readers[sifter].id, "exclude", ["alpha"])
+    shared, history = digest.Library(store), DeliveryHistory(store)
+    together = [digest.select(store, r, DAY, history=history, library=shared) for r in readers]
+    alone = [digest.select(store, r, DAY, history=DeliveryHistory(store),
+                           library=digest.Library(store)) for r in readers]
+    by_key: dict[object, list] = {}
+    for n, (r, d, single) in enumerate(zip(readers, together, alone, strict=True)):
+        assert d is not None and single is not None
+        shown = [(e.paper.id, [h.topic for h in e.hits]) for e in d.entries]
+        assert shown == expected(r, had if n == haver else set(), n == sifter)
+        assert [(e.paper.id, e.hits) for e in d.entries] == [
+            (e.paper.id, e.hits) for e in single.entries] and d.more == single.more
+        if n in (haver, sifter):  # what they had or sifted out makes their entries their own
+            assert shown != expected(r, set(), False) and len(shown) == 4 and d.key is None
+        else:
+            assert d.key is not None
+            by_key.setdefault((d.key, r.lang), []).append(d)
+    # Readers alike (subscriptions, cap, language) share one lineup; no key names two.
+    assert max(map(len, by_key.values())) >= 2
+    for alike in by_key.values():
+        assert {tuple(id(e) for e in d.entries) for d in alike} == {
+            tuple(id(e) for e in alike[0].entries)}
+    assert len({tuple(id(e) for e in d[0].entries) for d in by_key.values()}) == len(by_key)
+    for d in together:
+        named, by_content = render.render_email(d), render.render_email(
+            dataclasses.replace(d, key=None))
+        assert (named.html, named.text, named.subject) == (
+            by_content.html, by_content.text, by_content.subject)
