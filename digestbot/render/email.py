@@ -224,6 +224,66 @@ def _interleave(first: bytes, columns: Sequence[Sequence[bytes]], last: bytes) -
     return b"".join(pieces)
 
 
+class _Lineup:
+    """A digest's entries in order, as `render_email` joins them: their `_Entry`s, paper ids,
+    hit topics and text, and per abstract step their rows' total size and pieces. Readers with
+    the same subscriptions and nothing to leave out get the same entries: made once for all of
+    them (`of`), a digest is then the reader's values joined between these lists."""
+
+    __slots__ = ("heads", "items", "paper_ids", "tails", "texts", "topics", "totals")
+
+    def __init__(self, items: list[_Entry]) -> None:
+        self.items = items
+        self.paper_ids = tuple([i.paper_id for i in items])
+        self.topics = tuple(itertools.chain.from_iterable([i.topics for i in items]))
+        self.texts = [i.text for i in items]
+        # By the step's place in _ABSTRACT_STEPS (None: not asked yet), as `_Entry`'s.
+        self.totals: list[int | None] = [None] * len(_ABSTRACT_STEPS)
+        self.heads: list[Sequence[bytes] | None] = [None] * len(_ABSTRACT_STEPS)
+        self.tails: list[Sequence[bytes] | None] = [None] * len(_ABSTRACT_STEPS)
+
+    @staticmethod
+    def of(digest: Digest) -> _Lineup:
+        """The lineup of the digest's entries: shared by every digest of the same entries
+        (named by `Digest.key`, else by their keys, as `_Entry`s are), else its own."""
+        entries, lang = digest.entries, digest.subscriber.lang
+        key = digest.key
+        if key is None:
+            key = tuple(map(_KEY, entries))
+            if None in key:
+                return _Lineup(_Entry.all(entries, lang))
+        return _LINEUPS.get((lang, key), lambda: _Lineup(_Entry.all(entries, lang)))
+
+    def head(self, n: int) -> _Lineup:
+        """The first `n` entries (a digest cut to fit the budget)."""
+        return _Lineup(self.items[:n])
+
+    def total(self, step: int) -> int:
+        """The entries' rows' size at `_ABSTRACT_STEPS[step]`."""
+        total = self.totals[step]
+        if total is None:
+            try:  # each entry's size at this step known already (another digest asked it)
+                total = sum(map(_SIZE_AT[step], [i.sizes for i in self.items]))
+            except TypeError:  # a None: some entry's size at this step not asked yet
+                total = sum([i.size(step) for i in self.items])
+            self.totals[step] = total
+        return total
+
+    def html(self, step: int) -> tuple[Sequence[bytes], Sequence[bytes]]:
+        """The entries' rows at `_ABSTRACT_STEPS[step]`, before and after the controls."""
+        heads, tails = self.heads[step], self.tails[step]
+        if heads is None or tails is None:
+            pairs = [i.filled[step] or i.html(step) for i in self.items]
+            heads = self.heads[step] = [head for head, _ in pairs]
+            tails = self.tails[step] = [tail for _, tail in pairs]
+        return heads, tails
+
+
+_KEY = operator.attrgetter("key")
+# Digests' entries as lineups, per language (a day has one per distinct set of subscriptions).
+_LINEUPS = Memo(20_000)
+
+
 def render_email(
     digest: Digest,
     *,
@@ -245,37 +305,33 @@ def render_email(
     is then a join of those pieces (the same bytes as inlining the whole page), each encoded
     to UTF-8 once: a digest's text is often a UCS-4 string (an emoji makes it so), four bytes
     a character to copy and then an encode per reader. Sizes add up, so fitting the budget
-    costs no rendering.
+    costs no rendering; and readers who get the same entries share their lineup (`_Lineup`).
 
     `controls` (optional) gives each entry's per-reader-per-paper markup (👍/👎 links): its
     `html(entry)` is inlined HTML (see `inline_piece`) placed after the entry's links line,
     its `text(entry)` the plain-text lines after the PDF link.
     """
-    lang = digest.subscriber.lang
-    items = _Entry.all(digest.entries, lang)
+    lineup = _Lineup.of(digest)
     context = email_context(
         digest, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
-        pages_url=pages_url, hit_topics=itertools.chain.from_iterable([i.topics for i in items]))
-    columns = _columns(controls, digest.entries, items)
+        pages_url=pages_url, hit_topics=lineup.topics)
+    columns = _columns(controls, digest.entries, lineup)
     extra = sum(columns.sizes)
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
     # Each part is one join of every piece: a ~100 KB page built by steps costs more in
     # copies (and fresh pages of memory) than everything else a digest does.
     before, after = stamp.around(values, "entries")
-    text = _interleave(before, [_numbers(len(items)), [i.text for i in items], *columns.text],
-                       after)
+    text = _interleave(before, [_numbers(len(lineup.items)), lineup.texts, *columns.text], after)
     shell = _shell(context, digest.more)
-    step = _fitting_step(shell, items, extra)
+    step = _fitting_step(shell, lineup, extra)
     if step is None:
-        sizes = [i.size(_LAST) + c for i, c in zip(items, columns.sizes, strict=True)]
+        sizes = [i.size(_LAST) + c for i, c in zip(lineup.items, columns.sizes, strict=True)]
         keep, shell = _fitting_count(context, sizes, digest.more)
-        items, columns = items[:keep], columns.head(keep)
-        extra = sum(columns.sizes)
-        step = _fitting_step(shell, items, extra)
+        lineup, columns = lineup.head(keep), columns.head(keep)
+        step = _fitting_step(shell, lineup, sum(columns.sizes))
         if step is None:
             step = _LAST
-    heads, tails = zip(*[i.filled[step] or i.html(step) for i in items],
-                       strict=True) if items else ((), ())
+    heads, tails = lineup.html(step)
     return RenderedEmail(subject=context["subject"], text_bytes=text, html_bytes=_interleave(
         shell[0].data, [heads, *columns.html, tails], shell[1].data))
 
@@ -291,33 +347,26 @@ class EntryControls(Protocol):
 
 
 def _columns(controls: EntryControls | None, entries: list[DigestEntry],
-             items: list[_Entry]) -> Columns:
+             lineup: _Lineup) -> Columns:
     if controls is None:
         return Columns([], [0] * len(entries), [])
     columns = getattr(controls, "columns", None)
     if columns is not None:
-        return columns([i.paper_id for i in items])
+        return columns(lineup.paper_ids)
     html = [controls.html(e).encode("utf-8") for e in entries]
     return Columns([html], list(map(len, html)),
                    [[controls.text(e).encode("utf-8") for e in entries]])
 
 
-def _fitting_step(shell: tuple[Part, Part], items: list[_Entry], extra: int) -> int | None:
+def _fitting_step(shell: tuple[Part, Part], lineup: _Lineup, extra: int) -> int | None:
     """The first abstract step (its place in `_ABSTRACT_STEPS`) at which the rows (and `extra`
     bytes of controls) fit the budget, or None if none does."""
     room = HTML_BUDGET_BYTES - shell[0].size - shell[1].size - extra
-    known = [i.sizes for i in items]
-    for step, size_at in enumerate(_SIZE_AT):
-        try:  # most digests try several steps, each entry's size at each known already
-            total = sum(map(size_at, known))
-        except TypeError:  # a None: some entry's size at this step not asked yet
-            total = sum(map(_Entry.size, items, itertools.repeat(step)))
-        if total <= room:
-            return step
-    return None
+    return next((step for step in _STEPS if lineup.total(step) <= room), None)
 
 
-_SIZE_AT = [operator.itemgetter(step) for step in range(len(_ABSTRACT_STEPS))]
+_STEPS = range(len(_ABSTRACT_STEPS))
+_SIZE_AT = [operator.itemgetter(step) for step in _STEPS]
 _LAST = len(_ABSTRACT_STEPS) - 1
 
 
