@@ -151,6 +151,11 @@ class DeliveryHistory:
         self._asked: set[str] = set()
         self._had: set[str] = set()
         self._seen: int | None = None
+        # Tuples of ids none of which anyone had, by identity (each held, so no id is reused),
+        # with how many papers some reader had then: a batch asks about the same ranking for
+        # every reader of the same subscriptions, and while nobody had any of those papers
+        # since (`_had` only grows), nobody has them, with no look at each id again.
+        self._none_had: dict[int, tuple[tuple[str, ...], int]] = {}
 
     def last_sent(self, subscriber_id: int, before: str) -> str | None:
         if before not in self._last_sent:
@@ -172,18 +177,26 @@ class DeliveryHistory:
                     "select rowid, arxiv_id from delivered_papers where rowid > ?", [self._seen]):
                 self._had.add(arxiv_id)
                 self._seen = max(self._seen, rowid)
-        ids = set(arxiv_ids)
-        unknown = ids - self._asked
-        if unknown:
+        if isinstance(arxiv_ids, tuple):
+            known = self._none_had.get(id(arxiv_ids))
+            if known is not None and known[0] is arxiv_ids and known[1] == len(self._had):
+                return set()
+        # Set operations in C over the ids, no set of them built: most calls ask about
+        # papers asked about before, which no reader had.
+        if not self._asked.issuperset(arxiv_ids):
+            unknown = set(arxiv_ids) - self._asked
             self._had.update(r[0] for r in db.execute(
                 "select value from json_each(?) where exists (select 1 from delivered_papers"
                 " where arxiv_id = value)", [json.dumps(list(unknown))]))
             self._asked |= unknown
-        asked = ids & self._had
+        if self._had.isdisjoint(arxiv_ids):
+            if isinstance(arxiv_ids, tuple):
+                self._none_had[id(arxiv_ids)] = (arxiv_ids, len(self._had))
+            return set()
         return {r[0] for r in db.execute(
             "select arxiv_id from delivered_papers where subscriber_id = ?"
             " and arxiv_id in (select value from json_each(?))",
-            [subscriber_id, json.dumps(list(asked))])} if asked else set()
+            [subscriber_id, json.dumps(list(self._had.intersection(arxiv_ids)))])}
 
 
 def planned_for(store: Store, date: str) -> set[int]:
