@@ -4,6 +4,7 @@ page would, entries differing per reader must not share a row, and the budget cu
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import markupsafe
 import pytest
@@ -13,6 +14,7 @@ from digestbot.channels.email import build_message, flatten
 from digestbot.config import load_settings
 from digestbot.models import TopicHit
 from digestbot.outbox import DeliveryRow
+from digestbot.render import fragments
 from digestbot.render.fragments import slot
 from tests.test_render import AGENTS, POST_TRAINING, make_digest, make_entry
 
@@ -155,3 +157,15 @@ def test_message_parts_are_encoded_as_the_stdlib_encodes_them(lang: str) -> None
         assert part.get_payload() == reference.get_payload()
         for header in ("Content-Type", "Content-Transfer-Encoding"):
             assert part[header] == reference[header]
+
+
+def test_markers_are_split_as_the_pattern_splits_them() -> None:
+    """`fragments.split` finds markers with `str.find` before matching: the very parts the
+    pattern's own split gives, stray and broken markers included."""
+    rng = random.Random(4)
+    atoms = ["a", "<", "<!--", "<!--digestbot:", "<!--digestbot:x-->", "<!--digestbot:-->",
+             "\ue000", "\ue001", "\ue000n\ue001", "\ue000bad name\ue001", "\ue000a-b\ue001",
+             "-->", "中文", "\ue000\ue000k\ue001", HOSTILE]
+    for _ in range(5_000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12)))
+        assert fragments.split(text) == fragments._MARKERS.split(text), text
