@@ -14,6 +14,7 @@ from digestbot.channels.email import build_message, flatten
 from digestbot.config import load_settings
 from digestbot.models import TopicHit
 from digestbot.outbox import DeliveryRow
+from digestbot.render import email as email_render
 from digestbot.render import fragments
 from digestbot.render.fragments import slot
 from tests.test_render import AGENTS, POST_TRAINING, make_digest, make_entry
@@ -169,3 +170,31 @@ def test_markers_are_split_as_the_pattern_splits_them() -> None:
     for _ in range(5_000):
         text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12)))
         assert fragments.split(text) == fragments._MARKERS.split(text), text
+
+
+def test_readers_of_one_lineup_get_their_own_header_subject_and_footer() -> None:
+    """Digests of the same entries share a lineup, and its headline (subject, header, late
+    line, followed topics) per what they show: each email is the one its digest alone gives,
+    whatever digest of those entries came before."""
+    entries = [make_entry(1, 90), make_entry(2, 80)]
+    renamed = dataclasses.replace(POST_TRAINING, name_zh="后训练（新名）")
+    base = make_digest(entries, topics=[POST_TRAINING, AGENTS])
+    sub = base.subscriber
+    variants = [
+        base,
+        dataclasses.replace(base, thresholds={"post-training": 75, "agents": 70}),
+        dataclasses.replace(base, topics=[renamed, AGENTS]),
+        dataclasses.replace(base, topics=[AGENTS, POST_TRAINING]),
+        dataclasses.replace(base, more=3),
+        dataclasses.replace(base, date="2026-08-14"),
+        dataclasses.replace(base, late="fetch"),
+        dataclasses.replace(base, subscriber=dataclasses.replace(sub, cadence="weekly")),
+        dataclasses.replace(base, subscriber=dataclasses.replace(sub, lang="en")),
+    ]
+    named = [dataclasses.replace(d, key="one lineup") for d in variants]
+    together = [render.render_email(d) for d in named]
+    assert len({(r.subject, r.html) for r in together}) == len(variants)
+    for d, got in zip(variants, together, strict=True):
+        email_render._LINEUPS.items.clear()
+        alone = render.render_email(d)
+        assert (got.subject, got.html, got.text) == (alone.subject, alone.html, alone.text)

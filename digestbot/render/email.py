@@ -230,7 +230,8 @@ class _Lineup:
     the same subscriptions and nothing to leave out get the same entries: made once for all of
     them (`of`), a digest is then the reader's values joined between these lists."""
 
-    __slots__ = ("heads", "items", "paper_ids", "tails", "texts", "topics", "totals")
+    __slots__ = ("heads", "headlines", "items", "paper_ids", "tails", "texts", "topics",
+                 "totals")
 
     def __init__(self, items: list[_Entry]) -> None:
         self.items = items
@@ -241,6 +242,7 @@ class _Lineup:
         self.totals: list[int | None] = [None] * len(_ABSTRACT_STEPS)
         self.heads: list[Sequence[bytes] | None] = [None] * len(_ABSTRACT_STEPS)
         self.tails: list[Sequence[bytes] | None] = [None] * len(_ABSTRACT_STEPS)
+        self.headlines: dict[Hashable, dict[str, Any]] = {}
 
     @staticmethod
     def of(digest: Digest) -> _Lineup:
@@ -257,6 +259,21 @@ class _Lineup:
     def head(self, n: int) -> _Lineup:
         """The first `n` entries (a digest cut to fit the budget)."""
         return _Lineup(self.items[:n])
+
+    def headline(self, digest: Digest) -> dict[str, Any]:
+        """`email_context` but the links, for a digest of these entries: alike for every
+        reader with the same topics (as named), thresholds, date, size, language, cadence and
+        lateness, so worked out once for them (shared: read only)."""
+        key = (tuple([(t.slug, t.name_zh, t.name_en) for t in digest.topics]),
+               tuple(digest.thresholds.items()), digest.date, digest.more,
+               digest.subscriber.lang, digest.subscriber.cadence, digest.late)
+        known = self.headlines.get(key)
+        if known is None:
+            if len(self.headlines) >= 16:  # a lineup outlives its day only in a long run
+                self.headlines.clear()
+            context = email_context(digest, hit_topics=self.topics)
+            known = self.headlines[key] = {k: v for k, v in context.items() if k != "digest"}
+        return known
 
     def total(self, step: int) -> int:
         """The entries' rows' size at `_ABSTRACT_STEPS[step]`."""
@@ -312,9 +329,8 @@ def render_email(
     its `text(entry)` the plain-text lines after the PDF link.
     """
     lineup = _Lineup.of(digest)
-    context = email_context(
-        digest, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
-        pages_url=pages_url, hit_topics=lineup.topics)
+    context = {**lineup.headline(digest), "unsubscribe_url": unsubscribe_url,
+               "preferences_url": preferences_url, "pages_url": pages_url}
     columns = _columns(controls, digest.entries, lineup)
     extra = sum(columns.sizes)
     stamp, values = _page("email/digest.txt", context, digest.more, entries=slot("entries"))
