@@ -114,6 +114,9 @@ class Stamp:
                               else (name, _escaper(seen, html)))
         self.size = sum(len(t.encode("utf-8")) for t in self.literals)
         self._utf8: list[bytes] | None = None  # the literals encoded, when first asked
+        # (slot, value) → the value escaped and encoded for `around`: a page's values are
+        # mostly alike for thousands of readers (subject, header, topics), its links not.
+        self._encoded: dict[tuple[int, str], bytes] = {}
         # One str.format call per fill: the literals with their braces doubled, a field per slot.
         self._format = "".join(
             t.replace("{", "{{").replace("}", "}}") + ("{}" if n < len(self.slots) else "")
@@ -131,11 +134,23 @@ class Stamp:
         if self._utf8 is None:
             self._utf8 = [t.encode("utf-8") for t in self.literals]
         n = next(i for i, (name, _) in enumerate(self.slots) if name == at)
-        pieces = [self._utf8[0]]
-        for (name, escape), literal in zip(self.slots, self._utf8[1:], strict=True):
+        pieces, encoded = [self._utf8[0]], self._encoded
+        if len(encoded) > _ENCODED:
+            encoded.clear()
+        for k, ((name, escape), literal) in enumerate(zip(self.slots, self._utf8[1:],
+                                                          strict=True)):
             value = values.get(name) or ""
-            pieces += ((escape(value) if escape is not _raw else value).encode("utf-8"), literal)
+            data = encoded.get((k, value))
+            if data is None:
+                data = encoded[k, value] = (
+                    escape(value) if escape is not _raw else value).encode("utf-8")
+            pieces += (data, literal)
         return b"".join(pieces[:2 * n + 1]), b"".join(pieces[2 * n + 2:])
+
+
+# How many encoded values a stamp keeps for `around` (a day's distinct subjects, headers and
+# links of one page shape; past it, they are encoded afresh).
+_ENCODED = 1_024
 
 
 @dataclass(frozen=True)
