@@ -198,3 +198,19 @@ def test_readers_of_one_lineup_get_their_own_header_subject_and_footer() -> None
         email_render._LINEUPS.items.clear()
         alone = render.render_email(d)
         assert (got.subject, got.html, got.text) == (alone.subject, alone.html, alone.text)
+
+
+def test_a_stamp_filled_in_part_keeps_its_other_slots_and_takes_no_value_for_a_marker() -> None:
+    """`Stamp.partial` (a paper's abstract cut in its row): the other slots are the ones a
+    stamp of the filled text has, and fill alike; a value that looks like a marker stays text."""
+    text = ('<p title="\ue000t\ue001">\ue000a\ue001 <b>\ue000m\ue001</b></p>'
+            '<!--digestbot:reasons--><title>\ue000s\ue001</title>')
+    stamp = fragments.Stamp(text)
+    for values in ({"a": HOSTILE}, {"a": "x", "t": 'q"<y'}, {"s": "<t>", "m": "&"}, {}):
+        part = stamp.partial(values)
+        rest = {"t": 'a"b&', "a": "<1>", "m": "m&m", "s": "x</title>", "reasons": "<i>r</i>"}
+        assert part.fill(rest) == stamp.fill({**rest, **values})
+        assert [n for n, _ in part.slots] == [n for n, _ in stamp.slots if n not in values]
+    marker = stamp.partial({"a": fragments.slot("m"), "t": str(fragments.block("reasons"))})
+    assert [n for n, _ in marker.slots] == ["m", "reasons", "s"]
+    assert fragments.slot("m") in marker.fill({"m": "x"})

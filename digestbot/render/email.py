@@ -152,7 +152,7 @@ def _page(template: str, context: dict[str, Any], more: int, **extra: Any) -> tu
     lang = context["lang"]
     values = {name: context.get(name) or "" for name in _PAGE_SLOTS}
     values["more"] = i18n.more_not_shown(more, lang) if more else ""
-    shape = tuple(bool(v) for v in values.values())
+    shape = tuple(map(bool, values.values()))
 
     def make() -> Stamp:
         marks: dict[str, Any] = {name: slot(name) if present else None

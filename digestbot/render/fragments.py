@@ -104,14 +104,34 @@ class Stamp:
 
     def __init__(self, text: str, *, html: bool = True) -> None:
         parts = split(text)
-        self.literals: list[str] = parts[0::3]
-        self.slots: list[tuple[str, Callable[[str], str]]] = []
+        literals: list[str] = parts[0::3]
+        slots: list[tuple[str, Callable[[str], str]]] = []
         seen = ""
-        for n, literal in enumerate(self.literals[:-1]):
+        for n, literal in enumerate(literals[:-1]):
             seen += literal
             name, block_name = parts[3 * n + 1], parts[3 * n + 2]
-            self.slots.append((block_name, _raw) if block_name
-                              else (name, _escaper(seen, html)))
+            slots.append((block_name, _raw) if block_name
+                         else (name, _escaper(seen, html)))
+        self._made(literals, slots)
+
+    def partial(self, values: Mapping[str, str]) -> Stamp:
+        """The stamp with the slots `values` names filled (escaped as `fill` does) and the
+        others kept as they are, without reading the text again: a value is never taken
+        for a marker."""
+        literals, slots = [self.literals[0]], []
+        for (name, escape), literal in zip(self.slots, self.literals[1:], strict=True):
+            if name in values:
+                value = values[name] or ""
+                literals[-1] += (escape(value) if escape is not _raw else value) + literal
+            else:
+                slots.append((name, escape))
+                literals.append(literal)
+        stamp = Stamp.__new__(Stamp)
+        stamp._made(literals, slots)
+        return stamp
+
+    def _made(self, literals: list[str], slots: list[tuple[str, Callable[[str], str]]]) -> None:
+        self.literals, self.slots = literals, slots
         self.size = sum(len(t.encode("utf-8")) for t in self.literals)
         self._utf8: list[bytes] | None = None  # the literals encoded, when first asked
         # (slot, value) → the value escaped and encoded for `around`: a page's values are

@@ -86,12 +86,10 @@ class _Rows:
             shortened = ((cut[0] is not None and len(en_text) > cut[0])
                          or (cut[1] is not None and entry.enrichment is not None
                              and len(zh_text) > cut[1]))
-            self.by_step[cut] = Stamp(self.shapes[shape].fill({
+            # The reader's slots (match, reasons, controls) stay slots.
+            self.by_step[cut] = self.shapes[shape].partial({
                 "en-abstract": clip(en_text, cut[0]), "zh-abstract": clip(zh_text, cut[1]),
-                "shortened": _shortened(lang) if shortened else "",
-                # The reader's slots stay slots.
-                "match": slot("match"), "reasons": block("reasons"),
-                "controls": block("controls")}))
+                "shortened": _shortened(lang) if shortened else ""})
         stamp = self.by_step[step] = self.by_step[cut]
         return stamp
 
