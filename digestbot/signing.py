@@ -18,6 +18,7 @@ the next restart).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -90,6 +91,7 @@ def verify(secret: bytes, purpose: str, token: str, *, now: float | None = None)
     return text
 
 
+@functools.lru_cache(maxsize=64)  # a batch's links mostly expire in the same few seconds
 def _base36(n: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
@@ -124,7 +126,13 @@ def check_csrf(secret: bytes, cookie: str | None, field: str | None) -> bool:
 
 def link_path(path: str, token: str, **extra: str) -> str:
     """`{path}?token=…[&name=value…]`, the site-relative shape of every link with a token."""
+    if not extra and _AS_IS.fullmatch(token):  # our tokens: nothing to quote (most links)
+        return f"{path}?token={token}"
     return f"{path}?{urlencode({'token': token, **extra})}"
+
+
+# What `urlencode` leaves as it is in a value (quote_plus's always-safe characters).
+_AS_IS = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def public_link(settings: Settings, path: str, token: str) -> str | None:

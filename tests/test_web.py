@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import time
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -132,6 +133,9 @@ def test_same_site_links_have_the_shape_of_the_public_ones() -> None:
                           now=1_000_001) == "7"
     assert signing.link_path("/preferences", "a b", done="save") == \
         "/preferences?token=a+b&done=save"
+    # A token that needs no quoting goes in as it is; any other as urlencode quotes it.
+    for odd in (token, "Ab0_.~-", "", "a b", "a+b", "a/b=c", "é", "a&b", "%41", "a\nb"):
+        assert signing.link_path("/u", odd) == f"/u?{urlencode({'token': odd})}"
 
 
 async def test_access_log_hides_tokens(client, store: Store, caplog: pytest.LogCaptureFixture
