@@ -165,5 +165,5 @@ class EmailVotes:
         text_up, text_down = self._text_data
         return Columns(
             html=[[before] * n, ups, [between] * n, downs, [after] * n],
-            sizes=[self._html_size + s for s in sizes],
+            sizes=list(map(self._html_size.__add__, sizes)),
             text=[[text_up] * n, text_ups, [text_down] * n, text_downs])

@@ -73,10 +73,6 @@ def html_reasons(entry: DigestEntry, lang: str) -> str:
                     *(hit.fill({"text": hit_text(h)}) for h in entry.hits)])
 
 
-# Where a reader's controls go in a filled row (private use, as the markers).
-_CONTROLS = "\ue002"
-
-
 class _Entry:
     """An entry with its badge and reasons filled in: its rows (split where the reader's
     controls go) and its text, made once for every reader the same entry goes to, as UTF-8
@@ -90,8 +86,8 @@ class _Entry:
         self.rows: _Rows = _ROWS.get(paper, lambda: _Rows(entry, lang))
         self.paper_id = entry.paper.id
         self.topics = tuple(h.topic for h in entry.hits)
-        self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang),
-                       "controls": _CONTROLS}
+        # The entry's values in its row; the reader's controls go where the row is split.
+        self.reader = {"match": badge(entry), "reasons": html_reasons(entry, lang)}
         self.reader_size = sum(len(self.reader[k].encode("utf-8")) for k in ("match", "reasons"))
         # By the step's place in _ABSTRACT_STEPS (None: not asked yet). Fitting the budget
         # asks each entry's size at several steps for every reader: a list, not a dict, so
@@ -130,10 +126,9 @@ class _Entry:
         """The entry's rows at `_ABSTRACT_STEPS[step]`, before and after where the reader's
         controls go."""
         filled = self.filled[step]
-        if filled is None:
-            head, _, tail = self.rows.at(_ABSTRACT_STEPS[step]).fill(self.reader).partition(
-                _CONTROLS)
-            filled = self.filled[step] = (head.encode("utf-8"), tail.encode("utf-8"))
+        if filled is None:  # the paper's row, encoded once, around the reader's values
+            filled = self.filled[step] = self.rows.at(_ABSTRACT_STEPS[step]).around(
+                self.reader, "controls")
         return filled
 
 
@@ -234,10 +229,11 @@ class _Lineup:
                  "totals")
 
     def __init__(self, items: list[_Entry]) -> None:
+        # Columns by C maps, not comprehensions: a day makes a lineup per set of subscriptions.
         self.items = items
-        self.paper_ids = tuple([i.paper_id for i in items])
-        self.topics = tuple(itertools.chain.from_iterable([i.topics for i in items]))
-        self.texts = [i.text for i in items]
+        self.paper_ids = tuple(map(_PAPER_ID, items))
+        self.topics = tuple(itertools.chain.from_iterable(map(_TOPICS, items)))
+        self.texts = tuple(map(_TEXT, items))
         # By the step's place in _ABSTRACT_STEPS (None: not asked yet), as `_Entry`'s.
         self.totals: list[int | None] = [None] * len(_ABSTRACT_STEPS)
         self.heads: list[Sequence[bytes] | None] = [None] * len(_ABSTRACT_STEPS)
@@ -280,7 +276,7 @@ class _Lineup:
         total = self.totals[step]
         if total is None:
             try:  # each entry's size at this step known already (another digest asked it)
-                total = sum(map(_SIZE_AT[step], [i.sizes for i in self.items]))
+                total = sum(map(_SIZE_AT[step], map(_SIZES, self.items)))
             except TypeError:  # a None: some entry's size at this step not asked yet
                 total = sum([i.size(step) for i in self.items])
             self.totals[step] = total
@@ -291,12 +287,15 @@ class _Lineup:
         heads, tails = self.heads[step], self.tails[step]
         if heads is None or tails is None:
             pairs = [i.filled[step] or i.html(step) for i in self.items]
-            heads = self.heads[step] = [head for head, _ in pairs]
-            tails = self.tails[step] = [tail for _, tail in pairs]
+            heads = self.heads[step] = tuple(map(_HEAD, pairs))
+            tails = self.tails[step] = tuple(map(_TAIL, pairs))
         return heads, tails
 
 
 _KEY = operator.attrgetter("key")
+_PAPER_ID, _TOPICS, _TEXT, _SIZES = map(operator.attrgetter, ("paper_id", "topics", "text",
+                                                              "sizes"))
+_HEAD, _TAIL = operator.itemgetter(0), operator.itemgetter(1)
 # Digests' entries as lineups, per language (a day has one per distinct set of subscriptions).
 _LINEUPS = Memo(20_000)
 

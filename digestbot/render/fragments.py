@@ -132,8 +132,9 @@ class Stamp:
 
     def _made(self, literals: list[str], slots: list[tuple[str, Callable[[str], str]]]) -> None:
         self.literals, self.slots = literals, slots
-        self.size = sum(len(t.encode("utf-8")) for t in self.literals)
-        self._utf8: list[bytes] | None = None  # the literals encoded, when first asked
+        # The literals encoded (for `around`), and so the stamp's size.
+        self._utf8 = [t.encode("utf-8") for t in literals]
+        self.size = sum(map(len, self._utf8))
         # (slot, value) → the value escaped and encoded for `around`: a page's values are
         # mostly alike for thousands of readers (subject, header, topics), its links not.
         self._encoded: dict[tuple[int, str], bytes] = {}
@@ -151,8 +152,6 @@ class Stamp:
         UTF-8: the literals encoded once, each value as it goes in, so a page around a
         digest's entries costs no encode (nor a copy) of its whole text per reader; a large
         value goes in by the caller's one join instead of a copy here and another there."""
-        if self._utf8 is None:
-            self._utf8 = [t.encode("utf-8") for t in self.literals]
         n = next(i for i, (name, _) in enumerate(self.slots) if name == at)
         pieces, encoded = [self._utf8[0]], self._encoded
         if len(encoded) > _ENCODED:
