@@ -207,11 +207,8 @@ class Library:
                      ) -> list[DigestEntry | None]:
         """`held_entry` of each paper's rows where that is a lone held row's kept entry (most
         of a digest), in one loop; None where `held_entry` (or more) must be asked."""
-        out: list[DigestEntry | None] = []
-        for rows in found:
-            lone = rows[0].get(_LONE) if len(rows) == 1 else None
-            out.append(lone.get(lang) if lone is not None else None)
-        return out
+        return [rows[0][_LONE].get(lang) if len(rows) == 1 and _LONE in rows[0] else None
+                for rows in found]
 
     def _held_entry(self, rows: list[dict[str, Any]], lang: str) -> DigestEntry | None:
         row = rows[0]

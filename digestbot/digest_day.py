@@ -4,6 +4,7 @@ papers in: best score first, ties by paper id (`best_first`)."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -77,21 +78,14 @@ class HeldDay:
              ) -> list[list[dict[str, Any]]]:
         """Each paper's rows passing `subscriptions`, in their order (in one loop: a set of
         subscriptions asks this for each of its ~50 papers)."""
-        by_paper, out = self.by_paper, []
+        on_papers = map(self.by_paper.get, paper_ids, itertools.repeat(_NONE))
         if len(subscriptions) == 1:
             topic, threshold = subscriptions[0]
-            for pid in paper_ids:
-                row = by_paper.get(pid, _NONE).get(topic)
-                out.append([row] if row is not None and row["score"] >= threshold else [])
-            return out
-        for pid in paper_ids:
-            on, rows = by_paper.get(pid, _NONE), []
-            for topic, threshold in subscriptions:
-                row = on.get(topic)
-                if row is not None and row["score"] >= threshold:
-                    rows.append(row)
-            out.append(rows)
-        return out
+            return [[row] if (row := on.get(topic)) is not None and row["score"] >= threshold
+                    else [] for on in on_papers]
+        return [[row for topic, threshold in subscriptions
+                 if (row := on.get(topic)) is not None and row["score"] >= threshold]
+                for on in on_papers]
 
 
 _NONE: dict[str, dict[str, Any]] = {}  # a paper with no rows (read only)
