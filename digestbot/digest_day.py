@@ -13,8 +13,6 @@ from typing import Any
 RANK = "the rank"
 RANKED = operator.itemgetter(RANK)
 _PAPER = operator.itemgetter("arxiv_id")
-# A rank's paper id: what follows its 20 digits of score.
-_RANKED_PAPER = operator.itemgetter(slice(20, None))
 
 
 def rank(row: dict[str, Any]) -> str:
@@ -49,11 +47,13 @@ class HeldDay:
         self._papers: dict[str, list[str]] = {}
         self._ranks: dict[str, list[str]] = {}
         self._negated: dict[str, list[int]] = {}
+        self._paper_of: dict[str, str] = {}  # rank → its paper id (the id object, not a slice)
         for topic, held in self.by_topic.items():
             held.sort(key=RANKED)
             self._papers[topic] = list(map(_PAPER, held))
             self._ranks[topic] = list(map(RANKED, held))
             self._negated[topic] = [-row["score"] for row in held]
+            self._paper_of.update(zip(self._ranks[topic], self._papers[topic], strict=True))
 
     def _passing(self, topic: str, threshold: int) -> int:
         """How many of the topic's rows (best first) score at least `threshold`."""
@@ -72,7 +72,7 @@ class HeldDay:
         for topic, threshold in subscriptions:
             ranks += self._ranks.get(topic, [])[:self._passing(topic, threshold)]
         ranks.sort()
-        return list(dict.fromkeys(map(_RANKED_PAPER, ranks)))
+        return list(dict.fromkeys(map(self._paper_of.__getitem__, ranks)))
 
     def rows(self, paper_ids: Iterable[str], subscriptions: Sequence[tuple[str, int]]
              ) -> list[list[dict[str, Any]]]:
