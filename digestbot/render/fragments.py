@@ -138,12 +138,15 @@ class Stamp:
         # (slot, value) → the value escaped and encoded for `around`: a page's values are
         # mostly alike for thousands of readers (subject, header, topics), its links not.
         self._encoded: dict[tuple[int, str], bytes] = {}
-        # One str.format call per fill: the literals with their braces doubled, a field per slot.
-        self._format = "".join(
-            t.replace("{", "{{").replace("}", "}}") + ("{}" if n < len(self.slots) else "")
-            for n, t in enumerate(self.literals)).format
+        self._format: Callable[..., str] | None = None  # made at the first `fill`
 
     def fill(self, values: Mapping[str, str]) -> str:
+        if self._format is None:  # rows are joined `around` their slots, never filled
+            # One str.format call per fill: the literals with their braces doubled, a field
+            # per slot.
+            self._format = "".join(
+                t.replace("{", "{{").replace("}", "}}") + ("{}" if n < len(self.slots) else "")
+                for n, t in enumerate(self.literals)).format
         return self._format(*[escape(values.get(name) or "") if escape is not _raw
                               else values.get(name) or "" for name, escape in self.slots])
 
