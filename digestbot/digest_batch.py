@@ -244,24 +244,31 @@ class Library:
     def ranked(self, subscriptions: list[Subscription], window: list[str]) -> tuple[str, ...]:
         """`best_first` of `passing`: for a window of one day (most readers), ranked from the
         held day's columns without touching a row."""
-        if len(set(window)) > 1 or not subscriptions:
+        held = self._one_day(subscriptions, window)
+        if held is None:
             return tuple(best_first(self.passing(subscriptions, window)))
-        held = self._passing_on(window[0], min(s.threshold for s in subscriptions))
         return tuple(held.ranked([(s.topic, s.threshold) for s in subscriptions]))
 
     def passing_rows(self, ids: list[str], subscriptions: list[Subscription], window: list[str]
                      ) -> list[list[dict[str, Any]]]:
         """The rows of `passing` of each paper of `ids`, in subscription order (found by id
         for a window of one day)."""
-        if len(set(window)) > 1:
+        held = self._one_day(subscriptions, window)
+        if held is None:
             found: dict[str, list[dict[str, Any]]] = {pid: [] for pid in ids}
             for row in self.passing(subscriptions, window):
                 rows = found.get(row["arxiv_id"])
                 if rows is not None:
                     rows.append(row)
             return [found[pid] for pid in ids]
-        held = self._passing_on(window[0], min(s.threshold for s in subscriptions))
         return held.rows(ids, [(s.topic, s.threshold) for s in subscriptions])
+
+    def _one_day(self, subscriptions: list[Subscription], window: list[str]) -> HeldDay | None:
+        """The held day a one-day window's `passing` reads (at these subscriptions' lowest
+        threshold); None for a longer window or no subscriptions, which `passing` reads."""
+        if len(set(window)) > 1 or not subscriptions:
+            return None
+        return self._passing_on(window[0], min(s.threshold for s in subscriptions))
 
     def scored_on(self, day: str, subscriptions: list[Subscription], ids: list[str]
                   ) -> list[dict[str, Any]] | None:
