@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digestbot import digest as digests
 from digestbot import subscribers
+from digestbot.collecting import fewer_collections
 from digestbot.config import Settings
 from digestbot.enrich import topic_scores
 from digestbot.models import Subscriber
@@ -113,26 +114,27 @@ def plan_into(
     stamp = _selection_inputs(store)
     ready = Readiness(store, date, strict=strict, inputs=stamp)
     empty = _known_empty(store, date, stamp)
-    for sub in _candidates(store, date, now, force, report):
-        if sub.id in empty:
-            report.empty += 1
-            continue
-        if ready.still_waiting(sub):
-            report.unready += 1
-            continue
-        digest = digests.select(store, sub, date, history=history, library=library)
-        full = (digests.select(store, sub, date, history=history, library=library,
-                               superset=True) if ready.needs_superset(sub) else digest)
-        if not ready.final(sub, digest, full):
-            report.unready += 1
-            continue
-        if digest is None or not digest.entries:
-            report.empty += 1
-            empty.add(sub.id)
-            continue
-        row_id = create_row(store, settings, digest, now)
-        if row_id is not None:
-            created.append(row_id)
+    with fewer_collections():  # a day's readers, each a digest's worth of short-lived rows
+        for sub in _candidates(store, date, now, force, report):
+            if sub.id in empty:
+                report.empty += 1
+                continue
+            if ready.still_waiting(sub):
+                report.unready += 1
+                continue
+            digest = digests.select(store, sub, date, history=history, library=library)
+            full = (digests.select(store, sub, date, history=history, library=library,
+                                   superset=True) if ready.needs_superset(sub) else digest)
+            if not ready.final(sub, digest, full):
+                report.unready += 1
+                continue
+            if digest is None or not digest.entries:
+                report.empty += 1
+                empty.add(sub.id)
+                continue
+            row_id = create_row(store, settings, digest, now)
+            if row_id is not None:
+                created.append(row_id)
     store.set_meta(EMPTY_KEY, json.dumps({"date": date, "stamp": stamp, "ids": sorted(empty)}))
     report.planned += len(created)
     return created

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from digestbot.collecting import fewer_collections
 from digestbot.config import Settings
 from digestbot.models import Subscriber
 from digestbot.outbox.attempt import (
@@ -142,10 +143,11 @@ async def deliver_pending(
         return report
     for channel, rows in others.items():
         queues[channel].extend(reversed(rows))
-    await asyncio.gather(*(
-        _drain(store, senders[channel], rows, report, now,
-               {r.id for r in others.get(channel, ())})
-        for channel, rows in queues.items()))
+    with fewer_collections():  # each message a digest rebuilt and rendered, then dropped
+        await asyncio.gather(*(
+            _drain(store, senders[channel], rows, report, now,
+                   {r.id for r in others.get(channel, ())})
+            for channel, rows in queues.items()))
     return report
 
 
