@@ -121,15 +121,16 @@ def populate(store: Store, n_subs: int, n_papers: int, n_topics: int, rng: rando
 def select_and_render(store: Store) -> tuple[float, float, int, int]:
     """Seconds (wall, CPU) for every subscriber, digests rendered, entries rendered.
 
-    Selection shares one `Library` across subscribers, as `outbox.plan` does, and the loop
-    collects garbage as planning and sending do (`fewer_collections`).
+    Selection shares one `Library` across subscribers, goes through them in its order
+    (`alike_together`) and collects garbage as planning and sending do (`fewer_collections`);
+    sending renders in the order planning wrote the rows.
     """
     start, cpu = time.perf_counter(), time.process_time()
     rendered = entries = 0
     library, history = digest.Library(store), DeliveryHistory(store)
     settings = load_settings(db=store.path, **LINKS)
     with fewer_collections():
-        for sub in subscribers.list_all(store):
+        for sub in library.alike_together(subscribers.list_all(store)):
             d = digest.select(store, sub, DAY, history=history, library=library)
             if d is None:
                 continue

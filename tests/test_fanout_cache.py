@@ -5,6 +5,7 @@ paper's rendered rows are kept by content across batches, the day's score rows s
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from datetime import UTC, datetime
 
@@ -13,7 +14,7 @@ from digestbot.config import load_settings
 from digestbot.enrich.stored import save_enrichment
 from digestbot.enrich.topic_scores import subscribed_scores
 from digestbot.models import Enrichment
-from digestbot.outbox import DeliveryHistory
+from digestbot.outbox import DeliveryHistory, plan
 from digestbot.outbox.rows import create_row
 from digestbot.render import email as email_render
 from digestbot.store import Store
@@ -272,3 +273,34 @@ def test_a_day_s_readers_share_rankings_and_lineups_as_if_each_were_selected_alo
             dataclasses.replace(d, key=None))
         assert (named.html, named.text, named.subject) == (
             by_content.html, by_content.text, by_content.subject)
+
+
+def test_planning_goes_through_readers_alike_together_and_plans_each_their_own(
+        store: Store) -> None:
+    """`plan` selects for readers of the same subscriptions and language one after another
+    (their ranking and lineup still in the CPU's caches), each with the digest they get
+    selected alone, and every due reader in the same pass."""
+    add_paper(store, "2608.00001", scores={"post-training": 90, "agents": 75})
+    add_paper(store, "2608.00002", scores={"post-training": 65, "agents": 95})
+    sets = [({"agents": 70}, "zh"), ({"post-training": 60}, "zh"), ({"agents": 70}, "en"),
+            ({"post-training": 60, "agents": 70}, "zh"), ({"agents": 70}, "zh"),
+            ({"post-training": 60}, "zh"), ({"agents": 70}, "en")]
+    readers = [make_sub(store, f"r{n}@example.org", topics=topics, lang=lang)
+               for n, (topics, lang) in enumerate(sets)]
+    alone = {r.id: [e.paper.id for e in digest.select(
+        store, r, DAY, history=DeliveryHistory(store), library=digest.Library(store)).entries]
+        for r in readers}
+    created = plan(store, load_settings(db=store.path), DAY, now=NOW, force=True)
+    planned = [(row["subscriber_id"], json.loads(row["paper_ids"])) for row in store.db.query(
+        "select subscriber_id, paper_ids from deliveries order by id")]
+    assert len(created) == len(readers) == len(planned)
+    assert dict(planned) == alone
+    key_of = {r.id: (tuple(topics.items()), lang) for r, (topics, lang) in zip(readers, sets,
+                                                                              strict=True)}
+    keys = [key_of[sid] for sid, _ in planned]
+    # Each set and language in one run, its readers in the order they joined.
+    runs = [key for n, key in enumerate(keys) if n == 0 or keys[n - 1] != key]
+    assert len(runs) == len(set(keys)) == 4
+    for key in runs:
+        ids = [sid for sid, _ in planned if key_of[sid] == key]
+        assert ids == sorted(ids)

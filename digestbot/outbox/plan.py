@@ -115,7 +115,7 @@ def plan_into(
     ready = Readiness(store, date, strict=strict, inputs=stamp)
     empty = _known_empty(store, date, stamp)
     with fewer_collections():  # a day's readers, each a digest's worth of short-lived rows
-        for sub in _candidates(store, date, now, force, report):
+        for sub in library.alike_together(_candidates(store, date, now, force, report)):
             if sub.id in empty:
                 report.empty += 1
                 continue
