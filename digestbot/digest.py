@@ -237,12 +237,13 @@ def _held_picks(context: ReaderContext, date: str, ids: list[str], suggested: di
     subscriptions = library.subscription_key(context.subscriber.id)
     known = library.memo(("held picks", date, context.lang, subscriptions))
     if not all(map(known.__contains__, ids)):
-        for pid in ids:
-            if pid not in known:
-                rows = _scored(subscriptions, by_paper.get(pid))
-                if not rows:
-                    return None
-                known[pid] = _held_pick(context, rows, [])
+        missing = [pid for pid in ids if pid not in known]
+        library.papers(missing)  # read in one query, not one a paper as entries are made
+        for pid in missing:  # `rebuild` made the ids unique
+            rows = _scored(subscriptions, by_paper.get(pid))
+            if not rows:
+                return None
+            known[pid] = _held_pick(context, rows, [])
     picks = list(map(known.__getitem__, ids))
     for pid in suggested.keys() & set(ids) if suggested else ():  # planned as "you may like"
         rows = _scored(subscriptions, by_paper[pid])

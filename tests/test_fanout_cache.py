@@ -304,3 +304,21 @@ def test_planning_goes_through_readers_alike_together_and_plans_each_their_own(
     for key in runs:
         ids = [sid for sid, _ in planned if key_of[sid] == key]
         assert ids == sorted(ids)
+
+
+def test_rebuilding_a_row_reads_its_papers_in_one_query(store: Store) -> None:
+    """Sending rebuilds each row from its ids in a batch that has read nothing yet: the row's
+    papers (and their enrichments) come in one query each, not one a paper."""
+    ids = [f"2608.{n:05d}" for n in range(1, 13)]
+    for n, pid in enumerate(ids):
+        add_paper(store, pid, scores={"post-training": 90 - n})
+    sub = make_sub(store)
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    try:
+        d = digest.rebuild(store, sub, DAY, ids, 0, library=digest.Library(store))
+    finally:
+        store.db.conn.set_trace_callback(None)
+    assert [e.paper.id for e in d.entries] == ids
+    assert sum(" from papers " in f" {s} " for s in statements) == 1
+    assert sum(" from enrichments " in f" {s} " for s in statements) == 1
