@@ -223,9 +223,9 @@ def _held_picks(context: ReaderContext, date: str, ids: list[str], suggested: di
     library = context.library
     if context.shelf is not None or not library.announced_on(date, ids):
         return None
-    by_paper = library.held_scores(date)
     if context.profile.follows:  # their followed authors make each entry their own
         picks = []
+        by_paper = library.held_scores(date)
         for pid in ids:
             rows = _scored(library.subscription_key(context.subscriber.id), by_paper.get(pid))
             if not rows:
@@ -239,23 +239,29 @@ def _held_picks(context: ReaderContext, date: str, ids: list[str], suggested: di
     if not all(map(known.__contains__, ids)):
         missing = [pid for pid in ids if pid not in known]
         library.papers(missing)  # read in one query, not one a paper as entries are made
+        # The rows passing the reader's thresholds, as planning read them (a few per cent of
+        # a day's scores); every score on their topics only for a paper with none passing
+        # now (a threshold raised since).
+        passing = (library.passing_day(date, min(t for _, t in subscriptions)).by_paper
+                   if subscriptions else {})
         for pid in missing:  # `rebuild` made the ids unique
-            rows = _scored(subscriptions, by_paper.get(pid))
+            rows = (_scored(subscriptions, passing.get(pid), passing_only=True)
+                    or _scored(subscriptions, library.held_scores(date).get(pid)))
             if not rows:
                 return None
             known[pid] = _held_pick(context, rows, [])
     picks = list(map(known.__getitem__, ids))
     for pid in suggested.keys() & set(ids) if suggested else ():  # planned as "you may like"
-        rows = _scored(subscriptions, by_paper[pid])
+        rows = _scored(subscriptions, library.held_scores(date)[pid])
         picks[ids.index(pid)] = (announcement(rows[0]), [suggested[pid]], [])
     return picks
 
 
-def _scored(subscriptions: tuple[tuple[str, int], ...], on: dict[str, dict[str, Any]] | None
-            ) -> list[dict[str, Any]]:
+def _scored(subscriptions: tuple[tuple[str, int], ...], on: dict[str, dict[str, Any]] | None,
+            *, passing_only: bool = False) -> list[dict[str, Any]]:
     """A paper's held rows (`on`: topic → row) on the reader's topics (`subscription_key`), in
-    the order they subscribed: those that pass their threshold, else all of them (a threshold
-    raised since)."""
+    the order they subscribed: those that pass their threshold, else (unless `passing_only`)
+    all of them (a threshold raised since)."""
     passing: list[dict[str, Any]] = []
     scored: list[dict[str, Any]] = []
     for topic, threshold in subscriptions if on else ():
@@ -264,7 +270,7 @@ def _scored(subscriptions: tuple[tuple[str, int], ...], on: dict[str, dict[str, 
             scored.append(row)
             if row["score"] >= threshold:
                 passing.append(row)
-    return passing or scored
+    return passing if passing_only else passing or scored
 
 
 def _held_pick(context: ReaderContext, rows: list[dict[str, Any]], authors: list[AuthorHit]

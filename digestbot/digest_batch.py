@@ -241,7 +241,7 @@ class Library:
         days = sorted(set(window))
         rows = []
         for day in days:
-            held = self._passing_on(day, floor)
+            held = self.passing_day(day, floor)
             for sub in subscriptions:
                 rows += held.passing(sub.topic, sub.threshold)
         if len(days) > 1:
@@ -278,7 +278,7 @@ class Library:
         threshold); None for a longer window or no subscriptions, which `passing` reads."""
         if len(set(window)) > 1 or not subscriptions:
             return None
-        return self._passing_on(window[0], min(s.threshold for s in subscriptions))
+        return self.passing_day(window[0], min(s.threshold for s in subscriptions))
 
     def scored_on(self, day: str, subscriptions: list[Subscription], ids: list[str]
                   ) -> list[dict[str, Any]] | None:
@@ -327,7 +327,7 @@ class Library:
             self._announced_sets[day] = {a.arxiv_id for a in self.announcements(day)}
         return self._announced_sets[day]
 
-    def _passing_on(self, day: str, floor: int) -> HeldDay:
+    def passing_day(self, day: str, floor: int) -> HeldDay:
         """`day`'s score rows at or above `floor` (read again only for a reader whose
         threshold is lower than any before)."""
         held = self._scores.get(day)

@@ -322,3 +322,34 @@ def test_rebuilding_a_row_reads_its_papers_in_one_query(store: Store) -> None:
     assert [e.paper.id for e in d.entries] == ids
     assert sum(" from papers " in f" {s} " for s in statements) == 1
     assert sum(" from enrichments " in f" {s} " for s in statements) == 1
+
+
+def test_rebuilding_reads_every_score_only_for_a_paper_passing_no_longer(
+        store: Store, monkeypatch) -> None:
+    """Sending rebuilds rows from the day's passing rows (a few per cent of its scores); a
+    paper that passes none of the reader's thresholds now (one raised since planning) still
+    names every score on their topics, read then."""
+    add_paper(store, "2608.00001", scores={"post-training": 90, "agents": 75})
+    add_paper(store, "2608.00002", scores={"post-training": 80, "agents": 40})
+    add_paper(store, "2608.00003", scores={"post-training": 20, "agents": 10})
+    sub = make_sub(store, topics={"post-training": 60, "agents": 70})
+    planned = digest.select(store, sub, DAY, history=DeliveryHistory(store))
+    ids = [e.paper.id for e in planned.entries]
+    assert ids == ["2608.00001", "2608.00002"]
+    reads = []
+    real = digest.Library.held_scores
+    monkeypatch.setattr(digest.Library, "held_scores",
+                        lambda self, day: reads.append(day) or real(self, day))
+
+    def hits(d: digest.Digest) -> list[list[tuple[str, int]]]:
+        return [[(h.topic, h.score) for h in e.hits] for e in d.entries]
+
+    again = digest.rebuild(store, sub, DAY, ids, 0, library=digest.Library(store))
+    assert hits(again) == hits(planned) == [[("post-training", 90), ("agents", 75)],
+                                            [("post-training", 80)]]
+    assert reads == []
+    subscribers.set_subscription(store, sub.id, "post-training", 95)
+    sub = subscribers.get(store, sub.id)
+    raised = digest.rebuild(store, sub, DAY, ids, 0, library=digest.Library(store))
+    assert hits(raised) == [[("agents", 75)], [("post-training", 80), ("agents", 40)]]
+    assert reads == [DAY]
