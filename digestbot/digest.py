@@ -238,10 +238,9 @@ def _held_picks(context: ReaderContext, date: str, ids: list[str], suggested: di
     known = library.memo(("held picks", date, context.lang, subscriptions))
     if not all(map(known.__contains__, ids)):
         missing = [pid for pid in ids if pid not in known]
-        library.papers(missing)  # read in one query, not one a paper as entries are made
         # The rows passing the reader's thresholds, as planning read them (a few per cent of
-        # a day's scores); every score on their topics only for a paper with none passing
-        # now (a threshold raised since).
+        # a day's scores, their papers read with them in a few queries); every score on their
+        # topics only for a paper with none passing now (a threshold raised since).
         passing = (library.passing_day(date, min(t for _, t in subscriptions)).by_paper
                    if subscriptions else {})
         for pid in missing:  # `rebuild` made the ids unique
